@@ -1,0 +1,60 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// walctl: a point-in-time-recovery WAL archive manager for PostgreSQL.
+///
+/// Modules point downwards only (see docs/architecture.md):
+/// C shims -> WALFormat, Codec, HTTP -> Storage -> Catalog, Planner, PGClient -> Commands -> walctl.
+let package = Package(
+    name: "walctl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "walctl", targets: ["walctl"]),
+        .library(name: "WALFormat", targets: ["WALFormat"]),
+        .library(name: "Codec", targets: ["Codec"]),
+        .library(name: "Storage", targets: ["Storage"]),
+        .library(name: "Catalog", targets: ["Catalog"]),
+        .library(name: "Planner", targets: ["Planner"]),
+        .library(name: "Commands", targets: ["Commands"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, each fenced into one system-library target.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // Hardware CRC-32C (SSE4.2) with a portable fallback.
+        .target(name: "CCRC32C"),
+
+        .target(name: "WALFormat", dependencies: ["CCRC32C"]),
+        .target(name: "Codec", dependencies: ["CZstd", "CZlib"]),
+        .target(name: "HTTP", dependencies: ["CCurl"]),
+        .target(name: "Storage", dependencies: ["HTTP", "WALFormat", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Catalog", dependencies: ["CSQLite", "WALFormat", "Storage"]),
+        .target(name: "Planner", dependencies: ["WALFormat", "Catalog"]),
+        .target(name: "PGClient", dependencies: ["CLibPQ", "WALFormat"]),
+        .target(name: "Commands", dependencies: [
+            "WALFormat", "Codec", "Storage", "Catalog", "Planner", "PGClient",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "walctl", dependencies: [
+            "Commands", "WALFormat",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),
+
+        .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "TestSupport"]),
+        .testTarget(name: "CodecTests", dependencies: ["Codec"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"]),
+        .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),
+        .testTarget(name: "PlannerTests", dependencies: ["Planner", "TestSupport"]),
+        .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
