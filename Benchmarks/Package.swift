@@ -1,0 +1,36 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// walctl's in-process benchmarks (package-benchmark). A separate package so that `swift build` of
+// walctl itself never compiles the benchmark harness. Run: `cd Benchmarks && swift package benchmark`.
+let package = Package(
+    name: "walctl-benchmarks",
+    platforms: [.macOS(.v13)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "WALScan",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "WALFormat", package: "walctl"),
+                .product(name: "Codec", package: "walctl"),
+            ],
+            path: "Benchmarks/WALScan",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+        .executableTarget(
+            name: "Catalog",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Catalog", package: "walctl"),
+                .product(name: "WALFormat", package: "walctl"),
+            ],
+            path: "Benchmarks/Catalog",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ],
+    swiftLanguageModes: [.v5]
+)

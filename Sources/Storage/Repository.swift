@@ -1,0 +1,146 @@
+import Foundation
+import WALFormat
+
+/// The cluster a repository is bound to, stored as `repository.json` at the repository root.
+/// One repository holds one cluster's archive: a segment from another system is refused.
+public struct RepositoryInfo: Codable, Equatable, Sendable {
+    public var formatVersion: Int
+    /// Kept as a decimal string: JSON numbers lose precision above 2^53.
+    public var systemIdentifier: String
+    public var walSegmentSize: UInt64
+    public var pgVersion: Int
+    public var createdAt: PGTimestamp
+
+    public init(systemIdentifier: UInt64, walSegmentSize: UInt64, pgVersion: Int, createdAt: PGTimestamp) {
+        formatVersion = 1
+        self.systemIdentifier = String(systemIdentifier)
+        self.walSegmentSize = walSegmentSize
+        self.pgVersion = pgVersion
+        self.createdAt = createdAt
+    }
+    public var systemID: UInt64 { UInt64(systemIdentifier) ?? 0 }
+    public var segmentSize: WALSegmentSize? { WALSegmentSize(bytes: walSegmentSize) }
+}
+
+/// What walctl keeps about one archived file, stored beside the object as `<name>.meta` (JSON).
+///
+/// The meta object is written *after* the data object and is the commit marker: an object without
+/// its meta was never acknowledged to PostgreSQL and may be replaced; a file with a meta is archived.
+public struct ArchivedFileMeta: Codable, Equatable, Sendable {
+    /// The PostgreSQL file name (`000000010000000000000003`, `00000002.history`, ...).
+    public var name: String
+    /// Size of the original file in bytes.
+    public var size: Int64
+    /// Size of the stored (compressed) object in bytes.
+    public var storedSize: Int64
+    /// Codec name (`zstd`, `gzip`, `none`).
+    public var codec: String
+    /// CRC-32C of the original bytes, 8 lower-case hex digits.
+    public var crc32c: String
+    public var archivedAt: PGTimestamp
+    /// The WAL summary, for segments and partial segments.
+    public var summary: SegmentSummary?
+
+    public init(name: String, size: Int64, storedSize: Int64, codec: String, crc32c: UInt32,
+                archivedAt: PGTimestamp, summary: SegmentSummary?) {
+        self.name = name; self.size = size; self.storedSize = storedSize; self.codec = codec
+        self.crc32c = Self.hex(crc32c); self.archivedAt = archivedAt; self.summary = summary
+    }
+    public static func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16); return String(repeating: "0", count: 8 - s.count) + s
+    }
+    public var checksum: UInt32? { UInt32(crc32c, radix: 16) }
+}
+
+/// Where everything lives inside a repository. Keys are computed from validated names only, so a
+/// restore is one direct GET (no listing on the restore path).
+///
+/// ```
+/// repository.json                                    the cluster binding (RepositoryInfo)
+/// wal/TTTTTTTTLLLLLLLL/<segment>[.partial].<ext>     WAL, compressed (.zst, .gz, or no extension)
+/// wal/TTTTTTTTLLLLLLLL/<segment>[.partial].meta      its ArchivedFileMeta
+/// wal/TTTTTTTTLLLLLLLL/<seg>.<offset>.backup.<ext>   backup history files
+/// wal/history/TTTTTTTT.history.<ext>                 timeline history files
+/// backup/<label>/...                                 base backups
+/// ```
+public enum RepositoryLayout {
+    public static let infoKey = "repository.json"
+    public static let walPrefix = "wal/"
+    public static let metaSuffix = ".meta"
+    public static let backupPrefix = "backup/"
+
+    /// The directory (key prefix, no trailing slash) for a WAL file name.
+    public static func directory(for name: WALFileName) -> String {
+        switch name {
+        case .history: return "wal/history"
+        case .segment(let s), .partial(let s), .backupHistory(let s, _): return "wal/" + s.prefix(16)
+        }
+    }
+    /// The data object's key for `name` stored with a codec whose file extension is `ext` ("" for none).
+    public static func objectKey(_ name: WALFileName, extension ext: String) -> String {
+        directory(for: name) + "/" + name.description + (ext.isEmpty ? "" : "." + ext)
+    }
+    public static func metaKey(_ name: WALFileName) -> String {
+        directory(for: name) + "/" + name.description + metaSuffix
+    }
+}
+
+/// A repository: a store plus its layout and binding.
+public final class Repository {
+    public let store: ObjectStore
+    public let url: String
+
+    public init(store: ObjectStore, url: String) { self.store = store; self.url = url }
+
+    /// The binding, or nil when the repository has not been initialised.
+    public func info() throws -> RepositoryInfo? {
+        guard let bytes = try store.get(key: RepositoryLayout.infoKey) else { return nil }
+        do {
+            return try JSONDecoder().decode(RepositoryInfo.self, from: Data(bytes))
+        } catch {
+            throw StoreError.configuration("\(url)/\(RepositoryLayout.infoKey) is not a walctl repository file: \(error)")
+        }
+    }
+
+    /// Writes the binding; refuses to rebind a repository bound to another system.
+    public func bind(_ info: RepositoryInfo) throws {
+        if let existing = try self.info() {
+            guard existing.systemIdentifier == info.systemIdentifier else {
+                throw StoreError.configuration(
+                    "repository \(url) is bound to database system \(existing.systemIdentifier), not \(info.systemIdentifier): use another repository for this cluster")
+            }
+            guard existing.walSegmentSize == info.walSegmentSize else {
+                throw StoreError.configuration("repository \(url) holds \(existing.walSegmentSize)-byte segments, the cluster uses \(info.walSegmentSize)")
+            }
+            if existing.pgVersion == info.pgVersion { return }
+        }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try store.put(key: RepositoryLayout.infoKey, bytes: Array(try enc.encode(info)))
+    }
+
+    /// The meta of an archived file, or nil when it was never (completely) archived.
+    public func meta(for name: WALFileName) throws -> ArchivedFileMeta? {
+        guard let bytes = try store.get(key: RepositoryLayout.metaKey(name)) else { return nil }
+        return try Self.decodeMeta(bytes, key: RepositoryLayout.metaKey(name))
+    }
+
+    public static func decodeMeta(_ bytes: [UInt8], key: String) throws -> ArchivedFileMeta {
+        do {
+            return try JSONDecoder().decode(ArchivedFileMeta.self, from: Data(bytes))
+        } catch {
+            throw StoreError.configuration("archive metadata \(key) is unreadable: \(error)")
+        }
+    }
+
+    public static func encodeMeta(_ meta: ArchivedFileMeta) throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return Array(try enc.encode(meta))
+    }
+
+    /// Every archived file's meta key, in key order (used by catalog rebuild and check).
+    public func listMetaKeys() throws -> [ObjectInfo] {
+        try store.list(prefix: RepositoryLayout.walPrefix).filter { $0.key.hasSuffix(RepositoryLayout.metaSuffix) }
+    }
+}

@@ -1,0 +1,67 @@
+/// A named restore point found in WAL (`pg_create_restore_point`).
+public struct RestorePoint: Codable, Equatable, Sendable {
+    public var name: String
+    public var time: PGTimestamp
+    public var lsn: LSN
+    public init(name: String, time: PGTimestamp, lsn: LSN) { self.name = name; self.time = time; self.lsn = lsn }
+}
+
+/// A checkpoint record found in WAL.
+public struct CheckpointInfo: Codable, Equatable, Sendable {
+    public var lsn: LSN
+    /// `CheckPoint.time`, whole seconds.
+    public var time: PGTimestamp
+    /// True for a shutdown checkpoint (including the end-of-recovery one).
+    public var shutdown: Bool
+    public init(lsn: LSN, time: PGTimestamp, shutdown: Bool) { self.lsn = lsn; self.time = time; self.shutdown = shutdown }
+}
+
+/// What one WAL segment covers, computed at archive time from the bytes already in memory.
+///
+/// Counting rule: a record belongs to the segment in which it *starts*. A segment that begins with
+/// the tail of a record from the previous segment skips that tail; a record that continues into the
+/// next segment is counted here, and its CRC is not checked (it cannot be from one file): that is not
+/// a CRC failure.
+public struct SegmentSummary: Codable, Equatable, Sendable {
+    /// Records that start in this segment.
+    public var records: Int = 0
+    /// COMMIT and COMMIT_PREPARED records.
+    public var commits: Int = 0
+    /// ABORT and ABORT_PREPARED records.
+    public var aborts: Int = 0
+    /// Time of the first / last commit (including commit prepared), nil when there is none.
+    public var firstCommitTime: PGTimestamp?
+    public var lastCommitTime: PGTimestamp?
+    /// Time of the first / last commit *or abort*: the records `recovery_target_time` is tested
+    /// against. The planner uses these.
+    public var firstXactTime: PGTimestamp?
+    public var lastXactTime: PGTimestamp?
+    public var restorePoints: [RestorePoint] = []
+    public var checkpoints: [CheckpointInfo] = []
+    /// The segment ends with an XLOG_SWITCH record (the rest is zeros).
+    public var endsWithSwitch: Bool = false
+    /// Records whose CRC-32C did not match.
+    public var crcFailures: Int = 0
+    /// Start LSNs of the records that failed their CRC (at most the first 100).
+    public var crcFailureLSNs: [LSN] = []
+    /// Start LSN of the first / last record that starts in the segment.
+    public var firstLSN: LSN?
+    public var lastLSN: LSN?
+    /// The last record continues into the next segment.
+    public var continuesIntoNext: Bool = false
+
+    public init() {}
+}
+
+extension LSN: Codable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let l = LSN(s) else { throw DecodingError.dataCorruptedError(in: c, debugDescription: "bad LSN \(s)") }
+        self = l
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
