@@ -50,6 +50,14 @@ public struct ArchivedFileMeta: Codable, Equatable, Sendable {
         let s = String(v, radix: 16); return String(repeating: "0", count: 8 - s.count) + s
     }
     public var checksum: UInt32? { UInt32(crc32c, radix: 16) }
+
+    /// The key of the data object this meta describes, or nil when the meta is malformed.
+    public var objectKey: String? {
+        guard let n = WALFileName(name), let c = checksum else { return nil }
+        let ext: String
+        switch codec { case "zstd": ext = "zst"; case "gzip": ext = "gz"; case "none": ext = ""; default: return nil }
+        return RepositoryLayout.objectKey(n, crc32c: c, extension: ext)
+    }
 }
 
 /// Where everything lives inside a repository. Keys are computed from validated names only, so a
@@ -57,10 +65,11 @@ public struct ArchivedFileMeta: Codable, Equatable, Sendable {
 ///
 /// ```
 /// repository.json                                    the cluster binding (RepositoryInfo)
-/// wal/TTTTTTTTLLLLLLLL/<segment>[.partial].<ext>     WAL, compressed (.zst, .gz, or no extension)
-/// wal/TTTTTTTTLLLLLLLL/<segment>[.partial].meta      its ArchivedFileMeta
-/// wal/TTTTTTTTLLLLLLLL/<seg>.<offset>.backup.<ext>   backup history files
-/// wal/history/TTTTTTTT.history.<ext>                 timeline history files
+/// wal/TTTTTTTTLLLLLLLL/<segment>.<crc32c>.<ext>      WAL, compressed (.zst, .gz, or no extension)
+/// wal/TTTTTTTTLLLLLLLL/<segment>.meta                its ArchivedFileMeta (the commit marker)
+/// wal/TTTTTTTTLLLLLLLL/<segment>.partial.<crc>.<ext> partial segments, and their .meta
+/// wal/TTTTTTTTLLLLLLLL/<seg>.<offset>.backup.<crc>.<ext>  backup history files
+/// wal/history/TTTTTTTT.history.<crc>.<ext>           timeline history files
 /// backup/<label>/...                                 base backups
 /// ```
 public enum RepositoryLayout {
@@ -76,9 +85,14 @@ public enum RepositoryLayout {
         case .segment(let s), .partial(let s), .backupHistory(let s, _): return "wal/" + s.prefix(16)
         }
     }
-    /// The data object's key for `name` stored with a codec whose file extension is `ext` ("" for none).
-    public static func objectKey(_ name: WALFileName, extension ext: String) -> String {
-        directory(for: name) + "/" + name.description + (ext.isEmpty ? "" : "." + ext)
+    /// The data object's key: the name, the CRC-32C of the original bytes and the codec's extension
+    /// ("" for none), e.g. `wal/0000000100000000/000000010000000000000003.1c2b3a4d.zst`.
+    ///
+    /// Content-addressed on purpose: two different files pushed under one name (a misconfigured
+    /// second cluster, a race) can never overwrite each other's data object; the meta decides
+    /// which one is archived.
+    public static func objectKey(_ name: WALFileName, crc32c: UInt32, extension ext: String) -> String {
+        directory(for: name) + "/" + name.description + "." + ArchivedFileMeta.hex(crc32c) + (ext.isEmpty ? "" : "." + ext)
     }
     public static func metaKey(_ name: WALFileName) -> String {
         directory(for: name) + "/" + name.description + metaSuffix

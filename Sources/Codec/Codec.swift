@@ -1,0 +1,89 @@
+/// Compression codecs for archived objects. Every object is a standard frame: `zstd -d` or `gunzip`
+/// on a stored object gives back the original bytes.
+public enum CodecKind: String, CaseIterable, Sendable, Codable {
+    case zstd
+    case gzip
+    case none
+
+    /// The object key's extension (`""` for none).
+    public var fileExtension: String {
+        switch self { case .zstd: return "zst"; case .gzip: return "gz"; case .none: return "" }
+    }
+
+    /// Parses a setting value: `zstd`/`zst`, `gzip`/`gz`, `none`.
+    public init?(setting: String) {
+        switch setting.lowercased() {
+        case "zstd", "zst": self = .zstd
+        case "gzip", "gz": self = .gzip
+        case "none", "off": self = .none
+        default: return nil
+        }
+    }
+
+    /// The level used when none is configured.
+    public var defaultLevel: Int32 {
+        switch self { case .zstd: return 3; case .gzip: return 6; case .none: return 0 }
+    }
+
+    /// Valid levels for the codec.
+    public var levels: ClosedRange<Int32> {
+        switch self { case .zstd: return 1...19; case .gzip: return 1...9; case .none: return 0...0 }
+    }
+
+    /// A new streaming compressor. `pledgedSize` (the input size, when known) lets zstd record the
+    /// content size in the frame header.
+    public func makeCompressor(level: Int32? = nil, pledgedSize: UInt64? = nil) throws(CodecError) -> Compressor {
+        switch self {
+        case .zstd: return try ZstdCompressor(level: level ?? defaultLevel, pledgedSize: pledgedSize)
+        case .gzip: return try GzipCompressor(level: level ?? defaultLevel)
+        case .none: return PassThrough()
+        }
+    }
+
+    public func makeDecompressor() throws(CodecError) -> Decompressor {
+        switch self {
+        case .zstd: return try ZstdDecompressor()
+        case .gzip: return try GzipDecompressor()
+        case .none: return PassThrough()
+        }
+    }
+}
+
+/// Where a codec hands its output. Called with chunks that are only valid during the call.
+public typealias ByteSink = (UnsafeRawBufferPointer) throws -> Void
+
+/// A streaming compressor: feed input with `update`, end the frame with `finish`.
+public protocol Compressor: AnyObject {
+    func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws
+    func finish(into sink: ByteSink) throws
+}
+
+/// A streaming decompressor: feed stored bytes with `update`; `finish` throws when the frame is
+/// incomplete or corrupt, so a truncated object is never taken for a whole one.
+public protocol Decompressor: AnyObject {
+    func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws
+    func finish(into sink: ByteSink) throws
+}
+
+/// Codec failures.
+public enum CodecError: Error, Equatable, Sendable, CustomStringConvertible {
+    case initFailed(String)
+    case compressFailed(String)
+    case corrupt(String)
+    case truncated(String)
+
+    public var description: String {
+        switch self {
+        case .initFailed(let m): return "cannot start codec: \(m)"
+        case .compressFailed(let m): return "compression failed: \(m)"
+        case .corrupt(let m): return "stored object is corrupt: \(m)"
+        case .truncated(let m): return "stored object is truncated: \(m)"
+        }
+    }
+}
+
+/// The `none` codec: bytes pass through unchanged.
+final class PassThrough: Compressor, Decompressor {
+    func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws { if input.count > 0 { try sink(input) } }
+    func finish(into sink: ByteSink) throws {}
+}

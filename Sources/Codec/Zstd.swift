@@ -1,0 +1,76 @@
+import CZstd
+
+/// Output chunk size for both zstd directions.
+let zstdChunk = 1 << 20
+
+/// zstd with a content checksum in every frame (`zstd -d` verifies it too).
+final class ZstdCompressor: Compressor {
+    let ctx: OpaquePointer
+    let out: UnsafeMutableRawPointer
+
+    init(level: Int32, pledgedSize: UInt64?) throws(CodecError) {
+        guard let c = ZSTD_createCCtx() else { throw .initFailed("ZSTD_createCCtx") }
+        ctx = c
+        out = .allocate(byteCount: zstdChunk, alignment: 16)
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level)
+        ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1)
+        if let p = pledgedSize { ZSTD_CCtx_setPledgedSrcSize(ctx, p) }
+    }
+    deinit { ZSTD_freeCCtx(ctx); out.deallocate() }
+
+    func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws { try run(input, ZSTD_e_continue, sink) }
+    func finish(into sink: ByteSink) throws { try run(UnsafeRawBufferPointer(start: nil, count: 0), ZSTD_e_end, sink) }
+
+    private func run(_ input: UnsafeRawBufferPointer, _ mode: ZSTD_EndDirective, _ sink: ByteSink) throws {
+        var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        while true {
+            var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: 0)
+            let r = ZSTD_compressStream2(ctx, &outb, &inb, mode)
+            if ZSTD_isError(r) != 0 { throw CodecError.compressFailed(String(cString: ZSTD_getErrorName(r))) }
+            if outb.pos > 0 { try sink(UnsafeRawBufferPointer(start: out, count: outb.pos)) }
+            if mode == ZSTD_e_end ? r == 0 : inb.pos == inb.size { break }
+        }
+    }
+}
+
+final class ZstdDecompressor: Decompressor {
+    let ctx: OpaquePointer
+    let out: UnsafeMutableRawPointer
+    /// 0 once a frame is complete: anything else at `finish` means the object was cut short.
+    var pending: Int = 1
+    var sawInput = false
+
+    init() throws(CodecError) {
+        guard let c = ZSTD_createDCtx() else { throw .initFailed("ZSTD_createDCtx") }
+        ctx = c
+        out = .allocate(byteCount: zstdChunk, alignment: 16)
+    }
+    deinit { ZSTD_freeDCtx(ctx); out.deallocate() }
+
+    func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws {
+        guard input.count > 0 else { return }
+        sawInput = true
+        var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
+        while inb.pos < inb.size {
+            var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: 0)
+            let r = ZSTD_decompressStream(ctx, &outb, &inb)
+            if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
+            pending = r
+            if outb.pos > 0 { try sink(UnsafeRawBufferPointer(start: out, count: outb.pos)) }
+        }
+        // Drain any output still buffered inside zstd.
+        while pending != 0 {
+            var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: 0)
+            let r = ZSTD_decompressStream(ctx, &outb, &inb)
+            if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
+            pending = r
+            if outb.pos == 0 { break }
+            try sink(UnsafeRawBufferPointer(start: out, count: outb.pos))
+        }
+    }
+
+    func finish(into sink: ByteSink) throws {
+        guard sawInput else { throw CodecError.truncated("empty zstd object") }
+        if pending != 0 { throw CodecError.truncated("zstd frame ends early") }
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import Storage
+import WALFormat
+import Codec
+
+/// Every failure a walctl command reports, with a stable code (see docs/errors.md) and a one-line
+/// message an operator can act on.
+public enum WalctlError: Error, CustomStringConvertible {
+    /// The name is not a WAL segment, partial, history or backup history file name.
+    case invalidName(String)
+    /// The repository has no `repository.json`: `walctl init` was not run.
+    case notInitialised(repository: String)
+    /// A local file could not be read or written.
+    case file(operation: String, path: String, errno: Int32)
+    /// The file is not the WAL segment its name says, or belongs to another cluster.
+    case invalidWAL(file: String, reason: WALFormatError)
+    /// A different file is already archived under this name.
+    case archiveMismatch(name: String, archivedCRC: String, newCRC: String)
+    /// The repository failed.
+    case store(StoreError)
+    /// A stored object could not be decoded.
+    case codec(name: String, CodecError)
+    /// The restored bytes do not match the checksum recorded at archive time.
+    case checksumMismatch(name: String, expected: String, actual: String, size: Int64, expectedSize: Int64)
+    case configuration(ConfigurationError)
+    /// PostgreSQL or libpq failed.
+    case postgres(String)
+    /// Waited too long for something (WAL to arrive, a lock).
+    case timeout(String)
+    /// A precondition an operator must fix (non-empty directory, wrong cluster, ...).
+    case refused(String)
+
+    /// Stable, searchable code.
+    public var code: String {
+        switch self {
+        case .invalidName: return "invalid-name"
+        case .notInitialised: return "repo-not-initialised"
+        case .file: return "file-io"
+        case .invalidWAL: return "invalid-wal"
+        case .archiveMismatch: return "archive-mismatch"
+        case .store(let e): if case .notFound = e { return "not-found" }; return "repo-io"
+        case .codec: return "object-corrupt"
+        case .checksumMismatch: return "checksum-mismatch"
+        case .configuration: return "config"
+        case .postgres: return "postgres"
+        case .timeout: return "timeout"
+        case .refused: return "refused"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidName(let n):
+            return "\"\(n)\" is not a WAL file name (expected a 24-hex-digit segment, .partial, TTTTTTTT.history or .backup file; no paths)"
+        case .notInitialised(let r): return "repository \(r) is not initialised: run `walctl init --pgdata DIR` first"
+        case .file(let op, let p, let e): return "cannot \(op) \(p): \(String(cString: strerror(e)))"
+        case .invalidWAL(let f, let r): return "refusing \(f): \(r)"
+        case .archiveMismatch(let n, let a, let b):
+            return "\(n) is already archived with different content (archived crc32c \(a), this file \(b)): refusing to overwrite; check for a second cluster writing to this repository"
+        case .store(let e): return e.description
+        case .codec(let n, let e): return "\(n): \(e)"
+        case .checksumMismatch(let n, let e, let a, let s, let es):
+            return "\(n): restored bytes fail verification (crc32c \(a), \(s) bytes; archived crc32c \(e), \(es) bytes): the stored object is corrupt"
+        case .configuration(let e): return e.description
+        case .postgres(let m): return m
+        case .timeout(let m): return m
+        case .refused(let m): return m
+        }
+    }
+
+    /// True when the failure may go away by retrying (network, server errors).
+    public var isTransient: Bool {
+        switch self {
+        case .store(let e): return e.isTransient
+        case .codec, .checksumMismatch: return true  // a body damaged in flight reads fine the next time
+        default: return false
+        }
+    }
+}
