@@ -28,13 +28,14 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Hardware CRC-32C (SSE4.2) with a portable fallback.
         .target(name: "CCRC32C"),
 
         .target(name: "WALFormat", dependencies: ["CCRC32C"]),
         .target(name: "Codec", dependencies: ["CZstd", "CZlib"]),
         .target(name: "HTTP", dependencies: ["CCurl"]),
-        .target(name: "Storage", dependencies: ["HTTP", "WALFormat", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Storage", dependencies: ["HTTP", "CCrypto", "WALFormat", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Catalog", dependencies: ["CSQLite", "WALFormat", "Storage"]),
         .target(name: "Planner", dependencies: ["WALFormat", "Catalog"]),
         .target(name: "PGClient", dependencies: ["CLibPQ", "WALFormat"]),
