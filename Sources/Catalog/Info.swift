@@ -1,0 +1,95 @@
+import Foundation
+import Storage
+import WALFormat
+
+/// Everything `walctl info` prints, and exactly what `walctl info --json` emits.
+/// The JSON keys are a stable interface documented in docs/catalog.md: keys may be added, never
+/// renamed or removed without bumping `formatVersion`.
+public struct CatalogInfo: Codable, Equatable, Sendable {
+    /// Bumped only on an incompatible change of this JSON. Currently 1.
+    public var formatVersion: Int = 1
+    public var repository: String
+    public var systemIdentifier: String?
+    public var walSegmentSize: UInt64
+    public var catalogPath: String
+    /// False while the catalog may miss files (never rebuilt, or a rebuild did not finish).
+    public var catalogComplete: Bool
+    public var generatedAt: PGTimestamp
+    public var counts: CatalogCounts
+    public var backups: [BackupRecord]
+    public var timelines: [TimelineInfo]
+    public var recoverableWindows: [RecoverableWindow]
+    public var lastArchived: LastArchived?
+
+    /// One timeline's archived WAL.
+    public struct TimelineInfo: Codable, Equatable, Sendable {
+        public var timeline: TimeLineID
+        /// The parent timeline and the switch point, from the recorded history (nil for a root).
+        public var parent: TimeLineID?
+        public var switchPoint: LSN?
+        public var segments: Int64
+        public var bytes: Int64
+        public var storedBytes: Int64
+        /// Archived runs, ascending, and the gaps between them.
+        public var ranges: [SegmentRange]
+        public var gaps: [SegmentGap]
+    }
+
+    /// The most recently archived segment.
+    public struct LastArchived: Codable, Equatable, Sendable {
+        public var name: String
+        public var archivedAt: PGTimestamp
+        /// Seconds between `archivedAt` and `generatedAt`.
+        public var ageSeconds: Double
+        public var lastXactTime: PGTimestamp?
+    }
+
+    /// The JSON walctl prints: pretty, sorted keys.
+    public func json() throws(CatalogError) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do { return String(decoding: try enc.encode(self), as: UTF8.self) } catch {
+            throw .invalidInput("cannot encode catalog info: \(error)")
+        }
+    }
+}
+
+extension Catalog {
+    /// Gathers `CatalogInfo` in one read snapshot. Cost: a few index seeks per timeline plus one row
+    /// per archived run and per backup; no scan of the segment table.
+    public func info(now: PGTimestamp = PGTimestamp(date: Date())) throws(CatalogError) -> CatalogInfo {
+        try read { () throws(CatalogError) -> CatalogInfo in
+            let sys = try systemIdentifierRecorded()
+            var tlInfo: [CatalogInfo.TimelineInfo] = []
+            for tl in try timelines() {
+                let h = try history(of: tl)
+                let s = try conn.prepare("SELECT segments, bytes, stored_bytes FROM timeline_stats WHERE repo=? AND timeline=?")
+                try s.bind([.int(repo), .int(Int64(tl))])
+                var segs: Int64 = 0, bytes: Int64 = 0, stored: Int64 = 0
+                if try s.step() { segs = s.int64(0); bytes = s.int64(1); stored = s.int64(2) }
+                s.reset()
+                let ranges = try archivedRanges(timeline: tl)
+                var gaps: [SegmentGap] = []
+                for (a, b) in zip(ranges, ranges.dropFirst()) { gaps.append(gap(tl, a.lastSegno + 1, b.firstSegno - 1)) }
+                tlInfo.append(.init(timeline: tl, parent: h?.entries.last?.timeline, switchPoint: h?.entries.last?.switchPoint,
+                                       segments: segs, bytes: bytes, storedBytes: stored, ranges: ranges, gaps: gaps))
+            }
+            let last = try lastArchivedSegment().map {
+                CatalogInfo.LastArchived(name: $0.name, archivedAt: $0.archivedAt,
+                                         ageSeconds: Double(now.microseconds - $0.archivedAt.microseconds) / 1_000_000,
+                                         lastXactTime: $0.lastXactTime)
+            }
+            return CatalogInfo(repository: repositoryURL, systemIdentifier: sys, walSegmentSize: segmentSize.bytes,
+                               catalogPath: path, catalogComplete: try isComplete(), generatedAt: now,
+                               counts: try counts(), backups: try backups(), timelines: tlInfo,
+                               recoverableWindows: try recoverableWindows(), lastArchived: last)
+        }
+    }
+
+    func systemIdentifierRecorded() throws(CatalogError) -> String? {
+        let s = try conn.prepare("SELECT system_identifier FROM repository WHERE id=?")
+        try s.bind([.int(repo)])
+        defer { s.reset() }
+        return try s.step() ? s.textOrNil(0) : nil
+    }
+}

@@ -1,0 +1,213 @@
+import Dispatch
+import Foundation
+import Storage
+import WALFormat
+
+/// Lets one non-Sendable value cross into `concurrentPerform` workers that only read it.
+private struct Unchecked<T>: @unchecked Sendable { let value: T }
+
+extension Catalog {
+    /// Reads `backup/<label>/backup.json` as a `BackupRecord` JSON; nil when the object is absent.
+    /// The default `readBackup` of `rebuild(from:)` and `check(against:)`.
+    public static func readBackupRecord(store: ObjectStore, key: String) throws -> BackupRecord? {
+        guard let bytes = try store.get(key: key) else { return nil }
+        return try BackupRecord.decode(bytes, key: key)
+    }
+
+    /// The keys of every backup record in the repository (`backup/<label>/backup.json`).
+    public static func backupRecordKeys(in repository: Repository) throws(CatalogError) -> [String] {
+        do {
+            return try repository.store.list(prefix: RepositoryLayout.backupPrefix).map(\.key).filter {
+                $0.hasSuffix("/backup.json") && $0.dropFirst(RepositoryLayout.backupPrefix.count).split(separator: "/").count == 2
+            }
+        } catch {
+            throw .repository("listing \(repository.url)/\(RepositoryLayout.backupPrefix): \(error)")
+        }
+    }
+
+    /// Reads objects `keys` with `parallelism` concurrent readers (each store call is independent, so
+    /// this works the same on a filesystem and on S3) and returns bytes or the error, in key order.
+    static func readAll(_ keys: ArraySlice<String>, store: ObjectStore, parallelism: Int) -> [Result<[UInt8]?, Error>] {
+        let n = keys.count
+        guard n > 0 else { return [] }
+        var out = [Result<[UInt8]?, Error>](repeating: .success(nil), count: n)
+        let box = Unchecked(value: store)
+        let base = keys.startIndex
+        let keyArray = Array(keys)
+        out.withUnsafeMutableBufferPointer { buf in
+            let p = Unchecked(value: buf)
+            let workers = max(1, min(parallelism, n))
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                var i = w
+                while i < n {
+                    p.value[i] = Result { try box.value.get(key: keyArray[i]) }
+                    i += workers
+                }
+            }
+        }
+        _ = base
+        return out
+    }
+
+    /// Recreates this repository's rows from the repository alone: every `wal/**.meta` (segments
+    /// with their time summaries, partial segments, history and backup-history files), the
+    /// timeline histories (through `loadHistory`, given a history file name, since those objects are
+    /// compressed and only the caller knows the codecs), and the backup records under `backup/`.
+    ///
+    /// Metas are read in parallel batches and inserted in one transaction per batch. The catalog is
+    /// marked incomplete (`isComplete() == false`) until the end, so a reader never plans from a
+    /// half-built catalog. An archive-push running at the same time is not lost: the old rows are
+    /// cleared before the listing, so a file is either listed or recorded after the clear.
+    ///
+    /// - Returns: what was recorded; unreadable metas are skipped and listed in the report.
+    @discardableResult
+    public func rebuild(from repository: Repository, parallelism: Int = 16, batchSize: Int = 4096,
+                        loadHistory: (String) throws -> TimelineHistory? = { _ in nil },
+                        readBackup: (ObjectStore, String) throws -> BackupRecord? = Catalog.readBackupRecord)
+        throws(CatalogError) -> RebuildReport
+    {
+        let started = Date()
+        var report = RebuildReport()
+        try write { () throws(CatalogError) in
+            let id = SQLValue.int(repo)
+            try conn.prepare("UPDATE repository SET rebuilt_at=NULL, rebuild_started_at=? WHERE id=?")
+                .run([.int(PGTimestamp(date: started).microseconds), id])
+            for t in ["segment", "partial_segment", "run", "timeline_stats", "restore_point", "archived_file", "timeline_history", "backup"] {
+                try conn.prepare("DELETE FROM \(t) WHERE repo=?").run([id])
+            }
+        }
+        let keys: [String]
+        do {
+            keys = try repository.listMetaKeys().map(\.key)
+        } catch {
+            throw .repository("listing \(repository.url)/\(RepositoryLayout.walPrefix): \(error)")
+        }
+        var historyNames: [String] = []
+        var start = 0
+        while start < keys.count {
+            let slice = keys[start..<min(keys.count, start + batchSize)]
+            let results = Self.readAll(slice, store: repository.store, parallelism: parallelism)
+            var metas: [ArchivedFileMeta] = []
+            metas.reserveCapacity(slice.count)
+            for (key, r) in zip(slice, results) {
+                do {
+                    guard let bytes = try r.get() else { continue }   // deleted since the listing
+                    let m = try Repository.decodeMeta(bytes, key: key)
+                    switch WALFileName(m.name) {
+                    case .segment?: report.segments += 1
+                    case .partial?: report.partialSegments += 1
+                    case .history?: report.historyFiles += 1; historyNames.append(m.name)
+                    case .backupHistory?: report.backupHistoryFiles += 1
+                    case nil: report.unreadable.append("\(key): \(m.name) is not a WAL file name"); continue
+                    }
+                    metas.append(m)
+                } catch {
+                    report.unreadable.append("\(key): \(error)")
+                }
+            }
+            try write { () throws(CatalogError) in
+                for m in metas {
+                    do throws(CatalogError) { try insert(m) } catch {
+                        if case .invalidInput(let msg) = error { report.unreadable.append(msg) } else { throw error }
+                    }
+                }
+            }
+            start += batchSize
+        }
+        for name in historyNames {
+            do {
+                if let h = try loadHistory(name) {
+                    try write { () throws(CatalogError) in try insertHistory(h) }
+                    report.histories += 1
+                }
+            } catch let e as CatalogError {
+                throw e
+            } catch {
+                report.unreadable.append("\(name): \(error)")
+            }
+        }
+        for key in try Self.backupRecordKeys(in: repository) {
+            do {
+                if let b = try readBackup(repository.store, key) {
+                    try write { () throws(CatalogError) in try insertBackup(b) }
+                    report.backups += 1
+                }
+            } catch let e as CatalogError where { if case .repository = e { return false }; return true }() {
+                throw e
+            } catch {
+                report.unreadable.append("\(key): \(error)")
+            }
+        }
+        try markComplete()
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+
+    /// Every file name the catalog holds for this repository (segments, partials, history and
+    /// backup-history files).
+    public func allFileNames() throws(CatalogError) -> Set<String> {
+        try read { () throws(CatalogError) -> Set<String> in
+            var names = Set<String>()
+            for (table, suffix) in [("segment", ""), ("partial_segment", ".partial")] {
+                let s = try conn.prepare("SELECT timeline, segno FROM \(table) WHERE repo=?")
+                try s.bind([.int(repo)])
+                while try s.step() {
+                    names.insert(SegmentID(timeline: TimeLineID(truncatingIfNeeded: s.int64(0)),
+                                           segno: UInt64(bitPattern: s.int64(1))).fileName(size: segmentSize) + suffix)
+                }
+                s.reset()
+            }
+            let s = try conn.prepare("SELECT name FROM archived_file WHERE repo=?")
+            try s.bind([.int(repo)])
+            while try s.step() { names.insert(s.text(0)) }
+            s.reset()
+            return names
+        }
+    }
+
+    /// Compares the catalog with the repository (one listing of `wal/` and `backup/`, no object
+    /// read): files archived but not catalogued, catalogued but gone, metas without a data object,
+    /// and backup records on either side only.
+    public func check(against repository: Repository) throws(CatalogError) -> CatalogDrift {
+        var drift = CatalogDrift()
+        let listing: [ObjectInfo]
+        do {
+            listing = try repository.store.list(prefix: RepositoryLayout.walPrefix)
+        } catch {
+            throw .repository("listing \(repository.url)/\(RepositoryLayout.walPrefix): \(error)")
+        }
+        // Meta names, and names that have some data object (`<dir>/<name>.<anything but meta>`).
+        var metaNames = Set<String>(), dataNames = Set<String>()
+        for o in listing {
+            let file = o.key.split(separator: "/").last.map(String.init) ?? o.key
+            if file.hasSuffix(RepositoryLayout.metaSuffix) {
+                metaNames.insert(String(file.dropLast(RepositoryLayout.metaSuffix.count)))
+            } else if let name = Self.walFileName(prefixOf: file) {
+                dataNames.insert(name)
+            }
+        }
+        let catalogued = try allFileNames()
+        drift.missingFromCatalog = metaNames.subtracting(catalogued).sorted()
+        drift.missingFromRepository = catalogued.subtracting(metaNames).sorted()
+        drift.metaWithoutObject = metaNames.subtracting(dataNames).sorted()
+        let repoLabels = Set(try Self.backupRecordKeys(in: repository).map {
+            String($0.dropFirst(RepositoryLayout.backupPrefix.count).split(separator: "/")[0])
+        })
+        let catalogLabels = Set(try backups().map(\.label))
+        drift.backupsMissingFromCatalog = repoLabels.subtracting(catalogLabels).sorted()
+        drift.backupsMissingFromRepository = catalogLabels.subtracting(repoLabels).sorted()
+        return drift
+    }
+
+    /// The WAL file name a data object's file name starts with (`<name>.<crc>.<ext>`, `<name>.<ext>`,
+    /// or `<name>`), or nil.
+    static func walFileName(prefixOf file: String) -> String? {
+        let parts = file.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        // Try the longest prefix that is a WAL file name: names have at most two dots (`.backup`).
+        for n in stride(from: min(3, parts.count), through: 1, by: -1) {
+            let candidate = parts[0..<n].joined(separator: ".")
+            if WALFileName(candidate) != nil { return candidate }
+        }
+        return nil
+    }
+}

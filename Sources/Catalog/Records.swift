@@ -1,0 +1,199 @@
+import Foundation
+import Storage
+import WALFormat
+
+/// A timeline path as `TimelineHistory.path` returns it: the timelines to follow, oldest first, each
+/// with the LSN range of the path it covers (`end` nil for the target timeline).
+public typealias TimelinePath = [(timeline: TimeLineID, begin: LSN, end: LSN?)]
+
+/// One archived WAL segment (or `.partial` segment) as the catalog knows it.
+public struct SegmentRecord: Codable, Equatable, Sendable {
+    public var timeline: TimeLineID
+    public var segno: XLogSegNo
+    /// True for a `.partial` segment.
+    public var partial: Bool
+    /// The PostgreSQL file name (`000000010000000000000003`, or `...partial`).
+    public var name: String
+    public var size: Int64
+    public var storedSize: Int64
+    public var codec: String
+    public var crc32c: UInt32
+    public var archivedAt: PGTimestamp
+    public var firstCommitTime: PGTimestamp?
+    public var lastCommitTime: PGTimestamp?
+    /// First / last commit-or-abort time: what `recovery_target_time` is tested against.
+    public var firstXactTime: PGTimestamp?
+    public var lastXactTime: PGTimestamp?
+    public var commits: Int
+    public var aborts: Int
+    /// Number of restore points that start in this segment.
+    public var restorePoints: Int
+    public var endsWithSwitch: Bool
+    public var firstLSN: LSN?
+    public var lastLSN: LSN?
+
+    public var hasRestorePoints: Bool { restorePoints > 0 }
+}
+
+/// A named restore point, located.
+public struct RestorePointRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var time: PGTimestamp
+    public var lsn: LSN
+    public var timeline: TimeLineID
+    /// The segment file that holds the restore point record.
+    public var segmentName: String
+}
+
+/// A run of missing segments `first...last` (inclusive) on one timeline.
+public struct SegmentGap: Codable, Equatable, Sendable {
+    public var timeline: TimeLineID
+    public var firstSegno: XLogSegNo
+    public var lastSegno: XLogSegNo
+    /// File names of the first and last missing segment.
+    public var firstName: String
+    public var lastName: String
+    public var count: UInt64 { lastSegno - firstSegno + 1 }
+}
+
+/// A run of archived segments `first...last` (inclusive, no gap) on one timeline.
+public struct SegmentRange: Codable, Equatable, Sendable {
+    public var timeline: TimeLineID
+    public var firstSegno: XLogSegNo
+    public var lastSegno: XLogSegNo
+    public var firstName: String
+    public var lastName: String
+    public var count: UInt64 { lastSegno - firstSegno + 1 }
+}
+
+/// State of a base backup.
+public enum BackupStatus: String, Codable, Sendable, CaseIterable {
+    /// Started, not finished (or the process died): never used for recovery.
+    case running
+    /// Finished and verified: the only state the recovery queries consider.
+    case complete
+    case failed
+    /// Past retention, kept for the record while its data is being deleted.
+    case expired
+}
+
+/// A base backup as recorded by the backup command, and as stored in the repository as
+/// `backup/<label>/backup.json` (this struct's JSON, see docs/catalog.md).
+public struct BackupRecord: Codable, Equatable, Sendable {
+    public var label: String
+    /// `START WAL LOCATION`: the redo point recovery starts from.
+    public var startLSN: LSN
+    /// `STOP WAL LOCATION`: recovery is consistent once it has replayed up to here.
+    public var stopLSN: LSN
+    public var startTime: PGTimestamp
+    /// When the backup ended. Backup history files print whole seconds; record the precise time
+    /// when known.
+    public var stopTime: PGTimestamp
+    /// The timeline the backup started on (`START TIMELINE`).
+    public var timeline: TimeLineID
+    /// `STOP TIMELINE`, when it differs or is known.
+    public var stopTimeline: TimeLineID?
+    public var checkpointLSN: LSN?
+    /// Bytes of the backed-up data directory, and bytes stored.
+    public var size: Int64
+    public var storedSize: Int64?
+    public var status: BackupStatus
+    public var pgVersion: Int
+    /// Decimal string, as in `repository.json`.
+    public var systemIdentifier: String
+
+    public init(label: String, startLSN: LSN, stopLSN: LSN, startTime: PGTimestamp, stopTime: PGTimestamp,
+                timeline: TimeLineID, stopTimeline: TimeLineID? = nil, checkpointLSN: LSN? = nil,
+                size: Int64, storedSize: Int64? = nil, status: BackupStatus, pgVersion: Int, systemIdentifier: String) {
+        self.label = label; self.startLSN = startLSN; self.stopLSN = stopLSN
+        self.startTime = startTime; self.stopTime = stopTime; self.timeline = timeline
+        self.stopTimeline = stopTimeline; self.checkpointLSN = checkpointLSN
+        self.size = size; self.storedSize = storedSize; self.status = status
+        self.pgVersion = pgVersion; self.systemIdentifier = systemIdentifier
+    }
+
+    /// The repository key of a backup's record: `backup/<label>/backup.json`.
+    public static func metadataKey(label: String) -> String { RepositoryLayout.backupPrefix + label + "/backup.json" }
+
+    /// Decodes the JSON written under `metadataKey(label:)`.
+    public static func decode(_ bytes: [UInt8], key: String) throws(CatalogError) -> BackupRecord {
+        do {
+            return try JSONDecoder().decode(BackupRecord.self, from: Data(bytes))
+        } catch {
+            throw .repository("backup record \(key) is unreadable: \(error)")
+        }
+    }
+
+    /// The JSON for `metadataKey(label:)`: sorted keys, so equal records are equal bytes.
+    public func encoded() throws(CatalogError) -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        do { return Array(try enc.encode(self)) } catch { throw .invalidInput("cannot encode backup \(label): \(error)") }
+    }
+}
+
+/// From when to when one timeline can be recovered with what is archived.
+public struct RecoverableWindow: Codable, Equatable, Sendable {
+    public var timeline: TimeLineID
+    /// The earliest complete backup on the path to the timeline, nil when there is none.
+    public var backupLabel: String?
+    /// The earliest time a recovery can target: that backup's stop time (nil: no backup).
+    public var from: PGTimestamp?
+    /// The latest commit-or-abort time reachable from that backup without crossing a gap (nil: none).
+    /// A recovery target must be before this time (recovery stops before the first later record).
+    public var to: PGTimestamp?
+    /// The latest commit-or-abort time archived on the timeline, gaps ignored.
+    public var latestArchivedXactTime: PGTimestamp?
+    /// Gaps on the path between the backup's start segment and the timeline's last archived segment.
+    public var gaps: [SegmentGap]
+}
+
+/// What `check(against:)` found.
+public struct CatalogDrift: Codable, Equatable, Sendable {
+    /// Archived in the repository (a `.meta` exists) but not in the catalog: file names.
+    public var missingFromCatalog: [String] = []
+    /// In the catalog but the repository has no `.meta` for it any more: file names.
+    public var missingFromRepository: [String] = []
+    /// A `.meta` whose data object is absent: file names (the archive is damaged there).
+    public var metaWithoutObject: [String] = []
+    /// Backup labels with a record in the repository but not in the catalog, and the reverse.
+    public var backupsMissingFromCatalog: [String] = []
+    public var backupsMissingFromRepository: [String] = []
+    /// Meta keys that could not be read or decoded.
+    public var unreadable: [String] = []
+
+    public init() {}
+    public var isClean: Bool {
+        missingFromCatalog.isEmpty && missingFromRepository.isEmpty && metaWithoutObject.isEmpty &&
+            backupsMissingFromCatalog.isEmpty && backupsMissingFromRepository.isEmpty && unreadable.isEmpty
+    }
+}
+
+/// What `rebuild(from:...)` did.
+public struct RebuildReport: Codable, Equatable, Sendable {
+    public var segments = 0
+    public var partialSegments = 0
+    public var historyFiles = 0
+    public var backupHistoryFiles = 0
+    public var histories = 0
+    public var backups = 0
+    /// Meta or backup keys that could not be read or decoded (with the reason), skipped.
+    public var unreadable: [String] = []
+    public var seconds = 0.0
+    public init() {}
+}
+
+/// Row counts and sizes, kept up to date on every insert (no table scans).
+public struct CatalogCounts: Codable, Equatable, Sendable {
+    public var segments: Int64 = 0
+    public var partialSegments: Int64 = 0
+    public var historyFiles: Int64 = 0
+    public var backupHistoryFiles: Int64 = 0
+    public var backups: Int64 = 0
+    public var restorePoints: Int64 = 0
+    public var timelines: Int64 = 0
+    /// Sum of original / stored sizes of the archived segments.
+    public var walBytes: Int64 = 0
+    public var walStoredBytes: Int64 = 0
+    public init() {}
+}

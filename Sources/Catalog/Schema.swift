@@ -1,0 +1,128 @@
+/// The catalog schema. Version 1. Integers everywhere: times are PostgreSQL microseconds since
+/// 2000-01-01 (`PGTimestamp.microseconds`), LSNs are the 64-bit value stored as its int64 bit
+/// pattern, timelines and segment numbers are plain integers.
+///
+/// Every table is keyed by `repo` first (one catalog file can describe several repositories), and
+/// the hot tables are `WITHOUT ROWID`, clustered on their primary key, so every query is a B-tree
+/// seek. See docs/catalog.md for the query-to-index map.
+enum Schema {
+    static let version: Int64 = 1
+
+    static let create = """
+    CREATE TABLE IF NOT EXISTS repository(
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        system_identifier TEXT,
+        segment_size INTEGER NOT NULL,
+        rebuilt_at INTEGER,
+        rebuild_started_at INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS segment(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        segno INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        crc32c INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL,
+        first_commit INTEGER,
+        last_commit INTEGER,
+        first_xact INTEGER,
+        last_xact INTEGER,
+        commits INTEGER NOT NULL,
+        aborts INTEGER NOT NULL,
+        restore_points INTEGER NOT NULL,
+        ends_with_switch INTEGER NOT NULL,
+        first_lsn INTEGER,
+        last_lsn INTEGER,
+        reach INTEGER,
+        PRIMARY KEY(repo, timeline, segno)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS segment_reach ON segment(repo, timeline, reach);
+    CREATE INDEX IF NOT EXISTS segment_archived ON segment(repo, archived_at);
+    CREATE TABLE IF NOT EXISTS partial_segment(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        segno INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        crc32c INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL,
+        first_commit INTEGER,
+        last_commit INTEGER,
+        first_xact INTEGER,
+        last_xact INTEGER,
+        commits INTEGER NOT NULL,
+        aborts INTEGER NOT NULL,
+        restore_points INTEGER NOT NULL,
+        ends_with_switch INTEGER NOT NULL,
+        first_lsn INTEGER,
+        last_lsn INTEGER,
+        reach INTEGER,
+        PRIMARY KEY(repo, timeline, segno)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS run(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        first_segno INTEGER NOT NULL,
+        last_segno INTEGER NOT NULL,
+        PRIMARY KEY(repo, timeline, first_segno)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS timeline_stats(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        segments INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        stored_bytes INTEGER NOT NULL,
+        PRIMARY KEY(repo, timeline)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS restore_point(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        lsn INTEGER NOT NULL,
+        segno INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        PRIMARY KEY(repo, timeline, lsn)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS restore_point_name ON restore_point(repo, name);
+    CREATE INDEX IF NOT EXISTS restore_point_segment ON restore_point(repo, timeline, segno);
+    CREATE TABLE IF NOT EXISTS archived_file(
+        repo INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        timeline INTEGER NOT NULL,
+        start_lsn INTEGER,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        crc32c INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL,
+        PRIMARY KEY(repo, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS timeline_history(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        parent INTEGER NOT NULL,
+        switch_lsn INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY(repo, timeline, position)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS backup(
+        repo INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        timeline INTEGER NOT NULL,
+        start_lsn INTEGER NOT NULL,
+        stop_lsn INTEGER NOT NULL,
+        start_time INTEGER NOT NULL,
+        stop_time INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY(repo, label)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS backup_stop ON backup(repo, timeline, stop_time);
+    """
+}
