@@ -1,0 +1,192 @@
+import Catalog
+import Codec
+import Foundation
+import Storage
+import WALFormat
+
+/// One stored tar archive of a base backup.
+public struct BackupArchive: Codable, Equatable, Sendable {
+    /// Object name inside `backup/<label>/` (`base.tar.zst`, `16390.tar.zst`).
+    public var object: String
+    /// The archive name the server sent (`base.tar`, or `base.tar.zst` when it compressed).
+    public var serverName: String
+    /// Codec of the stored object (`zstd`, `gzip`, `none`).
+    public var codec: String
+    /// Who compressed: `server` (PostgreSQL 15+ `COMPRESSION`) or `client` (walctl).
+    public var compressedBy: String
+    /// Tablespace OID, nil for the main data directory.
+    public var tablespaceOID: UInt32?
+    /// Tablespace location on the backed-up server, nil for the main data directory.
+    public var tablespaceLocation: String?
+    /// Bytes stored, and their CRC-32C (8 lower-case hex digits), checked again on restore.
+    public var storedSize: Int64
+    public var storedCRC32C: String
+    /// Uncompressed tar bytes, when walctl saw them (client compression), else nil.
+    public var tarSize: Int64?
+}
+
+/// What walctl stores about a base backup besides the catalog's `BackupRecord` fields: the objects
+/// that make it up. Kept under the key `contents` in `backup/<label>/backup.json`.
+public struct BackupContents: Codable, Equatable, Sendable {
+    public var formatVersion: Int = 1
+    public var archives: [BackupArchive]
+    /// `backup_manifest` when the server sent one (PostgreSQL 13+).
+    public var manifestObject: String?
+    public var manifestChecksumAlgorithm: String?
+    public var manifestSize: Int64?
+    /// `PG_VERSION_NUM` of the server (150018).
+    public var serverVersionNum: Int
+    public var walSegmentSize: UInt64
+    /// The WAL a restore needs for consistency, all archived before the backup was committed.
+    public var firstWALSegment: String
+    public var lastWALSegment: String
+    /// Seconds spent streaming, and waiting for WAL.
+    public var streamSeconds: Double
+    public var walWaitSeconds: Double
+    public var compression: String
+}
+
+/// Reads and writes `backup/<label>/backup.json`: the catalog's `BackupRecord` fields at the top
+/// level (so the catalog can decode it directly) plus `contents`.
+public enum BackupMetadata {
+    /// `backup/<label>/`.
+    public static func prefix(label: String) -> String { RepositoryLayout.backupPrefix + label + "/" }
+    /// `backup/<label>/backup.json`, the commit marker: a backup without it does not exist.
+    public static func key(label: String) -> String { BackupRecord.metadataKey(label: label) }
+
+    public static func encode(_ record: BackupRecord, _ contents: BackupContents) throws -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        guard var top = try JSONSerialization.jsonObject(with: Data(try record.encoded())) as? [String: Any],
+              let c = try JSONSerialization.jsonObject(with: enc.encode(contents)) as? [String: Any] else {
+            throw WalctlError.refused("cannot encode backup \(record.label)")
+        }
+        top["contents"] = c
+        return Array(try JSONSerialization.data(withJSONObject: top, options: [.sortedKeys, .prettyPrinted]))
+    }
+
+    private struct Wrapper: Decodable { var contents: BackupContents }
+
+    public static func decode(_ bytes: [UInt8], key: String) throws -> (BackupRecord, BackupContents) {
+        let record = try BackupRecord.decode(bytes, key: key)
+        do {
+            return (record, try JSONDecoder().decode(Wrapper.self, from: Data(bytes)).contents)
+        } catch {
+            throw WalctlError.refused("\(key) was not written by walctl backup (no readable contents): \(error)")
+        }
+    }
+
+    /// Reads one backup; throws `refused` naming the label when there is no such (complete) backup.
+    public static func read(label: String, repository: Repository) throws -> (BackupRecord, BackupContents) {
+        try validateLabel(label)
+        guard let bytes = try repository.store.get(key: key(label: label)) else {
+            throw WalctlError.refused("no backup \(label) in \(repository.url) (see `walctl backup list`)")
+        }
+        return try decode(bytes, key: key(label: label))
+    }
+
+    /// Every committed backup in the repository, oldest first. Objects of a backup that never wrote
+    /// its `backup.json` (killed, failed) are not listed.
+    public static func list(repository: Repository) throws -> [BackupRecord] {
+        let keys = try repository.store.list(prefix: RepositoryLayout.backupPrefix)
+            .map(\.key).filter { $0.hasSuffix("/backup.json") }
+        var out: [BackupRecord] = []
+        for k in keys {
+            guard let bytes = try repository.store.get(key: k) else { continue }
+            out.append(try BackupRecord.decode(bytes, key: k))
+        }
+        return out.sorted { ($0.startTime, $0.label) < ($1.startTime, $1.label) }
+    }
+
+    /// Labels are object key components: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no
+    /// leading dot.
+    public static func validateLabel(_ label: String) throws {
+        let ok = !label.isEmpty && label.utf8.count <= 64 && !label.hasPrefix(".") &&
+            label.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) ||
+                    c == 0x2D || c == 0x5F || c == 0x2E
+            }
+        guard ok else {
+            throw WalctlError.refused("invalid backup label \"\(label)\": use 1-64 letters, digits, '-', '_' or '.', not starting with '.'")
+        }
+    }
+
+    /// A label from the start time: `20261126-053012F` (UTC).
+    public static func makeLabel(_ date: Date = Date()) -> String {
+        var t = time_t(date.timeIntervalSince1970)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
+        return p(tm.tm_year + 1900, 4) + p(tm.tm_mon + 1, 2) + p(tm.tm_mday, 2) + "-" +
+            p(tm.tm_hour, 2) + p(tm.tm_min, 2) + p(tm.tm_sec, 2) + "F"
+    }
+}
+
+/// The server's `backup_manifest`: the per-file sizes and checksums a restore verifies against.
+public struct ServerManifest: Sendable {
+    public struct File: Sendable, Equatable {
+        public var size: Int64
+        public var algorithm: String
+        /// Lower-case hex as the manifest prints it (for CRC32C: the four checksum bytes in memory order).
+        public var checksum: String?
+    }
+    public var version: Int
+    public var files: [String: File]
+
+    private struct Raw: Decodable {
+        struct F: Decodable {
+            var Path: String?
+            var EncodedPath: String?
+            var Size: Int64
+            var ChecksumAlgorithm: String?
+            var Checksum: String?
+            enum CodingKeys: String, CodingKey {
+                case Path, Size, Checksum
+                case EncodedPath = "Encoded-Path"
+                case ChecksumAlgorithm = "Checksum-Algorithm"
+            }
+        }
+        var version: Int
+        var files: [F]
+        enum CodingKeys: String, CodingKey {
+            case version = "PostgreSQL-Backup-Manifest-Version"
+            case files = "Files"
+        }
+    }
+
+    public init(json: [UInt8]) throws {
+        let raw: Raw
+        do { raw = try JSONDecoder().decode(Raw.self, from: Data(json)) } catch {
+            throw WalctlError.refused("backup_manifest is unreadable: \(error)")
+        }
+        version = raw.version
+        var files: [String: File] = [:]
+        for f in raw.files {
+            var path = f.Path
+            if path == nil, let hex = f.EncodedPath { path = Self.decodeHex(hex) }
+            guard let p = path else { continue }
+            files[p] = File(size: f.Size, algorithm: (f.ChecksumAlgorithm ?? "NONE").uppercased(),
+                            checksum: f.Checksum?.lowercased())
+        }
+        self.files = files
+    }
+
+    static func decodeHex(_ hex: String) -> String? {
+        var bytes: [UInt8] = []
+        var it = hex.utf8.makeIterator()
+        while let a = it.next(), let b = it.next() {
+            guard let v = UInt8(String(decoding: [a, b], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(v)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The manifest's text for a CRC-32C value: PostgreSQL prints the checksum's bytes in memory
+    /// order (little-endian here), hex encoded.
+    public static func crc32cHex(_ v: UInt32) -> String {
+        let le = v.littleEndian
+        return withUnsafeBytes(of: le) { b in
+            b.map { x -> String in let s = String(x, radix: 16); return s.count == 1 ? "0" + s : s }.joined()
+        }
+    }
+}

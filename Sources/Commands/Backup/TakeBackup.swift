@@ -1,0 +1,323 @@
+import Catalog
+import Codec
+import Foundation
+import PGClient
+import Storage
+import WALFormat
+
+/// Where the tar archives of a base backup are compressed.
+public enum BackupCompression: Sendable, Equatable {
+    /// zstd inside PostgreSQL (15+, `BASE_BACKUP ... COMPRESSION 'zstd'`): the client only stores.
+    case server(level: Int32)
+    /// walctl compresses the plain tar stream with `codec`.
+    case client(CodecKind, level: Int32?)
+    /// Server-side zstd when the server is 15+ and `codec` is zstd, else client-side `codec`.
+    case automatic(CodecKind, level: Int32?)
+}
+
+/// Settings of one `walctl backup`.
+public struct BackupOptions: Sendable {
+    /// The backup's label (and key under `backup/`); nil makes one from the start time (`20261126-053012F`).
+    public var label: String?
+    public var compression: BackupCompression = .automatic(.zstd, level: nil)
+    /// Immediate checkpoint (`CHECKPOINT 'fast'`), the default; false waits for a spread checkpoint.
+    public var fastCheckpoint = true
+    /// Ask the server for `backup_manifest` with CRC32C checksums (PostgreSQL 13+).
+    public var manifest = true
+    /// How long to wait for the WAL from start to stop LSN to be archived before failing.
+    public var archiveTimeout: TimeInterval = 60
+    /// Poll interval while waiting for WAL.
+    public var archivePollInterval: TimeInterval = 0.2
+    /// Rate limit in kB/s for the server's reads (`MAX_RATE`), nil for none.
+    public var maxRateKBps: Int?
+    public init() {}
+}
+
+/// Streams an online full base backup of the cluster at `conninfo` into `repository`.
+///
+/// Uses a `replication=database` connection and `BASE_BACKUP` (tar format, server manifest), never a
+/// local copy: each tar streams through compression (in the server, or here) into
+/// `backup/<label>/<archive>` objects, then `backup_manifest`, then, once every WAL segment from the
+/// start to the stop LSN has an archived `.meta` in the repository, `backup.json`, the commit marker.
+/// A backup without `backup.json` does not exist (listing ignores it); on failure walctl deletes the
+/// objects it wrote.
+///
+/// - Parameters:
+///   - conninfo: libpq conninfo or URI; empty means the `PG*` environment.
+///   - catalog: when given, the backup is recorded there as `running`, then `complete` (or `failed`);
+///     catalog failures are reported through `log` and never fail the backup (the repository is the
+///     truth and the catalog can be rebuilt from it).
+///   - log: progress and warnings, one line each.
+/// - Returns: the record written (also inside `backup.json`).
+/// - Throws: `WalctlError` — `.notInitialised`, `.refused` (another cluster, segment size, archive_mode
+///   off, tablespace, label taken), `.postgres`, `.store`, `.timeout` (WAL not archived in time).
+public func takeBackup(connection conninfo: String, repository: Repository, options: BackupOptions = BackupOptions(),
+                       catalog: Catalog? = nil, log: @escaping (String) -> Void = { _ in }) throws -> BackupRecord {
+    guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
+    let conn = try pg { try PGConnection(conninfo: conninfo, replication: .database) }
+    let ident = try pg { try conn.identifySystem() }
+    guard ident.systemIdentifier == info.systemID else {
+        throw WalctlError.refused(
+            "the cluster at \(conn.target) is database system \(ident.systemIdentifier), but repository \(repository.url) is bound to system \(info.systemIdentifier): refusing to mix clusters; use the repository of this cluster")
+    }
+    let segBytes = try pg { try conn.walSegmentSize() }
+    guard segBytes == info.walSegmentSize, let segSize = WALSegmentSize(bytes: segBytes) else {
+        throw WalctlError.refused("the cluster uses \(segBytes)-byte WAL segments, repository \(repository.url) holds \(info.walSegmentSize)-byte segments")
+    }
+    let version = conn.serverVersion
+    let archiveMode = try pg { try conn.show("archive_mode") }
+    guard archiveMode != "off" else {
+        throw WalctlError.refused("archive_mode is off on \(conn.target): the WAL a backup needs would never be archived; set archive_mode = on and archive_command to walctl archive-push, then restart PostgreSQL")
+    }
+
+    // Compression.
+    var server: BaseBackupOptions.ServerCompression?
+    var clientCodec = CodecKind.none
+    var clientLevel: Int32?
+    switch options.compression {
+    case .server(let level):
+        guard version >= 150000 else {
+            throw WalctlError.refused("server-side compression needs PostgreSQL 15 or later; the server is \(version / 10000): use client compression")
+        }
+        server = .zstd(level: level)
+    case .client(let codec, let level):
+        clientCodec = codec; clientLevel = level
+    case .automatic(let codec, let level):
+        if codec == .zstd && version >= 150000 { server = .zstd(level: level ?? CodecKind.zstd.defaultLevel) }
+        else { clientCodec = codec; clientLevel = level }
+    }
+
+    // Label.
+    let startDate = Date()
+    let label = options.label ?? BackupMetadata.makeLabel(startDate)
+    try BackupMetadata.validateLabel(label)
+    let prefix = BackupMetadata.prefix(label: label)
+    guard try repository.store.list(prefix: prefix).isEmpty else {
+        throw WalctlError.refused("backup label \(label) is already used in \(repository.url): choose another label (or wait a second)")
+    }
+
+    var bb = BaseBackupOptions(label: "walctl " + label)
+    bb.fastCheckpoint = options.fastCheckpoint
+    bb.manifest = options.manifest
+    bb.serverCompression = server
+    bb.maxRateKBps = options.maxRateKBps
+    let compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
+    log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)")
+
+    let sink = RepositoryBackupSink(store: repository.store, prefix: prefix, codec: clientCodec, level: clientLevel)
+    sink.onStart = { start in
+        guard let catalog else { return }
+        let t = PGTimestamp(date: startDate)
+        let running = BackupRecord(label: label, startLSN: start.lsn, stopLSN: start.lsn, startTime: t, stopTime: t,
+                                   timeline: start.timeline, size: 0, status: .running, pgVersion: version / 10000,
+                                   systemIdentifier: info.systemIdentifier)
+        do { try catalog.recordBackup(running) } catch { log("warning: catalog: \(error)") }
+    }
+    let streamStart = Date()
+    let result: BaseBackupResult
+    do {
+        result = try conn.baseBackup(bb, into: sink)
+    } catch {
+        sink.abortAndDelete()
+        markFailed(catalog, label: label, log: log)
+        if let e = error as? PGError { throw WalctlError.postgres("backup \(label) failed: \(e)") }
+        if let e = error as? StoreError { throw WalctlError.store(e) }
+        throw error
+    }
+    let streamSeconds = Date().timeIntervalSince(streamStart)
+    log("backup \(label): streamed \(sink.storedTotal) bytes stored in \(String(format: "%.1f", streamSeconds)) s; start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
+
+    // Every segment from start to stop must be archived before the backup counts.
+    let waitStart = Date()
+    let first = SegmentID(timeline: result.start.timeline, segno: result.start.lsn.segment(size: segSize))
+    let lastSegno = LSN(max(result.stop.lsn.value, 1) - 1).segment(size: segSize)
+    let last = SegmentID(timeline: result.stop.timeline, segno: max(lastSegno, first.segno))
+    do {
+        try waitForArchive(repository: repository, first: first, last: last, size: segSize, conn: conn,
+                           timeout: options.archiveTimeout, poll: options.archivePollInterval, label: label)
+    } catch {
+        sink.abortAndDelete()
+        markFailed(catalog, label: label, log: log)
+        throw error
+    }
+    let walWait = Date().timeIntervalSince(waitStart)
+    let stopDate = Date()
+
+    let size = result.bytesDone ?? sink.archives.compactMap(\.tarSize).reduce(0, +)
+    let record = BackupRecord(label: label, startLSN: result.start.lsn, stopLSN: result.stop.lsn,
+                              startTime: PGTimestamp(date: startDate), stopTime: PGTimestamp(date: stopDate),
+                              timeline: result.start.timeline,
+                              stopTimeline: result.stop.timeline == result.start.timeline ? nil : result.stop.timeline,
+                              size: size, storedSize: sink.storedTotal, status: .complete,
+                              pgVersion: version / 10000, systemIdentifier: info.systemIdentifier)
+    let contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
+                                  manifestChecksumAlgorithm: sink.manifestSize != nil ? bb.manifestChecksums : nil,
+                                  manifestSize: sink.manifestSize, serverVersionNum: version, walSegmentSize: segBytes,
+                                  firstWALSegment: first.fileName(size: segSize), lastWALSegment: last.fileName(size: segSize),
+                                  streamSeconds: streamSeconds, walWaitSeconds: walWait, compression: compressionText)
+    do {
+        try repository.store.put(key: BackupMetadata.key(label: label), bytes: try BackupMetadata.encode(record, contents),
+                                 options: PutOptions(ifAbsent: true))
+    } catch {
+        sink.abortAndDelete()
+        markFailed(catalog, label: label, log: log)
+        if let e = error as? StoreError { throw WalctlError.store(e) }
+        throw error
+    }
+    if let catalog {
+        do { try catalog.recordBackup(record) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
+    }
+    log("backup \(label): complete, \(size) bytes, \(sink.storedTotal) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(String(format: "%.1f", walWait)) s)")
+    return record
+}
+
+private func markFailed(_ catalog: Catalog?, label: String, log: (String) -> Void) {
+    // The catalog keeps a `running` row from the start; a failed backup removes it.
+    guard let catalog else { return }
+    do { try catalog.removeBackup(label: label) } catch { log("warning: catalog: \(error)") }
+}
+
+/// Runs a libpq call, turning its error into `WalctlError.postgres`.
+func pg<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as PGError { throw WalctlError.postgres(e.description) }
+}
+
+/// Waits until every segment `first...last` (and the timeline's history file past timeline 1) has its
+/// `.meta` in the repository.
+func waitForArchive(repository: Repository, first: SegmentID, last: SegmentID, size: WALSegmentSize,
+                    conn: PGConnection, timeout: TimeInterval, poll: TimeInterval, label: String) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    var needed: [WALFileName] = []
+    for segno in first.segno...last.segno {
+        // A segment before a timeline switch inside the backup may be archived on either timeline.
+        needed.append(.segment(SegmentID(timeline: last.timeline, segno: segno).fileName(size: size)))
+    }
+    if last.timeline > 1 { needed.append(.history(last.timeline)) }
+    for name in needed {
+        while true {
+            if try repository.meta(for: name) != nil { break }
+            if first.timeline != last.timeline, let seg = name.segmentName,
+               let id = SegmentID(fileName: seg, size: size),
+               try repository.meta(for: .segment(SegmentID(timeline: first.timeline, segno: id.segno).fileName(size: size))) != nil {
+                break
+            }
+            if Date() >= deadline {
+                var hint = ""
+                if let r = try? conn.query("SELECT last_failed_wal, last_failed_time, last_archived_wal FROM pg_stat_archiver"),
+                   let lastFailed = r.value(0, "last_failed_wal") {
+                    hint = "; pg_stat_archiver says the last failure was \(lastFailed) at \(r.value(0, "last_failed_time") ?? "?")"
+                }
+                throw WalctlError.timeout(
+                    "backup \(label): WAL file \(name) was not archived into \(repository.url) within \(Int(timeout)) s (the backup needs \(first.fileName(size: size)) to \(last.fileName(size: size)))\(hint): check archive_command and the server log, or raise the archive timeout")
+            }
+            Thread.sleep(forTimeInterval: poll)
+        }
+    }
+}
+
+/// Streams each archive of a `BASE_BACKUP` into its own object, compressing when asked.
+final class RepositoryBackupSink: BaseBackupSink {
+    let store: ObjectStore
+    let prefix: String
+    let codec: CodecKind
+    let level: Int32?
+    var onStart: ((BackupPosition) -> Void)?
+
+    private var writer: ObjectWriter?
+    private var compressor: Compressor?
+    private var current: BackupArchive?
+    private var crc = CRC32C()
+    private var stored: Int64 = 0
+    private var raw: Int64 = 0
+    /// Every key committed so far, deleted again if the backup fails.
+    private(set) var committed: [String] = []
+    private(set) var archives: [BackupArchive] = []
+    private(set) var manifestSize: Int64?
+    var storedTotal: Int64 { archives.reduce(0) { $0 + $1.storedSize } }
+
+    init(store: ObjectStore, prefix: String, codec: CodecKind, level: Int32?) {
+        self.store = store; self.prefix = prefix; self.codec = codec; self.level = level
+    }
+
+    func started(at start: BackupPosition, tablespaces: [BackupTablespace]) throws {
+        onStart?(start)
+    }
+
+    func beginArchive(name: String, tablespaceLocation: String?) throws {
+        // Server-compressed archives arrive named with their codec's suffix and are stored as they are.
+        var serverCodec: CodecKind?
+        var tarName = name
+        for c in [CodecKind.zstd, .gzip] where name.hasSuffix(".tar." + c.fileExtension) {
+            serverCodec = c
+            tarName = String(name.dropLast(c.fileExtension.count + 1))
+        }
+        guard tarName.hasSuffix(".tar") else { throw WalctlError.postgres("the server sent an archive named \(name), not a tar") }
+        let base = String(tarName.dropLast(4))
+        let oid = base == "base" ? nil : UInt32(base)
+        guard base == "base" || oid != nil else { throw WalctlError.postgres("the server sent an unexpected archive \(name)") }
+        let object: String
+        if serverCodec != nil { object = name; compressor = nil }
+        else {
+            object = tarName + (codec.fileExtension.isEmpty ? "" : "." + codec.fileExtension)
+            compressor = try codec.makeCompressor(level: level)
+        }
+        writer = try store.makeWriter(key: prefix + object, options: PutOptions(ifAbsent: true))
+        current = BackupArchive(object: object, serverName: name, codec: (serverCodec ?? codec).rawValue,
+                                compressedBy: serverCodec != nil ? "server" : "client",
+                                tablespaceOID: oid, tablespaceLocation: tablespaceLocation,
+                                storedSize: 0, storedCRC32C: "", tarSize: serverCodec != nil ? nil : 0)
+        crc = CRC32C(); stored = 0; raw = 0
+    }
+
+    private func put(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let w = writer else { throw WalctlError.postgres("archive data outside an archive") }
+        crc.update(bytes)
+        stored += Int64(bytes.count)
+        try w.write(bytes)
+    }
+
+    func archiveData(_ bytes: UnsafeRawBufferPointer) throws {
+        if let c = compressor {
+            raw += Int64(bytes.count)
+            try c.update(bytes) { try self.put($0) }
+        } else {
+            try put(bytes)
+        }
+    }
+
+    func endArchive() throws {
+        guard var a = current, let w = writer else { return }
+        if let c = compressor { try c.finish { try self.put($0) } }
+        try w.commit()
+        committed.append(prefix + a.object)
+        a.storedSize = stored
+        a.storedCRC32C = ArchivedFileMeta.hex(crc.value)
+        if a.tarSize != nil { a.tarSize = raw }
+        archives.append(a)
+        current = nil; writer = nil; compressor = nil
+    }
+
+    func beginManifest() throws {
+        writer = try store.makeWriter(key: prefix + "backup_manifest", options: PutOptions(ifAbsent: true))
+        stored = 0
+        crc = CRC32C()
+    }
+
+    func manifestData(_ bytes: UnsafeRawBufferPointer) throws { try put(bytes) }
+
+    func endManifest() throws {
+        guard let w = writer else { return }
+        try w.commit()
+        committed.append(prefix + "backup_manifest")
+        manifestSize = stored
+        writer = nil
+    }
+
+    /// Drops the object being written and deletes the committed ones (best effort).
+    func abortAndDelete() {
+        writer?.abort()
+        writer = nil
+        for k in committed { try? store.delete(key: k) }
+        committed.removeAll()
+    }
+}
