@@ -50,6 +50,28 @@ public struct SegmentSummary: Codable, Equatable, Sendable {
     /// The last record continues into the next segment.
     public var continuesIntoNext: Bool = false
 
+    // Fields added by the record decoder. Optional, so summaries stored before they existed still decode.
+
+    /// PostgreSQL major version named by the page magic (12-18).
+    public var pgMajorVersion: Int?
+    /// The segment begins with the tail of a record that started in the previous segment (skipped).
+    public var startsInsideRecord: Bool?
+    /// The last record continues into the next segment and its bytes there were not available: it is
+    /// counted, its CRC is not checked, and its time (commit, abort, checkpoint, restore point) is
+    /// used only when those bytes lie in this segment.
+    public var lastRecordIncomplete: Bool?
+    /// Smallest / largest commit-or-abort time in the segment. Commit times are not strictly monotonic in
+    /// WAL order under concurrency, so these may differ from `firstXactTime` / `lastXactTime` by a few
+    /// microseconds; range queries should use these.
+    public var earliestXactTime: PGTimestamp?
+    public var latestXactTime: PGTimestamp?
+    /// Where valid WAL stopped inside the segment without an XLOG_SWITCH: a zeroed tail (the end of
+    /// written WAL, as in a `.partial` file), a recycled tail, or damage. Nil when the segment is
+    /// complete (records run to its end, into the next segment, or up to a switch).
+    public var endOfWAL: LSN?
+    /// Why reading stopped at `endOfWAL`, for operators.
+    public var endOfWALReason: String?
+
     public init() {}
 }
 
