@@ -3,6 +3,7 @@ import PackageDescription
 
 // walctl's in-process benchmarks (package-benchmark). A separate package so that `swift build` of
 // walctl itself never compiles the benchmark harness. Run: `cd Benchmarks && swift package benchmark`.
+// Target names must not collide with walctl's own targets (one package graph): hence `CatalogBenchmarks`.
 let package = Package(
     name: "walctl-benchmarks",
     platforms: [.macOS(.v13)],
@@ -22,7 +23,7 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
         .executableTarget(
-            name: "Catalog",
+            name: "CatalogBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "Catalog", package: "walctl"),

@@ -43,10 +43,22 @@ public final class Catalog {
     ///   - systemIdentifier: the repository's database system (decimal); recorded, and checked
     ///     against an existing row for this URL.
     ///   - createDirectory: create the missing parent directory (mode 0750).
+    ///   - durability: `synchronous` setting of this connection (see `Durability`).
     /// - Throws: `CatalogError.repositoryMismatch` when the URL is already recorded with another
     ///   segment size or system, `.newerSchema`, `.cannotOpen`, `.corrupt`, `.busy`.
+    /// How hard a commit waits for the disk.
+    public enum Durability: String, Sendable {
+        /// `synchronous=NORMAL` (the default): a commit survives a crash of any process; an OS crash
+        /// or power loss may drop the last commits (never corrupts), which `check` then reports.
+        case normal
+        /// `synchronous=FULL`: every commit is fsynced and survives power loss too (about one more
+        /// fsync per archive-push).
+        case full
+    }
+
     public init(path: String, repositoryURL: String, segmentSize: WALSegmentSize,
-                systemIdentifier: String? = nil, createDirectory: Bool = true) throws(CatalogError) {
+                systemIdentifier: String? = nil, createDirectory: Bool = true,
+                durability: Durability = .normal) throws(CatalogError) {
         self.path = path
         self.repositoryURL = repositoryURL
         self.segmentSize = segmentSize
@@ -57,7 +69,7 @@ public final class Catalog {
         // Per-connection settings (no I/O). NORMAL in WAL mode: a commit survives any process
         // crash (it is in the WAL file); only an OS crash can drop the last commits, which
         // `catalog check` finds and the repository still holds. See docs/catalog.md.
-        try conn.exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY")
+        try conn.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL"); PRAGMA temp_store=MEMORY")
         let version = try conn.scalar("PRAGMA user_version") ?? 0
         if version > Schema.version {
             throw .newerSchema(path: path, found: Int(version), supported: Int(Schema.version))
