@@ -1,0 +1,38 @@
+import Foundation
+import Storage
+import Codec
+
+/// The archive commands wired from configuration: what `walctl archive-push` and `archive-get` call.
+public struct Archiver {
+    public var config: Configuration
+    public var warn: (String) -> Void
+
+    public init(config: Configuration, warn: @escaping (String) -> Void) {
+        self.config = config; self.warn = warn
+    }
+
+    /// archive-push of the file at `path`.
+    public func push(path: String) throws -> PushOutcome {
+        let repository = try RepositoryFactory.open(config)
+        let typeName = config["compress-type"] ?? "zstd"
+        guard let codec = CodecKind(setting: typeName) else {
+            throw WalctlError.configuration(.invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none"))
+        }
+        var level: Int32?
+        if let l = try config.integer("compress-level") {
+            guard codec.levels.contains(Int32(l)) else {
+                throw WalctlError.configuration(.invalidValue(name: "compress-level", value: String(l), expected: "\(codec.levels) for \(codec.rawValue)"))
+            }
+            level = Int32(l)
+        }
+        let push = ArchivePush(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
+        return try push.push(path: path)
+    }
+
+    /// archive-get of `fileName` into `targetPath`.
+    public func get(fileName: String, targetPath: String) throws -> GetOutcome {
+        let repository = try RepositoryFactory.open(config)
+        let retry = try config.integer("archive-get-retry-time") ?? 60
+        return try ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: warn).get(fileName: fileName, targetPath: targetPath)
+    }
+}

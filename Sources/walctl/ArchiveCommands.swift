@@ -1,0 +1,56 @@
+import ArgumentParser
+import Commands
+import Foundation
+
+struct ArchivePushCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "archive-push",
+        abstract: "Archive one WAL file (archive_command = 'walctl archive-push %p').",
+        discussion: "Exits 0 only once the file is durably stored; any failure exits 1 and PostgreSQL retries later."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Path of the file to archive (%p).") var path: String
+
+    func run() throws {
+        try runCommand {
+            let config = try global.load()
+            let outcome = try Archiver(config: config, warn: report).push(path: path)
+            if case .alreadyArchived(let m) = outcome, (config["log-level"] ?? "") != "error" {
+                report("\(m.name) was already archived with identical content")
+            }
+        }
+    }
+}
+
+struct ArchiveGetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "archive-get",
+        abstract: "Restore one WAL file (restore_command = 'walctl archive-get %f %p').",
+        discussion: """
+            Exit 0: restored and verified. Exit 1: not in the archive (quietly). Any other failure is \
+            retried for archive-get-retry-time seconds, then exits 255 so PostgreSQL stops recovery instead \
+            of ending it early (archive-get-on-error = not-found makes it exit 1, for standbys).
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Name of the file to restore (%f).") var walFile: String
+    @Argument(help: "Where to write it (%p).") var path: String
+
+    func run() throws {
+        var errorExit: Int32 = 255
+        try runCommand(exitCode: 255) {
+            let config = try global.load()
+            if config["archive-get-on-error"] == "not-found" { errorExit = 1 }
+            do {
+                switch try Archiver(config: config, warn: report).get(fileName: walFile, targetPath: path) {
+                case .restored: return
+                case .notFound: throw ExitCode(1)
+                }
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                throw Failure(error: error, exitCode: errorExit)
+            }
+        }
+    }
+}

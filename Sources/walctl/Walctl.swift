@@ -1,0 +1,114 @@
+import ArgumentParser
+import Commands
+import Foundation
+
+/// walctl: PostgreSQL WAL archiving and point-in-time recovery.
+@main
+struct Walctl: ParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "walctl",
+        abstract: "PostgreSQL WAL archive manager and point-in-time recovery.",
+        discussion: """
+            Settings come from the config file (--config, WALCTL_CONFIG, or \(Settings.defaultConfigPath)), \
+            then WALCTL_* environment variables, then flags; the later wins. `walctl config` shows them.
+            """,
+        version: version,
+        subcommands: [
+            ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self,
+            ConfigCommand.self, VersionCommand.self,
+        ]
+    )
+}
+
+/// Options every command that touches the repository accepts.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "Config file (default: WALCTL_CONFIG, then \(Settings.defaultConfigPath)).")
+    var config: String?
+    @Option(name: .long, help: "Repository URL: file:///path or s3://bucket/prefix (WALCTL_REPOSITORY).")
+    var repository: String?
+    @Option(name: .long, help: "Catalog path (WALCTL_CATALOG).")
+    var catalog: String?
+    @Option(name: .customLong("compress-type"), help: "zstd (default), gzip or none.")
+    var compressType: String?
+    @Option(name: .customLong("compress-level"), help: "Compression level.")
+    var compressLevel: String?
+    @Option(name: .customLong("log-level"), help: "error, warning, info or debug.")
+    var logLevel: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Any setting, as NAME=VALUE (repeatable).", valueName: "name=value"))
+    var set: [String] = []
+
+    /// The resolved configuration: file, environment, then these flags.
+    func load(extra: [String: String] = [:]) throws -> Configuration {
+        var flags = extra
+        for kv in set {
+            guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
+                throw ValidationError("--set expects NAME=VALUE, got \"\(kv)\"")
+            }
+            flags[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+        }
+        if let repository { flags["repository"] = repository }
+        if let catalog { flags["catalog"] = catalog }
+        if let compressType { flags["compress-type"] = compressType }
+        if let compressLevel { flags["compress-level"] = compressLevel }
+        if let logLevel { flags["log-level"] = logLevel }
+        do {
+            return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config)
+        } catch {
+            throw Failure(error: WalctlError.configuration(error), exitCode: 1)
+        }
+    }
+}
+
+/// A failure with the exit code the command contract asks for; printed as one line on stderr.
+struct Failure: Error {
+    var error: Error
+    var exitCode: Int32
+}
+
+/// Writes one line to stderr (PostgreSQL copies archive/restore command stderr into its log).
+func report(_ message: String) {
+    FileHandle.standardError.write(Data(("walctl: " + message + "\n").utf8))
+}
+
+/// Runs `body`, turning every error into one stderr line and `exitCode`.
+func runCommand(exitCode: Int32 = 1, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let f as Failure {
+        describe(f.error)
+        throw ExitCode(f.exitCode)
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        describe(error)
+        throw ExitCode(exitCode)
+    }
+}
+
+func describe(_ error: Error) {
+    if let w = error as? WalctlError {
+        report("error [\(w.code)]: \(w)")
+    } else {
+        report("error: \(error)")
+    }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print walctl's version.")
+    func run() { print("walctl \(Walctl.version)") }
+}
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Show every setting, its value and where it came from (secrets masked).")
+    @OptionGroup var global: GlobalOptions
+    func run() throws {
+        try runCommand {
+            let c = try global.load()
+            if let f = c.configFile { print("# config file: \(f)") } else { print("# no config file") }
+            for s in c.describe() { print("\(s.name) = \(s.value)    # \(s.source)") }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every walctl test: unit tests (swift test) and the integration suites against real PostgreSQL
+# 15, 16 and 18 servers and a real S3 API (moto_server, started by the suites themselves).
+# Installs what it needs first (apt packages, PyPI wheels). Safe to run twice. Run as root: the
+# suites start PostgreSQL as the `postgres` OS user.
+#
+#   scripts/test.sh                 everything
+#   SKIP_UNIT=1 scripts/test.sh     integration suites only
+#   SUITES="archive" scripts/test.sh    only Tests/integration/test_archive.sh
+set -uo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+bash scripts/install-deps.sh || { echo "test: dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
+
+echo "== build (release) =="
+swift build -c release --product walctl 2>&1 | tail -3
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "test: release build failed"; echo "0 passed, 1 failed"; exit 1; }
+export WALCTL="$REPO/.build/release/walctl"
+
+passed=0
+failed=0
+
+if [ -z "${SKIP_UNIT:-}" ]; then
+    echo "== unit tests (swift test) =="
+    log="$(mktemp)"
+    swift test 2>&1 | tee "$log" | grep -E "^(✘|✔ Test run|Test Suite 'All tests'|Executed|error:)|failed|FAIL" | grep -v "^✔ Test .* passed" | tail -40
+    rc="${PIPESTATUS[0]}"
+    # Swift Testing: "✔ Test run with N tests in M suites passed" / "✘ Test run with N tests ... failed ... with K issues".
+    st_total="$(grep -E '^. Test run with [0-9]+ tests?' "$log" | tail -1 | sed -E 's/^. Test run with ([0-9]+) tests?.*/\1/')"
+    st_failed="$(grep -cE '^✘ Test [^r].* failed' "$log")"
+    # XCTest: "Executed N tests, with K failures".
+    xc="$(grep -E "^\s*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)"
+    xc_total="$(echo "$xc" | sed -nE 's/.*Executed ([0-9]+) tests?.*/\1/p')"
+    xc_failed="$(echo "$xc" | sed -nE 's/.*with ([0-9]+) failures?.*/\1/p')"
+    st_total="${st_total:-0}"; xc_total="${xc_total:-0}"; xc_failed="${xc_failed:-0}"
+    passed=$((passed + st_total - st_failed + xc_total - xc_failed))
+    failed=$((failed + st_failed + xc_failed))
+    if [ "$rc" -ne 0 ] && [ $((st_failed + xc_failed)) -eq 0 ]; then failed=$((failed + 1)); echo "swift test exited $rc"; fi
+    echo "unit: $((st_total - st_failed + xc_total - xc_failed)) passed, $((st_failed + xc_failed)) failed"
+    rm -f "$log"
+fi
+
+for suite in Tests/integration/test_*.sh; do
+    name="$(basename "$suite" .sh)"; name="${name#test_}"
+    if [ -n "${SUITES:-}" ] && [[ " $SUITES " != *" $name "* ]]; then continue; fi
+    echo "== integration: $name =="
+    out="$(mktemp)"
+    bash "$suite" 2>&1 | tee "$out"
+    line="$(grep -E '^[a-z_]+\.sh: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
+    if [ -z "$line" ]; then
+        echo "suite $name printed no summary"; failed=$((failed + 1))
+    else
+        p="$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')"
+        f="$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')"
+        passed=$((passed + p)); failed=$((failed + f))
+    fi
+    rm -f "$out"
+done
+
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
