@@ -162,6 +162,16 @@ import Testing
         #expect(try store.head(key: "base/aborted") == nil)
     }
 
+    @Test func sseAndStorageClass() throws {
+        let store = try Moto.get().store { $0.sse = "AES256"; $0.storageClass = "STANDARD_IA"; $0.partSize = 16 << 10 }
+        try store.put(key: "enc/small", bytes: [1, 2, 3])
+        let big = testBytes(40_000, seed: 11)
+        try putStreaming(store, key: "enc/big", bytes: big, chunk: 40_000)
+        #expect(try store.get(key: "enc/big") == big)
+        let r = try store.send(S3Store.Call(method: "GET", key: nil, query: [("list-type", "2"), ("prefix", store.objectKey("enc/"))]), displayKey: "enc/")
+        #expect(S3XML.values(String(decoding: r.body, as: UTF8.self)[...], "StorageClass") == ["STANDARD_IA", "STANDARD_IA"])
+    }
+
     @Test func wrongSecretFailsFastWithoutTheSecret() throws {
         let moto = try Moto.get()
         let wrong = "WRONG" + String((moto.env["AWS_SECRET_ACCESS_KEY"] ?? "x").dropFirst(5))
