@@ -40,7 +40,10 @@ public enum Settings {
         .init(name: "s3-token", defaultValue: nil, help: "session token (else AWS_SESSION_TOKEN)", secret: true),
         .init(name: "s3-profile", defaultValue: nil, help: "profile in ~/.aws/credentials (else AWS_PROFILE)", secret: false),
         .init(name: "s3-part-size", defaultValue: "16777216", help: "multipart upload part size in bytes", secret: false),
-        .init(name: "s3-retries", defaultValue: "5", help: "retries of a failing S3 request", secret: false),
+        .init(name: "s3-retries", defaultValue: "4", help: "retries of a failing S3 request (exponential backoff with jitter)", secret: false),
+        .init(name: "s3-upload-threads", defaultValue: "2", help: "parallel part uploads of one multipart object", secret: false),
+        .init(name: "s3-connect-timeout", defaultValue: "10", help: "seconds to establish a connection", secret: false),
+        .init(name: "s3-stall-timeout", defaultValue: "30", help: "seconds without progress before a transfer is abandoned and retried", secret: false),
     ]
     static let byName: [String: SettingDefinition] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
     public static func definition(_ name: String) -> SettingDefinition? { byName[name] }

@@ -9,15 +9,15 @@ struct InitCommand: ParsableCommand {
         discussion: "Safe to run again for the same cluster; a repository bound to another cluster is refused."
     )
     @OptionGroup var global: GlobalOptions
-    @Option(name: .long, help: "The cluster's data directory (WALCTL_PGDATA).") var pgdata: String?
+    @Option(name: .long, help: "The cluster's data directory (WALCTL_PGDATA); without it, walctl asks the running server.") var pgdata: String?
+    @Option(name: .long, help: "libpq connection string, used when no data directory is given (default: the PG* environment).") var dbname: String = ""
 
     func run() throws {
         try runCommand {
             var extra: [String: String] = [:]
             if let pgdata { extra["pgdata"] = pgdata }
             let config = try global.load(extra: extra)
-            let dir = try config.require("pgdata")
-            let identity = try ClusterIdentity.read(pgdata: dir)
+            let identity = try config["pgdata"].map { try ClusterIdentity.read(pgdata: $0) } ?? ArchiveCheck.identity(conninfo: dbname)
             let info = try RepositoryInit.run(config: config, identity: identity)
             print("repository \(try config.require("repository")) bound to database system \(info.systemIdentifier) (PostgreSQL \(info.pgVersion), \(identity.segmentSize) segments)")
         }

@@ -15,8 +15,8 @@ struct Walctl: ParsableCommand {
             """,
         version: version,
         subcommands: [
-            ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self,
-            ConfigCommand.self, VersionCommand.self,
+            ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
+            InfoCommand.self, CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self,
         ]
     )
 }

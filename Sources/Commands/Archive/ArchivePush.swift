@@ -80,7 +80,7 @@ public struct ArchivePush {
             do {
                 let header = try LongPageHeader(bytes: content)
                 try header.validate(.init(segment: id, segmentSize: size, systemIdentifier: info.systemID))
-                return nil // WAL-SCAN: SegmentSummary.scan(content, segmentSize: size, verifyCRC: true)
+                return try SegmentSummary.scan(content, segmentSize: size, verifyCRC: true)
             } catch let e as WALFormatError {
                 throw WalctlError.invalidWAL(file: displayPath, reason: e)
             }

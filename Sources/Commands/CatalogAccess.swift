@@ -1,0 +1,55 @@
+import Foundation
+import Storage
+import Catalog
+import WALFormat
+import Codec
+
+/// Opens the catalog of the configured repository, rebuilding it from the repository first when it
+/// was never completed (a fresh host, a deleted file): the catalog is an index, never the only copy.
+public struct CatalogAccess {
+    public var config: Configuration
+    public var repository: Repository
+    public var info: RepositoryInfo
+    public var note: (String) -> Void
+
+    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) throws {
+        self.config = config
+        self.note = note
+        repository = try RepositoryFactory.open(config)
+        do {
+            guard let i = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
+            info = i
+        } catch let e as StoreError { throw WalctlError.store(e) }
+    }
+
+    public var path: String { config["catalog"] ?? Settings.definition("catalog")!.defaultValue! }
+
+    /// The catalog, complete: rebuilt from the repository when needed.
+    public func open() throws -> Catalog {
+        guard let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
+        let catalog = try Catalog(path: path, repositoryURL: repository.url, segmentSize: size, systemIdentifier: info.systemIdentifier)
+        if try !catalog.isComplete() {
+            note("catalog \(path) is incomplete: rebuilding it from \(repository.url)")
+            _ = try rebuild(catalog)
+        }
+        return catalog
+    }
+
+    /// Rebuilds `catalog` from the repository alone.
+    public func rebuild(_ catalog: Catalog) throws -> RebuildReport {
+        let reader = ObjectReader(repository: repository)
+        return try catalog.rebuild(from: repository, loadHistory: { name in
+            guard let file = WALFileName(name), case .history(let tli) = file,
+                  let meta = try repository.meta(for: file) else { return nil }
+            var bytes: [UInt8] = []
+            try reader.read(meta) { bytes.append(contentsOf: $0) }
+            return try TimelineHistory(timeline: tli, text: String(decoding: bytes, as: UTF8.self))
+        })
+    }
+
+    /// Opens the catalog without rebuilding (for `catalog rebuild` itself).
+    public func openRaw() throws -> Catalog {
+        guard let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
+        return try Catalog(path: path, repositoryURL: repository.url, segmentSize: size, systemIdentifier: info.systemIdentifier)
+    }
+}
