@@ -47,7 +47,7 @@ for suite in Tests/integration/test_*.sh; do
     echo "== integration: $name =="
     out="$(mktemp)"
     bash "$suite" 2>&1 | tee "$out"
-    line="$(grep -E '^[a-z_]+\.sh: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
+    line="$(grep -E '^[a-z0-9_-]+(\.sh)?: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
     if [ -z "$line" ]; then
         echo "suite $name printed no summary"; failed=$((failed + 1))
     else

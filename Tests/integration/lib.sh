@@ -41,16 +41,54 @@ free_port() {
     done
 }
 
-# write_config DIR [extra lines...]: a walctl config at DIR/walctl.conf for a file repository in DIR/repo.
+# WALCTL_TEST_REPO=s3 runs a suite against moto_server (S3 API with signature checking on) instead
+# of a file repository. start_moto starts one emulator for the whole suite.
+WALCTL_TEST_REPO="${WALCTL_TEST_REPO:-file}"
+MOTO_PID=""
+start_moto() {
+    local envf log
+    envf="$(mktemp /tmp/walctl-moto-env.XXXXXX)"; log="$(mktemp /tmp/walctl-moto-log.XXXXXX)"
+    python3 "$REPO/scripts/moto-server.py" --port 0 --bucket walctl-test --env-file "$envf" \
+        --no-stdin-watch --max-seconds 3600 > "$log" 2>&1 &
+    MOTO_PID=$!
+    trap 'stop_moto' EXIT
+    local end=$((SECONDS + 60))
+    until grep -q '^READY' "$log"; do
+        if [ $SECONDS -ge $end ] || ! kill -0 "$MOTO_PID" 2>/dev/null; then
+            echo "moto_server did not start:"; cat "$log"; return 1
+        fi
+        sleep 0.2
+    done
+    # shellcheck disable=SC1090
+    source "$envf"
+    unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
+    export MOTO_ENDPOINT MOTO_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION
+}
+stop_moto() { [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; MOTO_PID=""; }
+
+# write_config DIR [extra lines...]: a walctl config at DIR/walctl.conf for a repository in DIR/repo
+# (file) or under a fresh prefix of the moto bucket (s3). REPO_URL is set to the repository URL.
 write_config() {
     local dir="$1"; shift
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        REPO_URL="s3://$MOTO_BUCKET/$(basename "$dir")"
+    else
+        REPO_URL="file://$dir/repo"
+    fi
     {
-        echo "repository = file://$dir/repo"
+        echo "repository = $REPO_URL"
+        if [ "$WALCTL_TEST_REPO" = s3 ]; then
+            echo "s3-endpoint = $MOTO_ENDPOINT"
+            echo "s3-region = us-east-1"
+            echo "s3-uri-style = path"
+            echo "s3-key = $AWS_ACCESS_KEY_ID"
+            echo "s3-key-secret = $AWS_SECRET_ACCESS_KEY"
+        fi
         echo "catalog = $dir/catalog.db"
         echo "archive-get-retry-time = 2"
         for l in "$@"; do echo "$l"; done
     } > "$dir/walctl.conf"
-    chmod 644 "$dir/walctl.conf"
+    chmod 600 "$dir/walctl.conf"
     chown postgres:postgres "$dir/walctl.conf"
 }
 
@@ -92,8 +130,60 @@ wait_until() {
 fail() { echo "    FAIL: $*" >&2; return 1; }
 assert_eq() { [ "$1" == "$2" ] || fail "${3:-values differ}: expected '$2', got '$1'"; }
 
+# repo_objects DIR PATTERN: keys of the repository objects whose name matches the grep -E PATTERN.
+repo_objects() {
+    local dir="$1" pat="$2"
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        python3 - "$MOTO_BUCKET" "$(basename "$dir")/" <<'PY' | grep -E "$pat" || true
+import sys, boto3, os
+s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[1], Prefix=sys.argv[2]):
+    for o in page.get("Contents", []): print(o["Key"])
+PY
+    else
+        (cd "$dir/repo" 2>/dev/null && find . -type f | sed 's|^\./||' | grep -E "$pat") || true
+    fi
+}
+
+# repo_damage DIR KEY MODE: MODE=flip overwrites 4 bytes in the middle, MODE=truncate drops the last 100.
+repo_damage() {
+    local dir="$1" key="$2" mode="$3"
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        python3 - "$MOTO_BUCKET" "$key" "$mode" <<'PY'
+import sys, boto3, os
+s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
+b = bytearray(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])["Body"].read())
+if sys.argv[3] == "flip":
+    m = len(b) // 2; b[m:m + 4] = b"\xff\xff\xff\xff"
+else:
+    b = b[:-100]
+s3.put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=bytes(b))
+PY
+    else
+        local f="$dir/repo/$key"
+        if [ "$mode" = flip ]; then
+            printf '\xff\xff\xff\xff' | dd of="$f" bs=1 seek=$(( $(stat -c %s "$f") / 2 )) conv=notrunc 2>/dev/null
+        else
+            truncate -s $(( $(stat -c %s "$f") - 100 )) "$f"
+        fi
+    fi
+}
+
+# repo_get DIR KEY: the raw object bytes on stdout.
+repo_get() {
+    local dir="$1" key="$2"
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        python3 -c 'import sys,boto3,os; sys.stdout.buffer.write(boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1").get_object(Bucket=sys.argv[1], Key=sys.argv[2])["Body"].read())' "$MOTO_BUCKET" "$key"
+    else
+        cat "$dir/repo/$key"
+    fi
+}
+
 # run_suite: runs every test_* function (or those named in $@); each in its own subshell.
 run_suite() {
+    if [ "$WALCTL_TEST_REPO" = s3 ] && [ -z "$MOTO_PID" ]; then
+        start_moto || { echo "$(basename "$0" .sh)[s3]: 0 passed, 1 failed"; return 1; }
+    fi
     local names
     if [ $# -gt 0 ]; then names="$*"; else names="$(declare -F | awk '{print $3}' | grep '^test_')"; fi
     for t in $names; do
@@ -107,7 +197,8 @@ run_suite() {
             FAILED=$((FAILED + 1)); FAILED_NAMES+=("$t"); echo "  FAIL $t ($((SECONDS - start)) s)"
         fi
     done
-    echo "$(basename "$0"): $PASSED passed, $FAILED failed"
+    local label; label="$(basename "$0" .sh)"; [ "$WALCTL_TEST_REPO" = s3 ] && label="$label-s3"
+    echo "$label: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
 

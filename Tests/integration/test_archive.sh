@@ -35,7 +35,7 @@ archive_and_recover() {
     failed="$(psql_at "$v" "$w" "$port" "select failed_count from pg_stat_archiver")"
     assert_eq "$failed" "0" "archive failures"
     local n
-    n="$(find "$w/repo/wal" -name '*.meta' | grep -c -E '/[0-9A-F]{24}\.meta$')"
+    n="$(repo_objects "$w" '/[0-9A-F]{24}\.meta$' | wc -l)"
     [ "$n" -ge 10 ] || fail "only $n segments archived"
     pg_stop "$v" "$w/data" immediate   # the disaster
 
@@ -98,7 +98,7 @@ test_bad_input_is_refused() {
     local oseg; oseg="$(ls "$W/other/pg_wal" | grep -E '^[0-9A-F]{24}$' | head -1)"
     out="$("$WALCTL" archive-push "$W/other/pg_wal/$oseg" 2>&1)" && fail "pushed a foreign segment"
     echo "$out" | grep -q "database system" || fail "foreign message: $out"
-    [ -z "$(find "$W/repo/wal" -name '*.meta' 2>/dev/null)" ] || fail "something was stored"
+    [ -z "$(repo_objects "$W" '\.meta$')" ] || fail "something was stored"
     # Missing file.
     "$WALCTL" archive-push "$W/nope/$SEG" 2>/dev/null && fail "pushed a missing file"
     true
@@ -121,15 +121,15 @@ test_repush_identical_ok_and_different_refused() {
     "$WALCTL" archive-push "$W/data/pg_wal/$SEG" || fail "first push"
     "$WALCTL" archive-push "$W/data/pg_wal/$SEG" 2>/dev/null || fail "identical re-push"
     local meta before
-    meta="$(find "$W/repo/wal" -name "$SEG.meta")"
-    before="$(md5sum < "$meta")"
+    meta="$(repo_objects "$W" "/$SEG\.meta$")"
+    before="$(repo_get "$W" "$meta" | md5sum)"
     cp "$W/data/pg_wal/$SEG" "$W/$SEG"
     # Flip one byte well inside the segment (page 3): header still valid, content differs.
     printf '\x42' | dd of="$W/$SEG" bs=1 seek=$((3 * 8192 + 100)) conv=notrunc 2>/dev/null
     local out
     out="$("$WALCTL" archive-push "$W/$SEG" 2>&1)" && fail "overwrote with different content"
     echo "$out" | grep -q "archive-mismatch" || fail "mismatch message: $out"
-    assert_eq "$(md5sum < "$meta")" "$before" "meta changed"
+    assert_eq "$(repo_get "$W" "$meta" | md5sum)" "$before" "meta changed"
     "$WALCTL" archive-get "$SEG" "$W/back" || fail "get after refused overwrite"
     cmp -s "$W/back" "$W/data/pg_wal/$SEG" || fail "archived copy changed"
 }
@@ -138,10 +138,9 @@ test_corrupt_object_is_never_restored() {
     require_pg 15
     setup_idle_cluster
     "$WALCTL" archive-push "$W/data/pg_wal/$SEG" || fail "push"
-    local obj; obj="$(find "$W/repo/wal" -name "$SEG.*.zst")"
-    # Damage the middle of the compressed object.
-    local size; size="$(stat -c %s "$obj")"
-    printf '\xff\xff\xff\xff' | dd of="$obj" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+    local obj; obj="$(repo_objects "$W" "/$SEG\.[0-9a-f]{8}\.zst$")"
+    [ -n "$obj" ] || fail "no object for $SEG"
+    repo_damage "$W" "$obj" flip   # the middle of the compressed object
     local rc out
     out="$("$WALCTL" archive-get "$SEG" "$W/restored" 2>&1)" && rc=0 || rc=$?
     [ $rc -gt 125 ] || fail "corrupt object exit code $rc (must be > 125 so PostgreSQL aborts recovery)"
@@ -157,8 +156,8 @@ test_truncated_object_is_never_restored() {
     require_pg 15
     setup_idle_cluster
     "$WALCTL" archive-push "$W/data/pg_wal/$SEG" || fail "push"
-    local obj; obj="$(find "$W/repo/wal" -name "$SEG.*.zst")"
-    truncate -s $(( $(stat -c %s "$obj") - 100 )) "$obj"
+    local obj; obj="$(repo_objects "$W" "/$SEG\.[0-9a-f]{8}\.zst$")"
+    repo_damage "$W" "$obj" truncate
     "$WALCTL" archive-get "$SEG" "$W/restored" 2>/dev/null && fail "truncated object restored"
     [ ! -e "$W/restored" ] || fail "a truncated file was written"
 }
@@ -178,9 +177,9 @@ test_gzip_and_none_codecs_are_standard() {
     setup_idle_cluster
     local segs; segs=($(ls "$W/data/pg_wal" | grep -E '^[0-9A-F]{24}$'))
     WALCTL_COMPRESS_TYPE=gzip "$WALCTL" archive-push "$W/data/pg_wal/$SEG" || fail "gzip push"
-    local obj; obj="$(find "$W/repo/wal" -name "$SEG.*.gz")"
+    local obj; obj="$(repo_objects "$W" "/$SEG\.[0-9a-f]{8}\.gz$")"
     [ -n "$obj" ] || fail "no .gz object"
-    gunzip -c "$obj" | cmp -s - "$W/data/pg_wal/$SEG" || fail "gunzip does not give the original"
+    repo_get "$W" "$obj" | gunzip -c | cmp -s - "$W/data/pg_wal/$SEG" || fail "gunzip does not give the original"
     "$WALCTL" archive-get "$SEG" "$W/back" && cmp -s "$W/back" "$W/data/pg_wal/$SEG" || fail "gzip round trip"
 }
 
