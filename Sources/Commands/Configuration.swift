@@ -106,11 +106,22 @@ public struct Configuration: Sendable {
     }
 
     static func readConfigFile(_ path: String, required: Bool) throws(ConfigurationError) -> String? {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if !required && !FileManager.default.fileExists(atPath: path) { return nil }
-            throw .unreadable(path: path, reason: FileManager.default.fileExists(atPath: path) ? "permission denied" : "no such file")
+        guard FileManager.default.fileExists(atPath: path) else {
+            if required { throw .unreadable(path: path, reason: "no such file") }
+            return nil
         }
-        return String(decoding: data, as: UTF8.self)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Parses `name = value` lines; `#` starts a comment; `[section]` headers are ignored.

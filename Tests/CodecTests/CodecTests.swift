@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+@testable import Codec
+
+/// Bytes that compress somewhat, like WAL: runs of zeros and pseudo-random records.
+func sampleBytes(_ n: Int, seed: UInt64 = 42) -> [UInt8] {
+    var x = seed
+    var out = [UInt8](repeating: 0, count: n)
+    var i = 0
+    while i < n {
+        x = x &* 6364136223846793005 &+ 1442695040888963407
+        let run = Int(x >> 58) + 1
+        if x & 1 == 0 { i += run * 8; continue }
+        for _ in 0..<run where i < n { x = x &* 6364136223846793005 &+ 1; out[i] = UInt8(truncatingIfNeeded: x >> 33); i += 1 }
+    }
+    return out
+}
+
+func compress(_ kind: CodecKind, _ input: [UInt8], level: Int32? = nil, chunk: Int = 1 << 20) throws -> [UInt8] {
+    let c = try kind.makeCompressor(level: level, pledgedSize: UInt64(input.count))
+    var out: [UInt8] = []
+    try input.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = min(chunk, raw.count - off)
+            try c.update(UnsafeRawBufferPointer(rebasing: raw[off..<(off + n)])) { out.append(contentsOf: $0) }
+            off += n
+        }
+    }
+    try c.finish { out.append(contentsOf: $0) }
+    return out
+}
+
+func decompress(_ kind: CodecKind, _ stored: [UInt8], chunk: Int = 65536) throws -> [UInt8] {
+    let d = try kind.makeDecompressor()
+    var out: [UInt8] = []
+    try stored.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = min(chunk, raw.count - off)
+            try d.update(UnsafeRawBufferPointer(rebasing: raw[off..<(off + n)])) { out.append(contentsOf: $0) }
+            off += n
+        }
+    }
+    try d.finish { out.append(contentsOf: $0) }
+    return out
+}
+
+@Suite struct CodecRoundTrip {
+    @Test(arguments: CodecKind.allCases)
+    func roundTrip(kind: CodecKind) throws {
+        let input = sampleBytes(3 << 20)
+        let stored = try compress(kind, input)
+        if kind != .none { #expect(stored.count < input.count) }
+        #expect(try decompress(kind, stored) == input)
+    }
+
+    @Test(arguments: [CodecKind.zstd, .gzip])
+    func emptyInput(kind: CodecKind) throws {
+        let stored = try compress(kind, [])
+        #expect(!stored.isEmpty)
+        #expect(try decompress(kind, stored) == [])
+    }
+
+    @Test(arguments: [CodecKind.zstd, .gzip])
+    func truncatedObjectIsAnError(kind: CodecKind) throws {
+        let stored = try compress(kind, sampleBytes(1 << 20))
+        #expect(throws: CodecError.self) { try decompress(kind, Array(stored.dropLast(7))) }
+    }
+
+    @Test(arguments: [CodecKind.zstd, .gzip])
+    func corruptObjectIsAnError(kind: CodecKind) throws {
+        var stored = try compress(kind, sampleBytes(1 << 20))
+        for i in stride(from: stored.count / 2, to: stored.count / 2 + 16, by: 1) { stored[i] ^= 0x5A }
+        #expect(throws: CodecError.self) { try decompress(kind, stored) }
+    }
+
+    @Test func trailingGarbageAfterGzipIsAnError() throws {
+        let stored = try compress(.gzip, sampleBytes(4096)) + [1, 2, 3]
+        #expect(throws: CodecError.self) { try decompress(.gzip, stored) }
+    }
+
+    @Test func settingNames() {
+        #expect(CodecKind(setting: "zst") == .zstd)
+        #expect(CodecKind(setting: "GZIP") == .gzip)
+        #expect(CodecKind(setting: "none") == CodecKind.none)
+        #expect(CodecKind(setting: "lz4") == nil)
+    }
+}
+
+/// The stored objects are standard frames: the system `zstd` and `gunzip` read them.
+@Suite struct CodecInterop {
+    func run(_ tool: String, _ args: [String], input: [UInt8]) throws -> [UInt8] {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("walctl-codec-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let inURL = dir.appendingPathComponent("in"), outURL = dir.appendingPathComponent("out")
+        try Data(input).write(to: inURL)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "\(tool) \(args.joined(separator: " ")) < '\(inURL.path)' > '\(outURL.path)'"]
+        try p.run(); p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(tool) failed")
+        return Array(try Data(contentsOf: outURL))
+    }
+
+    @Test func zstdCLIReadsOurFrames() throws {
+        let input = sampleBytes(2 << 20)
+        #expect(try run("zstd", ["-d", "-q", "-c"], input: try compress(.zstd, input)) == input)
+    }
+
+    @Test func gunzipReadsOurStreams() throws {
+        let input = sampleBytes(2 << 20)
+        #expect(try run("gunzip", ["-c"], input: try compress(.gzip, input)) == input)
+    }
+
+    @Test func weReadTheCLIsFrames() throws {
+        let input = sampleBytes(1 << 20)
+        #expect(try decompress(.zstd, try run("zstd", ["-3", "-q", "-c"], input: input)) == input)
+        #expect(try decompress(.gzip, try run("gzip", ["-c"], input: input)) == input)
+    }
+}
