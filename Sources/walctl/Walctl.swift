@@ -104,7 +104,15 @@ struct VersionCommand: ParsableCommand {
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "config", abstract: "Show every setting, its value and where it came from (secrets masked).")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Print the reference table of every setting (Markdown) and exit.") var reference = false
     func run() throws {
+        if reference {
+            print("| setting | environment | default | meaning |\n|---|---|---|---|")
+            for d in Settings.all {
+                print("| `\(d.name)` | `\(d.environmentName)` | \(d.defaultValue.map { "`\($0)`" } ?? "") | \(d.help) |")
+            }
+            return
+        }
         try runCommand {
             let c = try global.load()
             if let f = c.configFile { print("# config file: \(f)") } else { print("# no config file") }
