@@ -121,6 +121,7 @@ public struct PlanTarget: Codable, Equatable, Sendable {
     public var type: String
     public var value: String?
     public var inclusive: Bool?
+    public init(type: String, value: String?, inclusive: Bool?) { self.type = type; self.value = value; self.inclusive = inclusive }
 }
 
 /// One PostgreSQL setting to write, unquoted (the writer quotes it).
