@@ -17,6 +17,7 @@ start_source() {
     configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
         "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "log_timezone = 'UTC'"
     pg_start "$V" "$W/data"
+    trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
 }
 
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
@@ -130,7 +131,13 @@ wait_state() {
 count_rows() { psql_at "$V" "$W" "$1" "select count(*) from $2"; }
 table_exists() { psql_at "$V" "$W" "$1" "select count(*) from pg_class where relname = '$2'"; }
 
-cleanup() { pg_stop "$V" "$W/data" immediate; for d in "$W"/rec*; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done; [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"; }
+cleanup() {
+    [ -n "${W:-}" ] && [ -d "$W" ] || return 0
+    pg_stop "$V" "$W/data" immediate
+    local d; for d in "$W"/rec*; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+    return 0
+}
 
 # ---------------------------------------------------------------------------------------------- the demo
 
@@ -153,10 +160,10 @@ demo_story() {
     grep -q "walctl_recovery_plan.json" "$W/rec.out" || fail "plan not saved"
     grep -q "recovery_target_time = '$target'" "$W/rec/postgresql.auto.conf" || fail "recovery_target_time not written as $target"
     if [ "$1" -ge 12 ]; then [ -f "$W/rec/recovery.signal" ] || fail "no recovery.signal"; fi
-    grep -q "restore_command = '$WALCTL archive-get --config $W/walctl.conf" "$W/rec/postgresql.auto.conf" || fail "restore_command does not use walctl by absolute path with --config"
+    grep -qE "restore_command = '/[^ ]*walctl archive-get --config $W/walctl.conf" "$W/rec/postgresql.auto.conf" || fail "restore_command does not use walctl by absolute path with --config"
     local port2; port2="$(free_port)"
     # The server gets an empty environment: restore_command must need nothing from the shell.
-    env -i PATH=/usr/bin:/bin runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
     wait_state "$W/rec" paused-at-target
     as_pg "$WALCTL" recover --status --pgdata "$W/rec" | grep -q "target reached: yes" || fail "status does not say the target was reached"
     assert_eq "$(count_rows "$port2" accounts)" "3000" "rows at the target"
@@ -253,18 +260,20 @@ test_target_far_from_backup_pg15() {
 
 # ---------------------------------------------------------------------------------------------- refusals
 
+snapshot() { find "$1" -printf '%p %s %T@ %m %u\n' | sort | md5sum; }
+
 # expect_refusal REASON ARGS...: recover into a non-empty DIR with --force: refused with REASON, DIR untouched.
 expect_refusal() {
     local reason="$1"; shift
     local dir="$W/untouched"
     mkdir -p "$dir"; echo keep > "$dir/sentinel"; chown -R postgres:postgres "$dir"
-    local before; before="$(ls -la --time-style=full-iso "$dir" | md5sum)"
+    local before; before="$(snapshot "$dir")"
     local rc=0
     recover_to "$dir" --force "$@" || rc=$?
     assert_eq "$rc" "3" "exit code of a refused plan ($reason)"
     grep -q "error \[$reason\]" "$dir.err" || { cat "$dir.err" >&2; fail "not refused with $reason"; }
     grep -q "nothing was changed" "$dir.err" || fail "refusal does not say nothing changed"
-    assert_eq "$(ls -la --time-style=full-iso "$dir" | md5sum)" "$before" "directory touched by a refused recovery"
+    assert_eq "$(snapshot "$dir")" "$before" "directory touched by a refused recovery"
 }
 
 test_refusals_pg15() {
@@ -307,7 +316,7 @@ test_restore_point_pg15() {
     sql "create table m(id int)"
     take_backup rp
     sql "insert into m select generate_series(1, 500)"
-    sql "select pg_create_restore_point('before-migration')"
+    sql "select pg_create_restore_point('before-migration')" >/dev/null
     sql "insert into m select generate_series(501, 800)"
     switch_and_wait
     recover_to "$W/rec" --to-name before-migration || { cat "$W/rec.err" >&2; fail "recover to a restore point refused"; }

@@ -22,8 +22,11 @@ public struct RecoverySettingsWriter {
 
     public init(walctl: String, config: Configuration) { self.walctl = walctl; self.config = config }
 
-    /// The path of the running executable (`/proc/self/exe`), or `argv[0]` made absolute.
+    /// The path the running executable was started by (`argv[0]` made absolute, so a stable symlink
+    /// such as /usr/local/bin/walctl stays one), or `/proc/self/exe` when it was found on PATH.
     public static func currentExecutable() -> String {
+        let argv0 = CommandLine.arguments.first ?? ""
+        if argv0.contains("/") { return (absolute(argv0) as NSString).standardizingPath }
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         if n > 0 { return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
