@@ -241,7 +241,7 @@ test_target_far_from_backup_pg15() {
     take_backup far
     local i target="" expected=""
     for i in $(seq 1 24); do
-        sql "insert into big select g, repeat('x', 200) from generate_series(($i-1)*40000+1, $i*40000) g"
+        sql "insert into big select g, repeat('x', 200) from generate_series(($i-1)*80000+1, $i*80000) g"
         if [ "$i" -eq 18 ]; then expected="$(sql "select count(*) from big")"; target="$(now_utc)"; sleep 0.2; fi
     done
     switch_and_wait
