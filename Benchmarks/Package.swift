@@ -1,5 +1,10 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+// SwiftPM names a path dependency after its directory (`main`, `walctl`, a CI clone's folder...), and
+// `.product(package:)` must use that name.
+let walctl = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
 
 // walctl's in-process benchmarks (package-benchmark). A separate package so that `swift build` of
 // walctl itself never compiles the benchmark harness. Run: `cd Benchmarks && swift package benchmark`.
@@ -16,8 +21,8 @@ let package = Package(
             name: "WALScan",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
-                .product(name: "WALFormat", package: "walctl"),
-                .product(name: "Codec", package: "walctl"),
+                .product(name: "WALFormat", package: walctl),
+                .product(name: "Codec", package: walctl),
             ],
             path: "Benchmarks/WALScan",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
@@ -26,8 +31,8 @@ let package = Package(
             name: "CatalogBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "package-benchmark"),
-                .product(name: "Catalog", package: "walctl"),
-                .product(name: "WALFormat", package: "walctl"),
+                .product(name: "Catalog", package: walctl),
+                .product(name: "WALFormat", package: walctl),
             ],
             path: "Benchmarks/Catalog",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
