@@ -25,20 +25,24 @@ let package = Package(
         // C libraries, each fenced into one system-library target.
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // libcurl, libpq and libcrypto: headers only, never linked. CLazyLoad defines the functions
+        // walctl calls and dlopen()s the library on first use, so start-up maps none of them
+        // (no pkgConfig here: it would add -lcurl / -lpq / -lcrypto to the link).
+        .systemLibrary(name: "CCurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "CLazyLoad"),
         // Hardware CRC-32C (SSE4.2) with a portable fallback.
         .target(name: "CCRC32C"),
 
         .target(name: "WALFormat", dependencies: ["CCRC32C"]),
         .target(name: "Codec", dependencies: ["CZstd", "CZlib"]),
-        .target(name: "HTTP", dependencies: ["CCurl"]),
-        .target(name: "Storage", dependencies: ["HTTP", "CCrypto", "WALFormat", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "HTTP", dependencies: ["CCurl", "CLazyLoad"]),
+        .target(name: "Storage", dependencies: ["HTTP", "CCrypto", "CLazyLoad", "WALFormat", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Catalog", dependencies: ["CSQLite", "WALFormat", "Storage"]),
         .target(name: "Planner", dependencies: ["WALFormat", "Catalog"]),
-        .target(name: "PGClient", dependencies: ["CLibPQ", "WALFormat"]),
+        .target(name: "PGClient", dependencies: ["CLibPQ", "CLazyLoad", "WALFormat"]),
         .target(name: "Commands", dependencies: [
             "WALFormat", "Codec", "Storage", "Catalog", "Planner", "PGClient",
             .product(name: "Logging", package: "swift-log"),

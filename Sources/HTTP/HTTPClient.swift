@@ -146,7 +146,10 @@ public final class HTTPClient {
 
     /// Creates a handle. Throws `.setup` when libcurl cannot be initialised.
     public init(options: HTTPOptions = HTTPOptions()) throws(HTTPError) {
-        guard curlGlobalInit == CURLE_OK else { throw .setup("curl_global_init failed") }
+        guard curlGlobalInit == CURLE_OK else {
+            // libcurl is loaded on first use (CLazyLoad): say which library is missing, if one is.
+            throw .setup(walctl_curl_load_error().map { String(cString: $0) } ?? "curl_global_init failed")
+        }
         guard let h = curl_easy_init() else { throw .setup("curl_easy_init failed") }
         handle = h
         self.options = options

@@ -65,7 +65,9 @@ public final class PGConnection {
         let kp: [UnsafePointer<CChar>?] = ck.map { UnsafePointer($0) } + [nil]
         let vp: [UnsafePointer<CChar>?] = cv.map { UnsafePointer($0) } + [nil]
         guard let c = PQconnectdbParams(kp, vp, 1) else {
-            throw .connectionFailed(target: "?", message: "libpq could not allocate a connection")
+            // libpq is loaded on first use (CLazyLoad): NULL also means it could not be loaded.
+            throw .connectionFailed(target: "?", message: walctl_libpq_load_error().map { String(cString: $0) }
+                                        ?? "libpq could not allocate a connection")
         }
         if PQstatus(c) != CONNECTION_OK {
             let message = String(cString: PQerrorMessage(c))

@@ -19,6 +19,7 @@ public struct ProcessResult: Sendable {
 /// A child process that did not succeed, with everything needed to see why.
 public struct ProcessFailure: Error, CustomStringConvertible {
     public var result: ProcessResult
+    public init(result: ProcessResult) { self.result = result }
     public var description: String {
         let how = result.timedOut ? "timed out" :
             result.terminatedBySignal ? "was killed by signal \(result.status)" : "exited with status \(result.status)"
@@ -29,8 +30,11 @@ public struct ProcessFailure: Error, CustomStringConvertible {
 extension Process {
     /// Runs `executable` with `arguments` and waits for it, capturing stdout and stderr.
     ///
-    /// Output goes through temporary files rather than pipes, so a chatty child can never block on a
-    /// full pipe. The child is killed (SIGKILL) if it runs longer than `timeout` seconds.
+    /// The child is started with `posix_spawn` and reaped with `waitpid`, not with Foundation's
+    /// `Process`: on Linux, `Process` can wait forever for a child that started a daemon (`pg_ctl
+    /// start`), because the daemon inherits the descriptor it watches. Output goes through temporary
+    /// files rather than pipes, so a chatty child (or a daemon keeping them open) never blocks anyone.
+    /// The child is killed (SIGKILL) if it runs longer than `timeout` seconds.
     ///
     /// - Parameters:
     ///   - executable: absolute path of the program.
@@ -52,42 +56,57 @@ extension Process {
         let dir = fm.temporaryDirectory.appendingPathComponent("walctl-run-\(UUID().uuidString)")
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? fm.removeItem(at: dir) }
-        let outURL = dir.appendingPathComponent("stdout"), errURL = dir.appendingPathComponent("stderr")
-        let inURL = dir.appendingPathComponent("stdin")
-        fm.createFile(atPath: outURL.path, contents: nil)
-        fm.createFile(atPath: errURL.path, contents: nil)
-        fm.createFile(atPath: inURL.path, contents: Data((input ?? "").utf8))
+        let outPath = dir.appendingPathComponent("stdout").path, errPath = dir.appendingPathComponent("stderr").path
+        let inPath = dir.appendingPathComponent("stdin").path
+        guard fm.createFile(atPath: inPath, contents: Data((input ?? "").utf8)) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: inPath])
+        }
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        p.environment = env
-        if let cwd = currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        let inp = try FileHandle(forReadingFrom: inURL)
-        defer { try? out.close(); try? err.close(); try? inp.close() }
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = inp
-        try p.run()
+        var argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv { free(p) }; for p in envp { free(p) } }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, inPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+
+        // posix_spawn has no portable "chdir" action on older glibc: run through /bin/sh only for that.
+        var program = executable
+        if let cwd = currentDirectory {
+            program = "/bin/sh"
+            let script = "cd \"$0\" && exec \"$@\""
+            for p in argv { free(p) }
+            argv = (["/bin/sh", "-c", script, cwd, executable] + arguments).map { strdup($0) } + [nil]
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, envp)
+        guard rc == 0 else {
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "cannot start \(executable): errno \(rc)"])
+        }
 
         let deadline = Date().addingTimeInterval(timeout)
         var timedOut = false
-        while p.isRunning {
-            if Date() > deadline {
+        var status: Int32 = 0
+        while true {
+            let w = waitpid(pid, &status, WNOHANG)
+            if w == pid { break }
+            if w < 0 && errno != EINTR { break }
+            if !timedOut && Date() > deadline {
                 timedOut = true
-                kill(p.processIdentifier, SIGKILL)
-                break
+                kill(pid, SIGKILL)
             }
-            usleep(5_000)
+            usleep(2_000)
         }
-        p.waitUntilExit()
-        let stdout = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
-        let stderr = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
-        return ProcessResult(command: [executable] + arguments, status: p.terminationStatus,
-                             terminatedBySignal: p.terminationReason == .uncaughtSignal,
+        let signaled = (status & 0x7F) != 0 && (status & 0x7F) != 0x7F
+        let code = signaled ? status & 0x7F : (status >> 8) & 0xFF
+        let stdout = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return ProcessResult(command: [executable] + arguments, status: code, terminatedBySignal: signaled,
                              stdout: stdout, stderr: stderr, timedOut: timedOut)
     }
 

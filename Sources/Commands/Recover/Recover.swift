@@ -1,0 +1,129 @@
+import Catalog
+import Foundation
+import Planner
+import Storage
+import WALFormat
+
+/// A refused plan as a command failure: printed as `walctl: error [<reason>]: <message>` plus the
+/// missing files and the nearest recoverable times.
+public struct RecoveryRefused: Error, CustomStringConvertible {
+    public var refusal: PlanRefusal
+    public var description: String { refusal.message }
+}
+
+/// What `walctl recover` did (without `--dry-run`).
+public struct RecoverOutcome {
+    public var plan: RecoveryPlan
+    public var restore: RestoreReport
+    /// Files written besides the restored backup.
+    public var files: [String]
+    /// The command that starts the recovery, exactly.
+    public var startCommand: String
+    /// What to check before promoting (or, for `latest`, after recovery ends).
+    public var checklist: [String]
+}
+
+/// `walctl recover`: plan against the catalog, then (unless dry) restore the backup and write the
+/// recovery settings. Nothing in the data directory is touched when the plan is refused.
+public struct Recover {
+    public var config: Configuration
+    /// Absolute path of the walctl executable that `restore_command` runs.
+    public var walctl: String
+    public var note: (String) -> Void
+
+    public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), note: @escaping (String) -> Void = { _ in }) {
+        self.config = config; self.walctl = walctl; self.note = note
+    }
+
+    /// Plans `request`. A ready plan carries every setting to write, `restore_command` first (for
+    /// the data directory `pgdata`, which may not exist yet).
+    ///
+    /// - Throws: `RecoveryRefused` when the plan is refused; `WalctlError`/`CatalogError` when the
+    ///   repository or catalog cannot be read.
+    public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
+        let access = try CatalogAccess(config: config, note: note)
+        let catalog = try access.open()
+        switch try RecoveryPlanner.plan(request, catalog: catalog) {
+        case .refused(let r):
+            throw RecoveryRefused(refusal: r)
+        case .ready(var p):
+            let writer = RecoverySettingsWriter(walctl: walctl, config: config)
+            p.settings.insert(RecoverySetting(name: "restore_command", value: writer.restoreCommand(pgdata: absolutePath(pgdata))), at: 0)
+            if writer.needsOwnConfigFile {
+                p.warnings.append("credentials came from the environment or the command line: the restore command reads them from \(RecoveryFiles.config) (mode 0600) in the data directory; delete it after recovery")
+            }
+            return p
+        }
+    }
+
+    /// Carries out `plan`: restores its backup into `pgdata` (empty, or emptied with `force`), writes
+    /// the recovery settings for the PostgreSQL version in `PG_VERSION`, saves the plan and an empty
+    /// progress file. Does not start the server.
+    public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool) throws -> RecoverOutcome {
+        let dir = absolutePath(pgdata)
+        let repository = try RepositoryFactory.open(config)
+        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, log: note)
+        let versionText: String
+        do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
+            throw WalctlError.refused("the restored backup \(plan.backupLabel) has no readable PG_VERSION in \(dir): it is not a PostgreSQL data directory")
+        }
+        let major = Self.majorVersion(versionText)
+        guard major > 0 else { throw WalctlError.refused("\(dir)/PG_VERSION holds \"\(versionText)\": not a PostgreSQL version") }
+        let writer = RecoverySettingsWriter(walctl: walctl, config: config)
+        var files = try writer.write(settings: plan.settings, pgdata: dir, major: major,
+                                     header: "walctl recover: \(plan.target.type) \(plan.target.value ?? "") from backup \(plan.backupLabel), \(PGTimestamp(date: Date()).iso8601)")
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try writeFile(dir + "/" + RecoveryFiles.plan, try enc.encode(plan), append: false, mode: 0o600)
+        try writeFile(dir + "/" + RecoveryFiles.progress, Data(), append: false, mode: 0o600)
+        files += [dir + "/" + RecoveryFiles.plan, dir + "/" + RecoveryFiles.progress]
+        return RecoverOutcome(plan: plan, restore: report, files: files, startCommand: Self.startCommand(pgdata: dir, pgVersion: plan.backup.pgVersion, major: major),
+                              checklist: Self.checklist(plan, pgdata: dir))
+    }
+
+    /// `15` from `15\n`, `9` from `9.6` (the major for settings purposes; 9.x and 10-11 all use recovery.conf).
+    static func majorVersion(_ text: String) -> Int {
+        Int(text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").first ?? "") ?? 0
+    }
+
+    /// `pg_ctl` run as the data directory's owner, logging to `RecoveryFiles.log` in it.
+    static func startCommand(pgdata: String, pgVersion: Int, major: Int) -> String {
+        let candidates = ["/usr/lib/postgresql/\(major)/bin/pg_ctl", "/usr/pgsql-\(major)/bin/pg_ctl"]
+        let pgctl = candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "pg_ctl"
+        var st = stat()
+        var prefix = ""
+        if stat(pgdata, &st) == 0, st.st_uid != geteuid(), let pw = getpwuid(st.st_uid) {
+            prefix = "sudo -u \(String(cString: pw.pointee.pw_name)) "
+        }
+        return prefix + "\(shellQuote(pgctl)) -D \(shellQuote(pgdata)) -l \(shellQuote(pgdata + "/" + RecoveryFiles.log)) start"
+    }
+
+    static func checklist(_ plan: RecoveryPlan, pgdata: String) -> [String] {
+        var out = [
+            "the restored configuration is the backed-up server's: if that server still runs on this host, change port (and archive_command, so two servers never archive the same timeline) in \(pgdata)/postgresql.auto.conf before starting",
+            "follow replay with `walctl recover --status --pgdata \(pgdata)` (segments restored of \(plan.segmentCount), rate, ETA)",
+        ]
+        switch plan.action {
+        case .pause where plan.target.type != "latest":
+            out += [
+                "when --status says the target was reached (\"recovery stopping before/after ...\" in the log), connect: SELECT pg_is_in_recovery() must be t and SELECT pg_last_xact_replay_timestamp() at or before the target",
+                "check the data you recovered for (read-only queries work while paused)",
+                "then promote with SELECT pg_wal_replay_resume(); (or pg_ctl promote): the server opens a new timeline and archives from there",
+                "if the target was wrong, stop the server and run walctl recover again with another target (--force): nothing was promoted yet",
+            ]
+        case .promote:
+            out.append("the server promotes by itself at the target: check the data right away, it opens a new timeline and archives from there")
+        case .shutdown:
+            out.append("the server shuts down at the target and recovery.signal stays: a restart replays again; remove recovery.signal (12+) to start normally")
+        default:
+            out.append("without a target the server replays all archived WAL and promotes")
+        }
+        return out
+    }
+}
+
+func absolutePath(_ p: String) -> String {
+    var s = p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+    return s
+}

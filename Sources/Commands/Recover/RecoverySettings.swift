@@ -1,0 +1,141 @@
+import Foundation
+import Planner
+
+/// The files `walctl recover` writes into the restored data directory (docs/recovery.md).
+public enum RecoveryFiles {
+    /// The plan, for `walctl recover --status`.
+    public static let plan = "walctl_recovery_plan.json"
+    /// One line per file the restore command delivered: `NAME UNIX_SECONDS`.
+    public static let progress = "walctl_recovery_progress"
+    /// The server log the printed start command writes.
+    public static let log = "walctl_recovery.log"
+    /// A complete walctl config for the restore command, written only when credentials came from the
+    /// environment or the command line (mode 0600).
+    public static let config = "walctl_recovery.conf"
+}
+
+/// Builds `restore_command` and writes the recovery settings for the server version.
+public struct RecoverySettingsWriter {
+    /// Absolute path of the walctl executable.
+    public var walctl: String
+    public var config: Configuration
+
+    public init(walctl: String, config: Configuration) { self.walctl = walctl; self.config = config }
+
+    /// The path the running executable was started by (`argv[0]` made absolute, so a stable symlink
+    /// such as /usr/local/bin/walctl stays one), or `/proc/self/exe` when it was found on PATH.
+    public static func currentExecutable() -> String {
+        let argv0 = CommandLine.arguments.first ?? ""
+        if argv0.contains("/") { return (absolute(argv0) as NSString).standardizingPath }
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n > 0 { return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return absolute(CommandLine.arguments[0])
+    }
+
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// Settings that must travel on the command line: those not read from the config file.
+    var explicitSettings: [(name: String, value: String, secret: Bool)] {
+        Settings.all.compactMap { d in
+            guard let v = config.values[d.name], let src = config.sources[d.name], src != "default",
+                  !(config.configFile.map { src.hasPrefix($0 + " line") } ?? false) else { return nil }
+            return (d.name, v, d.secret)
+        }
+    }
+
+    /// True when a credential came from the environment or a flag: the restore command then needs a
+    /// config file of its own (`RecoveryFiles.config`), since the server inherits no environment.
+    public var needsOwnConfigFile: Bool { explicitSettings.contains { $0.secret } }
+
+    /// The shell command PostgreSQL runs for each file, `%f %p` included. Every setting is either in
+    /// the (absolute) config file or on the command line: nothing comes from the environment.
+    public func restoreCommand(pgdata: String) -> String {
+        var words = [walctl, "archive-get"]
+        if needsOwnConfigFile {
+            words += ["--config", pgdata + "/" + RecoveryFiles.config]
+        } else {
+            if let f = config.configFile { words += ["--config", Self.absolute(f)] }
+            for s in explicitSettings { words += ["--set", s.name + "=" + s.value] }
+        }
+        let cmd = words.map(shellQuote).joined(separator: " ").replacingOccurrences(of: "%", with: "%%")
+        // Only what archive-get delivered is counted, so `recover --status` can show progress.
+        return cmd + " %f %p && echo %f $(date +%%s) >> " + RecoveryFiles.progress
+    }
+
+    /// The config file for `needsOwnConfigFile`: every setting that differs from its default.
+    public func ownConfigFileText() -> String {
+        var out = "# written by walctl recover for this recovery's restore_command; holds credentials: delete it after recovery\n"
+        for d in Settings.all {
+            guard let v = config.values[d.name], v != d.defaultValue else { continue }
+            out += "\(d.name) = \"\(v)\"\n"
+        }
+        return out
+    }
+
+    /// Writes the settings for PostgreSQL `major`: 12+ appends to `postgresql.auto.conf` and creates
+    /// `recovery.signal`; older versions get `recovery.conf`.
+    ///
+    /// - Returns: the files written.
+    public func write(settings: [RecoverySetting], pgdata: String, major: Int, header: String) throws -> [String] {
+        var lines = "\n# \(header)\n"
+        for s in settings { lines += "\(s.name) = '\(confQuote(s.value))'\n" }
+        var written: [String] = []
+        if needsOwnConfigFile {
+            let p = pgdata + "/" + RecoveryFiles.config
+            try writeFile(p, Data(ownConfigFileText().utf8), append: false, mode: 0o600)
+            written.append(p)
+        }
+        if major >= 12 {
+            let auto = pgdata + "/postgresql.auto.conf"
+            try writeFile(auto, Data(lines.utf8), append: true, mode: 0o600)
+            let signal = pgdata + "/recovery.signal"
+            try writeFile(signal, Data(), append: false, mode: 0o600)
+            written += [auto, signal]
+        } else {
+            let conf = pgdata + "/recovery.conf"
+            try writeFile(conf, Data(lines.utf8), append: false, mode: 0o600)
+            written.append(conf)
+        }
+        return written
+    }
+}
+
+/// Single-quotes a word for /bin/sh.
+func shellQuote(_ s: String) -> String {
+    if !s.isEmpty && s.utf8.allSatisfy({ c in
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || "/._-=:+,@".utf8.contains(c)
+    }) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// Escapes a value for a single-quoted PostgreSQL configuration string.
+func confQuote(_ s: String) -> String {
+    s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''")
+}
+
+/// Writes (or appends) `data` to `path`, fsyncs it, and gives a new file `mode` and the owner of its directory.
+func writeFile(_ path: String, _ data: Data, append: Bool, mode: mode_t) throws {
+    let existed = access(path, F_OK) == 0
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode)
+    guard fd >= 0 else { throw WalctlError.file(operation: "open", path: path, errno: errno) }
+    defer { close(fd) }
+    try data.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
+        var off = 0
+        while off < b.count {
+            let n = Foundation.write(fd, b.baseAddress! + off, b.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw WalctlError.file(operation: "write", path: path, errno: errno)
+            }
+            off += n
+        }
+    }
+    guard fsync(fd) == 0 else { throw WalctlError.file(operation: "fsync", path: path, errno: errno) }
+    if !existed && geteuid() == 0 {
+        var st = stat()
+        if stat((path as NSString).deletingLastPathComponent, &st) == 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
+    }
+}

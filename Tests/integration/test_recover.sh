@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Recovery planner suite (issue 7): real PostgreSQL archives through walctl, a base backup sits in the
+# repository, and `walctl recover` brings a new data directory back to an instant; refusals leave the
+# directory untouched. The demo story runs on 15, 16 and 18; the rest on 15.
+source "$(dirname "$0")/lib.sh"
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+# start_source VERSION: a cluster archiving through walctl into a file repository. Sets W, PORT, BIN, V.
+start_source() {
+    V="$1"
+    require_pg "$V"
+    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
+    write_config "$W"
+    init_cluster "$V" "$W/data"
+    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
+    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
+        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "log_timezone = 'UTC'"
+    pg_start "$V" "$W/data"
+    trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
+}
+
+sql() { psql_at "$V" "$W" "$PORT" "$@"; }
+# now_utc: the server's clock_timestamp as `YYYY-MM-DD HH:MM:SS.ffffff+00`.
+now_utc() { sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
+
+# switch_and_wait [PORT]: closes the current segment and waits until the archiver has stored it.
+switch_and_wait() {
+    local port="${1:-$PORT}" last
+    last="$(psql_at "$V" "$W" "$port" "select pg_walfile_name(pg_switch_wal())")"
+    wait_until 60 bash -c "a=\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
+        || fail "archiver did not reach $last"
+}
+
+# take_backup LABEL [PORT]: a base backup stored in the repository and known to the catalog.
+# Uses `walctl backup` when the CLI has it; otherwise pg_basebackup -Ft -X none, stored in walctl's
+# backup layout (backup/<label>/base.tar, backup_manifest, backup.json built from the archived
+# .backup history file), then `walctl catalog rebuild`.
+take_backup() {
+    local label="$1" port="${2:-$PORT}"
+    if "$WALCTL" --help 2>/dev/null | grep -qE '^ +backup( |$)'; then
+        as_pg "$WALCTL" backup --config "$W/walctl.conf" --label "$label" --connection "host=$W port=$port user=postgres dbname=postgres" >/dev/null
+        return
+    fi
+    local bb="$W/bb-$label"
+    as_pg "$BIN/pg_basebackup" -h "$W" -p "$port" -D "$bb" -Ft -X none -c fast -l "$label" --manifest-checksums=CRC32C --no-sync >/dev/null 2>&1 \
+        || fail "pg_basebackup failed"
+    local hist=""
+    for _ in $(seq 1 150); do
+        for m in $(find "$W/repo/wal" -name '*.backup.meta' 2>/dev/null); do
+            local n; n="$(basename "$m" .meta)"
+            [ -f "$bb/$n" ] || as_pg "$WALCTL" archive-get --config "$W/walctl.conf" "$n" "$bb/$n" >/dev/null 2>&1 || true
+            if grep -q "^LABEL: $label\$" "$bb/$n" 2>/dev/null; then hist="$bb/$n"; break 2; fi
+        done
+        sleep 0.2
+    done
+    [ -n "$hist" ] || fail "backup history file of $label was not archived"
+    local sysid vnum
+    sysid="$(as_pg "$BIN/pg_controldata" "$W/data" | awk -F: '/Database system identifier/ {gsub(/ /, "", $2); print $2}')"
+    vnum="$(sql "show server_version_num")"
+    python3 - "$hist" "$label" "$bb" "$W/repo" "$vnum" "$sysid" <<'EOF'
+import json, os, sys, datetime
+hist, label, bb, repo, vnum, sysid = sys.argv[1:]
+f = dict(l.split(": ", 1) for l in open(hist).read().splitlines() if ": " in l)
+def lsn(s): return s.split(" ")[0]
+def ts(s):
+    d = datetime.datetime.strptime(s.replace(" UTC", ""), "%Y-%m-%d %H:%M:%S")
+    return d.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00")
+tbl = []
+for i in range(256):
+    c = i
+    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    tbl.append(c)
+def crc32c(path):
+    c = 0xFFFFFFFF
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(1 << 20)
+            if not b: break
+            for x in b: c = tbl[(c ^ x) & 0xFF] ^ (c >> 8)
+    return "%08x" % (c ^ 0xFFFFFFFF)
+dest = os.path.join(repo, "backup", label)
+os.makedirs(dest, exist_ok=True)
+tar = os.path.join(bb, "base.tar")
+os.replace(tar, os.path.join(dest, "base.tar"))
+os.replace(os.path.join(bb, "backup_manifest"), os.path.join(dest, "backup_manifest"))
+tar = os.path.join(dest, "base.tar")
+size = os.path.getsize(tar)
+start_seg = f["START WAL LOCATION"].split("file ")[1].rstrip(")")
+stop_seg = f["STOP WAL LOCATION"].split("file ")[1].rstrip(")")
+rec = {
+    "label": label, "startLSN": lsn(f["START WAL LOCATION"]), "stopLSN": lsn(f["STOP WAL LOCATION"]),
+    "checkpointLSN": f["CHECKPOINT LOCATION"], "startTime": ts(f["START TIME"]), "stopTime": ts(f["STOP TIME"]),
+    "timeline": int(f["START TIMELINE"]), "stopTimeline": int(f["STOP TIMELINE"]), "size": size, "storedSize": size,
+    "status": "complete", "pgVersion": int(vnum), "systemIdentifier": sysid,
+    "contents": {"formatVersion": 1, "archives": [{"object": "base.tar", "serverName": "base.tar", "codec": "none",
+        "compressedBy": "client", "storedSize": size, "storedCRC32C": crc32c(tar), "tarSize": size}],
+        "manifestObject": "backup_manifest", "manifestChecksumAlgorithm": "CRC32C",
+        "manifestSize": os.path.getsize(os.path.join(dest, "backup_manifest")), "serverVersionNum": int(vnum),
+        "walSegmentSize": 16777216, "firstWALSegment": start_seg, "lastWALSegment": stop_seg,
+        "streamSeconds": 0, "walWaitSeconds": 0, "compression": "none"},
+}
+open(os.path.join(dest, "backup.json"), "w").write(json.dumps(rec, sort_keys=True, indent=2))
+EOF
+    chown -R postgres:postgres "$W/repo/backup"
+    as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || fail "catalog rebuild failed"
+}
+
+# recover_to DIR ARGS...: `walctl recover` as postgres into DIR; stdout in DIR.out, stderr in DIR.err.
+recover_to() {
+    local dir="$1"; shift
+    as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$dir" "$@" >"$dir.out" 2>"$dir.err"
+}
+
+# start_recovered DIR PORT [settings...]: starts the recovered server the way walctl printed it, on PORT.
+start_recovered() {
+    local dir="$1" port="$2"; shift 2
+    grep -q "pg_ctl" "$dir.out" || fail "no start command printed"
+    local opts="-p $port -c archive_mode=off"
+    for s in "$@"; do opts="$opts -c $s"; done
+    as_pg "$BIN/pg_ctl" -D "$dir" -l "$dir/walctl_recovery.log" -o "$opts" -w -t 120 start >/dev/null 2>&1 || true
+}
+
+# wait_state DIR STATE: polls `walctl recover --status --json` until the state is STATE.
+wait_state() {
+    local dir="$1" want="$2"
+    wait_until 120 bash -c "runuser -u postgres -- $WALCTL recover --status --json --pgdata $dir | grep -q '\"state\" : \"$want\"'" \
+        || { as_pg "$WALCTL" recover --status --pgdata "$dir" >&2; tail -5 "$dir/walctl_recovery.log" >&2; fail "recovery in $dir did not reach $want"; }
+}
+
+count_rows() { psql_at "$V" "$W" "$1" "select count(*) from $2"; }
+table_exists() { psql_at "$V" "$W" "$1" "select count(*) from pg_class where relname = '$2'"; }
+
+cleanup() {
+    [ -n "${W:-}" ] && [ -d "$W" ] || return 0
+    pg_stop "$V" "$W/data" immediate
+    local d; for d in "$W"/rec*; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------------- the demo
+
+demo_story() {
+    start_source "$1"
+    sql "create table accounts(id int primary key, owner text)"
+    sql "insert into accounts select g, 'before-backup-' || g from generate_series(1, 1000) g"
+    take_backup demo
+    sql "insert into accounts select g, 'after-backup-' || g from generate_series(1001, 3000) g"
+    switch_and_wait
+    local target; target="$(now_utc)"
+    sleep 0.3
+    sql "insert into accounts select g, 'after-target-' || g from generate_series(3001, 3500) g"
+    local dropped_at; dropped_at="$(now_utc)"
+    sql "drop table accounts"   # the accident, at $dropped_at
+    switch_and_wait
+    echo "    target $target, DROP TABLE at $dropped_at"
+
+    recover_to "$W/rec" --to "$target" || { cat "$W/rec.err" >&2; fail "recover refused"; }
+    grep -q "walctl_recovery_plan.json" "$W/rec.out" || fail "plan not saved"
+    grep -q "recovery_target_time = '$target'" "$W/rec/postgresql.auto.conf" || fail "recovery_target_time not written as $target"
+    if [ "$1" -ge 12 ]; then [ -f "$W/rec/recovery.signal" ] || fail "no recovery.signal"; fi
+    grep -qE "restore_command = '/[^ ]*walctl archive-get --config $W/walctl.conf" "$W/rec/postgresql.auto.conf" || fail "restore_command does not use walctl by absolute path with --config"
+    local port2; port2="$(free_port)"
+    # The server gets an empty environment: restore_command must need nothing from the shell.
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
+    wait_state "$W/rec" paused-at-target
+    as_pg "$WALCTL" recover --status --pgdata "$W/rec" | grep -q "target reached: yes" || fail "status does not say the target was reached"
+    assert_eq "$(count_rows "$port2" accounts)" "3000" "rows at the target"
+    assert_eq "$(psql_at "$V" "$W" "$port2" "select count(*) from accounts where owner like 'after-target-%'")" "0" "rows after the target"
+    psql_at "$V" "$W" "$port2" "select pg_wal_replay_resume()" >/dev/null
+    wait_until 60 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port2 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "did not promote"
+    wait_state "$W/rec" promoted
+    pg_stop "$V" "$W/rec"
+    cleanup
+}
+
+test_demo_story_pg15() { demo_story 15; }
+test_demo_story_pg16() { demo_story 16; }
+test_demo_story_pg18() { demo_story 18; }
+
+# ---------------------------------------------------------------------------------------------- timelines
+
+test_timeline_fork_pg15() {
+    start_source 15
+    sql "create table t(id int, phase text)"
+    take_backup tl
+    sql "insert into t select g, 'tl1-early' from generate_series(1, 100) g"
+    switch_and_wait
+    local t0; t0="$(now_utc)"; sleep 0.3
+    sql "insert into t select g, 'tl1-mid' from generate_series(1, 100) g"
+    switch_and_wait
+    local t1; t1="$(now_utc)"; sleep 0.3
+    sql "insert into t select g, 'tl1-late' from generate_series(1, 100) g"
+    switch_and_wait
+
+    # Recover to t1 and promote: timeline 2, archiving into the same repository.
+    recover_to "$W/rec1" --to "$t1" --action promote || { cat "$W/rec1.err" >&2; fail "recover to t1 refused"; }
+    local p1; p1="$(free_port)"
+    as_pg "$BIN/pg_ctl" -D "$W/rec1" -l "$W/rec1/walctl_recovery.log" -o "-p $p1" -w -t 120 start >/dev/null 2>&1 || true
+    wait_until 120 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $p1 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "rec1 did not promote"
+    assert_eq "$(psql_at 15 "$W" "$p1" "select timeline_id from pg_control_checkpoint()")" "2" "timeline after promotion"
+    psql_at 15 "$W" "$p1" "insert into t select g, 'tl2-a' from generate_series(1, 100) g"
+    switch_and_wait "$p1"
+    local t2; t2="$(psql_at 15 "$W" "$p1" "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")"; sleep 0.3
+    psql_at 15 "$W" "$p1" "insert into t select g, 'tl2-b' from generate_series(1, 100) g"
+    switch_and_wait "$p1"
+    wait_until 30 test -n "$(find "$W/repo/wal/history" -name '00000002.history*.meta' 2>/dev/null)" || true
+    pg_stop 15 "$W/rec1"
+
+    # A time on timeline 2 (latest): tl1-early, tl1-mid, tl2-a; not tl1-late, not tl2-b.
+    recover_to "$W/rec2" --to "$t2" --dry-run --json || { cat "$W/rec2.err" >&2; fail "dry run on timeline 2 refused"; }
+    grep -q '"timeline" : 2' "$W/rec2.out" || fail "plan is not on timeline 2"
+    grep -q '00000002.history' "$W/rec2.out" || fail "plan does not name 00000002.history"
+    rm -f "$W/rec2.out"
+    recover_to "$W/rec2" --to "$t2" || { cat "$W/rec2.err" >&2; fail "recover to t2 refused"; }
+    local p2; p2="$(free_port)"
+    start_recovered "$W/rec2" "$p2"
+    wait_state "$W/rec2" paused-at-target
+    assert_eq "$(psql_at 15 "$W" "$p2" "select string_agg(phase || ':' || n, ',' order by phase) from (select phase, count(*) n from t group by phase) s")" \
+        "tl1-early:100,tl1-mid:100,tl2-a:100" "rows on timeline 2 at t2"
+    pg_stop 15 "$W/rec2"
+
+    # A time on timeline 1 before the fork: only tl1-early.
+    recover_to "$W/rec3" --to "$t0" --timeline 1 || { cat "$W/rec3.err" >&2; fail "recover to t0 refused"; }
+    grep -q "recovery_target_timeline = '1'" "$W/rec3/postgresql.auto.conf" || fail "timeline 1 not written"
+    local p3; p3="$(free_port)"
+    start_recovered "$W/rec3" "$p3"
+    wait_state "$W/rec3" paused-at-target
+    assert_eq "$(psql_at 15 "$W" "$p3" "select string_agg(phase || ':' || n, ',') from (select phase, count(*) n from t group by phase) s")" \
+        "tl1-early:100" "rows on timeline 1 at t0"
+    pg_stop 15 "$W/rec3"
+    cleanup
+}
+
+# ---------------------------------------------------------------------------------------------- far target
+
+test_target_far_from_backup_pg15() {
+    start_source 15
+    sql "create table big(id int, pad text)"
+    take_backup far
+    local i target="" expected=""
+    for i in $(seq 1 24); do
+        sql "insert into big select g, repeat('x', 200) from generate_series(($i-1)*80000+1, $i*80000) g"
+        if [ "$i" -eq 18 ]; then expected="$(sql "select count(*) from big")"; target="$(now_utc)"; sleep 0.2; fi
+    done
+    switch_and_wait
+    recover_to "$W/rec" --to "$target" --dry-run --json || { cat "$W/rec.err" >&2; fail "dry run refused"; }
+    local n; n="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['segmentCount'])" "$W/rec.out")"
+    [ "$n" -ge 20 ] || fail "only $n segments planned: target not far from the backup"
+    rm -f "$W/rec.out"
+    recover_to "$W/rec" --to "$target" || { cat "$W/rec.err" >&2; fail "recover refused"; }
+    local p2; p2="$(free_port)"
+    start_recovered "$W/rec" "$p2"
+    wait_state "$W/rec" paused-at-target
+    assert_eq "$(count_rows "$p2" big)" "$expected" "rows at a target $n segments from the backup"
+    as_pg "$WALCTL" recover --status --pgdata "$W/rec" | grep -qE "segments restored: [0-9]+ of $n" || fail "status does not count restored segments"
+    cleanup
+}
+
+# ---------------------------------------------------------------------------------------------- refusals
+
+snapshot() { find "$1" -printf '%p %s %T@ %m %u\n' | sort | md5sum; }
+
+# expect_refusal REASON ARGS...: recover into a non-empty DIR with --force: refused with REASON, DIR untouched.
+expect_refusal() {
+    local reason="$1"; shift
+    local dir="$W/untouched"
+    mkdir -p "$dir"; echo keep > "$dir/sentinel"; chown -R postgres:postgres "$dir"
+    local before; before="$(snapshot "$dir")"
+    local rc=0
+    recover_to "$dir" --force "$@" || rc=$?
+    assert_eq "$rc" "3" "exit code of a refused plan ($reason)"
+    grep -q "error \[$reason\]" "$dir.err" || { cat "$dir.err" >&2; fail "not refused with $reason"; }
+    grep -q "nothing was changed" "$dir.err" || fail "refusal does not say nothing changed"
+    assert_eq "$(snapshot "$dir")" "$before" "directory touched by a refused recovery"
+}
+
+test_refusals_pg15() {
+    start_source 15
+    sql "create table r(id int)"
+    local before_backup; before_backup="$(now_utc)"; sleep 1.2
+    take_backup ref
+    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait; done
+    local mid; mid="$(now_utc)"; sleep 0.2
+    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait; done
+    local after_last; after_last="$(date -u -d '+1 hour' '+%Y-%m-%d %H:%M:%S+00')"
+
+    expect_refusal before-first-backup --to "$before_backup"
+    grep -q "nearest recoverable target after:  2" "$W/untouched.err" || fail "no nearest recoverable time after"
+    expect_refusal after-last-commit --to "$after_last"
+    grep -q "pg_switch_wal" "$W/untouched.err" || fail "no advice to archive a later commit"
+    grep -q "nearest recoverable target before: 2" "$W/untouched.err" || fail "no nearest recoverable time before"
+    # Time without a zone: refused unless one is named.
+    local rc=0; recover_to "$W/untouched" --to "2026-01-01 00:00:00" --dry-run || rc=$?
+    [ "$rc" -ne 0 ] && grep -q "no time zone" "$W/untouched.err" || fail "a time without zone was not refused"
+
+    # Delete a segment between the backup and the target, then rebuild the catalog.
+    local plan victim
+    recover_to "$W/probe" --to "$mid" --dry-run --json || { cat "$W/probe.err" >&2; fail "dry run refused"; }
+    victim="$(python3 -c "
+import json,sys; p=json.load(open(sys.argv[1])); r=p['segmentRanges'][-1]
+print(r['lastName'][:8] + '%08X%08X' % divmod(r['lastSegno'] - 1, 256))" "$W/probe.out")"
+    find "$W/repo/wal" -name "$victim*" -delete
+    as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null
+    expect_refusal gap --to "$mid"
+    grep -q "$victim" "$W/untouched.err" || fail "missing segment $victim not named"
+    grep -q "nearest recoverable target before: 2" "$W/untouched.err" || fail "no nearest recoverable time before the gap"
+    cleanup
+}
+
+# ---------------------------------------------------------------------------------------------- restore point
+
+test_restore_point_pg15() {
+    start_source 15
+    sql "create table m(id int)"
+    take_backup rp
+    sql "insert into m select generate_series(1, 500)"
+    sql "select pg_create_restore_point('before-migration')" >/dev/null
+    sql "insert into m select generate_series(501, 800)"
+    switch_and_wait
+    recover_to "$W/rec" --to-name before-migration || { cat "$W/rec.err" >&2; fail "recover to a restore point refused"; }
+    grep -q "recovery_target_name = 'before-migration'" "$W/rec/postgresql.auto.conf" || fail "recovery_target_name not written"
+    local p2; p2="$(free_port)"
+    start_recovered "$W/rec" "$p2"
+    wait_state "$W/rec" paused-at-target
+    assert_eq "$(count_rows "$p2" m)" "500" "rows at the restore point"
+    expect_refusal restore-point-not-found --to-name no-such-point
+    cleanup
+}
+
+run_suite "$@"
