@@ -46,7 +46,10 @@ public struct ArchivePush {
         let crc = CRC32C.checksum(content)
 
         if let existing = try repository.meta(for: name) {
-            return try reconcile(existing: existing, name: name, content: content, crc: crc)
+            let outcome = try reconcile(existing: existing, name: name, content: content, crc: crc)
+            // A push killed between its meta and the catalog insert is retried by PostgreSQL: heal the catalog.
+            record(existing, info: info, content: content)
+            return outcome
         }
 
         let key = RepositoryLayout.objectKey(name, crc32c: crc, extension: codec.fileExtension)
