@@ -72,7 +72,8 @@ fsync = off
 full_page_writes = on
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/tpl" -l "$WORK/tpl.log" -w start >/dev/null
-PGBR_COMMON="--stanza=bench --repo1-path=$WORK/pgbr --lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off --compress-type=zst --compress-level=3"
+PGBR_COMMON="--stanza=bench --repo1-path=$WORK/pgbr --lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
+PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
 mkdir -p "$WORK/pgbr"; chown postgres "$WORK/pgbr"
 as_pg pgbackrest $PGBR_COMMON --pg1-path="$WORK/tpl" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
 as_pg cp -a "$WORK/pgbr" "$WORK/pgbr-template"
@@ -157,7 +158,7 @@ setup_walctl_async_s3() { local c; c=$(walctl_conf wa3 s3 "archive-async = true"
 setup_walctl_sync_file() { local c; c=$(walctl_conf ws file); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
 setup_pgbr_async_file() {
     rm -rf "$WORK/pgbr" "$WORK/pgbr-spool"/*; as_pg cp -a "$WORK/pgbr-template" "$WORK/pgbr"
-    echo "pgbackrest $PGBR_COMMON --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
+    echo "pgbackrest $PGBR_PUSH --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
 }
 
 echo "== archive throughput ($RUNS runs each, $N files)" >&2
@@ -171,7 +172,7 @@ measure_archive "walctl sync, local" setup_walctl_sync_file
 WCONF=$(walctl_conf rec file); as_pg "$WALCTL" init --config "$WCONF" --pgdata "$WORK/tpl" >/dev/null
 for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
 rm -rf "$WORK/pgbr" "$WORK/pgbr-spool"/*; as_pg cp -a "$WORK/pgbr-template" "$WORK/pgbr"
-for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$'); do as_pg pgbackrest $PGBR_COMMON --pg1-path="$WORK/tpl" archive-push "$WORK/tpl/pg_wal/$f" >/dev/null 2>&1 || true; done
+for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$'); do as_pg pgbackrest $PGBR_PUSH --pg1-path="$WORK/tpl" archive-push "$WORK/tpl/pg_wal/$f" >/dev/null 2>&1 || true; done
 
 # recovery_run LABEL MODE [RESTORE_COMMAND]: seconds from start to the end of recovery.
 recovery_run() {
