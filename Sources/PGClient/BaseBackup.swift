@@ -185,7 +185,13 @@ extension PGConnection {
         if PQresultStatus(res) == PGRES_COPY_OUT {
             throw .protocolViolation("\(Self.commandName(command)) started a COPY where rows were expected")
         }
-        return try Self.rows(of: res, command: command, connection: self)
+        do {
+            return try Self.rows(of: res, command: command, connection: self)
+        } catch {
+            // The command failed: read its remaining results so the connection can run another one.
+            while let more = PQgetResult(conn) { PQclear(more) }
+            throw error
+        }
     }
 
     static func position(_ r: QueryResult, what: String) throws(PGError) -> BackupPosition {

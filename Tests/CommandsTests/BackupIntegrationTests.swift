@@ -245,10 +245,15 @@ final class BackupIntegrationTests: XCTestCase {
         defer { h.shutdown() }
         XCTAssertTrue(try h.pgbench(["-i", "-q", "-s", "3"]).succeeded)
         var o = BackupOptions()
-        o.maxRateKBps = 16384  // ~50 MB at 16 MB/s: a few seconds to kill it in
+        o.maxRateKBps = 4096  // ~50 MB at 4 MB/s: seconds to kill it in
         o.label = "killed"
         let killer = Thread {
-            Thread.sleep(forTimeInterval: 1.0)
+            // Kill the walsender once it streams files.
+            for _ in 0..<200 {
+                if (try? h.pg.psql("SELECT count(*) FROM pg_stat_progress_basebackup WHERE phase = 'streaming database files'")) == "1" { break }
+                usleep(50_000)
+            }
+            usleep(300_000)
             _ = try? h.pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'walsender'")
         }
         killer.start()
