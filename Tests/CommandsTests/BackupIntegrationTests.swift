@@ -278,3 +278,44 @@ final class BackupIntegrationTests: XCTestCase {
         XCTAssertEqual(try BackupMetadata.list(repository: h.repository), [])
     }
 }
+
+/// Throughput of backup and restore on a pgbench database, next to pg_basebackup in the same run.
+/// Runs only with `WALCTL_BACKUP_BENCH_SCALE` set (e.g. 100 for ~1.5 GB); prints MB/s.
+final class BackupBenchmarkTests: XCTestCase {
+    func testBackupThroughput() throws {
+        guard let scaleText = ProcessInfo.processInfo.environment["WALCTL_BACKUP_BENCH_SCALE"], let scale = Int(scaleText) else {
+            throw XCTSkip("set WALCTL_BACKUP_BENCH_SCALE to run")
+        }
+        let h = try BackupIntegrationTests.Harness(major: 15)
+        defer { h.shutdown() }
+        XCTAssertTrue(try h.pgbench(["-i", "-q", "-s", String(scale)], timeout: 1800).succeeded)
+        try h.pg.psql("CHECKPOINT")
+        let dbBytes = Double(try h.pg.psql("SELECT sum(pg_database_size(oid)) FROM pg_database")) ?? 0
+        func mbps(_ bytes: Double, _ s: Double) -> String { String(format: "%.0f MB/s (%.1f s)", bytes / 1e6 / s, s) }
+
+        for (name, compression) in [("walctl server-zstd", BackupCompression.server(level: 3)),
+                                    ("walctl client-zstd", .client(.zstd, level: 3))] {
+            var o = BackupOptions(); o.compression = compression
+            let t0 = Date()
+            let r = try takeBackup(connection: h.conninfo, repository: h.repository, options: o)
+            let s = Date().timeIntervalSince(t0)
+            print("BENCH \(name) backup: \(mbps(Double(r.size), s)), stored \(r.storedSize ?? 0) bytes")
+            let target = try h.pg.makeDirectory("restore-\(r.label)")
+            let t1 = Date()
+            let rep = try restoreBackup(label: r.label, repository: h.repository, pgdata: target)
+            let s1 = Date().timeIntervalSince(t1)
+            print("BENCH \(name) restore: \(mbps(Double(rep.bytes), s1))")
+            try? FileManager.default.removeItem(atPath: target)
+        }
+        for (name, args) in [("pg_basebackup -Ft server-zstd", ["--compress=server-zstd"]), ("pg_basebackup -Ft -z", ["-z"])] {
+            let out = try h.pg.makeDirectory("pgbb-\(args[0])")
+            try? FileManager.default.removeItem(atPath: out)
+            let t0 = Date()
+            let r = try spawn([h.pg.bin + "/pg_basebackup", "-h", h.pg.root, "-p", String(h.pg.port), "-U", "postgres",
+                               "-D", out, "-Ft", "-X", "none", "-c", "fast"] + args, timeout: 1800)
+            let s = Date().timeIntervalSince(t0)
+            XCTAssertTrue(r.succeeded, r.output)
+            print("BENCH \(name): \(mbps(dbBytes, s))")
+        }
+    }
+}
