@@ -17,7 +17,7 @@ step "installing dependencies"
 WALCTL_DEPS_SKIP_VERIFY=1 bash scripts/install-deps.sh
 
 step "building walctl (release)"
-swift build -c release --product walctl 2>&1 | tail -1
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product walctl 2>&1 | tail -1
 W="$DEMO/bin/walctl"
 
 # A previous run may have left a server running.
@@ -26,7 +26,7 @@ for d in "$DEMO/data" "$DEMO/restored"; do
 done
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin"
-cp .build/release/walctl "$W"
+cp .build-static/release/walctl "$W"
 chown -R postgres:postgres "$DEMO"
 chmod 755 "$DEMO"
 PORT=55432
