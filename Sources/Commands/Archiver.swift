@@ -11,8 +11,17 @@ public struct Archiver {
         self.config = config; self.warn = warn
     }
 
-    /// archive-push of the file at `path`.
+    /// archive-push of the file at `path`: asynchronous and/or under the safety valve when
+    /// configured (docs/async.md), else synchronous.
     public func push(path: String) throws -> PushOutcome {
+        if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
+            return outcome
+        }
+        return try pushDirect(path: path)
+    }
+
+    /// The synchronous archive-push of the file at `path`.
+    public func pushDirect(path: String) throws -> PushOutcome {
         let repository = try RepositoryFactory.open(config)
         let typeName = config["compress-type"] ?? "zstd"
         guard let codec = CodecKind(setting: typeName) else {
@@ -30,9 +39,15 @@ public struct Archiver {
     }
 
     /// archive-get of `fileName` into `targetPath`.
+    /// With `restore-prefetch` > 0 the prefetching path (docs/async.md) serves it.
     public func get(fileName: String, targetPath: String) throws -> GetOutcome {
-        let repository = try RepositoryFactory.open(config)
         let retry = try config.integer("archive-get-retry-time") ?? 60
-        return try ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: warn).get(fileName: fileName, targetPath: targetPath)
+        let direct = { (repository: Repository) in
+            try ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: self.warn).get(fileName: fileName, targetPath: targetPath)
+        }
+        if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {
+            return outcome
+        }
+        return try direct(try RepositoryFactory.open(config))
     }
 }

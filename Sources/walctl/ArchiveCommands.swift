@@ -33,10 +33,17 @@ struct ArchiveGetCommand: ParsableCommand {
             """
     )
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Name of the file to restore (%f).") var walFile: String
-    @Argument(help: "Where to write it (%p).") var path: String
+    @Argument(help: "Name of the file to restore (%f).") var walFile: String?
+    @Argument(help: "Where to write it (%p).") var path: String?
+    @Flag(name: .long, help: "Remove the prefetch spool (pg_wal/walctl_prefetch, or DIR/walctl_prefetch for --cleanup DIR) and stop its prefetcher; for recovery_end_command.")
+    var cleanup = false
 
     func run() throws {
+        if cleanup {
+            PrefetchSpool(dir: (walFile ?? "pg_wal") + "/walctl_prefetch").remove()
+            return
+        }
+        guard let walFile, let path else { throw ValidationError("archive-get needs %f and %p (or --cleanup)") }
         var errorExit: Int32 = 255
         try runCommand(exitCode: 255) {
             let config = try global.load()

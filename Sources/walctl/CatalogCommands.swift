@@ -15,9 +15,11 @@ struct InfoCommand: ParsableCommand {
 
     func run() throws {
         try runCommand {
-            let access = try CatalogAccess(config: try global.load(), note: report)
+            let config = try global.load()
+            let access = try CatalogAccess(config: config, note: report)
             let info = try access.open().info()
             if json { print(try info.json()) } else { print(InfoText.render(info)) }
+            if !json, let spool = SpoolStatus.load(config: config) { print(spool.lines.joined(separator: "\n")) }  // issue 8: archive backlog
         }
     }
 }

@@ -18,6 +18,7 @@ struct Walctl: ParsableCommand {
             ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
             InfoCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self,
             CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self,
+            ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )
 }

@@ -1,0 +1,226 @@
+import Foundation
+import Storage
+import WALFormat
+
+/// A file PostgreSQL has marked ready for archiving (`pg_wal/archive_status/<name>.ready`).
+public struct ReadyFile: Equatable, Sendable {
+    public var name: String
+    /// Size of `pg_wal/<name>` (0 when it vanished between the listing and the stat).
+    public var size: Int64
+    /// When the `.ready` file was written (the segment was completed), seconds since 1970.
+    public var readySince: TimeInterval
+}
+
+/// Finds the files PostgreSQL wants archived, in the order its archiver would take them:
+/// timeline history files first, then everything else by name (oldest WAL first).
+public enum ReadyScanner {
+    /// Every `.ready` file in `walDir/archive_status` whose name is a WAL file name walctl accepts.
+    public static func scan(walDir: String) -> [ReadyFile] {
+        let status = walDir + "/archive_status"
+        var out: [ReadyFile] = []
+        for entry in SpoolFS.list(status) where entry.hasSuffix(".ready") {
+            let name = String(entry.dropLast(6))
+            guard WALFileName(name) != nil else { continue }
+            let readyStat = SpoolFS.fileInfo(status + "/" + entry)
+            let size = SpoolFS.fileInfo(walDir + "/" + name)?.size ?? 0
+            out.append(ReadyFile(name: name, size: size, readySince: Double(readyStat?.mtimeNs ?? 0) / 1e9))
+        }
+        return sortForArchiving(out)
+    }
+
+    /// History files first (a new timeline must be archived before its segments), then by name.
+    public static func sortForArchiving(_ files: [ReadyFile]) -> [ReadyFile] {
+        files.sorted { a, b in
+            let ha = a.name.hasSuffix(".history"), hb = b.name.hasSuffix(".history")
+            if ha != hb { return ha }
+            return a.name < b.name
+        }
+    }
+
+    /// Bytes of WAL waiting, and the age in seconds of the oldest `.ready` file.
+    public static func backlog(_ files: [ReadyFile], now: Date = Date()) -> (bytes: Int64, oldestAge: TimeInterval) {
+        let bytes = files.reduce(Int64(0)) { $0 + $1.size }
+        let oldest = files.map(\.readySince).filter { $0 > 0 }.min()
+        return (bytes, oldest.map { max(0, now.timeIntervalSince1970 - $0) } ?? 0)
+    }
+}
+
+/// What the background pusher writes for one file it stored: enough for the foreground to be sure
+/// the record is about this very file in this very repository, without touching the repository.
+public struct PushRecord: Codable, Equatable, Sendable {
+    /// The `repository` setting the daemon pushed to.
+    public var repository: String
+    public var sourceSize: Int64
+    /// Modification time of the source file, nanoseconds (a recycled or rewritten file differs).
+    public var sourceMTimeNs: Int64
+    /// The committed meta (written before this record).
+    public var meta: ArchivedFileMeta
+    /// True when the repository already had identical content (a re-push).
+    public var alreadyArchived: Bool
+}
+
+/// A safety-valve decision: the file was reported archived without being stored.
+public struct SkipRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var reason: String
+    public var skippedAt: PGTimestamp
+    public var size: Int64
+    /// Set once the marker object is in the repository.
+    public var markerStored: Bool
+}
+
+/// The archive spool: per-file results of the background pusher, the daemon's lock and log, and the
+/// safety valve's records.
+///
+/// ```
+/// <spool>/archive/daemon.lock         flock(2) held by the running pusher (its pid inside)
+/// <spool>/archive/daemon.log          the pusher's messages
+/// <spool>/archive/status.json         the pusher's last backlog snapshot (walctl info)
+/// <spool>/archive/<name>.ok           stored (PushRecord JSON); removed by the foreground that reports it
+/// <spool>/archive/<name>.error        failed, one line; removed by the foreground that reports it
+/// <spool>/archive/skipped/<name>.json safety valve: reported archived WITHOUT being stored (SkipRecord)
+/// ```
+public struct ArchiveSpool {
+    public let root: String
+    public var dir: String { root + "/archive" }
+    public var lockPath: String { dir + "/daemon.lock" }
+    public var logPath: String { dir + "/daemon.log" }
+    public var statusPath: String { dir + "/status.json" }
+    public var skippedDir: String { dir + "/skipped" }
+
+    public init(root: String) { self.root = root }
+
+    /// The spool for a cluster whose WAL directory is `walDir`: `spool-path` when set, else
+    /// `<walDir>/../walctl_spool` (the data directory; one spool per cluster).
+    public static func rootPath(config: Configuration, walDir: String) -> String {
+        if let p = config["spool-path"], !p.isEmpty { return p }
+        return (walDir as NSString).deletingLastPathComponent + "/walctl_spool"
+    }
+
+    public func prepare() throws(WalctlError) {
+        try SpoolFS.makeDirectory(dir)
+        try SpoolFS.makeDirectory(skippedDir)
+    }
+
+    /// The result the pusher left for `name`.
+    public enum Result: Equatable {
+        case none
+        case ok(PushRecord)
+        case error(String)
+    }
+
+    public func result(_ name: String) -> Result {
+        if let r = SpoolFS.decode(PushRecord.self, dir + "/" + name + ".ok") { return .ok(r) }
+        if let e = SpoolFS.read(dir + "/" + name + ".error") {
+            return .error(String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        return .none
+    }
+
+    public func hasResult(_ name: String) -> Bool {
+        SpoolFS.exists(dir + "/" + name + ".ok") || SpoolFS.exists(dir + "/" + name + ".error")
+    }
+
+    public func writeOK(_ name: String, _ record: PushRecord) throws(WalctlError) {
+        unlink(dir + "/" + name + ".error")
+        try SpoolFS.write(dir + "/" + name + ".ok", SpoolFS.encode(record))
+    }
+
+    public func writeError(_ name: String, _ message: String) throws(WalctlError) {
+        try SpoolFS.write(dir + "/" + name + ".error", Array((message + "\n").utf8))
+    }
+
+    /// Removes the result once the foreground has reported it.
+    public func consume(_ name: String) {
+        unlink(dir + "/" + name + ".ok")
+        unlink(dir + "/" + name + ".error")
+    }
+
+    /// Results whose `.ready` file is gone (PostgreSQL moved on) are dropped.
+    public func dropOrphans(walDir: String) {
+        for f in SpoolFS.list(dir) where f.hasSuffix(".ok") || f.hasSuffix(".error") {
+            let name = f.hasSuffix(".ok") ? String(f.dropLast(3)) : String(f.dropLast(6))
+            if !SpoolFS.exists(walDir + "/archive_status/" + name + ".ready") { unlink(dir + "/" + f) }
+        }
+    }
+
+    /// Counts of results waiting to be reported.
+    public func resultCounts() -> (ok: Int, error: Int) {
+        let files = SpoolFS.list(dir)
+        return (files.filter { $0.hasSuffix(".ok") }.count, files.filter { $0.hasSuffix(".error") }.count)
+    }
+
+    // MARK: safety valve records
+
+    public func isSkipped(_ name: String) -> Bool { SpoolFS.exists(skippedDir + "/" + name + ".json") }
+
+    public func writeSkip(_ record: SkipRecord) throws(WalctlError) {
+        try SpoolFS.write(skippedDir + "/" + record.name + ".json", SpoolFS.encode(record), durable: true)
+    }
+
+    public func skipRecords() -> [SkipRecord] {
+        SpoolFS.list(skippedDir).filter { $0.hasSuffix(".json") }.sorted()
+            .compactMap { SpoolFS.decode(SkipRecord.self, skippedDir + "/" + $0) }
+    }
+
+    public func removeSkip(_ name: String) { unlink(skippedDir + "/" + name + ".json") }
+}
+
+/// The pusher's snapshot, written about once a second while it runs.
+public struct DaemonSnapshot: Codable, Equatable, Sendable {
+    public var pid: Int32
+    public var walDir: String
+    public var updatedAt: PGTimestamp
+    public var readyFiles: Int
+    public var readyBytes: Int64
+    public var inFlight: Int
+    public var stagedBytes: Int64
+    public var pushed: Int
+    public var failed: Int
+}
+
+/// The archive backlog for `walctl info`: what waits in `pg_wal`, what the pusher does, and every
+/// file the safety valve let go without storing it (PITR is broken across each of them).
+public struct SpoolStatus: Sendable {
+    public var spool: String
+    public var daemonRunning: Bool
+    public var walDir: String?
+    public var readyFiles: Int
+    public var readyBytes: Int64
+    public var oldestReadyAge: TimeInterval
+    public var pendingOK: Int
+    public var pendingErrors: Int
+    public var snapshot: DaemonSnapshot?
+    public var skipped: [SkipRecord]
+
+    /// The status for the configured cluster, or nil when neither `spool-path` nor `pgdata` says
+    /// where the spool is, or the spool was never used.
+    public static func load(config: Configuration) -> SpoolStatus? {
+        var walDir: String? = config["pgdata"].map { $0 + "/pg_wal" }
+        let root: String
+        if let p = config["spool-path"], !p.isEmpty { root = p } else if let w = walDir { root = ArchiveSpool.rootPath(config: config, walDir: w) } else { return nil }
+        let spool = ArchiveSpool(root: root)
+        guard SpoolFS.exists(spool.dir) else { return nil }
+        let snap = SpoolFS.decode(DaemonSnapshot.self, spool.statusPath)
+        if walDir == nil { walDir = snap?.walDir }
+        let ready = walDir.map { ReadyScanner.scan(walDir: $0) } ?? []
+        let backlog = ReadyScanner.backlog(ready)
+        let counts = spool.resultCounts()
+        return SpoolStatus(spool: root, daemonRunning: SpoolLock.isHeld(spool.lockPath), walDir: walDir,
+                           readyFiles: ready.count, readyBytes: backlog.bytes, oldestReadyAge: backlog.oldestAge,
+                           pendingOK: counts.ok, pendingErrors: counts.error, snapshot: snap, skipped: spool.skipRecords())
+    }
+
+    /// Lines for the text `walctl info`.
+    public var lines: [String] {
+        var out = ["archive backlog: \(readyFiles) files ready (\(readyBytes / 1_048_576) MiB, oldest \(Int(oldestReadyAge)) s) in \(walDir ?? "?"); "
+                   + "async pusher \(daemonRunning ? "running" : "idle"); spool \(spool) (\(pendingOK) ok, \(pendingErrors) errors unreported)"]
+        if !skipped.isEmpty {
+            out.append("PITR BROKEN: \(skipped.count) files reported archived WITHOUT being stored (safety valve):")
+            for s in skipped {
+                out.append("  SKIPPED  \(s.name)  at \(s.skippedAt.iso8601)  \(s.reason)\(s.markerStored ? "" : "  (marker not yet in the repository)")")
+            }
+        }
+        return out
+    }
+}

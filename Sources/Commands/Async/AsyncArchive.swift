@@ -1,0 +1,210 @@
+import Foundation
+import Storage
+import WALFormat
+import Codec
+
+/// Asynchronous archive-push (`archive-async = true`) and the safety valve, as `Archiver.push`
+/// uses them.
+///
+/// The foreground (PostgreSQL's archive_command for file X) never stores anything itself: it makes
+/// sure the background pusher runs (starting it when its lock is free), then waits for the pusher's
+/// result for X in the spool. The pusher pushes every file PostgreSQL has marked ready, in parallel,
+/// so by the time PostgreSQL asks for X+1 its result is usually there already and the call costs a
+/// process start and a few `stat`s. X is acknowledged (exit 0) only when the pusher wrote `X.ok`,
+/// which it does only after X's meta is durable in the repository.
+public struct AsyncArchive {
+    public var config: Configuration
+    public var warn: (String) -> Void
+
+    public init(config: Configuration, warn: @escaping (String) -> Void) { self.config = config; self.warn = warn }
+
+    /// Seconds between the foreground's looks at the spool.
+    static let pollInterval: useconds_t = 2_000
+
+    /// The outcome when the safety valve let the file go: a meta-shaped placeholder whose codec is
+    /// `skipped` (nothing was stored; the warning is already in PostgreSQL's log).
+    static func skippedOutcome(_ name: String, size: Int64) -> PushOutcome {
+        .stored(ArchivedFileMeta(name: name, size: size, storedSize: 0, codec: "skipped", crc32c: 0,
+                                 archivedAt: PGTimestamp(date: Date()), summary: nil))
+    }
+
+    /// Handles archive-push when `archive-async` or the safety valve is on; nil when neither is
+    /// (the caller then pushes synchronously as before). `direct` is that synchronous push.
+    public func pushIfEnabled(path: String, direct: @escaping () throws -> PushOutcome) throws -> PushOutcome? {
+        let async = try config.bool("archive-async")
+        let valve = try ValvePolicy(config: config)
+        guard async || valve.enabled else { return nil }
+        let abs = SpoolFS.absolute(path)
+        let base = (abs as NSString).lastPathComponent
+        guard let name = WALFileName(base) else { throw WalctlError.invalidName(base) }
+        let walDir = (abs as NSString).deletingLastPathComponent
+        let spool = ArchiveSpool(root: ArchiveSpool.rootPath(config: config, walDir: walDir))
+        let size = SpoolFS.fileInfo(abs)?.size ?? 0
+
+        if let reason = valve.check(walDir: walDir, name: name.description) {
+            SafetyValve.skip(name: name.description, size: size, reason: reason, spool: spool, openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+            return Self.skippedOutcome(name.description, size: size)
+        }
+        if async {
+            return try pushAsync(name: name, path: abs, walDir: walDir, spool: spool, valve: valve)
+        }
+        return try guardedDirect(name: name, size: size, walDir: walDir, spool: spool, valve: valve, direct: direct)
+    }
+
+    /// Synchronous push under the valve's watchdog: the push runs on a thread, this thread checks
+    /// the valve every quarter second, so a push that hangs (a dead mount, a stalled connection) is
+    /// let go once the limit passes instead of blocking the archiver forever.
+    func guardedDirect(name: WALFileName, size: Int64, walDir: String, spool: ArchiveSpool, valve: ValvePolicy,
+                       direct: @escaping () throws -> PushOutcome) throws -> PushOutcome {
+        final class Box: @unchecked Sendable { var result: Result<PushOutcome, Error>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            box.result = Result { try direct() }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + 0.25) == .timedOut {
+            if let reason = valve.check(walDir: walDir, name: name.description) {
+                SafetyValve.skip(name: name.description, size: size, reason: reason + " (while a push was still running)", spool: spool,
+                                 openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+                return Self.skippedOutcome(name.description, size: size)
+            }
+        }
+        let outcome = try box.result!.get()
+        if !spool.skipRecords().isEmpty, let repo = try? RepositoryFactory.open(config) {
+            SafetyValve.flushPending(spool: spool, repository: repo, warn: warn)
+        }
+        return outcome
+    }
+
+    /// The foreground of an asynchronous push.
+    func pushAsync(name: WALFileName, path: String, walDir: String, spool: ArchiveSpool, valve: ValvePolicy) throws -> PushOutcome {
+        try spool.prepare()
+        let timeout = try config.integer("archive-push-timeout") ?? 60
+        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+        let repositorySetting = config["repository"] ?? ""
+        var lastDaemonCheck = Date.distantPast
+        var lastValveCheck = Date()
+        while true {
+            switch spool.result(name.description) {
+            case .ok(let r):
+                if let st = SpoolFS.fileInfo(path), r.repository == repositorySetting, r.sourceSize == st.size, r.sourceMTimeNs == st.mtimeNs {
+                    spool.consume(name.description)
+                    return r.alreadyArchived ? .alreadyArchived(r.meta) : .stored(r.meta)
+                }
+                // About another file under the same name, or another repository: push again.
+                spool.consume(name.description)
+            case .error(let message):
+                // Reported once; the pusher retries when PostgreSQL asks again.
+                spool.consume(name.description)
+                try ensureDaemon(walDir: walDir, spool: spool)
+                throw AsyncError.pushFailed(name: name.description, reason: message)
+            case .none:
+                break
+            }
+            let now = Date()
+            if now.timeIntervalSince(lastDaemonCheck) > 0.1 {
+                try ensureDaemon(walDir: walDir, spool: spool)
+                lastDaemonCheck = now
+            }
+            if valve.enabled, now.timeIntervalSince(lastValveCheck) > 0.25 {
+                lastValveCheck = now
+                if let reason = valve.check(walDir: walDir, name: name.description) {
+                    SafetyValve.skip(name: name.description, size: SpoolFS.fileInfo(path)?.size ?? 0, reason: reason + " (while its push was still running)",
+                                     spool: spool, openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+                    return Self.skippedOutcome(name.description, size: SpoolFS.fileInfo(path)?.size ?? 0)
+                }
+            }
+            if now > deadline { throw AsyncError.timedOut(name: name.description, seconds: timeout) }
+            usleep(Self.pollInterval)
+        }
+    }
+
+    /// Starts the background pusher unless one holds the spool's lock.
+    func ensureDaemon(walDir: String, spool: ArchiveSpool) throws {
+        reapChildren()
+        if SpoolLock.isHeld(spool.lockPath) { return }
+        try DaemonLauncher.spawn(arguments: ["archive-push-async-daemon", "--wal-dir", walDir, "--spool", spool.root],
+                                 config: config, logPath: spool.logPath)
+    }
+}
+
+/// The background pusher's life: take the spool lock (or leave: one pusher per cluster), push
+/// whatever PostgreSQL has marked ready until nothing has been ready for `idleExit` seconds, then
+/// exit. Results go to the spool; messages to `daemon.log`.
+public struct AsyncPushDaemon {
+    public var config: Configuration
+    public var walDir: String
+    public var spool: ArchiveSpool
+    /// Seconds without work before the pusher exits.
+    public var idleExit: TimeInterval = 3
+    public var log: (String) -> Void
+
+    public init(config: Configuration, walDir: String, spoolRoot: String, log: @escaping (String) -> Void) {
+        self.config = config; self.walDir = walDir; self.spool = ArchiveSpool(root: spoolRoot); self.log = log
+    }
+
+    /// The push settings shared with the synchronous path (`compress-type`, `compress-level`).
+    static func makePusher(config: Configuration, repository: Repository, warn: @escaping (String) -> Void) throws -> ArchivePush {
+        let typeName = config["compress-type"] ?? "zstd"
+        guard let codec = CodecKind(setting: typeName) else {
+            throw WalctlError.configuration(.invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none"))
+        }
+        var level: Int32?
+        if let l = try config.integer("compress-level") {
+            guard codec.levels.contains(Int32(l)) else {
+                throw WalctlError.configuration(.invalidValue(name: "compress-level", value: String(l), expected: "\(codec.levels) for \(codec.rawValue)"))
+            }
+            level = Int32(l)
+        }
+        return ArchivePush(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
+    }
+
+    /// Runs until idle. Returns false when another pusher already holds the lock.
+    @discardableResult
+    public func run() throws -> Bool {
+        try spool.prepare()
+        guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
+        defer { lock.release() }
+        lock.writePID()
+        let repository = try RepositoryFactory.open(config)
+        guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
+        let pusher = try Self.makePusher(config: config, repository: repository, warn: log)
+        let workers = max(1, try config.integer("archive-workers") ?? 2)
+        let engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
+                                compressWorkers: workers, uploadWorkers: workers * 2,
+                                stageMax: Int64(try config.integer("archive-spool-max") ?? 1 << 30), log: log)
+        engine.start()
+        defer { engine.stop() }
+        try runLoop(engine: engine, repository: repository)
+        return true
+    }
+
+    func runLoop(engine: PushEngine, repository: Repository) throws {
+        var lastWork = Date()
+        var lastHousekeeping = Date.distantPast
+        while true {
+            let ready = ReadyScanner.scan(walDir: walDir)
+            let todo = ready.filter { !spool.hasResult($0.name) && !spool.isSkipped($0.name) }
+            engine.submit(todo)
+            let now = Date()
+            if engine.busy { lastWork = now }
+            if now.timeIntervalSince(lastHousekeeping) > 1 {
+                lastHousekeeping = now
+                spool.dropOrphans(walDir: walDir)
+                if !spool.skipRecords().isEmpty { SafetyValve.flushPending(spool: spool, repository: repository, warn: log) }
+                let backlog = ReadyScanner.backlog(ready)
+                let snap = DaemonSnapshot(pid: getpid(), walDir: walDir, updatedAt: PGTimestamp(date: now), readyFiles: ready.count,
+                                          readyBytes: backlog.bytes, inFlight: engine.inFlightCount, stagedBytes: engine.stagedBytes,
+                                          pushed: engine.pushed, failed: engine.failed)
+                try? SpoolFS.write(spool.statusPath, SpoolFS.encode(snap))
+            }
+            if !engine.busy && now.timeIntervalSince(lastWork) > idleExit { break }
+            engine.waitForProgress(timeout: engine.busy ? 0.01 : 0.02)
+        }
+        var snap = SpoolFS.decode(DaemonSnapshot.self, spool.statusPath)
+        snap?.inFlight = 0
+        snap?.stagedBytes = 0
+        if let snap { try? SpoolFS.write(spool.statusPath, SpoolFS.encode(snap)) }
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+
+/// Failures of the asynchronous archive-push and the prefetching archive-get, one line each.
+public enum AsyncError: Error, CustomStringConvertible {
+    /// The background pusher stored nothing for this file and said why.
+    case pushFailed(name: String, reason: String)
+    /// The foreground waited `archive-push-timeout` seconds without a result for its file.
+    case timedOut(name: String, seconds: Int)
+    /// The background process could not be started.
+    case spawn(String)
+
+    public var description: String {
+        switch self {
+        case .pushFailed(let n, let r): return "asynchronous push of \(n) failed: \(r)"
+        case .timedOut(let n, let s):
+            return "\(n) was not archived within \(s) s (archive-push-timeout); the background pusher keeps trying, see its log in the spool"
+        case .spawn(let m): return "cannot start the background process: \(m)"
+        }
+    }
+}
+
+/// Small file helpers for the spools: every visible file is complete (temporary name, then rename).
+enum SpoolFS {
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// Creates `dir` and its parents (mode 0700 for the last component).
+    static func makeDirectory(_ dir: String) throws(WalctlError) {
+        if exists(dir) { return }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            if exists(dir) { return }
+            throw .file(operation: "create directory", path: dir, errno: EACCES)
+        }
+    }
+
+    /// Reads a small file whole; nil when it does not exist.
+    static func read(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+
+    /// Writes `bytes` to `path` through a temporary name and a rename; `durable` adds fsync of the
+    /// file and its directory.
+    static func write(_ path: String, _ bytes: [UInt8], durable: Bool = false) throws(WalctlError) {
+        let tmp = path + ".tmp." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max))
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .file(operation: "create", path: tmp, errno: errno) }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, bytes.count - off) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno; close(fd); unlink(tmp)
+                throw .file(operation: "write", path: tmp, errno: e)
+            }
+            off += n
+        }
+        if durable && fsync(fd) != 0 { let e = errno; close(fd); unlink(tmp); throw .file(operation: "fsync", path: tmp, errno: e) }
+        close(fd)
+        if rename(tmp, path) != 0 { let e = errno; unlink(tmp); throw .file(operation: "rename to", path: path, errno: e) }
+        if durable {
+            let dfd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
+            if dfd >= 0 { fsync(dfd); close(dfd) }
+        }
+    }
+
+    /// File names in `dir` (no `.`/`..`); empty when the directory does not exist.
+    static func list(_ dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafePointer(to: e.pointee.d_name) { p in
+                p.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out
+    }
+
+    /// Size and modification time (nanoseconds) of a file, or nil.
+    static func fileInfo(_ path: String) -> (size: Int64, mtimeNs: Int64)? {
+        var st = Glibc.stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// An absolute version of `path` (relative paths are taken from the current directory, as
+    /// PostgreSQL's `%p` is relative to the data directory it runs the command in).
+    static func absolute(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        return FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+        return (try? Array(enc.encode(value))) ?? []
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ path: String) -> T? {
+        guard let b = read(path) else { return nil }
+        return try? JSONDecoder().decode(type, from: Data(b))
+    }
+}
+
+/// An exclusive `flock(2)` on a file: the guarantee that one background process runs per spool.
+/// The lock dies with the process (crash included), so a stale lock file never blocks anything.
+public final class SpoolLock {
+    public let path: String
+    let fd: Int32
+
+    private init(path: String, fd: Int32) { self.path = path; self.fd = fd }
+
+    /// Takes the lock without waiting; nil when another process (or another open file) holds it.
+    public static func tryAcquire(_ path: String) throws(WalctlError) -> SpoolLock? {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .file(operation: "open lock file", path: path, errno: errno) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            close(fd)
+            return nil
+        }
+        return SpoolLock(path: path, fd: fd)
+    }
+
+    /// True when some process holds the lock right now (a test that does not keep it).
+    public static func isHeld(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    /// Records the holder's pid in the lock file (for `walctl info` and operators).
+    public func writePID() {
+        let s = Array((String(getpid()) + "\n").utf8)
+        _ = ftruncate(fd, 0)
+        _ = s.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    public func release() { flock(fd, LOCK_UN); close(fd) }
+}
+
+/// Starts walctl itself as a detached background process (own session, stdin from /dev/null,
+/// output appended to a log file in the spool), with the resolved configuration passed as
+/// `WALCTL_*` environment variables so it sees exactly what the foreground saw.
+enum DaemonLauncher {
+    /// The running executable (`/proc/self/exe`), or nil.
+    static func selfExecutable() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        buf[n] = 0
+        return String(cString: buf)
+    }
+
+    static func environment(for config: Configuration) -> [String] {
+        var env = ProcessInfo.processInfo.environment
+        for (name, value) in config.values {
+            if let d = Settings.definition(name) { env[d.environmentName] = value }
+        }
+        return env.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// Spawns `walctl <arguments>` detached; returns its pid. The foreground never waits for it.
+    @discardableResult
+    static func spawn(arguments: [String], config: Configuration, logPath: String) throws(AsyncError) -> pid_t {
+        guard let exe = selfExecutable() else { throw .spawn("cannot find the walctl executable (/proc/self/exe)") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // A session of its own: PostgreSQL signalling the archiver's process group (shutdown) does
+        // not kill a push in flight; the daemon finishes and exits when idle.
+        posix_spawnattr_setflags(&attr, Int16(0x80 /* POSIX_SPAWN_SETSID */))
+        let argv = [exe] + arguments
+        let env = environment(for: config)
+        var cargv: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        var cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer { cargv.forEach { free($0) }; cenv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, exe, &actions, &attr, &cargv, &cenv)
+        if rc != 0 { throw .spawn("posix_spawn \(exe): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+}
+
+/// Reaps exited children without blocking (the foreground may spawn a daemon and outlive it).
+func reapChildren() {
+    var status: Int32 = 0
+    while waitpid(-1, &status, WNOHANG) > 0 {}
+}

@@ -1,0 +1,303 @@
+import Foundation
+import Storage
+import WALFormat
+
+/// What the prefetcher keeps beside each fetched segment: the meta it was verified against and
+/// the repository it came from. The foreground serves the segment only when this still equals the
+/// repository's current meta.
+public struct PrefetchRecord: Codable, Equatable, Sendable {
+    public var repository: String
+    public var meta: ArchivedFileMeta
+}
+
+/// The restore spool, next to `%p` (`pg_wal/walctl_prefetch/`, same filesystem, so serving a
+/// segment is one `rename(2)`):
+///
+/// ```
+/// <spool>/daemon.lock       flock(2) held by the running prefetcher
+/// <spool>/daemon.log        its messages
+/// <spool>/want              the segment recovery asked for last (the window starts after it)
+/// <spool>/stop              asks the prefetcher to clean up and exit (end of recovery, --cleanup)
+/// <spool>/<segment>         a complete, verified segment (written as .<segment>.walctl-tmp.*, fsynced, renamed)
+/// <spool>/<segment>.rec     its PrefetchRecord, written after the segment: both present = servable
+/// <spool>/<segment>.busy    the prefetcher is fetching it now
+/// ```
+public struct PrefetchSpool {
+    public let dir: String
+    public var lockPath: String { dir + "/daemon.lock" }
+    public var logPath: String { dir + "/daemon.log" }
+    public var wantPath: String { dir + "/want" }
+    public var stopPath: String { dir + "/stop" }
+
+    public init(dir: String) { self.dir = dir }
+
+    /// The spool for a restore target path `%p`: `<dir of %p>/walctl_prefetch`.
+    public init(targetPath: String) {
+        dir = (SpoolFS.absolute(targetPath) as NSString).deletingLastPathComponent + "/walctl_prefetch"
+    }
+
+    public func prepare() throws(WalctlError) { try SpoolFS.makeDirectory(dir) }
+
+    public func setWant(_ name: String) throws(WalctlError) {
+        unlink(stopPath)
+        try SpoolFS.write(wantPath, Array(name.utf8))
+    }
+
+    public func want() -> String? { SpoolFS.read(wantPath).map { String(decoding: $0, as: UTF8.self) } }
+
+    public func record(_ name: String) -> PrefetchRecord? {
+        guard SpoolFS.exists(dir + "/" + name) else { return nil }
+        return SpoolFS.decode(PrefetchRecord.self, dir + "/" + name + ".rec")
+    }
+
+    public func isBusy(_ name: String) -> Bool { SpoolFS.exists(dir + "/" + name + ".busy") }
+
+    /// Removes one entry (record first: without it the segment is never served).
+    public func remove(_ name: String) {
+        unlink(dir + "/" + name + ".rec")
+        unlink(dir + "/" + name)
+    }
+
+    /// Segment names with a data file in the spool.
+    public func entries() -> [String] {
+        SpoolFS.list(dir).filter { $0.count == 24 && WALFileName($0) != nil }.sorted()
+    }
+
+    /// Bytes of complete segments in the spool.
+    public func bytes() -> Int64 { entries().reduce(Int64(0)) { $0 + (SpoolFS.fileInfo(dir + "/" + $1)?.size ?? 0) } }
+
+    /// Removes every segment, record and temporary file (the lock, log and want stay).
+    public func clear() {
+        for f in SpoolFS.list(dir) where f != "daemon.lock" && f != "daemon.log" && f != "want" && f != "stop" { unlink(dir + "/" + f) }
+    }
+
+    /// End of recovery: ask the prefetcher to stop, and clean up.
+    public func shutDown() {
+        guard SpoolFS.exists(dir) else { return }
+        try? SpoolFS.write(stopPath, [])
+        clear()
+    }
+
+    /// Removes the whole spool when no prefetcher runs (`walctl archive-get --cleanup`).
+    public func remove() {
+        shutDown()
+        if !SpoolLock.isHeld(lockPath) {
+            for f in SpoolFS.list(dir) { unlink(dir + "/" + f) }
+            rmdir(dir)
+        }
+    }
+}
+
+/// The prefetching archive-get (`restore-prefetch` N > 0) as `Archiver.get` uses it.
+///
+/// For segment X: if the spool holds X and its record equals the repository's current meta for X,
+/// X is renamed into `%p` (no download). Otherwise X is fetched directly, as without prefetching.
+/// Either way the prefetcher is told that recovery is at X and started if it is not running; it
+/// fetches X+1 .. X+N (same timeline) in parallel, stopping at the first one that is not archived.
+/// A name that is not found ends the prefetch (recovery is ending) and cleans the spool.
+public struct PrefetchGet {
+    public var config: Configuration
+    public var warn: (String) -> Void
+
+    public init(config: Configuration, warn: @escaping (String) -> Void) { self.config = config; self.warn = warn }
+
+    /// Handles archive-get when `restore-prefetch` > 0; nil otherwise.
+    public func getIfEnabled(fileName: String, targetPath: String, direct: (Repository) throws -> GetOutcome) throws -> GetOutcome? {
+        guard let n = try config.integer("restore-prefetch"), n > 0 else { return nil }
+        guard let name = WALFileName(fileName) else { throw WalctlError.invalidName(fileName) }
+        let spool = PrefetchSpool(targetPath: targetPath)
+        let repository = try RepositoryFactory.open(config)
+        guard case .segment = name else {
+            let outcome = try direct(repository)
+            // A timeline history that exists may change which timeline recovery follows: what
+            // was prefetched may be the wrong branch. Start over.
+            if case .restored = outcome, case .history = name, SpoolFS.exists(spool.dir) { spool.clear() }
+            return outcome
+        }
+        try spool.prepare()
+        try spool.setWant(fileName)
+        if let served = try serve(name: fileName, targetPath: targetPath, spool: spool, repository: repository) {
+            try ensureDaemon(spool: spool)
+            return served
+        }
+        try ensureDaemon(spool: spool)
+        let outcome = try direct(repository)
+        if case .notFound = outcome { spool.shutDown() }
+        return outcome
+    }
+
+    /// Serves `name` from the spool when it is there, complete, and still what the repository
+    /// holds; waits for it while the prefetcher is fetching it (bounded). nil: fetch directly.
+    func serve(name: String, targetPath: String, spool: PrefetchSpool, repository: Repository) throws -> GetOutcome? {
+        let waitEnd = Date().addingTimeInterval(30)
+        while spool.record(name) == nil && spool.isBusy(name) && SpoolLock.isHeld(spool.lockPath) && Date() < waitEnd {
+            usleep(1_000)
+        }
+        guard let rec = spool.record(name), let wal = WALFileName(name) else { return nil }
+        let current: ArchivedFileMeta?
+        do { current = try repository.meta(for: wal) } catch { return nil }   // in doubt: fetch directly
+        guard let current, current == rec.meta, rec.repository == (config["repository"] ?? "") else {
+            spool.remove(name)
+            return nil
+        }
+        unlink(spool.dir + "/" + name + ".rec")
+        if rename(spool.dir + "/" + name, targetPath) != 0 {
+            unlink(spool.dir + "/" + name)
+            return nil
+        }
+        return .restored(current)
+    }
+
+    func ensureDaemon(spool: PrefetchSpool) throws {
+        reapChildren()
+        if SpoolLock.isHeld(spool.lockPath) { return }
+        try DaemonLauncher.spawn(arguments: ["archive-get-prefetch-daemon", "--spool", spool.dir], config: config, logPath: spool.logPath)
+    }
+}
+
+/// The background prefetcher: one per restore spool (flock), it keeps the window after the last
+/// requested segment filled, cleans what falls out of it, and exits (cleaning up) when asked to stop
+/// or when recovery has asked for nothing for `idleExit` seconds.
+public final class PrefetchDaemon: @unchecked Sendable {
+    let spool: PrefetchSpool
+    let repository: Repository
+    let repositorySetting: String
+    let depth: Int
+    let spoolMax: Int64
+    let workers: Int
+    let segmentSize: WALSegmentSize
+    let log: (String) -> Void
+    public var idleExit: TimeInterval = 30
+    /// How long a segment found missing is not asked for again.
+    public var missingRecheck: TimeInterval = 1
+
+    private let cond = NSCondition()
+    private var queue: [String] = []
+    private var busy: Set<String> = []
+    private var missing: [String: Date] = [:]
+    private var stopping = false
+
+    public init(spool: PrefetchSpool, repository: Repository, repositorySetting: String, depth: Int, spoolMax: Int64, workers: Int,
+                segmentSize: WALSegmentSize, log: @escaping (String) -> Void) {
+        self.spool = spool; self.repository = repository; self.repositorySetting = repositorySetting; self.depth = depth
+        self.spoolMax = spoolMax; self.workers = max(1, workers); self.segmentSize = segmentSize; self.log = log
+    }
+
+    public static func make(config: Configuration, spoolDir: String, log: @escaping (String) -> Void) throws -> PrefetchDaemon {
+        let repository = try RepositoryFactory.open(config)
+        guard let info = try repository.info(), let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
+        let depth = try config.integer("restore-prefetch") ?? 0
+        return PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
+                              depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
+                              workers: min(max(2, try config.integer("archive-workers") ?? 2), 8), segmentSize: size, log: log)
+    }
+
+    /// The segments to hold after `want`: the next `depth`, same timeline, within `spoolMax`.
+    public func window(after want: String) -> [String] {
+        guard let id = SegmentID(fileName: want, size: segmentSize) else { return [] }
+        let byBytes = Int(max(1, spoolMax / Int64(segmentSize.bytes)))
+        let n = min(depth, byBytes)
+        guard n > 0 else { return [] }
+        return (1...n).map { SegmentID(timeline: id.timeline, segno: id.segno + XLogSegNo($0)).fileName(size: segmentSize) }
+    }
+
+    /// Runs until stopped or idle. Returns false when another prefetcher holds the lock.
+    @discardableResult
+    public func run() throws -> Bool {
+        try spool.prepare()
+        guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
+        defer { lock.release() }
+        lock.writePID()
+        for _ in 0..<workers { Thread.detachNewThread { self.workerLoop() } }
+        defer { cond.lock(); stopping = true; cond.broadcast(); cond.unlock() }
+        var lastWant = ""
+        var lastChange = Date()
+        while true {
+            if SpoolFS.exists(spool.stopPath) { break }
+            let want = spool.want() ?? ""
+            let now = Date()
+            if want != lastWant { lastWant = want; lastChange = now }
+            if now.timeIntervalSince(lastChange) > idleExit { break }
+            step(want: want, now: now)
+            cond.lock(); _ = cond.wait(until: Date().addingTimeInterval(0.003)); cond.unlock()
+        }
+        // Let fetches in flight end before cleaning, so no file appears after the cleanup.
+        cond.lock(); stopping = true; queue.removeAll(); cond.broadcast()
+        let end = Date().addingTimeInterval(30)
+        while !busy.isEmpty && cond.wait(until: end) {}
+        cond.unlock()
+        spool.clear()
+        unlink(spool.stopPath)
+        return true
+    }
+
+    /// One round: drop what left the window, queue what is missing from it, stop at the first
+    /// segment the repository does not have.
+    func step(want: String, now: Date) {
+        let window = want.isEmpty ? [] : window(after: want)
+        let keep = Set(window + [want])
+        for e in spool.entries() where !keep.contains(e) {
+            cond.lock(); let b = busy.contains(e); cond.unlock()
+            if !b { spool.remove(e) }
+        }
+        cond.lock()
+        defer { cond.unlock() }
+        queue.removeAll { !keep.contains($0) }
+        for name in window {
+            if let m = missing[name] {
+                if now.timeIntervalSince(m) < missingRecheck { break }   // not archived (yet): nothing beyond it
+                missing[name] = nil
+            }
+            if busy.contains(name) || queue.contains(name) || spool.record(name) != nil { continue }
+            queue.append(name)
+        }
+        if !queue.isEmpty { cond.broadcast() }
+    }
+
+    private func workerLoop() {
+        while true {
+            cond.lock()
+            while queue.isEmpty && !stopping { cond.wait() }
+            if stopping { cond.unlock(); return }
+            let name = queue.removeFirst()
+            busy.insert(name)
+            cond.unlock()
+            _ = try? SpoolFS.write(spool.dir + "/" + name + ".busy", [])
+            let found = fetch(name)
+            unlink(spool.dir + "/" + name + ".busy")
+            cond.lock()
+            busy.remove(name)
+            if !found {
+                missing[name] = Date()
+                queue.removeAll { $0 > name }   // stop at the first missing segment
+            }
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    /// Fetches one segment into the spool, verified; false when the repository does not have it.
+    /// Failures are left to the foreground (which fetches directly, with its retries).
+    func fetch(_ name: String) -> Bool {
+        guard let wal = WALFileName(name) else { return false }
+        do {
+            guard let meta = try repository.meta(for: wal) else { return false }
+            let out = try AtomicFile(path: spool.dir + "/" + name)
+            do {
+                try ObjectReader(repository: repository).read(meta) { try out.write($0) }
+                try out.commit()
+            } catch {
+                out.abort()
+                throw error
+            }
+            try SpoolFS.write(spool.dir + "/" + name + ".rec", SpoolFS.encode(PrefetchRecord(repository: repositorySetting, meta: meta)))
+            // Recovery moved on (another timeline, or past it) while this was fetched.
+            let w = spool.want() ?? ""
+            if !(Set(window(after: w)).contains(name) || name == w) { spool.remove(name) }
+        } catch {
+            log("prefetch of \(name) failed: \(error) (recovery will fetch it directly)")
+            spool.remove(name)
+        }
+        return true
+    }
+}

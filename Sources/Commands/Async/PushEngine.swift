@@ -1,0 +1,202 @@
+import Foundation
+import Storage
+import WALFormat
+import Codec
+
+/// The background pusher's pipeline: `compressWorkers` threads validate, checksum and compress
+/// ready files into memory; `uploadWorkers` threads store the object, commit its meta (if-absent)
+/// and write the spool result. The two stages overlap (compression of the next files runs while the
+/// previous ones upload); the bytes staged between them are bounded by `stageMax`
+/// (`archive-spool-max`). The durability rule is ArchivePush's: the `.ok` result is written only
+/// after the meta, the commit marker, is durable in the repository.
+public final class PushEngine: @unchecked Sendable {
+    let pusher: ArchivePush
+    let info: RepositoryInfo
+    let spool: ArchiveSpool
+    let walDir: String
+    let repositorySetting: String
+    let compressWorkers: Int
+    let uploadWorkers: Int
+    let stageMax: Int64
+    let log: (String) -> Void
+
+    private let cond = NSCondition()
+    private var compressQueue: [ReadyFile] = []
+    private var uploadQueue: [Job] = []
+    private var inFlight: Set<String> = []
+    private var staged: Int64 = 0
+    private var stopping = false
+    private var running = 0
+    private let recordLock = NSLock()
+    public private(set) var pushed = 0
+    public private(set) var failed = 0
+
+    final class Job {
+        let file: ReadyFile
+        let name: WALFileName
+        let source: MappedFile
+        let mtimeNs: Int64
+        let crc: UInt32
+        let summary: SegmentSummary?
+        let compressed: [UInt8]
+        init(file: ReadyFile, name: WALFileName, source: MappedFile, mtimeNs: Int64, crc: UInt32, summary: SegmentSummary?, compressed: [UInt8]) {
+            self.file = file; self.name = name; self.source = source; self.mtimeNs = mtimeNs; self.crc = crc; self.summary = summary; self.compressed = compressed
+        }
+    }
+
+    public init(pusher: ArchivePush, info: RepositoryInfo, spool: ArchiveSpool, walDir: String, repositorySetting: String,
+                compressWorkers: Int, uploadWorkers: Int, stageMax: Int64, log: @escaping (String) -> Void) {
+        self.pusher = pusher; self.info = info; self.spool = spool; self.walDir = walDir; self.repositorySetting = repositorySetting
+        self.compressWorkers = max(1, compressWorkers); self.uploadWorkers = max(1, uploadWorkers)
+        self.stageMax = max(1, stageMax); self.log = log
+    }
+
+    /// Starts the worker threads.
+    public func start() {
+        for _ in 0..<compressWorkers { Thread.detachNewThread { self.compressLoop() } }
+        for _ in 0..<uploadWorkers { Thread.detachNewThread { self.uploadLoop() } }
+    }
+
+    /// Queues the files not already in flight; returns how many were new.
+    @discardableResult
+    public func submit(_ files: [ReadyFile]) -> Int {
+        cond.lock(); defer { cond.unlock() }
+        var n = 0
+        for f in files where !inFlight.contains(f.name) {
+            inFlight.insert(f.name); compressQueue.append(f); n += 1
+        }
+        if n > 0 { cond.broadcast() }
+        return n
+    }
+
+    public var busy: Bool { cond.lock(); defer { cond.unlock() }; return !inFlight.isEmpty }
+    public var inFlightCount: Int { cond.lock(); defer { cond.unlock() }; return inFlight.count }
+    public var stagedBytes: Int64 { cond.lock(); defer { cond.unlock() }; return staged }
+    public func isInFlight(_ name: String) -> Bool { cond.lock(); defer { cond.unlock() }; return inFlight.contains(name) }
+
+    /// Waits until something finishes or `timeout` passes.
+    public func waitForProgress(timeout: TimeInterval) {
+        cond.lock(); _ = cond.wait(until: Date().addingTimeInterval(timeout)); cond.unlock()
+    }
+
+    /// Waits until nothing is in flight (or `timeout`); true when idle.
+    public func drain(timeout: TimeInterval) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        cond.lock(); defer { cond.unlock() }
+        while !inFlight.isEmpty { if !cond.wait(until: end) { return inFlight.isEmpty } }
+        return true
+    }
+
+    /// Stops the workers after their current file.
+    public func stop() { cond.lock(); stopping = true; cond.broadcast(); cond.unlock() }
+
+    private func finish(_ name: String, stagedRelease: Int64, ok: Bool) {
+        cond.lock()
+        inFlight.remove(name); staged -= stagedRelease
+        if ok { pushed += 1 } else { failed += 1 }
+        cond.broadcast(); cond.unlock()
+    }
+
+    private func fail(_ name: String, _ error: Error, stagedRelease: Int64 = 0) {
+        let message: String
+        if let w = error as? WalctlError { message = "[\(w.code)] \(w)" } else { message = "\(error)" }
+        log("\(name): push failed: \(message)")
+        do { try spool.writeError(name, message) } catch { log("\(name): cannot write the error result: \(error)") }
+        finish(name, stagedRelease: stagedRelease, ok: false)
+    }
+
+    private func compressLoop() {
+        while true {
+            cond.lock()
+            while compressQueue.isEmpty && !stopping { cond.wait() }
+            if stopping { cond.unlock(); return }
+            let file = compressQueue.removeFirst()
+            cond.unlock()
+            do {
+                let job = try prepare(file)
+                cond.lock()
+                // Bounded staging: wait while the compressed bytes staged would exceed the limit
+                // (one file always passes, so a single large file cannot deadlock the pipeline).
+                while staged > 0 && staged + Int64(job.compressed.count) > stageMax && !stopping { cond.wait() }
+                staged += Int64(job.compressed.count)
+                uploadQueue.append(job)
+                cond.broadcast(); cond.unlock()
+            } catch {
+                fail(file.name, error)
+            }
+        }
+    }
+
+    /// Validates (page header, system identifier, WAL scan), checksums and compresses one file.
+    func prepare(_ file: ReadyFile) throws -> Job {
+        guard let name = WALFileName(file.name) else { throw WalctlError.invalidName(file.name) }
+        let path = walDir + "/" + file.name
+        let mtime = SpoolFS.fileInfo(path)?.mtimeNs ?? 0
+        let source = try MappedFile(path: path)
+        let content = source.bytes
+        let summary = try pusher.validate(name: name, content: content, info: info, displayPath: path)
+        let crc = CRC32C.checksum(content)
+        var out: [UInt8] = []
+        out.reserveCapacity(content.count / 3 + 65536)
+        do {
+            let compressor = try pusher.codec.makeCompressor(level: pusher.level, pledgedSize: UInt64(content.count))
+            let sink: ByteSink = { out.append(contentsOf: $0) }
+            try compressor.update(content, into: sink)
+            try compressor.finish(into: sink)
+        } catch let e as CodecError {
+            throw WalctlError.codec(name: file.name, e)
+        }
+        return Job(file: file, name: name, source: source, mtimeNs: mtime, crc: crc, summary: summary, compressed: out)
+    }
+
+    private func uploadLoop() {
+        while true {
+            cond.lock()
+            while uploadQueue.isEmpty && !stopping { cond.wait() }
+            if stopping { cond.unlock(); return }
+            let job = uploadQueue.removeFirst()
+            cond.unlock()
+            do {
+                let record = try upload(job)
+                try spool.writeOK(job.file.name, record)
+                finish(job.file.name, stagedRelease: Int64(job.compressed.count), ok: true)
+            } catch {
+                fail(job.file.name, error, stagedRelease: Int64(job.compressed.count))
+            }
+        }
+    }
+
+    /// Stores the object, then the meta with if-absent; a meta already there is accepted only for
+    /// identical bytes (ArchivePush.reconcile).
+    func upload(_ job: Job) throws -> PushRecord {
+        let repository = pusher.repository
+        let key = RepositoryLayout.objectKey(job.name, crc32c: job.crc, extension: pusher.codec.fileExtension)
+        let content = job.source.bytes
+        let meta = ArchivedFileMeta(name: job.name.description, size: Int64(content.count), storedSize: Int64(job.compressed.count),
+                                    codec: pusher.codec.rawValue, crc32c: job.crc, archivedAt: PGTimestamp(date: Date()), summary: job.summary)
+        func record(_ m: ArchivedFileMeta, already: Bool) -> PushRecord {
+            PushRecord(repository: repositorySetting, sourceSize: Int64(content.count), sourceMTimeNs: job.mtimeNs, meta: m, alreadyArchived: already)
+        }
+        do {
+            try repository.store.put(key: key, bytes: job.compressed)
+        } catch let e as StoreError {
+            throw WalctlError.store(e)
+        }
+        do {
+            try repository.store.put(key: RepositoryLayout.metaKey(job.name), bytes: try Repository.encodeMeta(meta), options: PutOptions(ifAbsent: true))
+        } catch StoreError.alreadyExists {
+            guard let winner = try repository.meta(for: job.name) else { throw WalctlError.store(.alreadyExists(key: RepositoryLayout.metaKey(job.name))) }
+            if case .alreadyArchived(let m) = try pusher.reconcile(existing: winner, name: job.name, content: content, crc: job.crc) {
+                return record(m, already: true)
+            }
+            return record(winner, already: true)
+        } catch let e as StoreError {
+            throw WalctlError.store(e)
+        }
+        // The catalog is a SQLite file: one writer at a time from this process.
+        recordLock.lock()
+        pusher.record(meta, info: info, content: content)
+        recordLock.unlock()
+        return record(meta, already: false)
+    }
+}
