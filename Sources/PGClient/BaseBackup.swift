@@ -159,13 +159,15 @@ extension PGConnection {
         try sink.started(at: start, tablespaces: tablespaces)
 
         var bytesDone: Int64?
+        var stopRows: QueryResult?
         if version >= 150000 {
-            bytesDone = try receiveCopyStream(command, sink)
+            (bytesDone, stopRows) = try receiveCopyStream(command, sink)
         } else {
             try receiveLegacyStreams(command, tablespaces: tablespaces, manifest: options.manifest && version >= 130000, sink)
         }
-        // 3. Stop position, then the end of the command.
-        let stopRows = try nextRows(command)
+        // 3. Stop position (unless it came right after the COPY), then the end of the command.
+        if stopRows == nil { stopRows = try nextRows(command) }
+        guard let stopRows else { throw PGError.protocolViolation("BASE_BACKUP sent no stop position") }
         let stop = try Self.position(stopRows, what: "stop")
         while let res = PQgetResult(conn) {
             defer { PQclear(res) }
@@ -183,7 +185,13 @@ extension PGConnection {
         if PQresultStatus(res) == PGRES_COPY_OUT {
             throw .protocolViolation("\(Self.commandName(command)) started a COPY where rows were expected")
         }
-        return try Self.rows(of: res, command: command, connection: self)
+        do {
+            return try Self.rows(of: res, command: command, connection: self)
+        } catch {
+            // The command failed: read its remaining results so the connection can run another one.
+            while let more = PQgetResult(conn) { PQclear(more) }
+            throw error
+        }
     }
 
     static func position(_ r: QueryResult, what: String) throws(PGError) -> BackupPosition {
@@ -206,7 +214,10 @@ extension PGConnection {
     }
 
     /// Reads CopyData messages until the end of the COPY. `each` gets the payload of every message.
-    func readCopy(_ command: String, _ each: (UnsafeRawBufferPointer) throws -> Void) throws {
+    /// Returns the rows of the result that follows the COPY when it has rows (PostgreSQL 15+ sends
+    /// the stop position right after CopyDone), nil when it is the COPY's own completion.
+    @discardableResult
+    func readCopy(_ command: String, _ each: (UnsafeRawBufferPointer) throws -> Void) throws -> QueryResult? {
         var buffer: UnsafeMutablePointer<CChar>?
         while true {
             let n = PQgetCopyData(conn, &buffer, 0)
@@ -221,11 +232,12 @@ extension PGConnection {
                     if st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR {
                         throw Self.error(from: res, command: command, connection: self)
                     }
+                    if st == PGRES_TUPLES_OK { return try Self.rows(of: res, command: command, connection: self) }
                     if st != PGRES_COMMAND_OK {
                         throw PGError.protocolViolation("after COPY: \(String(cString: PQresStatus(st)))")
                     }
                 }
-                return
+                return nil
             } else {
                 throw PGError.connectionLost(lastError)
             }
@@ -234,7 +246,7 @@ extension PGConnection {
 
     /// PostgreSQL 15+: one COPY stream, each message tagged `n` (new archive), `d` (data),
     /// `p` (progress) or `m` (manifest follows). Returns the last progress count.
-    func receiveCopyStream(_ command: String, _ sink: BaseBackupSink) throws -> Int64? {
+    func receiveCopyStream(_ command: String, _ sink: BaseBackupSink) throws -> (Int64?, QueryResult?) {
         try expectCopyOut(command)
         enum State { case none, archive, manifest }
         var state = State.none
@@ -246,7 +258,7 @@ extension PGConnection {
             case .none: break
             }
         }
-        try readCopy(command) { msg in
+        let after = try readCopy(command) { msg in
             guard let tag = msg.first else { throw PGError.protocolViolation("empty CopyData message") }
             let body = UnsafeRawBufferPointer(rebasing: msg[1...])
             switch tag {
@@ -276,7 +288,7 @@ extension PGConnection {
             }
         }
         try close()
-        return bytesDone
+        return (bytesDone, after)
     }
 
     /// Parses the body of an `n` message: archive name and tablespace location, each NUL-terminated.

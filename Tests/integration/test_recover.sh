@@ -33,13 +33,15 @@ switch_and_wait() {
 }
 
 # take_backup LABEL [PORT]: a base backup stored in the repository and known to the catalog.
-# Uses `walctl backup` when the CLI has it; otherwise pg_basebackup -Ft -X none, stored in walctl's
+# Uses `walctl backup take` when the CLI has it; otherwise pg_basebackup -Ft -X none, stored in walctl's
 # backup layout (backup/<label>/base.tar, backup_manifest, backup.json built from the archived
 # .backup history file), then `walctl catalog rebuild`.
 take_backup() {
     local label="$1" port="${2:-$PORT}"
-    if "$WALCTL" --help 2>/dev/null | grep -qE '^ +backup( |$)'; then
-        as_pg "$WALCTL" backup --config "$W/walctl.conf" --label "$label" --connection "host=$W port=$port user=postgres dbname=postgres" >/dev/null
+    if "$WALCTL" backup take --help >/dev/null 2>&1; then
+        as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label "$label" --dbname "host=$W port=$port user=postgres dbname=postgres" >/dev/null \
+            || fail "walctl backup take failed"
+        as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || fail "catalog rebuild failed"
         return
     fi
     local bb="$W/bb-$label"
@@ -327,6 +329,58 @@ test_restore_point_pg15() {
     assert_eq "$(count_rows "$p2" m)" "500" "rows at the restore point"
     expect_refusal restore-point-not-found --to-name no-such-point
     cleanup
+}
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+# bench_recovery_pg15 (run by name only: `test_recover.sh bench_recovery_pg15`): the wall time of a
+# real recovery of SEGMENTS (default 220) segments through walctl archive-get, against the floor:
+# the same backup replaying the same segments already in pg_wal (restore_command = false). Each is
+# timed from `pg_ctl start` until pg_is_in_recovery() is false (--latest: replay all, then promote).
+bench_recovery_pg15() {
+    start_source 15
+    local want="${SEGMENTS:-220}"
+    sql "create table w(id bigint, pad text)"
+    take_backup bench
+    local first; first="$(sql "select pg_walfile_name(pg_current_wal_lsn())")"
+    local i=0
+    while :; do
+        i=$((i + 1))
+        sql "insert into w select g, md5(g::text) || repeat('y', 100) from generate_series(1, 200000) g" 
+        local cur; cur="$(sql "select pg_walfile_name(pg_current_wal_lsn())")"
+        [ $((16#${cur:16:8} + 256 * 16#${cur:8:8} - 16#${first:16:8} - 256 * 16#${first:8:8})) -ge "$want" ] && break
+    done
+    sql "checkpoint" >/dev/null
+    switch_and_wait
+    local rows; rows="$(sql "select count(*) from w")"
+    pg_stop 15 "$W/data"
+
+    recover_to "$W/rec-walctl" --latest || { cat "$W/rec-walctl.err" >&2; fail "recover refused"; }
+    local n; n="$(as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/x" --latest --dry-run --json | python3 -c "import json,sys; print(json.load(sys.stdin)['segmentCount'])")"
+    echo "    planned segments: $n"
+    # The floor: the same restore, every planned segment fetched into pg_wal beforehand.
+    recover_to "$W/rec-floor" --latest || fail "recover refused"
+    local names; names="$(python3 -c "
+import json,sys; p=json.load(open(sys.argv[1]))
+for r in p['segmentRanges']:
+    for s in range(r['firstSegno'], r['lastSegno'] + 1): print(r['firstName'][:8] + '%08X%08X' % divmod(s, 256))" "$W/rec-floor/walctl_recovery_plan.json")"
+    for nm in $names; do as_pg "$WALCTL" archive-get --config "$W/walctl.conf" "$nm" "$W/rec-floor/pg_wal/$nm" || fail "fetch $nm"; done
+    echo "restore_command = 'false'" >> "$W/rec-floor/postgresql.auto.conf"
+    local d port t0 t1 walctl_s floor_s
+    for d in rec-floor rec-walctl; do
+        port="$(free_port)"
+        t0="$(date +%s.%N)"
+        as_pg "$BIN/pg_ctl" -D "$W/$d" -l "$W/$d/walctl_recovery.log" -o "-p $port -c archive_mode=off" start >/dev/null
+        wait_until 900 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port -d postgres -qAt -c 'select pg_is_in_recovery()' 2>/dev/null)\" = f ]" || fail "$d did not finish"
+        t1="$(date +%s.%N)"
+        assert_eq "$(psql_at 15 "$W" "$port" "select count(*) from w")" "$rows" "rows after $d"
+        pg_stop 15 "$W/$d"
+        echo "    $d: $(python3 -c "print('%.1f' % ($t1 - $t0))") s"
+        [ "$d" = rec-floor ] && floor_s="$(python3 -c "print($t1 - $t0)")" || walctl_s="$(python3 -c "print($t1 - $t0)")"
+    done
+    grep -c "restored log file" "$W/rec-walctl/walctl_recovery.log" | sed 's/^/    segments restored through walctl: /'
+    python3 -c "print('    ratio walctl/floor: %.2f' % ($walctl_s / $floor_s))"
+    as_pg "$WALCTL" recover --status --pgdata "$W/rec-walctl"
 }
 
 run_suite "$@"

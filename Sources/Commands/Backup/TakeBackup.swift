@@ -101,7 +101,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     bb.manifest = options.manifest
     bb.serverCompression = server
     bb.maxRateKBps = options.maxRateKBps
-    let compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
+    var compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
     log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)")
 
     let sink = RepositoryBackupSink(store: repository.store, prefix: prefix, codec: clientCodec, level: clientLevel)
@@ -114,9 +114,20 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         do { try catalog.recordBackup(running) } catch { log("warning: catalog: \(error)") }
     }
     let streamStart = Date()
-    let result: BaseBackupResult
+    var result: BaseBackupResult
     do {
-        result = try conn.baseBackup(bb, into: sink)
+        do {
+            result = try conn.baseBackup(bb, into: sink)
+        } catch PGError.commandFailed(_, "42601", let message)
+                    where isAutomatic(options.compression) && bb.serverCompression != nil && message.contains("does not support compression") {
+            // A server built without zstd refuses the command before starting: compress here instead.
+            log("backup \(label): the server cannot compress (\(message.trimmingCharacters(in: .whitespacesAndNewlines))); compressing in walctl")
+            bb.serverCompression = nil
+            sink.codec = .zstd
+            sink.level = automaticLevel(options.compression)
+            compressionText = "zstd (client)"
+            result = try conn.baseBackup(bb, into: sink)
+        }
     } catch {
         sink.abortAndDelete()
         markFailed(catalog, label: label, log: log)
@@ -171,6 +182,16 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     return record
 }
 
+private func isAutomatic(_ c: BackupCompression) -> Bool {
+    if case .automatic = c { return true }
+    return false
+}
+
+private func automaticLevel(_ c: BackupCompression) -> Int32? {
+    if case .automatic(_, let level) = c { return level }
+    return nil
+}
+
 private func markFailed(_ catalog: Catalog?, label: String, log: (String) -> Void) {
     // The catalog keeps a `running` row from the start; a failed backup removes it.
     guard let catalog else { return }
@@ -219,8 +240,8 @@ func waitForArchive(repository: Repository, first: SegmentID, last: SegmentID, s
 final class RepositoryBackupSink: BaseBackupSink {
     let store: ObjectStore
     let prefix: String
-    let codec: CodecKind
-    let level: Int32?
+    var codec: CodecKind
+    var level: Int32?
     var onStart: ((BackupPosition) -> Void)?
 
     private var writer: ObjectWriter?

@@ -62,7 +62,7 @@ public struct RecoverySettingsWriter {
         }
         let cmd = words.map(shellQuote).joined(separator: " ").replacingOccurrences(of: "%", with: "%%")
         // Only what archive-get delivered is counted, so `recover --status` can show progress.
-        return cmd + " %f %p && echo %f $(date +%%s) >> " + RecoveryFiles.progress
+        return cmd + " %f %p && echo %f $(date +%%s.%%N) >> " + RecoveryFiles.progress
     }
 
     /// The config file for `needsOwnConfigFile`: every setting that differs from its default.

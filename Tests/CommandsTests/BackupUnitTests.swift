@@ -1,0 +1,95 @@
+@testable import Commands
+import Foundation
+import PGClient
+import XCTest
+
+/// Pure tests of the backup pieces: tar parsing, command text, manifest checksums, labels.
+final class BackupUnitTests: XCTestCase {
+    final class Collector: TarVisitor {
+        var entries: [TarEntry] = []
+        var contents: [String: [UInt8]] = [:]
+        var current = ""
+        func begin(_ e: TarEntry) throws { entries.append(e); current = e.path; if e.kind == .file { contents[e.path] = [] } }
+        func data(_ b: UnsafeRawBufferPointer) throws { contents[current, default: []].append(contentsOf: b) }
+        func end(_ e: TarEntry) throws {}
+    }
+
+    /// GNU tar writes ustar, GNU long names and pax headers; each is parsed, fed in odd-sized chunks.
+    func testTarReaderReadsGNUAndPaxArchives() throws {
+        let dir = NSTemporaryDirectory() + "walctl-tar-" + UUID().uuidString
+        let longDir = String(repeating: "d", count: 80) + "/" + String(repeating: "e", count: 60)
+        try FileManager.default.createDirectory(atPath: dir + "/src/" + longDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let big = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try Data(big).write(to: URL(fileURLWithPath: dir + "/src/" + longDir + "/file"))
+        try Data("hi".utf8).write(to: URL(fileURLWithPath: dir + "/src/small"))
+        symlink("/somewhere/else", dir + "/src/link")
+        for format in ["gnu", "pax", "ustar"] {
+            let tarPath = dir + "/a-\(format).tar"
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/tar")
+            p.arguments = ["--format=\(format)", "-C", dir + "/src", "-cf", tarPath, "."]
+            try p.run(); p.waitUntilExit()
+            if format == "ustar" { continue }  // ustar cannot hold the 141-byte name; tar refuses it
+            XCTAssertEqual(p.terminationStatus, 0)
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: tarPath)))
+            let c = Collector()
+            let r = TarReader(visitor: c)
+            var i = 0
+            while i < bytes.count {
+                let n = min(777, bytes.count - i)
+                try bytes[i..<(i + n)].withUnsafeBytes { try r.feed($0) }
+                i += n
+            }
+            try r.finish()
+            XCTAssertEqual(c.contents[longDir + "/file"], big, format)
+            XCTAssertEqual(c.contents["small"], Array("hi".utf8), format)
+            let link = c.entries.first { $0.path == "link" }
+            XCTAssertEqual(link?.kind, .symlink)
+            XCTAssertEqual(link?.linkTarget, "/somewhere/else")
+        }
+    }
+
+    func testTarReaderRejectsTruncatedAndCorruptArchives() throws {
+        var header = [UInt8](repeating: 0, count: 512)
+        Array("f".utf8).enumerated().forEach { header[$0.offset] = $0.element }
+        for (i, b) in Array("0000644\0".utf8).enumerated() { header[100 + i] = b }
+        for (i, b) in Array("00000000012\0".utf8).enumerated() { header[124 + i] = b }
+        header[156] = UInt8(ascii: "0")
+        for (i, b) in Array("ustar\0".utf8).enumerated() { header[257 + i] = b }
+        var sum = 0
+        for (i, b) in header.enumerated() { sum += (148..<156).contains(i) ? 32 : Int(b) }
+        let ck = String(sum, radix: 8)
+        for (i, b) in Array((String(repeating: "0", count: 6 - ck.count) + ck + "\0 ").utf8).enumerated() { header[148 + i] = b }
+        // Truncated: header says 10 bytes, 4 come.
+        let r = TarReader(visitor: Collector())
+        try (header + [1, 2, 3, 4]).withUnsafeBytes { try r.feed($0) }
+        XCTAssertThrowsError(try r.finish())
+        // Corrupt checksum.
+        var bad = header
+        bad[0] = UInt8(ascii: "g")
+        XCTAssertThrowsError(try bad.withUnsafeBytes { try TarReader(visitor: Collector()).feed($0) })
+    }
+
+    func testBaseBackupCommandText() throws {
+        var o = BaseBackupOptions(label: "it's")
+        o.serverCompression = .zstd(level: 3)
+        XCTAssertEqual(try o.command(serverVersion: 150018),
+                       "BASE_BACKUP (LABEL 'it''s', CHECKPOINT 'fast', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=3')")
+        XCTAssertThrowsError(try o.command(serverVersion: 140000))
+        o.serverCompression = nil
+        XCTAssertEqual(try o.command(serverVersion: 140005), "BASE_BACKUP LABEL 'it''s' FAST NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'")
+        XCTAssertEqual(PGConnection.parseSize("16MB"), 16 << 20)
+        XCTAssertEqual(PGConnection.parseSize("1GB"), 1 << 30)
+    }
+
+    func testManifestChecksumTextAndLabels() throws {
+        // PostgreSQL prints the CRC's bytes in memory order: 0x12345678 -> "78563412".
+        XCTAssertEqual(ServerManifest.crc32cHex(0x1234_5678), "78563412")
+        XCTAssertNoThrow(try BackupMetadata.validateLabel("20261126-053012F"))
+        for bad in ["", "../x", "a/b", ".hidden", String(repeating: "x", count: 65)] {
+            XCTAssertThrowsError(try BackupMetadata.validateLabel(bad), bad)
+        }
+        XCTAssertEqual(BackupMetadata.makeLabel(Date(timeIntervalSince1970: 0)), "19700101-000000F")
+    }
+}
