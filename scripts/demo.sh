@@ -89,7 +89,7 @@ step "walctl recover --to '$TARGET' (the plan first, then for real)"
 "$W" recover --to "$TARGET" --pgdata "$DEMO/restored" --dry-run
 "$W" recover --to "$TARGET" --pgdata "$DEMO/restored" --action promote
 chown -R postgres:postgres "$DEMO/restored"
-as_pg "$PGBIN/pg_ctl" -D "$DEMO/restored" -l "$DEMO/restored.log" -w -t 300 start >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$DEMO/restored" -l "$DEMO/restored/walctl_recovery.log" -w -t 300 start >/dev/null
 for _ in $(seq 1 300); do [ "$(psql -c 'select pg_is_in_recovery()')" = f ] && break; sleep 0.2; done
 "$W" recover --status --pgdata "$DEMO/restored" || true
 
