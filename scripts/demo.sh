@@ -17,7 +17,7 @@ step "installing dependencies"
 WALCTL_DEPS_SKIP_VERIFY=1 bash scripts/install-deps.sh
 
 step "building walctl (release)"
-swift build -c release --product walctl 2>&1 | tail -1
+swift build -c release --static-swift-stdlib --scratch-path .build-static --product walctl 2>&1 | tail -1
 W="$DEMO/bin/walctl"
 
 # A previous run may have left a server running.
@@ -26,7 +26,7 @@ for d in "$DEMO/data" "$DEMO/restored"; do
 done
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin"
-cp .build/release/walctl "$W"
+cp .build-static/release/walctl "$W"
 chown -R postgres:postgres "$DEMO"
 chmod 755 "$DEMO"
 PORT=55432
@@ -89,7 +89,7 @@ step "walctl recover --to '$TARGET' (the plan first, then for real)"
 "$W" recover --to "$TARGET" --pgdata "$DEMO/restored" --dry-run
 "$W" recover --to "$TARGET" --pgdata "$DEMO/restored" --action promote
 chown -R postgres:postgres "$DEMO/restored"
-as_pg "$PGBIN/pg_ctl" -D "$DEMO/restored" -l "$DEMO/restored.log" -w -t 300 start >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$DEMO/restored" -l "$DEMO/restored/walctl_recovery.log" -w -t 300 start >/dev/null
 for _ in $(seq 1 300); do [ "$(psql -c 'select pg_is_in_recovery()')" = f ] && break; sleep 0.2; done
 "$W" recover --status --pgdata "$DEMO/restored" || true
 

@@ -310,7 +310,9 @@ public final class Catalog {
 
         // reach = running maximum of last_xact along the timeline (monotonic in segno), so that
         // "first segment whose last xact passes T" is one index seek (see firstSegment(reaching:)).
-        let lastXact = meta.summary?.lastXactTime?.microseconds
+        // Commit times are not strictly in WAL order under concurrency: the segment's *latest*
+        // commit/abort time (not the time of its last record) is what a time target is tested against.
+        let lastXact = (meta.summary?.latestXactTime ?? meta.summary?.lastXactTime)?.microseconds
         let predReach = try conn.scalar(
             "SELECT reach FROM segment WHERE repo=? AND timeline=? AND segno<? ORDER BY segno DESC LIMIT 1",
             [.int(repo), .int(tl), .int(segno)])

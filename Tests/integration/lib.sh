@@ -7,7 +7,7 @@
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-WALCTL="${WALCTL:-$REPO/.build/release/walctl}"
+WALCTL="${WALCTL:-$REPO/.build-static/release/walctl}"
 PG_VERSIONS="${PG_VERSIONS:-15 16 18}"
 PASSED=0
 FAILED=0
