@@ -83,8 +83,8 @@ public struct RecoveryCostModel: Equatable, Sendable, Codable {
     public var replayBytesPerSecond: Double
     public var restoreWriteBytesPerSecond: Double
 
-    public init(perSegmentSeconds: Double = 0.03, downloadBytesPerSecond: Double = 400e6,
-                replayBytesPerSecond: Double = 150e6, restoreWriteBytesPerSecond: Double = 300e6) {
+    public init(perSegmentSeconds: Double = 0.05, downloadBytesPerSecond: Double = 400e6,
+                replayBytesPerSecond: Double = 200e6, restoreWriteBytesPerSecond: Double = 300e6) {
         self.perSegmentSeconds = perSegmentSeconds; self.downloadBytesPerSecond = downloadBytesPerSecond
         self.replayBytesPerSecond = replayBytesPerSecond; self.restoreWriteBytesPerSecond = restoreWriteBytesPerSecond
     }
