@@ -48,7 +48,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "walctl", dependencies: [
-            "Commands", "WALFormat",
+            "Commands", "WALFormat", "Catalog", "Planner", "Codec",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
