@@ -154,6 +154,20 @@ test_backup_restore_pg15() { backup_restore 15 "$BACKUP_TEST_SCALE"; }
 test_backup_restore_pg16() { backup_restore 16 1; }
 test_backup_restore_pg18() { backup_restore 18 1; }
 
+# kill_backup PID: SIGKILL to the walctl process started by background job PID (a subshell running
+# runuser, which forwards no SIGKILL): walks down the process tree from PID.
+kill_backup() {
+    local child="" p="$1" i
+    for i in 1 2 3 4; do
+        p="$(pgrep -P "$p" | head -1)" || break
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = walctl ] && { child="$p"; break; }
+    done
+    [ -n "$child" ] || fail "no walctl process under $1"
+    kill -KILL "$child"
+    wait "$1" 2>/dev/null || true
+    ! kill -0 "$child" 2>/dev/null || fail "walctl $child survived SIGKILL"
+}
+
 # A backup killed with SIGKILL, while streaming and while waiting for its WAL, is never listed, never
 # restorable, and a later backup still works.
 test_killed_backup_is_not_listed_pg15() {
@@ -182,7 +196,7 @@ PY
         sleep 0.05
     done
     [ -n "$seen" ] || fail "never saw backup k1 writing (it took: $(cat "$W/k1.out"))"
-    kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+    kill_backup "$pid"
 
     # 2. Killed while waiting for its WAL: the archives are stored, backup.json is not.
     touch "$W/hold"
@@ -191,7 +205,7 @@ PY
     wait_until 60 grep -q "streamed" "$W/k2.out" || fail "backup k2 did not finish streaming: $(cat "$W/k2.out")"
     sleep 0.5
     kill -0 "$pid" 2>/dev/null || fail "backup k2 did not wait for its WAL: $(cat "$W/k2.out")"
-    kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+    kill_backup "$pid"
     [ -n "$(repo_objects "$W" '/?backup/k2/base\.tar')" ] || fail "k2 stored no archive before it was killed"
     [ -z "$(repo_objects "$W" '/?backup/k[12]/backup\.json$')" ] || fail "a killed backup wrote backup.json"
 
