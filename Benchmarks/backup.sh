@@ -82,6 +82,8 @@ if [ "$WITH_S3" = 1 ]; then
     done
     # shellcheck disable=SC1091
     source "$WORK/moto.env"
+    # The env file also sets WALCTL_REPOSITORY and WALCTL_S3_*, which would override the config files.
+    unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
     if command -v nginx >/dev/null; then
         TLS_PORT="$(free_port)"
         mkdir -p "$WORK/nginx"
