@@ -35,6 +35,8 @@ struct ArchiveGetCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Name of the file to restore (%f).") var walFile: String?
     @Argument(help: "Where to write it (%p).") var path: String?
+    @Option(name: .customLong("progress-file"), help: ArgumentHelp("After a restore, append `NAME UNIXTIME` to FILE (walctl recover uses it for --status).", valueName: "file"))
+    var progressFile: String?
     @Flag(name: .long, help: "Remove the prefetch spool (pg_wal/walctl_prefetch, or DIR/walctl_prefetch for --cleanup DIR) and stop its prefetcher; for recovery_end_command.")
     var cleanup = false
 
@@ -50,7 +52,9 @@ struct ArchiveGetCommand: ParsableCommand {
             if config["archive-get-on-error"] == "not-found" { errorExit = 1 }
             do {
                 switch try Archiver(config: config, warn: report).get(fileName: walFile, targetPath: path) {
-                case .restored: return
+                case .restored:
+                    if let progressFile { appendProgress(progressFile, name: walFile) }
+                    return
                 case .notFound: throw ExitCode(1)
                 }
             } catch let e as ExitCode {
@@ -60,4 +64,17 @@ struct ArchiveGetCommand: ParsableCommand {
             }
         }
     }
+}
+
+/// One `NAME SECONDS.NANOSECONDS` line, appended with a single write (O_APPEND): progress for
+/// `walctl recover --status`. Failing to write it never fails the restore.
+func appendProgress(_ file: String, name: String) {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    let nanos = String(ts.tv_nsec)
+    let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.count) + nanos + "\n"
+    let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return }
+    _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+    close(fd)
 }

@@ -28,8 +28,48 @@ struct CatalogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Maintain the local catalog (an index of the repository).",
-        subcommands: [Rebuild.self, Check.self]
+        subcommands: [Rebuild.self, Check.self, Find.self]
     )
+
+    struct Find: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Find the archived segment by name, by LSN, or the first one whose commits pass a time.",
+            discussion: "--time answers: which segment does recovery to this time stop in (the first with a commit or abort after it)?"
+        )
+        @OptionGroup var global: GlobalOptions
+        @Option(name: .long, help: "Segment file name.") var name: String?
+        @Option(name: .long, help: "An LSN (X/Y): the segment holding it.") var lsn: String?
+        @Option(name: .long, help: "A time with zone: the first segment with a commit or abort after it.") var time: String?
+        @Option(name: .long, help: "Timeline (default: the newest).") var timeline: UInt32?
+        @Flag(name: .long, help: "Print JSON.") var json = false
+
+        func run() throws {
+            try runCommand {
+                let catalog = try CatalogAccess(config: try global.load(), note: report).open()
+                let tli = try timeline ?? catalog.timelines().max() ?? 1
+                let found: SegmentRecord?
+                if let name {
+                    found = try catalog.segment(named: name)
+                } else if let lsn {
+                    guard let l = LSN(lsn) else { throw ValidationError("--lsn expects X/Y in hex, got \(lsn)") }
+                    found = try catalog.segment(containing: l, timeline: tli)
+                } else if let time {
+                    guard let t = PGTimestamp(parsing: time) else { throw ValidationError("--time needs a zone, e.g. '2026-11-26 14:03:00+00'") }
+                    found = try catalog.firstSegment(reaching: t, on: try catalog.path(to: tli))
+                } else {
+                    throw ValidationError("give --name, --lsn or --time")
+                }
+                guard let s = found else { report("no archived segment matches"); throw ExitCode(1) }
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try enc.encode(s), as: UTF8.self))
+                } else {
+                    print("\(s.name)  archived \(s.archivedAt.iso8601)  commits \(s.commits)  \(s.firstXactTime?.iso8601 ?? "-") .. \(s.lastXactTime?.iso8601 ?? "-")")
+                }
+            }
+        }
+    }
 
     struct Rebuild: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rebuild the catalog from the repository alone.")

@@ -53,7 +53,7 @@ public struct RecoverySettingsWriter {
     /// The shell command PostgreSQL runs for each file, `%f %p` included. Every setting is either in
     /// the (absolute) config file or on the command line: nothing comes from the environment.
     public func restoreCommand(pgdata: String) -> String {
-        var words = [walctl, "archive-get"]
+        var words = [walctl, "archive-get", "--progress-file", RecoveryFiles.progress]
         if needsOwnConfigFile {
             words += ["--config", pgdata + "/" + RecoveryFiles.config]
         } else {
@@ -61,8 +61,8 @@ public struct RecoverySettingsWriter {
             for s in explicitSettings { words += ["--set", s.name + "=" + s.value] }
         }
         let cmd = words.map(shellQuote).joined(separator: " ").replacingOccurrences(of: "%", with: "%%")
-        // Only what archive-get delivered is counted, so `recover --status` can show progress.
-        return cmd + " %f %p && echo %f $(date +%%s.%%N) >> " + RecoveryFiles.progress
+        // archive-get appends what it delivered to the progress file, so `recover --status` can count.
+        return cmd + " %f %p"
     }
 
     /// The config file for `needsOwnConfigFile`: every setting that differs from its default.
