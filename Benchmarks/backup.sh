@@ -254,7 +254,7 @@ for run in $(seq 1 "$RUNS"); do
         "$WALCTL" backup --config "$WORK/local.conf" --label "l$run" --dbname "$CONN"
     measure "pg_basebackup -Ft --compress=server-zstd" "$WORK/pgbb-zstd-$run" \
         "$PGBIN/pg_basebackup" -h "$WORK" -p "$PORT" -D "$WORK/pgbb-zstd-$run" -Ft -X none -c fast --compress=server-zstd
-    measure "pgbackrest backup, posix" "$WORK/pgbr-repo/backup" "${PGBR[@]}" --repo=1 --type=full backup
+    measure "pgbackrest backup, posix" - "${PGBR[@]}" --repo=1 --type=full backup
     if [ "$WITH_S3" = 1 ]; then
         measure "walctl backup, S3 (moto)" - \
             "$WALCTL" backup --config "$WORK/s3.conf" --label "s$run" --dbname "$CONN"
