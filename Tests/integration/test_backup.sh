@@ -19,6 +19,8 @@ start_source() {
     require_pg "$v"
     W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$v")"
     CONN="host=$W port=$PORT user=postgres dbname=postgres"
+    # Each test runs in its own subshell: a failing one still stops every server it started.
+    trap 'for d in "$W/data" "$W/restored" "$W/other/data"; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done' EXIT
     write_config "$W" "archive-check-timeout = 60"
     init_cluster "$v" "$W/data" --data-checksums
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
