@@ -82,6 +82,8 @@ if [ "$WITH_S3" = 1 ]; then
     done
     # shellcheck disable=SC1091
     source "$WORK/moto.env"
+    # The env file also sets WALCTL_REPOSITORY and WALCTL_S3_*, which would override the config files.
+    unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
     if command -v nginx >/dev/null; then
         TLS_PORT="$(free_port)"
         mkdir -p "$WORK/nginx"
@@ -212,21 +214,37 @@ DATA_BYTES="$(du -sb --exclude=pg_wal "$WORK/data" | cut -f1)"
 DATA_MB="$(awk -v b="$DATA_BYTES" 'BEGIN { printf "%.0f", b / 1e6 }')"
 echo "== data directory without pg_wal: $DATA_MB MB" >&2
 
-# measure NAME STORED_PATH|- COMMAND...: one timed run as postgres; appends to results.tsv.
+# tree_rss PID: summed RSS in kB of every process below PID (the time/runuser wrappers excluded).
+tree_rss() {
+    ps -e -o pid=,ppid=,rss=,comm= | awk -v root="$1" '
+        { kids[$2] = kids[$2] " " $1; rss[$1] = $3; comm[$1] = $4 }
+        END { n = split(root, q, " "); s = 0
+              while (n > 0) { p = q[n]; n--; if (comm[p] != "time" && comm[p] != "runuser") s += rss[p]
+                              m = split(kids[p], k, " "); for (i = 1; i <= m; i++) q[++n] = k[i] }
+              print s }'
+}
+
+# measure NAME STORED_PATH|- COMMAND...: one timed run as postgres; appends to results.tsv
+# (name, wall s, peak RSS kB of the largest process, peak summed RSS kB of all its processes, stored bytes).
 measure() {
     local name="$1" stored="$2"; shift 2
     sync
-    local t0 t1
+    local t0 t1 pid rc=0 sum=0 cur
     t0="$(date +%s.%N)"
-    if ! as_pg /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1; then
-        echo "FAILED: $name: $*" >&2; tail -20 "$WORK/out.txt" >&2; return 1
-    fi
+    as_pg /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        cur="$(tree_rss "$pid")"; [ "${cur:-0}" -gt "$sum" ] && sum="$cur"
+        sleep 0.1
+    done
+    wait "$pid" || rc=$?
     t1="$(date +%s.%N)"
+    if [ "$rc" -ne 0 ]; then echo "FAILED: $name: $*" >&2; tail -20 "$WORK/out.txt" >&2; return 1; fi
     local rss sb="-"
     rss="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")"
     [ "$stored" != "-" ] && sb="$(du -sb "$stored" | cut -f1)"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$rss" "$sb" >> "$WORK/results.tsv"
-    echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, $rss kB" >&2
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$rss" "$sum" "$sb" >> "$WORK/results.tsv"
+    echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, $rss kB, all processes $sum kB" >&2
 }
 
 : > "$WORK/results.tsv"
@@ -236,10 +254,13 @@ for run in $(seq 1 "$RUNS"); do
         "$WALCTL" backup --config "$WORK/local.conf" --label "l$run" --dbname "$CONN"
     measure "pg_basebackup -Ft --compress=server-zstd" "$WORK/pgbb-zstd-$run" \
         "$PGBIN/pg_basebackup" -h "$WORK" -p "$PORT" -D "$WORK/pgbb-zstd-$run" -Ft -X none -c fast --compress=server-zstd
-    measure "pgbackrest backup, posix" "$WORK/pgbr-repo/backup" "${PGBR[@]}" --repo=1 --type=full backup
+    measure "pgbackrest backup, posix" - "${PGBR[@]}" --repo=1 --type=full backup
     if [ "$WITH_S3" = 1 ]; then
         measure "walctl backup, S3 (moto)" - \
             "$WALCTL" backup --config "$WORK/s3.conf" --label "s$run" --dbname "$CONN"
+        # The memory lever: S3 buffers (s3-upload-threads + 1) x s3-part-size; 1 x 8 MiB here.
+        WALCTL_S3_UPLOAD_THREADS=1 WALCTL_S3_PART_SIZE=8388608 measure "walctl backup, S3 (moto), s3-upload-threads=1 s3-part-size=8MiB" - \
+            env WALCTL_S3_UPLOAD_THREADS=1 WALCTL_S3_PART_SIZE=8388608 "$WALCTL" backup --config "$WORK/s3.conf" --label "m$run" --dbname "$CONN"
     fi
     if [ "$S3_PGBR" = 1 ]; then
         measure "pgbackrest backup, S3 (moto via nginx TLS)" - "${PGBR[@]}" --repo=2 --type=full backup
@@ -276,22 +297,22 @@ tsv, data_bytes, scale, runs, load, wv, bv, pv, s3, s3pgbr = sys.argv[1:]
 data_bytes = int(data_bytes)
 rows = collections.OrderedDict()
 for line in open(tsv):
-    name, secs, rss, stored = line.rstrip("\n").split("\t")
-    r = rows.setdefault(name, {"s": [], "rss": [], "stored": []})
-    r["s"].append(float(secs)); r["rss"].append(int(rss))
+    name, secs, rss, tree, stored = line.rstrip("\n").split("\t")
+    r = rows.setdefault(name, {"s": [], "rss": [], "tree": [], "stored": []})
+    r["s"].append(float(secs)); r["rss"].append(int(rss)); r["tree"].append(int(tree))
     if stored != "-": r["stored"].append(int(stored))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"Machine: {os.cpu_count()} cores, {cpu}, kernel {platform.release()}; shared with other engineers' builds and")
 print(f"tests (noisy); load average at the end {load}. pgbench scale {scale}, data directory without pg_wal")
 print(f"{data_bytes / 1e6:.0f} MB. {runs} run(s) per command, medians. {wv}; {bv}; {pv}.")
 print()
-print("| command | wall s (median) | runs (s) | MB/s | peak RSS MiB (max) | stored MB |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| command | wall s (median) | runs (s) | MB/s | peak RSS MiB, largest process | peak RSS MiB, all processes (sampled) | stored MB |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 med = {}
 for name, r in rows.items():
     m = statistics.median(r["s"]); med[name] = data_bytes / 1e6 / m
     st = f"{statistics.median(r['stored']) / 1e6:.0f}" if r["stored"] else "-"
-    print(f"| {name} | {m:.1f} | {', '.join(f'{x:.1f}' for x in r['s'])} | {med[name]:.0f} | {max(r['rss']) / 1024:.1f} | {st} |")
+    print(f"| {name} | {m:.1f} | {', '.join(f'{x:.1f}' for x in r['s'])} | {med[name]:.0f} | {max(r['rss']) / 1024:.1f} | {max(r['tree']) / 1024:.1f} | {st} |")
 print()
 def ratio(a, b, goal):
     if a in med and b in med:

@@ -77,7 +77,7 @@ PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
 mkdir -p "$WORK/pgbr"; chown postgres "$WORK/pgbr"
 as_pg pgbackrest $PGBR_COMMON --pg1-path="$WORK/tpl" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
 as_pg cp -a "$WORK/pgbr" "$WORK/pgbr-template"
-as_pg "$PGBIN/pg_basebackup" -h "$WORK/sock" -p "$PORT" -D "$WORK/backup" -X none -c fast --no-sync 2>/dev/null
+as_pg "$PGBIN/pg_basebackup" -h "$WORK/sock" -p "$PORT" -D "$WORK/backup" -X fetch -c fast --no-sync 2>/dev/null
 ready() { ls "$1/pg_wal/archive_status" | grep -c '\.ready$' || true; }
 while [ "$(ready "$WORK/tpl")" -lt "$SEGS" ]; do
     as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -i -s 40 -I dtg -q postgres >/dev/null 2>&1
@@ -139,6 +139,12 @@ archive_run() {
     t1=$(now)
     local failed; failed=$(psql_q "select failed_count from pg_stat_archiver")
     stop_pg "$WORK/run"
+    # The walctl pusher exits after 3 s idle; make sure no background pusher outlives its run.
+    local lockf="$WORK/run/walctl_spool/archive/daemon.lock"
+    for _ in $(seq 1 100); do [ -f "$lockf" ] && ! flock -n "$lockf" true 2>/dev/null || break; sleep 0.1; done
+    [ -f "$lockf" ] && ! flock -n "$lockf" true 2>/dev/null && kill "$(cat "$lockf")" 2>/dev/null || true
+    # pgBackRest's async process likewise.
+    for _ in $(seq 1 100); do pgrep -f "pgbackrest.*pg1-path=$WORK/run .*archive-push:async" >/dev/null || break; sleep 0.1; done
     [ "$done" -ge "$N" ] || { echo "archive run $1 did not finish ($done/$N)" >&2; echo "nan"; return; }
     echo "   $1: $(echo "$t1 - $t0" | bc) s ($failed failures)" >&2
     echo "$t1 - $t0" | bc

@@ -19,6 +19,8 @@ start_source() {
     require_pg "$v"
     W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$v")"
     CONN="host=$W port=$PORT user=postgres dbname=postgres"
+    # Each test runs in its own subshell: a failing one still stops every server it started.
+    trap 'for d in "$W/data" "$W/restored" "$W/other/data"; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done' EXIT
     write_config "$W" "archive-check-timeout = 60"
     init_cluster "$v" "$W/data" --data-checksums
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
@@ -53,6 +55,11 @@ backup_restore() {
     V="$1"; local scale="$2"
     start_source "$V"
     as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -i -s "$scale" -q postgres >/dev/null 2>&1 || fail "pgbench -i failed"
+    if [ "$scale" -ge 10 ]; then
+        # pgbench data compresses about 15:1; 25 MB of random bytes make base.tar.zst cross the
+        # 16 MiB S3 part size (multipart upload).
+        sql "create table noise as select g as id, decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') as b from generate_series(1, 400000) g"
+    fi
     sql "create table known(id int primary key, v text)"
     sql "insert into known select g, md5(g::text) from generate_series(1, 20000) g"
 
@@ -154,6 +161,20 @@ test_backup_restore_pg15() { backup_restore 15 "$BACKUP_TEST_SCALE"; }
 test_backup_restore_pg16() { backup_restore 16 1; }
 test_backup_restore_pg18() { backup_restore 18 1; }
 
+# kill_backup PID: SIGKILL to the walctl process started by background job PID (a subshell running
+# runuser, which forwards no SIGKILL): walks down the process tree from PID.
+kill_backup() {
+    local child="" p="$1" i
+    for i in 1 2 3 4; do
+        p="$(pgrep -P "$p" | head -1)" || break
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = walctl ] && { child="$p"; break; }
+    done
+    [ -n "$child" ] || fail "no walctl process under $1"
+    kill -KILL "$child"
+    wait "$1" 2>/dev/null || true
+    ! kill -0 "$child" 2>/dev/null || fail "walctl $child survived SIGKILL"
+}
+
 # A backup killed with SIGKILL, while streaming and while waiting for its WAL, is never listed, never
 # restorable, and a later backup still works.
 test_killed_backup_is_not_listed_pg15() {
@@ -167,22 +188,13 @@ test_killed_backup_is_not_listed_pg15() {
     local pid=$!
     local end=$((SECONDS + 30)) seen=""
     while [ $SECONDS -lt $end ] && kill -0 "$pid" 2>/dev/null; do
-        if [ "$WALCTL_TEST_REPO" = s3 ]; then
-            # the base archive is being uploaded: its multipart upload exists, or a first object.
-            if python3 - "$MOTO_BUCKET" "$(basename "$W")/backup/k1/" <<'PY'
-import sys, boto3, os
-s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
-u = s3.list_multipart_uploads(Bucket=sys.argv[1], Prefix=sys.argv[2]).get("Uploads", [])
-sys.exit(0 if u else 1)
-PY
-            then seen=1; break; fi
-        else
-            if ls -A "$W/repo/backup/k1" 2>/dev/null | grep -q '^\.'; then seen=1; break; fi
-        fi
+        # the server is sending files (pg_stat_progress_basebackup), or a temporary object exists
+        if [ "$(sql "select phase from pg_stat_progress_basebackup" 2>/dev/null)" = "streaming database files" ] \
+            || ls -A "$W/repo/backup/k1" 2>/dev/null | grep -q '^\.'; then seen=1; break; fi
         sleep 0.05
     done
     [ -n "$seen" ] || fail "never saw backup k1 writing (it took: $(cat "$W/k1.out"))"
-    kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+    kill_backup "$pid"
 
     # 2. Killed while waiting for its WAL: the archives are stored, backup.json is not.
     touch "$W/hold"
@@ -191,7 +203,7 @@ PY
     wait_until 60 grep -q "streamed" "$W/k2.out" || fail "backup k2 did not finish streaming: $(cat "$W/k2.out")"
     sleep 0.5
     kill -0 "$pid" 2>/dev/null || fail "backup k2 did not wait for its WAL: $(cat "$W/k2.out")"
-    kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+    kill_backup "$pid"
     [ -n "$(repo_objects "$W" '/?backup/k2/base\.tar')" ] || fail "k2 stored no archive before it was killed"
     [ -z "$(repo_objects "$W" '/?backup/k[12]/backup\.json$')" ] || fail "a killed backup wrote backup.json"
 

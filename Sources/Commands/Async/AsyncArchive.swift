@@ -176,11 +176,11 @@ public struct AsyncPushDaemon {
                                 stageMax: Int64(try config.integer("archive-spool-max") ?? 1 << 30), log: log)
         engine.start()
         defer { engine.stop() }
-        try runLoop(engine: engine, repository: repository)
+        try runLoop(engine: engine, repository: repository, lock: lock)
         return true
     }
 
-    func runLoop(engine: PushEngine, repository: Repository) throws {
+    func runLoop(engine: PushEngine, repository: Repository, lock: SpoolLock? = nil) throws {
         var lastWork = Date()
         var lastHousekeeping = Date.distantPast
         while true {
@@ -191,6 +191,10 @@ public struct AsyncPushDaemon {
             if engine.busy { lastWork = now }
             if now.timeIntervalSince(lastHousekeeping) > 1 {
                 lastHousekeeping = now
+                if let lock, !lock.isStillAtPath || !SpoolFS.exists(walDir + "/archive_status") {
+                    log("the spool or \(walDir) was removed: stopping")
+                    break
+                }
                 spool.dropOrphans(walDir: walDir)
                 if !spool.skipRecords().isEmpty { SafetyValve.flushPending(spool: spool, repository: repository, warn: log) }
                 let backlog = ReadyScanner.backlog(ready)

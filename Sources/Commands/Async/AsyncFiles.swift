@@ -150,6 +150,14 @@ public final class SpoolLock {
         _ = s.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
     }
 
+    /// False once the lock file was removed or replaced (the spool or the data directory was
+    /// deleted under a running daemon): the daemon must then stop, its results would go nowhere.
+    public var isStillAtPath: Bool {
+        var a = Glibc.stat(), b = Glibc.stat()
+        guard fstat(fd, &a) == 0, lstat(path, &b) == 0 else { return false }
+        return a.st_ino == b.st_ino && a.st_dev == b.st_dev
+    }
+
     public func release() { flock(fd, LOCK_UN); close(fd) }
 }
 

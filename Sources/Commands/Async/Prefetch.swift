@@ -213,7 +213,7 @@ public final class PrefetchDaemon: @unchecked Sendable {
         var lastWant = ""
         var lastChange = Date()
         while true {
-            if SpoolFS.exists(spool.stopPath) { break }
+            if SpoolFS.exists(spool.stopPath) || !lock.isStillAtPath { break }
             let want = spool.want() ?? ""
             let now = Date()
             if want != lastWant { lastWant = want; lastChange = now }

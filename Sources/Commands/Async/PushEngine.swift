@@ -117,7 +117,9 @@ public final class PushEngine: @unchecked Sendable {
                 cond.lock()
                 // Bounded staging: wait while the compressed bytes staged would exceed the limit
                 // (one file always passes, so a single large file cannot deadlock the pipeline).
-                while staged > 0 && staged + Int64(job.compressed.count) > stageMax && !stopping { cond.wait() }
+                // At most 2 files per upload thread wait, whatever their size: each holds its
+                // source mapped until it is stored.
+                while staged > 0 && (staged + Int64(job.compressed.count) > stageMax || uploadQueue.count >= 2 * uploadWorkers) && !stopping { cond.wait() }
                 staged += Int64(job.compressed.count)
                 uploadQueue.append(job)
                 cond.broadcast(); cond.unlock()
