@@ -24,6 +24,7 @@ failed=0
 
 if [ -z "${SKIP_UNIT:-}" ]; then
     echo "== unit tests (swift test) =="
+    unit_start=$SECONDS
     log="$(mktemp)"
     swift test 2>&1 | tee "$log" | grep -E "^(✘|✔ Test run|Test Suite 'All tests'|Executed|error:)|failed|FAIL" | grep -v "^✔ Test .* passed" | tail -40
     rc="${PIPESTATUS[0]}"
@@ -38,6 +39,7 @@ if [ -z "${SKIP_UNIT:-}" ]; then
     passed=$((passed + st_total - st_failed + xc_total - xc_failed))
     failed=$((failed + st_failed + xc_failed))
     if [ "$rc" -ne 0 ] && [ $((st_failed + xc_failed)) -eq 0 ]; then failed=$((failed + 1)); echo "swift test exited $rc"; fi
+    echo "unit tests took $((SECONDS - unit_start)) s"
     echo "unit: $((st_total - st_failed + xc_total - xc_failed)) passed, $((st_failed + xc_failed)) failed"
     rm -f "$log"
 fi
@@ -45,7 +47,7 @@ fi
 for suite in Tests/integration/test_*.sh; do
     name="$(basename "$suite" .sh)"; name="${name#test_}"
     if [ -n "${SUITES:-}" ] && [[ " $SUITES " != *" $name "* ]]; then continue; fi
-    echo "== integration: $name =="
+    echo "== integration: $name ($((SECONDS)) s since start) =="
     out="$(mktemp)"
     bash "$suite" 2>&1 | tee "$out"
     line="$(grep -E '^[a-z0-9_-]+(\.sh)?: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
@@ -59,5 +61,6 @@ for suite in Tests/integration/test_*.sh; do
     rm -f "$out"
 done
 
+echo "all tests took $SECONDS s"
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
