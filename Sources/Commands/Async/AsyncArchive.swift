@@ -169,7 +169,8 @@ public struct AsyncPushDaemon {
         lock.writePID()
         let repository = try RepositoryFactory.open(config)
         guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
-        let pusher = try Self.makePusher(config: config, repository: repository, warn: log)
+        var pusher = try Self.makePusher(config: config, repository: repository, warn: log)
+        if let path = config["catalog"] { pusher.recorder = DaemonCatalogRecorder(path: path) }
         let workers = max(1, try config.integer("archive-workers") ?? 2)
         let engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
                                 compressWorkers: workers, uploadWorkers: workers * 2,

@@ -8,6 +8,18 @@ import WALFormat
 public struct PrefetchRecord: Codable, Equatable, Sendable {
     public var repository: String
     public var meta: ArchivedFileMeta
+    /// The kernel boot the segment was written in. Spool files are not fsynced (a cache, and
+    /// fsyncing 16 MiB per segment competes with replay for the disk): after an OS crash their
+    /// content is unknown, so a record from another boot is never served.
+    public var bootID: String?
+
+    public init(repository: String, meta: ArchivedFileMeta, bootID: String? = PrefetchRecord.currentBootID) {
+        self.repository = repository; self.meta = meta; self.bootID = bootID
+    }
+
+    /// `/proc/sys/kernel/random/boot_id`, read once.
+    public static let currentBootID: String? = SpoolFS.read("/proc/sys/kernel/random/boot_id")
+        .map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
 }
 
 /// The restore spool, next to `%p` (`pg_wal/walctl_prefetch/`, same filesystem, so serving a
@@ -136,7 +148,8 @@ public struct PrefetchGet {
         guard let rec = spool.record(name), let wal = WALFileName(name) else { return nil }
         let current: ArchivedFileMeta?
         do { current = try repository.meta(for: wal) } catch { return nil }   // in doubt: fetch directly
-        guard let current, current == rec.meta, rec.repository == (config["repository"] ?? "") else {
+        guard let current, current == rec.meta, rec.repository == (config["repository"] ?? ""),
+              rec.bootID != nil, rec.bootID == PrefetchRecord.currentBootID else {
             spool.remove(name)
             return nil
         }
@@ -282,7 +295,8 @@ public final class PrefetchDaemon: @unchecked Sendable {
         guard let wal = WALFileName(name) else { return false }
         do {
             guard let meta = try repository.meta(for: wal) else { return false }
-            let out = try AtomicFile(path: spool.dir + "/" + name)
+            // Temporary name, then rename; no fsync (see PrefetchRecord.bootID).
+            let out = try SpoolWriter(path: spool.dir + "/" + name)
             do {
                 try ObjectReader(repository: repository).read(meta) { try out.write($0) }
                 try out.commit()
@@ -300,4 +314,45 @@ public final class PrefetchDaemon: @unchecked Sendable {
         }
         return true
     }
+}
+
+/// A spool file written under a temporary name (`.<name>.walctl-tmp.<pid>`) and renamed when
+/// complete; not fsynced (PrefetchRecord.bootID guards against OS crashes).
+final class SpoolWriter {
+    let path: String
+    let temp: String
+    var fd: Int32
+    var done = false
+
+    init(path: String) throws(WalctlError) {
+        self.path = path
+        temp = (path as NSString).deletingLastPathComponent + "/." + (path as NSString).lastPathComponent + ".walctl-tmp." + String(getpid())
+        fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .file(operation: "create", path: temp, errno: errno) }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw WalctlError.file(operation: "write", path: temp, errno: errno)
+            }
+            off += n
+        }
+    }
+
+    func commit() throws {
+        close(fd); fd = -1
+        if rename(temp, path) != 0 { throw WalctlError.file(operation: "rename to", path: path, errno: errno) }
+        done = true
+    }
+
+    func abort() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !done { unlink(temp); done = true }
+    }
+
+    deinit { abort() }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Storage
 import WALFormat
 import Codec
+import Catalog
 
 /// The background pusher's pipeline: `compressWorkers` threads validate, checksum and compress
 /// ready files into memory; `uploadWorkers` threads store the object, commit its meta (if-absent)
@@ -200,5 +201,31 @@ public final class PushEngine: @unchecked Sendable {
         pusher.record(meta, info: info, content: content)
         recordLock.unlock()
         return record(meta, already: false)
+    }
+}
+
+/// The pusher's catalog recorder: one connection for the daemon's life instead of one open (and
+/// schema check) per file; callers serialise (PushEngine's record lock).
+final class DaemonCatalogRecorder: ArchiveRecorder {
+    let path: String
+    var catalog: Catalog?
+
+    init(path: String) { self.path = path }
+
+    func recordArchived(_ meta: ArchivedFileMeta, repository: Repository, info: RepositoryInfo, content: UnsafeRawBufferPointer) throws {
+        guard let size = info.segmentSize else { return }
+        if catalog == nil {
+            catalog = try Catalog(path: path, repositoryURL: repository.url, segmentSize: size, systemIdentifier: info.systemIdentifier)
+        }
+        guard let catalog else { return }
+        do {
+            try catalog.recordArchived(meta)
+            if case .history(let tli)? = WALFileName(meta.name) {
+                try catalog.recordHistory(try TimelineHistory(timeline: tli, text: String(decoding: content, as: UTF8.self)))
+            }
+        } catch {
+            self.catalog = nil   // reopen next time
+            throw error
+        }
     }
 }
