@@ -30,7 +30,7 @@ public struct PrefetchRecord: Codable, Equatable, Sendable {
 /// <spool>/daemon.log        its messages
 /// <spool>/want              the segment recovery asked for last (the window starts after it)
 /// <spool>/stop              asks the prefetcher to clean up and exit (end of recovery, --cleanup)
-/// <spool>/<segment>         a complete, verified segment (written as .<segment>.walctl-tmp.*, fsynced, renamed)
+/// <spool>/<segment>         a complete, verified segment (written as .<segment>.walctl-tmp.*, renamed)
 /// <spool>/<segment>.rec     its PrefetchRecord, written after the segment: both present = servable
 /// <spool>/<segment>.busy    the prefetcher is fetching it now
 /// ```
