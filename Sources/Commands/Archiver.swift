@@ -1,6 +1,5 @@
 import Foundation
 import Storage
-import Codec
 
 /// The archive commands wired from configuration: what `walctl archive-push` and `archive-get` call.
 public struct Archiver {
@@ -22,19 +21,7 @@ public struct Archiver {
 
     /// The synchronous archive-push of the file at `path`.
     public func pushDirect(path: String) throws -> PushOutcome {
-        let repository = try RepositoryFactory.open(config)
-        let typeName = config["compress-type"] ?? "zstd"
-        guard let codec = CodecKind(setting: typeName) else {
-            throw WalctlError.configuration(.invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none"))
-        }
-        var level: Int32?
-        if let l = try config.integer("compress-level") {
-            guard codec.levels.contains(Int32(l)) else {
-                throw WalctlError.configuration(.invalidValue(name: "compress-level", value: String(l), expected: "\(codec.levels) for \(codec.rawValue)"))
-            }
-            level = Int32(l)
-        }
-        let push = ArchivePush(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
+        let push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config), warn: warn)
         return try push.push(path: path)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Codec
 
 /// One setting walctl knows: its name in the config file, its environment variable and its default.
 public struct SettingDefinition: Sendable {
@@ -165,6 +166,19 @@ public struct Configuration: Sendable {
         case "false", "off", "no", "0", "n": return false
         default: throw .invalidValue(name: name, value: v, expected: "true or false")
         }
+    }
+
+    /// `compress-type` and `compress-level`, validated together (the level range depends on the codec).
+    public func compression() throws(ConfigurationError) -> (codec: CodecKind, level: Int32?) {
+        let typeName = self["compress-type"] ?? "zstd"
+        guard let codec = CodecKind(setting: typeName) else {
+            throw .invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none")
+        }
+        guard let l = try integer("compress-level") else { return (codec, nil) }
+        guard codec.levels.contains(Int32(l)) else {
+            throw .invalidValue(name: "compress-level", value: String(l), expected: "\(codec.levels) for \(codec.rawValue)")
+        }
+        return (codec, Int32(l))
     }
 
     /// Every setting with its value and source, secrets masked.

@@ -33,11 +33,7 @@ struct BackupCommand: ParsableCommand {
                 options.label = label
                 options.fastCheckpoint = !spreadCheckpoint
                 options.archiveTimeout = TimeInterval(try config.integer("archive-check-timeout") ?? 60)
-                let typeName = config["compress-type"] ?? "zstd"
-                guard let codec = CodecKind(setting: typeName) else {
-                    throw WalctlError.configuration(.invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none"))
-                }
-                let level = (try config.integer("compress-level")).map { Int32($0) }
+                let (codec, level) = try config.compression()
                 switch compressWhere {
                 case "auto": options.compression = .automatic(codec, level: level)
                 case "server": options.compression = .server(level: level ?? 3)

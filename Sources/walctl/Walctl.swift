@@ -91,7 +91,9 @@ func runCommand(exitCode: Int32 = 1, _ body: () throws -> Void) throws {
 }
 
 func describe(_ error: Error) {
-    if let w = error as? WalctlError {
+    if let c = error as? ConfigurationError {
+        describe(WalctlError.configuration(c))
+    } else if let w = error as? WalctlError {
         report("error [\(w.code)]: \(w)")
     } else {
         report("error: \(error)")

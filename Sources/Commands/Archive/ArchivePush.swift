@@ -31,6 +31,14 @@ public struct ArchivePush {
         self.repository = repository; self.codec = codec; self.level = level; self.recorder = recorder; self.warn = warn
     }
 
+    /// A push with the configured codec and level (`compress-type`, `compress-level`) recording into
+    /// the configured catalog: what the synchronous and the asynchronous paths both use.
+    public init(config: Configuration, repository: Repository, warn: @escaping (String) -> Void) throws {
+        let (codec, level): (CodecKind, Int32?)
+        do { (codec, level) = try config.compression() } catch { throw WalctlError.configuration(error) }
+        self.init(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
+    }
+
     /// Validates the file name (the last component of `path`), then pushes it.
     public func push(path: String) throws -> PushOutcome {
         let base = (path as NSString).lastPathComponent

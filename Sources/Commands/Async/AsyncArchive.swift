@@ -144,22 +144,6 @@ public struct AsyncPushDaemon {
         self.config = config; self.walDir = walDir; self.spool = ArchiveSpool(root: spoolRoot); self.log = log
     }
 
-    /// The push settings shared with the synchronous path (`compress-type`, `compress-level`).
-    static func makePusher(config: Configuration, repository: Repository, warn: @escaping (String) -> Void) throws -> ArchivePush {
-        let typeName = config["compress-type"] ?? "zstd"
-        guard let codec = CodecKind(setting: typeName) else {
-            throw WalctlError.configuration(.invalidValue(name: "compress-type", value: typeName, expected: "zstd, gzip or none"))
-        }
-        var level: Int32?
-        if let l = try config.integer("compress-level") {
-            guard codec.levels.contains(Int32(l)) else {
-                throw WalctlError.configuration(.invalidValue(name: "compress-level", value: String(l), expected: "\(codec.levels) for \(codec.rawValue)"))
-            }
-            level = Int32(l)
-        }
-        return ArchivePush(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
-    }
-
     /// Runs until idle. Returns false when another pusher already holds the lock.
     @discardableResult
     public func run() throws -> Bool {
@@ -169,7 +153,7 @@ public struct AsyncPushDaemon {
         lock.writePID()
         let repository = try RepositoryFactory.open(config)
         guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
-        var pusher = try Self.makePusher(config: config, repository: repository, warn: log)
+        var pusher = try ArchivePush(config: config, repository: repository, warn: log)
         if let path = config["catalog"] { pusher.recorder = DaemonCatalogRecorder(path: path) }
         let workers = max(1, try config.integer("archive-workers") ?? 2)
         let engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
