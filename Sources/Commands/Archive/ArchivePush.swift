@@ -50,7 +50,7 @@ public struct ArchivePush {
 
     /// Pushes `content` as `name`. `content` must stay valid for the call.
     public func push(name: WALFileName, content: UnsafeRawBufferPointer, info: RepositoryInfo, displayPath: String) throws -> PushOutcome {
-        let summary = try validate(name: name, content: content, info: info, displayPath: displayPath)
+        let size = try checkHeader(name: name, content: content, info: info, displayPath: displayPath)
         let crc = CRC32C.checksum(content)
 
         if let existing = try repository.meta(for: name) {
@@ -60,8 +60,19 @@ public struct ArchivePush {
             return outcome
         }
 
+        // The WAL scan (record CRCs, commit times) runs on a second core while this one compresses
+        // and stores; its result is needed only for the meta, which is written after both.
+        let scan = size.map { BackgroundScan(content: content, segmentSize: $0) }
         let key = RepositoryLayout.objectKey(name, crc32c: crc, extension: codec.fileExtension)
-        let storedSize = try store(content, key: key)
+        let storedSize: Int64
+        do { storedSize = try store(content, key: key) } catch { _ = scan?.wait(); throw error }
+        var summary: SegmentSummary?
+        if let scan {
+            switch scan.wait() {
+            case .success(let s): summary = s
+            case .failure(let e): throw WalctlError.invalidWAL(file: displayPath, reason: e)
+            }
+        }
         let meta = ArchivedFileMeta(name: name.description, size: Int64(content.count), storedSize: storedSize,
                                     codec: codec.rawValue, crc32c: crc, archivedAt: PGTimestamp(date: Date()), summary: summary)
         do {
@@ -81,6 +92,17 @@ public struct ArchivePush {
     /// Checks the file is what its name says (segments: size, page header, system identifier; history
     /// and backup files: they parse) and returns the WAL summary for segments.
     func validate(name: WALFileName, content: UnsafeRawBufferPointer, info: RepositoryInfo, displayPath: String) throws -> SegmentSummary? {
+        guard let size = try checkHeader(name: name, content: content, info: info, displayPath: displayPath) else { return nil }
+        do {
+            return try SegmentSummary.scan(content, segmentSize: size, verifyCRC: true)
+        } catch {
+            throw WalctlError.invalidWAL(file: displayPath, reason: error)
+        }
+    }
+
+    /// The cheap part of `validate`: everything but the record scan. Returns the segment size for
+    /// files that carry WAL (and so need a scan), nil for history and backup history files.
+    func checkHeader(name: WALFileName, content: UnsafeRawBufferPointer, info: RepositoryInfo, displayPath: String) throws -> WALSegmentSize? {
         switch name {
         case .segment(let s), .partial(let s):
             guard let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
@@ -91,7 +113,7 @@ public struct ArchivePush {
             do {
                 let header = try LongPageHeader(bytes: content)
                 try header.validate(.init(segment: id, segmentSize: size, systemIdentifier: info.systemID))
-                return try SegmentSummary.scan(content, segmentSize: size, verifyCRC: true)
+                return size
             } catch let e as WALFormatError {
                 throw WalctlError.invalidWAL(file: displayPath, reason: e)
             }
@@ -167,5 +189,25 @@ public struct ArchivePush {
         } catch {
             warn("\(meta.name) is archived, but the catalog was not updated (\(error)); `walctl catalog rebuild` repairs it")
         }
+    }
+}
+
+/// `SegmentSummary.scan` on its own thread; `wait()` joins it. The buffer must outlive the wait.
+final class BackgroundScan: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<SegmentSummary, WALFormatError> = .failure(.truncated(needed: 0, have: 0))
+
+    init(content: UnsafeRawBufferPointer, segmentSize: WALSegmentSize) {
+        let thread = Thread { [self] in
+            result = Result { () throws(WALFormatError) in try SegmentSummary.scan(content, segmentSize: segmentSize, verifyCRC: true) }
+            done.signal()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    func wait() -> Result<SegmentSummary, WALFormatError> {
+        done.wait()
+        return result
     }
 }
