@@ -10,6 +10,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "walctl", targets: ["walctl"]),
+        // The start-up-cheap front for archive_command / restore_command (docs/async.md): answers
+        // from the spool when it can, else execs `walctl` from its own directory.
+        .executable(name: "walctl-fast", targets: ["walctl-fast"]),
         .library(name: "WALFormat", targets: ["WALFormat"]),
         .library(name: "Codec", targets: ["Codec"]),
         .library(name: "Storage", targets: ["Storage"]),
@@ -52,6 +55,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Foundation-free (Glibc only): the fast front's decisions, shared with its tests.
+        .target(name: "FastPath"),
+        .executableTarget(name: "walctl-fast", dependencies: ["FastPath"]),
         .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),
 
         .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "TestSupport"]),
@@ -60,6 +66,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "TestSupport"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec"]),
+        .testTarget(name: "FastPathTests", dependencies: ["FastPath", "Commands", "Storage", "WALFormat"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File helpers for the fast front (Glibc only).
+public enum FastFS {
+    /// Reads a small file whole; nil when it cannot be opened or is larger than `limit`.
+    public static func read(_ path: String, limit: Int = 1 << 16) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > limit { return nil }
+        }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Size and modification time (ns) by `lstat`, as `SpoolFS.fileInfo`.
+    public static func fileInfo(_ path: String) -> (size: Int64, mtimeNs: Int64)? {
+        var st = Glibc.stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return (Int64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// `SpoolLock.isHeld`: some process holds the flock on `path` now.
+    public static func isLockHeld(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    /// `SpoolFS.write` (not durable): a temporary name, then a rename.
+    public static func write(_ path: String, _ bytes: [UInt8]) -> Bool {
+        let r = UInt32.random(in: 0...UInt32.max)
+        let tmp = path + ".tmp." + String(getpid()) + "." + String(r)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        if fd < 0 { return false }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, bytes.count - off) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                close(fd); unlink(tmp); return false
+            }
+            off += n
+        }
+        close(fd)
+        if rename(tmp, path) != 0 { unlink(tmp); return false }
+        return true
+    }
+
+    /// The current directory, or nil.
+    public static func currentDirectory() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return nil }
+        return String(cString: buf)
+    }
+
+    /// The kernel boot id, trimmed, or nil.
+    public static func bootID() -> String? {
+        guard let b = read("/proc/sys/kernel/random/boot_id") else { return nil }
+        let t = FastConfig.trim(b.filter { $0 != 0x0A && $0 != 0x0D })
+        return t.isEmpty ? nil : String(decoding: t, as: UTF8.self)
+    }
+}
+
+/// Path rules the fast front accepts: the ones where its string handling provably matches the
+/// full binary's (`cwd + "/" + path`, then NSString's last-component removal).
+public enum FastPaths {
+    /// `path` made absolute and split into (directory, last component), or nil for anything with
+    /// empty, `.` or `..` components or a trailing slash (left to the full binary).
+    public static func split(_ path: String, cwd: String?) -> (dir: String, base: String)? {
+        guard !path.isEmpty, !path.hasSuffix("/") else { return nil }
+        let abs: String
+        if path.hasPrefix("/") { abs = path } else {
+            guard let cwd, cwd.hasPrefix("/") else { return nil }
+            abs = (cwd == "/" ? "" : cwd) + "/" + path
+        }
+        let comps = abs.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard comps.count >= 2, comps.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else { return nil }
+        return ("/" + comps.dropLast().joined(separator: "/"), String(comps.last!))
+    }
+
+    /// The parent of an absolute clean directory, nil for `/` or one level below it.
+    public static func parent(_ dir: String) -> String? {
+        let comps = dir.split(separator: "/")
+        guard comps.count >= 2 else { return nil }
+        return "/" + comps.dropLast().joined(separator: "/")
+    }
+}
+
+/// `WALFileName`'s grammar: a segment, a partial segment, a timeline history file or a backup
+/// history file.
+public enum FastWALName {
+    static func upperHex(_ c: UInt8) -> Bool { (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) }
+
+    /// True for a 24-character segment name.
+    public static func isSegment(_ name: String) -> Bool {
+        let u = Array(name.utf8)
+        return u.count == 24 && u.allSatisfy(upperHex)
+    }
+
+    public static func isValid(_ name: String) -> Bool {
+        let u = Array(name.utf8)
+        func hexRun(_ r: Range<Int>) -> Bool { r.upperBound <= u.count && u[r].allSatisfy(upperHex) }
+        switch u.count {
+        case 24: return hexRun(0..<24)
+        case 32: return hexRun(0..<24) && name.hasSuffix(".partial")
+        case 16: return hexRun(0..<8) && name.hasSuffix(".history") && name.prefix(8) != "00000000"
+        case 40: return hexRun(0..<24) && u[24] == 0x2E && hexRun(25..<33) && name.hasSuffix(".backup")
+        default: return false
+        }
+    }
+}

@@ -1,0 +1,183 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fast front's decisions (docs/async.md, "The fast front"). Each path either completes the call
+/// exactly as the full binary would, or returns `.fallBack` having changed nothing the full binary
+/// would not change in the same way; the caller then `execv`s the full binary with the same argv.
+public enum FastFront {
+    /// What the front does with one invocation.
+    public enum Outcome: Equatable {
+        /// Done: exit with this code (0).
+        case exit(Int32)
+        /// Run the full binary with the same arguments.
+        case fallBack
+    }
+
+    /// The command line the front understands: the subcommand, `--config`, `--set` (repeatable),
+    /// `--progress-file` (archive-get), and the positionals. nil for anything else.
+    public struct Invocation: Equatable {
+        public var command: String
+        public var config: String?
+        public var sets: [String] = []
+        public var progressFile: String?
+        public var positionals: [String] = []
+
+        public static func parse(_ args: [String]) -> Invocation? {
+            guard args.count >= 2, args[1] == "archive-push" || args[1] == "archive-get" else { return nil }
+            var inv = Invocation(command: args[1])
+            var i = 2
+            while i < args.count {
+                let a = args[i]
+                if a.hasPrefix("-") {
+                    guard i + 1 < args.count, !args[i + 1].hasPrefix("-") else { return nil }
+                    let v = args[i + 1]
+                    switch a {
+                    case "--config": guard inv.config == nil else { return nil }; inv.config = v
+                    case "--set": inv.sets.append(v)
+                    case "--progress-file" where inv.command == "archive-get":
+                        guard inv.progressFile == nil else { return nil }; inv.progressFile = v
+                    default: return nil
+                    }
+                    i += 2
+                } else {
+                    inv.positionals.append(a)
+                    i += 1
+                }
+            }
+            guard inv.positionals.count == (inv.command == "archive-get" ? 2 : 1) else { return nil }
+            return inv
+        }
+    }
+
+    /// The process's view of the world, injectable for tests.
+    public struct Environment {
+        public var variable: (String) -> String?
+        public var cwd: String?
+        public var bootID: String?
+
+        public init(variable: @escaping (String) -> String?, cwd: String?, bootID: String?) {
+            self.variable = variable; self.cwd = cwd; self.bootID = bootID
+        }
+
+        /// The real process environment.
+        public static func current() -> Environment {
+            Environment(variable: { name in getenv(name).map { String(cString: $0) } },
+                        cwd: FastFS.currentDirectory(), bootID: FastFS.bootID())
+        }
+    }
+
+    /// Decides and, on the fast paths, acts.
+    public static func run(_ args: [String], env: Environment) -> Outcome {
+        guard let inv = Invocation.parse(args),
+              let config = FastConfig.load(configFlag: inv.config, sets: inv.sets, environment: env.variable) else { return .fallBack }
+        switch inv.command {
+        case "archive-push": return pushAlreadyOK(path: inv.positionals[0], config: config, env: env)
+        case "archive-get": return servePrefetched(fileName: inv.positionals[0], target: inv.positionals[1], progressFile: inv.progressFile, config: config, env: env)
+        default: return .fallBack
+        }
+    }
+
+    /// The keys of `ArchivedFileMeta` as the encoder writes them; `summary` may be absent.
+    static let metaKeys: Set<String> = ["name", "size", "storedSize", "codec", "crc32c", "archivedAt", "summary"]
+
+    /// True when `meta` is shaped like an encoded `ArchivedFileMeta` for `name`.
+    static func plausibleMeta(_ meta: JSONValue, name: String) -> Bool {
+        guard case .object = meta, Set(meta.keys).isSubset(of: metaKeys),
+              meta["name"]?.stringValue == name, meta["size"]?.int64Value != nil, meta["storedSize"]?.int64Value != nil,
+              meta["codec"]?.stringValue != nil, meta["crc32c"]?.stringValue?.utf8.count == 8, meta["archivedAt"] != nil else { return false }
+        if let s = meta["summary"] {
+            switch s { case .object, .null: break; default: return false }
+        }
+        return true
+    }
+
+    // MARK: archive-push
+
+    /// `archive-push %p` with `archive-async = true` and the pusher's `.ok` result for `%p` already
+    /// in the spool, about this very file (size, mtime) and this repository: consume it, exit 0.
+    /// `AsyncArchive.pushAsync`'s first look, without the safety valve (on: fall back) and without
+    /// the "already archived" message (fall back).
+    public static func pushAlreadyOK(path: String, config: FastConfig, env: Environment) -> Outcome {
+        guard config.bool("archive-async") == true,
+              config.integer("archive-push-queue-max") != .undecided, config.integer("archive-push-max-age") != .undecided,
+              (config.integer("archive-push-queue-max") == .unset || config.integer("archive-push-queue-max") == .value(0)),
+              (config.integer("archive-push-max-age") == .unset || config.integer("archive-push-max-age") == .value(0)),
+              config.integer("archive-push-timeout") != .undecided,
+              let (walDir, name) = FastPaths.split(path, cwd: env.cwd), FastWALName.isValid(name) else { return .fallBack }
+        let root: String
+        if let p = config["spool-path"] { root = p } else {
+            guard let parent = FastPaths.parent(walDir) else { return .fallBack }
+            root = parent + "/walctl_spool"
+        }
+        let dir = root + "/archive"
+        guard FastFS.isDirectory(dir), FastFS.isDirectory(dir + "/skipped"),
+              let bytes = FastFS.read(dir + "/" + name + ".ok"), let rec = JSONValue.parse(bytes),
+              Set(rec.keys) == ["repository", "sourceSize", "sourceMTimeNs", "meta", "alreadyArchived"],
+              let repo = rec["repository"]?.stringValue, Array(repo.utf8) == Array((config["repository"] ?? "").utf8),
+              let size = rec["sourceSize"]?.int64Value, let mtime = rec["sourceMTimeNs"]?.int64Value,
+              rec["alreadyArchived"]?.boolValue == false, let meta = rec["meta"], plausibleMeta(meta, name: name),
+              let st = FastFS.fileInfo(walDir + "/" + name), st.size == size, st.mtimeNs == mtime else { return .fallBack }
+        unlink(dir + "/" + name + ".ok")
+        unlink(dir + "/" + name + ".error")
+        return .exit(0)
+    }
+
+    // MARK: archive-get
+
+    /// `archive-get %f %p` with `restore-prefetch` > 0, a local (file) repository, a running
+    /// prefetcher, and `%f` complete in the spool with a record from this boot, for this repository,
+    /// equal to the repository's meta for `%f`: write `want`, rename the segment into `%p`, exit 0.
+    /// `PrefetchGet.getIfEnabled` + `serve`, read-only until the decision is made.
+    public static func servePrefetched(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
+        guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
+              config.integer("archive-get-retry-time") != .undecided,
+              FastWALName.isSegment(fileName), let bootID = env.bootID,
+              let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting),
+              let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }
+        let spool = targetDir + "/walctl_prefetch"
+        let entry = spool + "/" + fileName
+        guard FastFS.isDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock"), FastFS.exists(entry),
+              let recBytes = FastFS.read(entry + ".rec"), let rec = JSONValue.parse(recBytes),
+              Set(rec.keys) == ["repository", "meta", "bootID"],
+              let recRepo = rec["repository"]?.stringValue, Array(recRepo.utf8) == Array(repoSetting.utf8),
+              let recBoot = rec["bootID"]?.stringValue, Array(recBoot.utf8) == Array(bootID.utf8),
+              let recMeta = rec["meta"], plausibleMeta(recMeta, name: fileName),
+              let metaBytes = FastFS.read(root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"),
+              let meta = JSONValue.parse(metaBytes), meta == recMeta else { return .fallBack }
+        // As PrefetchSpool.setWant: recovery is at fileName (the prefetcher moves its window).
+        unlink(spool + "/stop")
+        guard FastFS.write(spool + "/want", Array(fileName.utf8)) else { return .fallBack }
+        unlink(entry + ".rec")
+        if rename(entry, targetDir + "/" + targetBase) != 0 {
+            unlink(entry)
+            return .fallBack   // the full binary finds no entry and fetches directly
+        }
+        if let progressFile { appendProgress(progressFile, name: fileName) }
+        return .exit(0)
+    }
+
+    /// The FileStore root for a `repository` setting (`file:///abs` or `/abs`, trailing slashes
+    /// removed as `FileStore.init`), nil for anything else (S3: fall back).
+    public static func fileRepositoryRoot(_ setting: String) -> String? {
+        var path: String
+        if setting.hasPrefix("file://") { path = String(setting.dropFirst(7)) } else { path = setting }
+        guard path.hasPrefix("/") else { return nil }
+        while path.utf8.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        return path
+    }
+
+    /// `appendProgress` of the full CLI: one `NAME SECONDS.NANOSECONDS` line, one O_APPEND write;
+    /// failing to write it never fails the restore.
+    public static func appendProgress(_ file: String, name: String) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let nanos = String(ts.tv_nsec)
+        let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.utf8.count) + nanos + "\n"
+        let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        let bytes = Array(line.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+}

@@ -1,0 +1,199 @@
+import XCTest
+import Foundation
+import FastPath
+import Commands
+import Storage
+import WALFormat
+
+/// `PushRecord`'s encoded shape (its memberwise init is internal to Commands).
+struct PushRecordShape: Codable {
+    var repository: String
+    var sourceSize: Int64
+    var sourceMTimeNs: Int64
+    var meta: ArchivedFileMeta
+    var alreadyArchived: Bool
+}
+
+/// The fast front's decisions against real spool files written with walctl's own encoders.
+final class FastFrontTests: XCTestCase {
+    var tmp = ""
+    let seg = "000000010000000000000005"
+    let boot = "11111111-2222-3333-4444-555555555555"
+
+    override func setUpWithError() throws {
+        tmp = NSTemporaryDirectory() + "walctl-fast-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: tmp + "/empty.conf", contents: Data())
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: tmp) }
+
+    func env(_ vars: [String: String] = [:], boot: String? = nil) -> FastFront.Environment {
+        var v = vars
+        if v["WALCTL_CONFIG"] == nil { v["WALCTL_CONFIG"] = tmp + "/empty.conf" }
+        return FastFront.Environment(variable: { v[$0] }, cwd: tmp, bootID: boot ?? self.boot)
+    }
+
+    func write(_ path: String, _ bytes: [UInt8]) throws {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    func encode<T: Encodable>(_ v: T) throws -> [UInt8] {
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        return Array(try e.encode(v))
+    }
+
+    func meta(crc: UInt32 = 0x1234abcd) -> ArchivedFileMeta {
+        ArchivedFileMeta(name: seg, size: 16, storedSize: 10, codec: "zstd", crc32c: crc, archivedAt: PGTimestamp(unixSeconds: 1_700_000_000), summary: nil)
+    }
+
+    // MARK: configuration
+
+    func testSettingNamesMatchTheFullBinary() {
+        XCTAssertEqual(knownSettingNames, Settings.all.map(\.name))
+        for d in Settings.all { XCTAssertEqual(environmentName(d.name), d.environmentName) }
+    }
+
+    func testConfigLayersAndRejections() throws {
+        try write(tmp + "/a.conf", Array("# c\n[main]\nrepository = \"file:///r\"\nrestore-prefetch=4\n".utf8))
+        let c = FastConfig.load(configFlag: tmp + "/a.conf", sets: ["restore-prefetch=8"], environment: { $0 == "WALCTL_ARCHIVE_ASYNC" ? "on" : nil })
+        XCTAssertEqual(c?["repository"], "file:///r")
+        XCTAssertEqual(c?.integer("restore-prefetch"), .value(8))
+        XCTAssertEqual(c?.bool("archive-async"), true)
+        // Unknown setting, bad line, missing explicit file, bad --set: the full binary decides.
+        try write(tmp + "/b.conf", Array("nosuch = 1\n".utf8))
+        XCTAssertNil(FastConfig.load(configFlag: tmp + "/b.conf", sets: [], environment: { _ in nil }))
+        try write(tmp + "/c.conf", Array("repository\n".utf8))
+        XCTAssertNil(FastConfig.load(configFlag: tmp + "/c.conf", sets: [], environment: { _ in nil }))
+        XCTAssertNil(FastConfig.load(configFlag: tmp + "/missing.conf", sets: [], environment: { _ in nil }))
+        XCTAssertNil(FastConfig.load(configFlag: nil, sets: ["=x"], environment: { _ in self.tmp + "/none" }))
+        XCTAssertEqual(FastConfig(values: ["restore-prefetch": "+3"]).integer("restore-prefetch"), .undecided)
+        XCTAssertNil(FastConfig(values: ["archive-async": "maybe"]).bool("archive-async"))
+    }
+
+    func testInvocationParsing() {
+        XCTAssertEqual(FastFront.Invocation.parse(["w", "archive-get", "--progress-file", "p", "--config", "c", "--set", "a=b", "F", "P"])?.positionals, ["F", "P"])
+        XCTAssertNil(FastFront.Invocation.parse(["w", "archive-get", "--cleanup"]))
+        XCTAssertNil(FastFront.Invocation.parse(["w", "archive-get", "F"]))
+        XCTAssertNil(FastFront.Invocation.parse(["w", "archive-push", "--repository", "x", "P"]))
+        XCTAssertNil(FastFront.Invocation.parse(["w", "archive-push", "--config=c", "P"]))
+        XCTAssertNil(FastFront.Invocation.parse(["w", "info"]))
+    }
+
+    // MARK: archive-push
+
+    func pushSetup(alreadyArchived: Bool = false) throws -> (okPath: String, env: FastFront.Environment) {
+        try write(tmp + "/pg_wal/" + seg, Array(repeating: 7, count: 16))
+        try FileManager.default.createDirectory(atPath: tmp + "/walctl_spool/archive/skipped", withIntermediateDirectories: true)
+        var st = stat()
+        XCTAssertEqual(lstat(tmp + "/pg_wal/" + seg, &st), 0)
+        let rec = PushRecordShape(repository: "file:///repo", sourceSize: 16,
+                             sourceMTimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), meta: meta(), alreadyArchived: alreadyArchived)
+        let ok = tmp + "/walctl_spool/archive/" + seg + ".ok"
+        try write(ok, try encode(rec))
+        return (ok, env(["WALCTL_ARCHIVE_ASYNC": "true", "WALCTL_REPOSITORY": "file:///repo"]))
+    }
+
+    func testPushServesAMatchingOK() throws {
+        let (ok, e) = try pushSetup()
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ok))
+    }
+
+    func testPushFallsBackOnMismatchValveOrAlreadyArchived() throws {
+        let (ok, e) = try pushSetup()
+        var other = e
+        other.variable = { $0 == "WALCTL_REPOSITORY" ? "file:///other" : e.variable($0) }
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: other), .fallBack)
+        var valve = e
+        valve.variable = { $0 == "WALCTL_ARCHIVE_PUSH_MAX_AGE" ? "60" : e.variable($0) }
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: valve), .fallBack)
+        var sync = e
+        sync.variable = { $0 == "WALCTL_ARCHIVE_ASYNC" ? "false" : e.variable($0) }
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: sync), .fallBack)
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "./pg_wal/" + seg], env: e), .fallBack)
+        // The source file changed since the pusher stored it.
+        let fd = open(tmp + "/pg_wal/" + seg, O_WRONLY | O_APPEND); _ = Glibc.write(fd, "x", 1); close(fd)
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ok), "a fall-back leaves the result to the full binary")
+        let (_, e2) = try pushSetup(alreadyArchived: true)
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e2), .fallBack)
+    }
+
+    // MARK: archive-get
+
+    /// A spool with `seg` prefetched, the repository's meta, and a held prefetcher lock (returned fd).
+    func getSetup(recordMeta: ArchivedFileMeta? = nil, repoMeta: ArchivedFileMeta? = nil, bootID: String? = nil) throws -> Int32 {
+        let spool = tmp + "/pg_wal/walctl_prefetch"
+        try write(spool + "/" + seg, Array(repeating: 9, count: 16))
+        try write(spool + "/" + seg + ".rec", try encode(PrefetchRecord(repository: "file:///repo/", meta: recordMeta ?? meta(), bootID: bootID ?? boot)))
+        try write(tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + ".meta", try Repository.encodeMeta(repoMeta ?? meta()))
+        let fd = open(spool + "/daemon.lock", O_RDWR | O_CREAT, 0o600)
+        XCTAssertEqual(flock(fd, LOCK_EX), 0)
+        return fd
+    }
+
+    func getEnv() -> FastFront.Environment {
+        env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": "file://" + tmp + "/repo/"])
+    }
+
+    func testGetServesAVerifiedPrefetchedSegment() throws {
+        let fd = try getSetup()
+        defer { close(fd) }
+        let repo = tmp + "/repo/"
+        // The record names another repository setting: not served.
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: getEnv()), .fallBack)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: "file://" + repo, meta: meta(), bootID: boot)))
+        XCTAssertEqual(FastFront.run(["w", "archive-get", "--progress-file", tmp + "/progress", seg, "pg_wal/RECOVERYXLOG"], env: getEnv()), .exit(0))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG")).count, 16)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/pg_wal/walctl_prefetch/" + seg))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec"))
+        XCTAssertEqual(try String(contentsOfFile: tmp + "/pg_wal/walctl_prefetch/want", encoding: .utf8), seg)
+        XCTAssertTrue(try String(contentsOfFile: tmp + "/progress", encoding: .utf8).hasPrefix(seg + " "))
+    }
+
+    func assertNotServed(_ fd: Int32, env e: FastFront.Environment? = nil, file: StaticString = #filePath, line: UInt = #line) {
+        defer { if fd >= 0 { close(fd) } }
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: e ?? getEnv()), .fallBack, file: file, line: line)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/pg_wal/RECOVERYXLOG"), file: file, line: line)
+    }
+
+    func repoRecord() throws {
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec",
+                  try encode(PrefetchRecord(repository: "file://" + tmp + "/repo/", meta: meta(), bootID: boot)))
+    }
+
+    func testGetDoesNotServeAChangedMeta() throws {
+        let fd = try getSetup(repoMeta: meta(crc: 0xdeadbeef))
+        try repoRecord()
+        try write(tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + ".meta", try Repository.encodeMeta(meta(crc: 0xdeadbeef)))
+        assertNotServed(fd)
+    }
+
+    func testGetDoesNotServeAnotherBootOrAMissingRecordOrWithoutPrefetcher() throws {
+        var fd = try getSetup()
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: "file://" + tmp + "/repo/", meta: meta(), bootID: "other")))
+        assertNotServed(fd)
+        fd = try getSetup(); try repoRecord()
+        unlink(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec")   // partial: data without its record
+        assertNotServed(fd)
+        fd = try getSetup(); try repoRecord()
+        close(fd)                                                  // no prefetcher running
+        assertNotServed(-1)
+        fd = try getSetup(); try repoRecord()
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", Array("{\"repository\":".utf8))   // torn record
+        assertNotServed(fd)
+        fd = try getSetup(); try repoRecord()
+        assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "0", "WALCTL_REPOSITORY": "file://" + tmp + "/repo/"]))
+        fd = try getSetup(); try repoRecord()
+        assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": "s3://b/p"]))
+    }
+
+    func testJSONStrictness() {
+        XCTAssertNil(JSONValue.parse(Array("{\"a\":1,\"a\":2}".utf8)))
+        XCTAssertNil(JSONValue.parse(Array("{\"a\":1".utf8)))
+        XCTAssertEqual(JSONValue.parse(Array("{\"b\":\"x\\/y\",\"a\":[1,null]}".utf8)), JSONValue.parse(Array(" {\"a\":[1,null],\"b\":\"x/y\"}".utf8)))
+        XCTAssertNotEqual(JSONValue.parse(Array("{\"a\":1}".utf8)), JSONValue.parse(Array("{\"a\":1.0}".utf8)))
+    }
+}
