@@ -169,6 +169,8 @@ setup_pgbr_async_file() {
 
 echo "== archive throughput ($RUNS runs each, $N files)" >&2
 measure_archive "walctl async, local" setup_walctl_async_file
+setup_fast_async_file() { local c; c=$(walctl_conf wf file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
+[ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_archive "walctl-fast async, local" setup_fast_async_file
 measure_archive "pgBackRest async, local" setup_pgbr_async_file
 measure_archive "walctl sync, local" setup_walctl_sync_file
 [ "$S3" = 1 ] && measure_archive "walctl async, S3 (moto)" setup_walctl_async_s3
@@ -221,6 +223,8 @@ echo "== recovery ($RUNS runs each)" >&2
 measure_recovery "floor (segments in pg_wal)" floor
 measure_recovery "walctl sync" archive "$WALCTL archive-get --config $WCONF %f %p"
 measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
+FAST="$(dirname "$WALCTL")/walctl-fast"
+[ -x "$FAST" ] && measure_recovery "walctl-fast prefetch $PREFETCH" archive "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
 measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON --pg1-path=$WORK/rec --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-get %f \"%p\""
 
 # --- 5. report ---------------------------------------------------------------------------------------
@@ -231,7 +235,7 @@ measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON
     echo "| archive_command | seconds | segments/s | vs pgBackRest async local |"
     echo "|---|---|---|---|"
     pb=${ARCH["pgBackRest async, local"]}
-    for k in "walctl async, local" "walctl async, S3 (moto)" "pgBackRest async, local" "walctl sync, local"; do
+    for k in "walctl async, local" "walctl-fast async, local" "walctl async, S3 (moto)" "pgBackRest async, local" "walctl sync, local"; do
         [ -n "${ARCH[$k]:-}" ] || continue
         echo "| $k | ${ARCH[$k]} | $(echo "scale=1; $N / ${ARCH[$k]}" | bc) | $(echo "scale=2; $pb / ${ARCH[$k]}" | bc)x |"
     done
@@ -239,7 +243,8 @@ measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
     fl=${REC["floor (segments in pg_wal)"]}
-    for k in "floor (segments in pg_wal)" "walctl sync" "walctl prefetch $PREFETCH" "pgBackRest async archive-get"; do
+    for k in "floor (segments in pg_wal)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get"; do
+        [ -n "${REC[$k]:-}" ] || continue
         echo "| $k | ${REC[$k]} | $(echo "scale=2; ${REC[$k]} / $fl" | bc)x |"
     done
 } | tee "$WORK/report.md"
