@@ -60,17 +60,20 @@ public struct ArchiveGet {
     }
 }
 
-/// A file written under a temporary name in the target's directory, fsynced, then renamed over the
-/// target. Until `commit` the target is untouched.
+/// A file written under a temporary name in the target's directory (`.<name>.walctl-tmp.<pid>`),
+/// fsynced when `durable`, then renamed over the target. Until `commit` the target is untouched.
+/// Non-durable files are for spools whose records guard against an OS crash themselves.
 public final class AtomicFile {
     public let path: String
     let temp: String
+    let durable: Bool
     var fd: Int32
     var done = false
     var buffer: [UInt8] = []
 
-    public init(path: String) throws(WalctlError) {
+    public init(path: String, durable: Bool = true) throws(WalctlError) {
         self.path = path
+        self.durable = durable
         let dir = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         temp = (dir.isEmpty ? "" : dir + "/") + "." + base + ".walctl-tmp." + String(getpid())
@@ -104,7 +107,7 @@ public final class AtomicFile {
 
     public func commit() throws {
         try flush()
-        if fsync(fd) != 0 { throw WalctlError.file(operation: "fsync", path: temp, errno: errno) }
+        if durable && fsync(fd) != 0 { throw WalctlError.file(operation: "fsync", path: temp, errno: errno) }
         close(fd); fd = -1
         if rename(temp, path) != 0 { throw WalctlError.file(operation: "rename to", path: path, errno: errno) }
         done = true

@@ -296,7 +296,7 @@ public final class PrefetchDaemon: @unchecked Sendable {
         do {
             guard let meta = try repository.meta(for: wal) else { return false }
             // Temporary name, then rename; no fsync (see PrefetchRecord.bootID).
-            let out = try SpoolWriter(path: spool.dir + "/" + name)
+            let out = try AtomicFile(path: spool.dir + "/" + name, durable: false)
             do {
                 try ObjectReader(repository: repository).read(meta) { try out.write($0) }
                 try out.commit()
@@ -316,43 +316,3 @@ public final class PrefetchDaemon: @unchecked Sendable {
     }
 }
 
-/// A spool file written under a temporary name (`.<name>.walctl-tmp.<pid>`) and renamed when
-/// complete; not fsynced (PrefetchRecord.bootID guards against OS crashes).
-final class SpoolWriter {
-    let path: String
-    let temp: String
-    var fd: Int32
-    var done = false
-
-    init(path: String) throws(WalctlError) {
-        self.path = path
-        temp = (path as NSString).deletingLastPathComponent + "/." + (path as NSString).lastPathComponent + ".walctl-tmp." + String(getpid())
-        fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "create", path: temp, errno: errno) }
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var off = 0
-        while off < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw WalctlError.file(operation: "write", path: temp, errno: errno)
-            }
-            off += n
-        }
-    }
-
-    func commit() throws {
-        close(fd); fd = -1
-        if rename(temp, path) != 0 { throw WalctlError.file(operation: "rename to", path: path, errno: errno) }
-        done = true
-    }
-
-    func abort() {
-        if fd >= 0 { close(fd); fd = -1 }
-        if !done { unlink(temp); done = true }
-    }
-
-    deinit { abort() }
-}
