@@ -171,25 +171,20 @@ public final class Catalog {
 
     /// Runs `body` in one write transaction (`BEGIN IMMEDIATE`), retried as a whole when busy.
     func write<T>(_ body: () throws(CatalogError) -> T) throws(CatalogError) -> T {
-        if sqlite3_get_autocommit(conn.db) == 0 { return try body() }   // nested: the outer one commits
-        return try Self.retryingBusy { () throws(CatalogError) -> T in
-            try conn.exec("BEGIN IMMEDIATE")
-            do throws(CatalogError) {
-                let r = try body()
-                try conn.exec("COMMIT")
-                return r
-            } catch {
-                try? conn.exec("ROLLBACK")
-                throw error
-            }
-        }
+        try transaction("BEGIN IMMEDIATE", body)
     }
 
     /// Runs `body` in one read transaction, so multi-statement queries see one snapshot.
     func read<T>(_ body: () throws(CatalogError) -> T) throws(CatalogError) -> T {
+        try transaction("BEGIN", body)
+    }
+
+    /// `begin`, `body`, COMMIT (ROLLBACK on error), retried as a whole when busy; inside an open
+    /// transaction `body` just runs (the outer one commits).
+    private func transaction<T>(_ begin: String, _ body: () throws(CatalogError) -> T) throws(CatalogError) -> T {
         if sqlite3_get_autocommit(conn.db) == 0 { return try body() }
         return try Self.retryingBusy { () throws(CatalogError) -> T in
-            try conn.exec("BEGIN")
+            try conn.exec(begin)
             do throws(CatalogError) {
                 let r = try body()
                 try conn.exec("COMMIT")
