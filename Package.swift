@@ -47,7 +47,7 @@ let package = Package(
         .target(name: "Planner", dependencies: ["WALFormat", "Catalog"]),
         .target(name: "PGClient", dependencies: ["CLibPQ", "CLazyLoad", "WALFormat"]),
         .target(name: "Commands", dependencies: [
-            "WALFormat", "Codec", "Storage", "Catalog", "Planner", "PGClient",
+            "WALFormat", "FastPath", "Codec", "Storage", "Catalog", "Planner", "PGClient",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "walctl", dependencies: [

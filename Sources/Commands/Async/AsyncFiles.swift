@@ -1,4 +1,5 @@
 import Foundation
+import FastPath
 
 /// Failures of the asynchronous archive-push and the prefetching archive-get, one line each.
 public enum AsyncError: Error, CustomStringConvertible {
@@ -34,21 +35,8 @@ enum SpoolFS {
         }
     }
 
-    /// Reads a small file whole; nil when it does not exist.
-    static func read(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return nil }
-            if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
-        }
-        return out
-    }
+    /// Reads a small file whole; nil when it does not exist (the fast front's reader, no size limit).
+    static func read(_ path: String) -> [UInt8]? { FastFS.read(path, limit: Int.max) }
 
     /// Writes `bytes` to `path` through a temporary name and a rename; `durable` adds fsync of the
     /// file and its directory.
