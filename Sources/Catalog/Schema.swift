@@ -8,6 +8,30 @@
 enum Schema {
     static let version: Int64 = 1
 
+    /// The columns of `segment` and `partial_segment`: one row per archived (partial) segment.
+    static let segmentColumns = """
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        segno INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        stored_size INTEGER NOT NULL,
+        codec TEXT NOT NULL,
+        crc32c INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL,
+        first_commit INTEGER,
+        last_commit INTEGER,
+        first_xact INTEGER,
+        last_xact INTEGER,
+        commits INTEGER NOT NULL,
+        aborts INTEGER NOT NULL,
+        restore_points INTEGER NOT NULL,
+        ends_with_switch INTEGER NOT NULL,
+        first_lsn INTEGER,
+        last_lsn INTEGER,
+        reach INTEGER,
+        PRIMARY KEY(repo, timeline, segno)
+    """
+
     static let create = """
     CREATE TABLE IF NOT EXISTS repository(
         id INTEGER PRIMARY KEY,
@@ -18,50 +42,12 @@ enum Schema {
         rebuild_started_at INTEGER
     );
     CREATE TABLE IF NOT EXISTS segment(
-        repo INTEGER NOT NULL,
-        timeline INTEGER NOT NULL,
-        segno INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        stored_size INTEGER NOT NULL,
-        codec TEXT NOT NULL,
-        crc32c INTEGER NOT NULL,
-        archived_at INTEGER NOT NULL,
-        first_commit INTEGER,
-        last_commit INTEGER,
-        first_xact INTEGER,
-        last_xact INTEGER,
-        commits INTEGER NOT NULL,
-        aborts INTEGER NOT NULL,
-        restore_points INTEGER NOT NULL,
-        ends_with_switch INTEGER NOT NULL,
-        first_lsn INTEGER,
-        last_lsn INTEGER,
-        reach INTEGER,
-        PRIMARY KEY(repo, timeline, segno)
+    \(segmentColumns)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS segment_reach ON segment(repo, timeline, reach);
     CREATE INDEX IF NOT EXISTS segment_archived ON segment(repo, archived_at);
     CREATE TABLE IF NOT EXISTS partial_segment(
-        repo INTEGER NOT NULL,
-        timeline INTEGER NOT NULL,
-        segno INTEGER NOT NULL,
-        size INTEGER NOT NULL,
-        stored_size INTEGER NOT NULL,
-        codec TEXT NOT NULL,
-        crc32c INTEGER NOT NULL,
-        archived_at INTEGER NOT NULL,
-        first_commit INTEGER,
-        last_commit INTEGER,
-        first_xact INTEGER,
-        last_xact INTEGER,
-        commits INTEGER NOT NULL,
-        aborts INTEGER NOT NULL,
-        restore_points INTEGER NOT NULL,
-        ends_with_switch INTEGER NOT NULL,
-        first_lsn INTEGER,
-        last_lsn INTEGER,
-        reach INTEGER,
-        PRIMARY KEY(repo, timeline, segno)
+    \(segmentColumns)
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS run(
         repo INTEGER NOT NULL,
