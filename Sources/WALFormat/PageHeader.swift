@@ -37,11 +37,12 @@ public struct LongPageHeader: Equatable, Sendable {
         guard bytes.count >= WALPage.longHeaderSize else {
             throw .truncated(needed: WALPage.longHeaderSize, have: bytes.count)
         }
-        magic = bytes.loadLE(UInt16.self, at: 0)
-        info = bytes.loadLE(UInt16.self, at: 2)
-        timeline = bytes.loadLE(UInt32.self, at: 4)
-        pageAddress = LSN(bytes.loadLE(UInt64.self, at: 8))
-        remainingLength = bytes.loadLE(UInt32.self, at: 16)
+        let short = try WALPageHeader(bytes: bytes)
+        magic = short.magic
+        info = short.info
+        timeline = short.timeline
+        pageAddress = short.pageAddress
+        remainingLength = short.remainingLength
         systemIdentifier = bytes.loadLE(UInt64.self, at: 24)
         segmentSize = bytes.loadLE(UInt32.self, at: 32)
         blockSize = bytes.loadLE(UInt32.self, at: 36)
