@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(name: "walctl-fast", dependencies: ["FastPath"]),
         .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),
 
-        .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "TestSupport"]),
+        .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "CCRC32C", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),

@@ -51,11 +51,11 @@ WALCTL="$WORK/bin/walctl"
 chown -R postgres:postgres "$WORK"
 as_pg() { runuser -u postgres -- "$@"; }
 
-MOTO_PID=""; NGINX_CONF=""
+# shellcheck source=Benchmarks/s3-tls.sh
+source "$REPO/Benchmarks/s3-tls.sh"
 cleanup() {
     as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -w -m fast stop >/dev/null 2>&1 || true
-    [ -n "$NGINX_CONF" ] && nginx -c "$NGINX_CONF" -s quit 2>/dev/null || true
-    [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null || true
+    stop_moto_tls
     if [ -z "${KEEP_TMP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
 }
 trap cleanup EXIT
@@ -72,54 +72,8 @@ free_port() {
 S3_PGBR=0
 if [ "$WITH_S3" = 1 ]; then
     echo "== starting moto" >&2
-    python3 "$REPO/scripts/moto-server.py" --port 0 --bucket bench --env-file "$WORK/moto.env" \
-        --no-stdin-watch --max-seconds 14400 > "$WORK/moto.log" 2>&1 &
-    MOTO_PID=$!
-    end=$((SECONDS + 60))
-    until grep -q '^READY' "$WORK/moto.log"; do
-        [ $SECONDS -lt $end ] && kill -0 "$MOTO_PID" 2>/dev/null || { cat "$WORK/moto.log" >&2; exit 1; }
-        sleep 0.2
-    done
-    # shellcheck disable=SC1091
-    source "$WORK/moto.env"
-    # The env file also sets WALCTL_REPOSITORY and WALCTL_S3_*, which would override the config files.
-    unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
-    if command -v nginx >/dev/null; then
-        TLS_PORT="$(free_port)"
-        mkdir -p "$WORK/nginx"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
-            -keyout "$WORK/nginx/key.pem" -out "$WORK/nginx/cert.pem" >/dev/null 2>&1
-        NGINX_CONF="$WORK/nginx/nginx.conf"
-        cat > "$NGINX_CONF" <<EOF
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        listen 127.0.0.1:$TLS_PORT ssl;
-        ssl_certificate $WORK/nginx/cert.pem;
-        ssl_certificate_key $WORK/nginx/key.pem;
-        client_max_body_size 0;
-        proxy_request_buffering off;
-        proxy_buffering off;
-        proxy_http_version 1.1;
-        location / {
-            proxy_pass http://127.0.0.1:$MOTO_PORT;
-            proxy_set_header Host \$http_host;
-            proxy_read_timeout 600s;
-        }
-    }
-}
-EOF
-        nginx -c "$NGINX_CONF" && S3_PGBR=1
-    fi
+    start_moto_tls "$WORK" bench
+    [ -n "$TLS_PORT" ] && S3_PGBR=1
 fi
 
 # --- the cluster ------------------------------------------------------------------------------------

@@ -9,13 +9,22 @@
 #    waits), a base backup, a pgBackRest stanza (posix, zst 3), then `pgbench -i` rounds until at
 #    least $SEGS segments are .ready; the stopped cluster is kept as the template of every run;
 # 3. archive throughput: per run a fresh copy of the template and a fresh repository, archive_command
-#    set to the tool, the server started, the clock stopped when pg_stat_archiver counts every
-#    backlog file archived. Tools: walctl async (local, and S3 on moto), pgBackRest async
-#    process-max=2 zst (local; see REPORT for S3), walctl sync (local, for scale);
+#    set to the tool, the server started, the clock stopped when PostgreSQL has marked the last
+#    backlog file `.done` (then pg_stat_archiver is checked to count every file). Tools: walctl
+#    async (local; S3 over plain http to moto and over TLS through nginx), pgBackRest async
+#    process-max=2 zst (local; S3 over the same TLS endpoint), walctl sync (local, for scale), and
+#    the CPU floor: the zstd CLI at level 3 over the same files, two processes, no fsync;
 # 4. recovery wall time of the same segments from the base backup: the floor (segments already in
-#    pg_wal, no restore_command), walctl sync, walctl prefetch (restore-prefetch = $PREFETCH), and
-#    pgBackRest async archive-get; clock from `pg_ctl start` to pg_is_in_recovery() = false;
+#    pg_wal, no restore_command), the `mv` floor (every segment already decompressed in a
+#    directory beside pg_wal, restore_command = mv: one process start and one rename per segment,
+#    what the issue says a prefetched call should cost), walctl sync, walctl prefetch
+#    (restore-prefetch = $PREFETCH) through walctl and walctl-fast, and pgBackRest async
+#    archive-get; clock from `pg_ctl start` to "ready to accept connections" in the server log;
 # 5. medians of $RUNS runs into $WORK/report.md (and stdout).
+#
+# The harness itself stays off the CPU while a run is timed: it waits with bash builtins (a read
+# with a timeout on a FIFO; no `sleep`, `psql` or `runuser` processes), because on two cores a
+# psql poll every 50 ms took ~10% of the CPU the tools compete for.
 #
 # Environment: SCRATCH (default .build-bench), WORK (default /tmp/walctl-throughput), SEGS (220),
 # RUNS (3), PREFETCH (8), PGBIN (/usr/lib/postgresql/15/bin), WALCTL, S3=0 skips moto.
@@ -44,20 +53,54 @@ fi
 as_pg() { runuser -u postgres -- "$@"; }
 stop_pg() { as_pg "$PGBIN/pg_ctl" -D "$1" -m "${2:-immediate}" -w stop >/dev/null 2>&1 || true; }
 for d in "$WORK"/tpl "$WORK"/run "$WORK"/rec; do [ -d "$d" ] && stop_pg "$d"; done
-MOTO_PID=""
+# shellcheck source=Benchmarks/s3-tls.sh
+source "$ROOT/Benchmarks/s3-tls.sh"
 cleanup() {
     for d in "$WORK"/tpl "$WORK"/run "$WORK"/rec; do [ -d "$d" ] && stop_pg "$d"; done
-    [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null || true
+    stop_moto_tls
 }
 trap cleanup EXIT
-rm -rf "$WORK"
+if [ "${KEEP_TEMPLATE:-0}" = 1 ] && [ -f "$WORK/template.env" ]; then
+    # Rerun on the backlog of an earlier run (same segments): keep the template, drop the rest.
+    find "$WORK" -mindepth 1 -maxdepth 1 ! -name tpl ! -name backup ! -name pgbr-template ! -name template.env ! -name tpl.log -exec rm -rf {} +
+else
+    rm -rf "$WORK"
+fi
 mkdir -p "$WORK"/{sock,pgbr-lock,pgbr-log,pgbr-spool}
 chown -R postgres "$WORK"
-now() { date +%s.%N; }
+now() { echo "$EPOCHREALTIME"; }
+# nap SECONDS: sleep without starting a process (read with a timeout on a FIFO nobody writes).
+mkfifo "$WORK/nap.fifo"; exec 9<>"$WORK/nap.fifo"
+nap() { read -r -t "$1" -u 9 _ || true; }
+# wait_log FILE TEXT TIMEOUT: returns when a line of FILE contains TEXT (builtins only).
+wait_log() {
+    local file=$1 text=$2 end=$((SECONDS + $3)) line fd
+    until [ -e "$file" ]; do nap 0.005; [ $SECONDS -lt $end ] || return 1; done
+    exec {fd}<"$file"
+    while [ $SECONDS -lt $end ]; do
+        while IFS= read -r -u "$fd" line; do
+            [[ $line == *"$text"* ]] && { exec {fd}<&-; return 0; }
+        done
+        nap 0.005
+    done
+    exec {fd}<&-
+    return 1
+}
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 psql_q() { as_pg "$PGBIN/psql" -X -qAt -h "$WORK/sock" -p "$PORT" -d postgres -c "$1"; }
 
 # --- 2. the template cluster with a backlog ----------------------------------------------------------
+PGBR_COMMON="--stanza=bench --repo1-path=$WORK/pgbr --lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
+PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
+# pgbr_s3 N: the options of pgBackRest S3 repository N (through nginx TLS to moto).
+pgbr_s3() {
+    echo "--stanza=bench --repo1-type=s3 --repo1-path=/pgbr-$1 --repo1-s3-bucket=$MOTO_BUCKET --repo1-s3-endpoint=127.0.0.1" \
+         "--repo1-storage-port=$TLS_PORT --repo1-storage-verify-tls=n --repo1-s3-region=us-east-1 --repo1-s3-uri-style=path" \
+         "--repo1-s3-key=$AWS_ACCESS_KEY_ID --repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY" \
+         "--lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
+}
+ready() { ls "$1/pg_wal/archive_status" | grep -c '\.ready$' || true; }
+if [ ! -f "$WORK/template.env" ]; then
 echo "== template cluster, base backup, pgBackRest stanza, $SEGS segments of pgbench WAL" >&2
 as_pg "$PGBIN/initdb" -D "$WORK/tpl" -U postgres -A trust --no-sync >/dev/null
 cat >>"$WORK/tpl/postgresql.conf" <<CONF
@@ -72,31 +115,35 @@ fsync = off
 full_page_writes = on
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/tpl" -l "$WORK/tpl.log" -w start >/dev/null
-PGBR_COMMON="--stanza=bench --repo1-path=$WORK/pgbr --lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
-PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
 mkdir -p "$WORK/pgbr"; chown postgres "$WORK/pgbr"
 as_pg pgbackrest $PGBR_COMMON --pg1-path="$WORK/tpl" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
 as_pg cp -a "$WORK/pgbr" "$WORK/pgbr-template"
 as_pg "$PGBIN/pg_basebackup" -h "$WORK/sock" -p "$PORT" -D "$WORK/backup" -X fetch -c fast --no-sync 2>/dev/null
-ready() { ls "$1/pg_wal/archive_status" | grep -c '\.ready$' || true; }
 while [ "$(ready "$WORK/tpl")" -lt "$SEGS" ]; do
     as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -i -s 40 -I dtg -q postgres >/dev/null 2>&1
 done
 psql_q "select pg_switch_wal()" >/dev/null
 sleep 1
-EXPECTED=$(psql_q "select count(*) || ':' || sum(abalance) from pgbench_accounts")
+echo "EXPECTED='$(psql_q "select count(*) || ':' || sum(abalance) from pgbench_accounts")'" >"$WORK/template.env"
 stop_pg "$WORK/tpl" fast
+fi
+# shellcheck disable=SC1091
+source "$WORK/template.env"
 N=$(ready "$WORK/tpl")
 LAST=$(ls "$WORK/tpl/pg_wal/archive_status" | grep '\.ready$' | sed 's/\.ready$//' | sort | tail -1)
 echo "== backlog: $N files ready (last $LAST), $(du -sm "$WORK/tpl/pg_wal" | cut -f1) MiB of pg_wal" >&2
 
 if [ "$S3" = 1 ]; then
-    envf=$(mktemp); log=$(mktemp)
-    python3 "$ROOT/scripts/moto-server.py" --port 0 --bucket walctl-bench --env-file "$envf" --no-stdin-watch --max-seconds 7200 >"$log" 2>&1 &
-    MOTO_PID=$!
-    for _ in $(seq 1 300); do grep -q '^READY' "$log" && break; sleep 0.2; done
-    # shellcheck disable=SC1090
-    source "$envf"
+    start_moto_tls "$WORK/s3" walctl-bench
+    if [ -n "$TLS_PORT" ]; then
+        # One pgBackRest S3 repository per run (a fresh archive each time), created while the
+        # template cluster runs (stanza-create needs it).
+        as_pg "$PGBIN/pg_ctl" -D "$WORK/tpl" -l "$WORK/tpl.log" -w start >/dev/null
+        for r in $(seq 1 "$RUNS"); do
+            as_pg pgbackrest $(pgbr_s3 "$r") --pg1-path="$WORK/tpl" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
+        done
+        stop_pg "$WORK/tpl" fast
+    fi
 fi
 
 # walctl_conf NAME KIND [extra lines]: a config for a fresh repository (KIND file or s3).
@@ -104,9 +151,11 @@ walctl_conf() {
     local name=$1 kind=$2; shift 2
     local c="$WORK/$name.conf"
     {
-        if [ "$kind" = s3 ]; then
+        if [ "$kind" = s3 ] || [ "$kind" = s3tls ]; then
             echo "repository = s3://$MOTO_BUCKET/$name-$RANDOM$RANDOM"
-            echo "s3-endpoint = $MOTO_ENDPOINT"; echo "s3-uri-style = path"
+            if [ "$kind" = s3tls ]; then echo "s3-endpoint = $TLS_ENDPOINT"; echo "s3-ca-file = $TLS_CA"
+            else echo "s3-endpoint = $MOTO_ENDPOINT"; fi
+            echo "s3-uri-style = path"
             echo "s3-key = $AWS_ACCESS_KEY_ID"; echo "s3-key-secret = $AWS_SECRET_ACCESS_KEY"
         else
             rm -rf "$WORK/repo-$name"; echo "repository = file://$WORK/repo-$name"
@@ -119,6 +168,7 @@ walctl_conf() {
     echo "$c"
 }
 
+declare -A ARCH
 # --- 3. archive throughput --------------------------------------------------------------------------
 # archive_run LABEL ARCHIVE_COMMAND: seconds until every backlog file is archived.
 archive_run() {
@@ -128,15 +178,18 @@ archive_run() {
     rm -rf "$WORK/run/walctl_spool"
     echo "archive_command = '$cmd'" >>"$WORK/run/postgresql.conf"
     sync
-    local t0 t1 done=0
+    local t0 t1 done=0 flag="$WORK/run/pg_wal/archive_status/$LAST.done" end
     t0=$(now)
-    as_pg "$PGBIN/pg_ctl" -D "$WORK/run" -l "$WORK/run.log" -w start >/dev/null
-    for _ in $(seq 1 6000); do
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/run" -l "$WORK/run.log" -W start >/dev/null
+    # PostgreSQL archives the oldest first: the last backlog file is marked .done last.
+    end=$((SECONDS + 300))
+    until [ -e "$flag" ] || [ $SECONDS -ge $end ]; do nap 0.005; done
+    t1=$(now)
+    for _ in $(seq 1 100); do
         done=$(psql_q "select archived_count from pg_stat_archiver" 2>/dev/null || echo 0)
         [ "${done:-0}" -ge "$N" ] && break
-        sleep 0.05
+        sleep 0.1
     done
-    t1=$(now)
     local failed; failed=$(psql_q "select failed_count from pg_stat_archiver")
     stop_pg "$WORK/run"
     # The walctl pusher exits after 3 s idle; make sure no background pusher outlives its run.
@@ -150,9 +203,11 @@ archive_run() {
     echo "$t1 - $t0" | bc
 }
 
-declare -A ARCH
+# ROWS (a bash regex): measure only the rows whose label matches (e.g. ROWS='floor|walctl-fast').
+want_row() { [ -z "${ROWS:-}" ] || [[ $1 =~ $ROWS ]]; }
 measure_archive() {
     local label=$1 setup=$2 times=()
+    want_row "$label" || return 0
     for r in $(seq 1 "$RUNS"); do
         local cmd; cmd=$($setup)
         times+=("$(archive_run "$label" "$cmd")")
@@ -167,20 +222,53 @@ setup_pgbr_async_file() {
     echo "pgbackrest $PGBR_PUSH --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
 }
 
+PGBR_S3_RUN=0
+setup_pgbr_async_s3() {
+    PGBR_S3_RUN=$((PGBR_S3_RUN + 1)); rm -rf "$WORK/pgbr-spool"/*
+    echo "pgbackrest $(pgbr_s3 "$PGBR_S3_RUN") --compress-type=zst --compress-level=3 --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
+}
+setup_walctl_async_s3tls() { local c; c=$(walctl_conf wt s3tls "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
+
+# The CPU floor: zstd -3 (the CLI, content checksum on as in walctl's frames) over the backlog's
+# files, two processes, output to the same disk without fsync.
+zstd_floor_run() {
+    rm -rf "$WORK/zfloor"; mkdir -p "$WORK/zfloor"
+    local t0 t1
+    t0=$(now)
+    (cd "$WORK/tpl/pg_wal" && ls | grep -E '^[0-9A-F]{24}$' | xargs -P2 -n 24 zstd -q -3 -f --output-dir-flat "$WORK/zfloor")
+    t1=$(now)
+    echo "   zstd -3 floor: $(echo "$t1 - $t0" | bc) s" >&2
+    echo "$t1 - $t0" | bc
+}
+
 echo "== archive throughput ($RUNS runs each, $N files)" >&2
+if want_row "zstd -3 CLI, 2 processes (CPU floor)"; then
+    times=(); for r in $(seq 1 "$RUNS"); do times+=("$(zstd_floor_run)"); done
+    ARCH["zstd -3 CLI, 2 processes (CPU floor)"]=$(printf '%s\n' "${times[@]}" | median)
+fi
 measure_archive "walctl async, local" setup_walctl_async_file
 setup_fast_async_file() { local c; c=$(walctl_conf wf file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
 [ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_archive "walctl-fast async, local" setup_fast_async_file
 measure_archive "pgBackRest async, local" setup_pgbr_async_file
 measure_archive "walctl sync, local" setup_walctl_sync_file
-[ "$S3" = 1 ] && measure_archive "walctl async, S3 (moto)" setup_walctl_async_s3
+if [ "$S3" = 1 ]; then
+    measure_archive "walctl async, S3 (moto, http)" setup_walctl_async_s3
+    if [ -n "$TLS_PORT" ]; then
+        measure_archive "walctl-fast async, S3 (moto via nginx TLS)" setup_walctl_async_s3tls
+        measure_archive "pgBackRest async, S3 (moto via nginx TLS)" setup_pgbr_async_s3
+    fi
+fi
 
 # --- 4. recovery --------------------------------------------------------------------------------------
-# Repositories holding every segment: the last walctl and pgBackRest local runs.
+# Repositories holding every segment (walctl and pgBackRest, local), filled synchronously.
 WCONF=$(walctl_conf rec file); as_pg "$WALCTL" init --config "$WCONF" --pgdata "$WORK/tpl" >/dev/null
-for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
+if [ -z "${ROWS:-}" ] || [[ $ROWS == *walctl* ]]; then
+    for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
+fi
 rm -rf "$WORK/pgbr" "$WORK/pgbr-spool"/*; as_pg cp -a "$WORK/pgbr-template" "$WORK/pgbr"
-for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$'); do as_pg pgbackrest $PGBR_PUSH --pg1-path="$WORK/tpl" archive-push "$WORK/tpl/pg_wal/$f" >/dev/null 2>&1 || true; done
+if [ -z "${ROWS:-}" ] || [[ $ROWS == *pgBackRest* ]]; then
+    for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$'); do as_pg pgbackrest $PGBR_PUSH --pg1-path="$WORK/tpl" archive-push "$WORK/tpl/pg_wal/$f" >/dev/null 2>&1 || true; done
+fi
 
 # recovery_run LABEL MODE [RESTORE_COMMAND]: seconds from start to the end of recovery.
 recovery_run() {
@@ -195,16 +283,15 @@ recovery_run() {
     if [ "$mode" = floor ]; then
         as_pg cp "$WORK"/tpl/pg_wal/0000* "$WORK/rec/pg_wal/"
     else
+        [ "$mode" = mv ] && as_pg mkdir "$WORK/rec/mvspool" && as_pg cp "$WORK"/tpl/pg_wal/0000* "$WORK/rec/mvspool/"
         as_pg touch "$WORK/rec/recovery.signal"
     fi
+    rm -f "$WORK/rec.log"
     sync
     local t0 t1
     t0=$(now)
-    as_pg "$PGBIN/pg_ctl" -D "$WORK/rec" -l "$WORK/rec.log" -w -t 600 start >/dev/null
-    for _ in $(seq 1 12000); do
-        [ "$(psql_q "select pg_is_in_recovery()" 2>/dev/null)" = f ] && break
-        sleep 0.02
-    done
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/rec" -l "$WORK/rec.log" -W start >/dev/null
+    wait_log "$WORK/rec.log" "database system is ready to accept connections" 900 || { echo "recovery $1 did not finish" >&2; echo nan; return; }
     t1=$(now)
     local got; got=$(psql_q "select count(*) || ':' || sum(abalance) from pgbench_accounts")
     stop_pg "$WORK/rec"
@@ -216,11 +303,13 @@ declare -A REC
 measure_recovery() {
     local label=$1; shift
     local times=()
+    want_row "$label" || return 0
     for r in $(seq 1 "$RUNS"); do times+=("$(recovery_run "$label" "$@")"); done
     REC[$label]=$(printf '%s\n' "${times[@]}" | median)
 }
 echo "== recovery ($RUNS runs each)" >&2
 measure_recovery "floor (segments in pg_wal)" floor
+measure_recovery "mv floor (decompressed beside pg_wal, restore_command = mv)" mv "mv $WORK/rec/mvspool/%f %p"
 measure_recovery "walctl sync" archive "$WALCTL archive-get --config $WCONF %f %p"
 measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
 FAST="$(dirname "$WALCTL")/walctl-fast"
@@ -232,18 +321,21 @@ measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Backlog: $N files (pgbench -i WAL, 16 MiB segments), zstd level 3 everywhere, medians of $RUNS runs."
     echo
-    echo "| archive_command | seconds | segments/s | vs pgBackRest async local |"
+    echo "| archive_command | seconds | segments/s | vs pgBackRest async, same store |"
     echo "|---|---|---|---|"
-    pb=${ARCH["pgBackRest async, local"]}
-    for k in "walctl async, local" "walctl-fast async, local" "walctl async, S3 (moto)" "pgBackRest async, local" "walctl sync, local"; do
+    for k in "zstd -3 CLI, 2 processes (CPU floor)" "walctl async, local" "walctl-fast async, local" "pgBackRest async, local" "walctl sync, local" \
+             "walctl async, S3 (moto, http)" "walctl-fast async, S3 (moto via nginx TLS)" "pgBackRest async, S3 (moto via nginx TLS)"; do
         [ -n "${ARCH[$k]:-}" ] || continue
-        echo "| $k | ${ARCH[$k]} | $(echo "scale=1; $N / ${ARCH[$k]}" | bc) | $(echo "scale=2; $pb / ${ARCH[$k]}" | bc)x |"
+        pb=${ARCH["pgBackRest async, local"]:-}
+        [[ $k == *S3* ]] && pb=${ARCH["pgBackRest async, S3 (moto via nginx TLS)"]:-}
+        ratio="-"; [ -n "$pb" ] && [ "$pb" != nan ] && ratio="$(echo "scale=2; $pb / ${ARCH[$k]}" | bc)x"
+        echo "| $k | ${ARCH[$k]} | $(echo "scale=1; $N / ${ARCH[$k]}" | bc) | $ratio |"
     done
     echo
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
     fl=${REC["floor (segments in pg_wal)"]}
-    for k in "floor (segments in pg_wal)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get"; do
+    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get"; do
         [ -n "${REC[$k]:-}" ] || continue
         echo "| $k | ${REC[$k]} | $(echo "scale=2; ${REC[$k]} / $fl" | bc)x |"
     done

@@ -56,6 +56,9 @@ public typealias ByteSink = (UnsafeRawBufferPointer) throws -> Void
 public protocol Compressor: AnyObject {
     func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws
     func finish(into sink: ByteSink) throws
+    /// Abandons any frame in progress and starts a new one with the same settings, keeping the
+    /// allocated state (a pusher compressing file after file saves the allocation and page faults).
+    func reset(pledgedSize: UInt64?) throws
 }
 
 /// A streaming decompressor: feed stored bytes with `update`; `finish` throws when the frame is
@@ -86,4 +89,5 @@ public enum CodecError: Error, Equatable, Sendable, CustomStringConvertible {
 final class PassThrough: Compressor, Decompressor {
     func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws { if input.count > 0 { try sink(input) } }
     func finish(into sink: ByteSink) throws {}
+    func reset(pledgedSize: UInt64?) throws {}
 }

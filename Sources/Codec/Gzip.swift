@@ -15,6 +15,11 @@ final class GzipCompressor: Compressor {
     }
     deinit { deflateEnd(&stream); out.deallocate() }
 
+    func reset(pledgedSize: UInt64?) throws {
+        let r = deflateReset(&stream)
+        guard r == Z_OK else { throw CodecError.compressFailed("deflateReset returned \(r)") }
+    }
+
     func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws { try run(input, Z_NO_FLUSH, sink) }
     func finish(into sink: ByteSink) throws { try run(UnsafeRawBufferPointer(start: nil, count: 0), Z_FINISH, sink) }
 

@@ -18,6 +18,12 @@ final class ZstdCompressor: Compressor {
     }
     deinit { ZSTD_freeCCtx(ctx); out.deallocate() }
 
+    func reset(pledgedSize: UInt64?) throws {
+        let r = ZSTD_CCtx_reset(ctx, ZSTD_reset_session_only)
+        if ZSTD_isError(r) != 0 { throw CodecError.compressFailed(String(cString: ZSTD_getErrorName(r))) }
+        if let p = pledgedSize { ZSTD_CCtx_setPledgedSrcSize(ctx, p) }
+    }
+
     func update(_ input: UnsafeRawBufferPointer, into sink: ByteSink) throws { try run(input, ZSTD_e_continue, sink) }
     func finish(into sink: ByteSink) throws { try run(UnsafeRawBufferPointer(start: nil, count: 0), ZSTD_e_end, sink) }
 

@@ -30,6 +30,7 @@ public enum Settings {
         .init(name: "spool-path", defaultValue: nil, help: "spool directory (default: inside pg_wal's parent, or /tmp)", secret: false),
         .init(name: "restore-prefetch", defaultValue: "0", help: "segments archive-get fetches ahead into the spool", secret: false),
         .init(name: "restore-spool-max", defaultValue: "1073741824", help: "bytes the restore spool may hold", secret: false),
+        .init(name: "restore-workers", defaultValue: "0", help: "parallel fetches of the restore prefetcher (0: 1 on a local repository, 4 on S3)", secret: false),
         .init(name: "archive-push-timeout", defaultValue: "60", help: "seconds an asynchronous archive-push waits for its file before exiting 1 (PostgreSQL retries)", secret: false),
         .init(name: "archive-push-queue-max", defaultValue: nil, help: "safety valve (off when unset): past this many bytes of .ready WAL, report files archived WITHOUT storing them (PITR gap, logged)", secret: false),
         .init(name: "archive-push-max-age", defaultValue: nil, help: "safety valve (off when unset): report a file archived WITHOUT storing it once it has waited this many seconds (PITR gap, logged)", secret: false),

@@ -236,9 +236,9 @@ import Codec
         try spool.prepare()
         let d = prefetcher()
         try spool.setWant(name(70))
-        #expect(d.fetch(name(71)))
-        #expect(d.fetch(name(72)))
-        #expect(!d.fetch(name(73)))   // not archived: "missing"
+        #expect(d.fetch(name(71)) == .stored)
+        #expect(d.fetch(name(72)) == .stored)
+        #expect(d.fetch(name(73)) == .missing)   // not archived
         let get = PrefetchGet(config: try config(), warn: { _ in })
         let target = root + "/pg_wal/RECOVERYXLOG"
 
@@ -256,7 +256,7 @@ import Codec
         #expect(!SpoolFS.exists(spool.dir + "/" + name(72)))
         rec.repository = "file://" + root + "/repo"
         rec.meta.crc32c = "00000000"
-        #expect(d.fetch(name(72)))
+        #expect(d.fetch(name(72)) == .stored)
         try SpoolFS.write(spool.dir + "/" + name(72) + ".rec", SpoolFS.encode(rec))
         #expect(try get.serve(name: name(72), targetPath: target, spool: spool, repository: repository) == nil)
 

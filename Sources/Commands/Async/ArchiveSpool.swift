@@ -15,11 +15,14 @@ public struct ReadyFile: Equatable, Sendable {
 /// timeline history files first, then everything else by name (oldest WAL first).
 public enum ReadyScanner {
     /// Every `.ready` file in `walDir/archive_status` whose name is a WAL file name walctl accepts.
-    public static func scan(walDir: String) -> [ReadyFile] {
+    /// Names found in `known` (an earlier scan) are taken from it without a `stat`: a `.ready`
+    /// file's WAL file does not change size, so a long-running pusher's rescan is one directory read.
+    public static func scan(walDir: String, known: [String: ReadyFile] = [:]) -> [ReadyFile] {
         let status = walDir + "/archive_status"
         var out: [ReadyFile] = []
         for entry in SpoolFS.list(status) where entry.hasSuffix(".ready") {
             let name = String(entry.dropLast(6))
+            if let f = known[name] { out.append(f); continue }
             guard WALFileName(name) != nil else { continue }
             let readyStat = SpoolFS.fileInfo(status + "/" + entry)
             let size = SpoolFS.fileInfo(walDir + "/" + name)?.size ?? 0
@@ -115,6 +118,17 @@ public struct ArchiveSpool {
             return .error(String(decoding: e, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
         }
         return .none
+    }
+
+    /// The names with a result (`.ok` or `.error`) and the names skipped by the valve, each from
+    /// one directory read (the pusher's loop asks for hundreds of names at a time).
+    public func resultAndSkippedNames() -> (results: Set<String>, skipped: Set<String>) {
+        var results = Set<String>()
+        for f in SpoolFS.list(dir) {
+            if f.hasSuffix(".ok") { results.insert(String(f.dropLast(3))) } else if f.hasSuffix(".error") { results.insert(String(f.dropLast(6))) }
+        }
+        let skipped = Set(SpoolFS.list(skippedDir).filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) })
+        return (results, skipped)
     }
 
     public func hasResult(_ name: String) -> Bool {

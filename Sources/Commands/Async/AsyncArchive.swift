@@ -168,11 +168,24 @@ public struct AsyncPushDaemon {
     func runLoop(engine: PushEngine, repository: Repository, lock: SpoolLock? = nil) throws {
         var lastWork = Date()
         var lastHousekeeping = Date.distantPast
+        var lastScan = Date.distantPast
+        var known: [String: ReadyFile] = [:]
+        var ready: [ReadyFile] = []
         while true {
-            let ready = ReadyScanner.scan(walDir: walDir)
-            let todo = ready.filter { !spool.hasResult($0.name) && !spool.isSkipped($0.name) }
-            engine.submit(todo)
             let now = Date()
+            // Look for new work when the workers are about to run dry, or every quarter second
+            // anyway: a rescan costs two directory reads, but at 100 rounds a second a per-file
+            // check of hundreds of ready files used more CPU than a segment's checksum.
+            if engine.queuedCount < 2 * engine.compressWorkers || now.timeIntervalSince(lastScan) > 0.25 {
+                lastScan = now
+                ready = ReadyScanner.scan(walDir: walDir, known: known)
+                known = Dictionary(ready.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+                let (results, skipped) = spool.resultAndSkippedNames()
+                // A file pushed a moment ago whose `.ok` PostgreSQL's archive_command already
+                // consumed still has its `.ready` until PostgreSQL renames it: not new work.
+                let todo = ready.filter { !results.contains($0.name) && !skipped.contains($0.name) && !engine.wasPushedRecently($0.name) }
+                engine.submit(todo)
+            }
             if engine.busy { lastWork = now }
             if now.timeIntervalSince(lastHousekeeping) > 1 {
                 lastHousekeeping = now

@@ -187,6 +187,11 @@ public final class PrefetchDaemon: @unchecked Sendable {
     private let cond = NSCondition()
     private var queue: [String] = []
     private var busy: Set<String> = []
+    /// Complete in the spool (segment and record), as far as this prefetcher knows: the window is
+    /// checked against this set instead of reading and decoding every record each round.
+    private var fetched: Set<String> = []
+    /// Bumped by a worker at the end of each fetch: the loop then takes another step.
+    private var completions = 0
     private var missing: [String: Date] = [:]
     private var stopping = false
 
@@ -200,9 +205,14 @@ public final class PrefetchDaemon: @unchecked Sendable {
         let repository = try RepositoryFactory.open(config)
         guard let info = try repository.info(), let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
         let depth = try config.integer("restore-prefetch") ?? 0
+        // One fetch at a time keeps a local repository ahead of replay (decompression is faster
+        // than replay) while leaving replay a core of its own; S3 hides request latency with more.
+        var workers = try config.integer("restore-workers") ?? 0
+        if workers <= 0 { workers = repository.store is FileStore ? 1 : 4 }
+        if let n = ProcessInfo.processInfo.environment["WALCTL_X_PREFETCH_NICE"], let v = Int32(n) { _ = nice(v) }
         return PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
                               depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
-                              workers: min(max(2, try config.integer("archive-workers") ?? 2), 8), segmentSize: size, log: log)
+                              workers: min(workers, 16), segmentSize: size, log: log)
     }
 
     /// The segments to hold after `want`: the next `depth`, same timeline, within `spoolMax`.
@@ -221,17 +231,32 @@ public final class PrefetchDaemon: @unchecked Sendable {
         guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
         defer { lock.release() }
         lock.writePID()
+        for e in spool.entries() where spool.record(e) != nil { fetched.insert(e) }
         for _ in 0..<workers { Thread.detachNewThread { self.workerLoop() } }
         defer { cond.lock(); stopping = true; cond.broadcast(); cond.unlock() }
         var lastWant = ""
+        var lastStepWant: String? = nil
         var lastChange = Date()
+        var lastStep = Date.distantPast
+        var lastCompletions = -1
+        var lastStopCheck = Date.distantPast
         while true {
-            if SpoolFS.exists(spool.stopPath) || !lock.isStillAtPath { break }
-            let want = spool.want() ?? ""
             let now = Date()
+            // Cheap round every 3 ms: read `want`; a step (directory read, queueing) only when
+            // recovery moved, a fetch ended, or 100 ms passed. Replay shares the CPU with this
+            // loop, so it must cost next to nothing while nothing changes.
+            if now.timeIntervalSince(lastStopCheck) > 0.05 {
+                lastStopCheck = now
+                if SpoolFS.exists(spool.stopPath) || !lock.isStillAtPath { break }
+            }
+            let want = spool.want() ?? ""
             if want != lastWant { lastWant = want; lastChange = now }
             if now.timeIntervalSince(lastChange) > idleExit { break }
-            step(want: want, now: now)
+            cond.lock(); let done = completions; cond.unlock()
+            if want != lastStepWant || done != lastCompletions || now.timeIntervalSince(lastStep) > 0.1 {
+                lastStepWant = want; lastCompletions = done; lastStep = now
+                step(want: want, now: now)
+            }
             cond.lock(); _ = cond.wait(until: Date().addingTimeInterval(0.003)); cond.unlock()
         }
         // Let fetches in flight end before cleaning, so no file appears after the cleanup.
@@ -255,13 +280,14 @@ public final class PrefetchDaemon: @unchecked Sendable {
         }
         cond.lock()
         defer { cond.unlock() }
+        fetched = fetched.filter { keep.contains($0) }
         queue.removeAll { !keep.contains($0) }
         for name in window {
             if let m = missing[name] {
                 if now.timeIntervalSince(m) < missingRecheck { break }   // not archived (yet): nothing beyond it
                 missing[name] = nil
             }
-            if busy.contains(name) || queue.contains(name) || spool.record(name) != nil { continue }
+            if busy.contains(name) || queue.contains(name) || fetched.contains(name) { continue }
             queue.append(name)
         }
         if !queue.isEmpty { cond.broadcast() }
@@ -276,11 +302,13 @@ public final class PrefetchDaemon: @unchecked Sendable {
             busy.insert(name)
             cond.unlock()
             _ = try? SpoolFS.write(spool.dir + "/" + name + ".busy", [])
-            let found = fetch(name)
+            let result = fetch(name)
             unlink(spool.dir + "/" + name + ".busy")
             cond.lock()
             busy.remove(name)
-            if !found {
+            completions += 1
+            if result == .stored { fetched.insert(name) }
+            if result == .missing {
                 missing[name] = Date()
                 queue.removeAll { $0 > name }   // stop at the first missing segment
             }
@@ -289,12 +317,22 @@ public final class PrefetchDaemon: @unchecked Sendable {
         }
     }
 
-    /// Fetches one segment into the spool, verified; false when the repository does not have it.
+    /// What one fetch ended with.
+    enum FetchResult: Equatable {
+        /// Complete and verified in the spool.
+        case stored
+        /// The repository does not have it (yet).
+        case missing
+        /// Failed, or dropped because recovery moved on: the foreground fetches it directly.
+        case dropped
+    }
+
+    /// Fetches one segment into the spool, verified.
     /// Failures are left to the foreground (which fetches directly, with its retries).
-    func fetch(_ name: String) -> Bool {
-        guard let wal = WALFileName(name) else { return false }
+    func fetch(_ name: String) -> FetchResult {
+        guard let wal = WALFileName(name) else { return .missing }
         do {
-            guard let meta = try repository.meta(for: wal) else { return false }
+            guard let meta = try repository.meta(for: wal) else { return .missing }
             // Temporary name, then rename; no fsync (see PrefetchRecord.bootID).
             let out = try AtomicFile(path: spool.dir + "/" + name, durable: false)
             do {
@@ -307,12 +345,15 @@ public final class PrefetchDaemon: @unchecked Sendable {
             try SpoolFS.write(spool.dir + "/" + name + ".rec", SpoolFS.encode(PrefetchRecord(repository: repositorySetting, meta: meta)))
             // Recovery moved on (another timeline, or past it) while this was fetched.
             let w = spool.want() ?? ""
-            if !(Set(window(after: w)).contains(name) || name == w) { spool.remove(name) }
+            if !(Set(window(after: w)).contains(name) || name == w) {
+                spool.remove(name)
+                return .dropped
+            }
+            return .stored
         } catch {
             log("prefetch of \(name) failed: \(error) (recovery will fetch it directly)")
             spool.remove(name)
+            return .dropped
         }
-        return true
     }
 }
-

@@ -26,6 +26,8 @@ public final class PushEngine: @unchecked Sendable {
     private var uploadQueue: [Job] = []
     private var inFlight: Set<String> = []
     private var staged: Int64 = 0
+    /// When each file last ended with `.ok` (pruned as it goes).
+    private var pushedAt: [String: Date] = [:]
     private var stopping = false
     private var running = 0
     private let recordLock = NSLock()
@@ -35,13 +37,19 @@ public final class PushEngine: @unchecked Sendable {
     final class Job {
         let file: ReadyFile
         let name: WALFileName
-        let source: MappedFile
+        let path: String
+        let size: Int
         let mtimeNs: Int64
         let crc: UInt32
         let summary: SegmentSummary?
         let compressed: [UInt8]
-        init(file: ReadyFile, name: WALFileName, source: MappedFile, mtimeNs: Int64, crc: UInt32, summary: SegmentSummary?, compressed: [UInt8]) {
-            self.file = file; self.name = name; self.source = source; self.mtimeNs = mtimeNs; self.crc = crc; self.summary = summary; self.compressed = compressed
+        /// The whole file for history and backup history files (the catalog reads them); nil for
+        /// segments, whose bytes stay in the compression thread's buffer.
+        let text: [UInt8]?
+        init(file: ReadyFile, name: WALFileName, path: String, size: Int, mtimeNs: Int64, crc: UInt32, summary: SegmentSummary?,
+             compressed: [UInt8], text: [UInt8]?) {
+            self.file = file; self.name = name; self.path = path; self.size = size; self.mtimeNs = mtimeNs; self.crc = crc
+            self.summary = summary; self.compressed = compressed; self.text = text
         }
     }
 
@@ -71,6 +79,14 @@ public final class PushEngine: @unchecked Sendable {
     }
 
     public var busy: Bool { cond.lock(); defer { cond.unlock() }; return !inFlight.isEmpty }
+    /// Files waiting for a compression thread.
+    public var queuedCount: Int { cond.lock(); defer { cond.unlock() }; return compressQueue.count }
+    /// Whether `name` was stored by this engine within the last `seconds`.
+    public func wasPushedRecently(_ name: String, within seconds: TimeInterval = 5) -> Bool {
+        cond.lock(); defer { cond.unlock() }
+        guard let t = pushedAt[name] else { return false }
+        return Date().timeIntervalSince(t) < seconds
+    }
     public var inFlightCount: Int { cond.lock(); defer { cond.unlock() }; return inFlight.count }
     public var stagedBytes: Int64 { cond.lock(); defer { cond.unlock() }; return staged }
     public func isInFlight(_ name: String) -> Bool { cond.lock(); defer { cond.unlock() }; return inFlight.contains(name) }
@@ -94,7 +110,14 @@ public final class PushEngine: @unchecked Sendable {
     private func finish(_ name: String, stagedRelease: Int64, ok: Bool) {
         cond.lock()
         inFlight.remove(name); staged -= stagedRelease
-        if ok { pushed += 1 } else { failed += 1 }
+        if ok {
+            pushed += 1
+            let now = Date()
+            if pushedAt.count > 4096 { pushedAt = pushedAt.filter { now.timeIntervalSince($0.value) < 60 } }
+            pushedAt[name] = now
+        } else {
+            failed += 1
+        }
         cond.broadcast(); cond.unlock()
     }
 
@@ -107,6 +130,8 @@ public final class PushEngine: @unchecked Sendable {
     }
 
     private func compressLoop() {
+        let buffer = ReadBuffer()
+        var compressor: Compressor?
         while true {
             cond.lock()
             while compressQueue.isEmpty && !stopping { cond.wait() }
@@ -114,12 +139,12 @@ public final class PushEngine: @unchecked Sendable {
             let file = compressQueue.removeFirst()
             cond.unlock()
             do {
-                let job = try prepare(file)
+                let job = try prepare(file, buffer: buffer, compressor: &compressor)
                 cond.lock()
                 // Bounded staging: wait while the compressed bytes staged would exceed the limit
                 // (one file always passes, so a single large file cannot deadlock the pipeline).
-                // At most 2 files per upload thread wait, whatever their size: each holds its
-                // source mapped until it is stored.
+                // At most 2 files per upload thread wait, whatever their size (compressed bytes
+                // in memory each).
                 while staged > 0 && (staged + Int64(job.compressed.count) > stageMax || uploadQueue.count >= 2 * uploadWorkers) && !stopping { cond.wait() }
                 staged += Int64(job.compressed.count)
                 uploadQueue.append(job)
@@ -130,26 +155,46 @@ public final class PushEngine: @unchecked Sendable {
         }
     }
 
-    /// Validates (page header, system identifier, WAL scan), checksums and compresses one file.
-    func prepare(_ file: ReadyFile) throws -> Job {
+    /// Validates (page header, system identifier, WAL scan), checksums and compresses one file,
+    /// read into this thread's `buffer` with this thread's (reused) `compressor`.
+    func prepare(_ file: ReadyFile, buffer: ReadBuffer, compressor: inout Compressor?) throws -> Job {
         guard let name = WALFileName(file.name) else { throw WalctlError.invalidName(file.name) }
         let path = walDir + "/" + file.name
         let mtime = SpoolFS.fileInfo(path)?.mtimeNs ?? 0
-        let source = try MappedFile(path: path)
-        let content = source.bytes
+        let content = try buffer.load(path: path)
         let summary = try pusher.validate(name: name, content: content, info: info, displayPath: path)
-        let crc = CRC32C.checksum(content)
+        var crc = CRC32C()
         var out: [UInt8] = []
         out.reserveCapacity(content.count / 3 + 65536)
         do {
-            let compressor = try pusher.codec.makeCompressor(level: pusher.level, pledgedSize: UInt64(content.count))
+            if let c = compressor {
+                try c.reset(pledgedSize: UInt64(content.count))
+            } else {
+                compressor = try pusher.codec.makeCompressor(level: pusher.level, pledgedSize: UInt64(content.count))
+            }
+            guard let c = compressor else { throw CodecError.initFailed("no compressor") }
             let sink: ByteSink = { out.append(contentsOf: $0) }
-            try compressor.update(content, into: sink)
-            try compressor.finish(into: sink)
+            // Slices of 256 KiB: each is checksummed right after zstd read it, while it is still
+            // in the CPU cache, instead of a second pass over the whole file.
+            var offset = 0
+            while offset < content.count {
+                let n = min(1 << 18, content.count - offset)
+                let slice = UnsafeRawBufferPointer(rebasing: content[offset..<(offset + n)])
+                try c.update(slice, into: sink)
+                crc.update(slice)
+                offset += n
+            }
+            try c.finish(into: sink)
         } catch let e as CodecError {
+            compressor = nil
             throw WalctlError.codec(name: file.name, e)
+        } catch {
+            compressor = nil
+            throw error
         }
-        return Job(file: file, name: name, source: source, mtimeNs: mtime, crc: crc, summary: summary, compressed: out)
+        let text: [UInt8]? = { if case .segment = name { return nil }; if case .partial = name { return nil }; return Array(content) }()
+        return Job(file: file, name: name, path: path, size: content.count, mtimeNs: mtime, crc: crc.value, summary: summary,
+                   compressed: out, text: text)
     }
 
     private func uploadLoop() {
@@ -169,36 +214,50 @@ public final class PushEngine: @unchecked Sendable {
         }
     }
 
+    /// Another push of the same name committed first (rare): accepted only when the file, as it is
+    /// now, is byte-identical to what the repository holds.
+    private func reconcile(_ job: Job) throws -> ArchivedFileMeta {
+        guard let winner = try pusher.repository.meta(for: job.name) else {
+            throw WalctlError.store(.alreadyExists(key: RepositoryLayout.metaKey(job.name)))
+        }
+        let source = try MappedFile(path: job.path)
+        if case .alreadyArchived(let m) = try pusher.reconcile(existing: winner, name: job.name, content: source.bytes, crc: job.crc) {
+            return m
+        }
+        return winner
+    }
+
     /// Stores the object, then the meta with if-absent; a meta already there is accepted only for
     /// identical bytes (ArchivePush.reconcile).
     func upload(_ job: Job) throws -> PushRecord {
         let repository = pusher.repository
         let key = RepositoryLayout.objectKey(job.name, crc32c: job.crc, extension: pusher.codec.fileExtension)
-        let content = job.source.bytes
-        let meta = ArchivedFileMeta(name: job.name.description, size: Int64(content.count), storedSize: Int64(job.compressed.count),
+        let meta = ArchivedFileMeta(name: job.name.description, size: Int64(job.size), storedSize: Int64(job.compressed.count),
                                     codec: pusher.codec.rawValue, crc32c: job.crc, archivedAt: PGTimestamp(date: Date()), summary: job.summary)
         func record(_ m: ArchivedFileMeta, already: Bool) -> PushRecord {
-            PushRecord(repository: repositorySetting, sourceSize: Int64(content.count), sourceMTimeNs: job.mtimeNs, meta: m, alreadyArchived: already)
+            PushRecord(repository: repositorySetting, sourceSize: Int64(job.size), sourceMTimeNs: job.mtimeNs, meta: m, alreadyArchived: already)
         }
         do {
             try repository.store.put(key: key, bytes: job.compressed)
-        } catch let e as StoreError {
-            throw WalctlError.store(e)
+        } catch {
+            throw WalctlError.store(error)
         }
+        var committed = true
         do {
             try repository.store.put(key: RepositoryLayout.metaKey(job.name), bytes: try Repository.encodeMeta(meta), options: PutOptions(ifAbsent: true))
         } catch StoreError.alreadyExists {
-            guard let winner = try repository.meta(for: job.name) else { throw WalctlError.store(.alreadyExists(key: RepositoryLayout.metaKey(job.name))) }
-            if case .alreadyArchived(let m) = try pusher.reconcile(existing: winner, name: job.name, content: content, crc: job.crc) {
-                return record(m, already: true)
-            }
-            return record(winner, already: true)
+            committed = false
         } catch let e as StoreError {
             throw WalctlError.store(e)
         }
+        if !committed { return record(try reconcile(job), already: true) }
         // The catalog is a SQLite file: one writer at a time from this process.
         recordLock.lock()
-        pusher.record(meta, info: info, content: content)
+        if let text = job.text {
+            text.withUnsafeBytes { pusher.record(meta, info: info, content: $0) }
+        } else {
+            pusher.record(meta, info: info, content: UnsafeRawBufferPointer(start: nil, count: 0))
+        }
         recordLock.unlock()
         return record(meta, already: false)
     }
