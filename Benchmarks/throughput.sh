@@ -92,12 +92,31 @@ psql_q() { as_pg "$PGBIN/psql" -X -qAt -h "$WORK/sock" -p "$PORT" -d postgres -c
 # --- 2. the template cluster with a backlog ----------------------------------------------------------
 PGBR_COMMON="--stanza=bench --repo1-path=$WORK/pgbr --lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
 PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
-# pgbr_s3 N: the options of pgBackRest S3 repository N (through nginx TLS to moto).
+# pgbr_s3 N: the options of pgBackRest S3 repository N (through nginx TLS to moto); the settings,
+# secrets included, go to a config file (pgBackRest refuses secrets on the command line).
 pgbr_s3() {
-    echo "--stanza=bench --repo1-type=s3 --repo1-path=/pgbr-$1 --repo1-s3-bucket=$MOTO_BUCKET --repo1-s3-endpoint=127.0.0.1" \
-         "--repo1-storage-port=$TLS_PORT --repo1-storage-verify-tls=n --repo1-s3-region=us-east-1 --repo1-s3-uri-style=path" \
-         "--repo1-s3-key=$AWS_ACCESS_KEY_ID --repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY" \
-         "--lock-path=$WORK/pgbr-lock --log-path=$WORK/pgbr-log --log-level-console=warn --log-level-file=off"
+    local c="$WORK/pgbr-s3-$1.conf"
+    if [ ! -f "$c" ]; then
+        cat >"$c" <<PGBR
+[global]
+repo1-type=s3
+repo1-path=/pgbr-$1
+repo1-s3-bucket=$MOTO_BUCKET
+repo1-s3-endpoint=127.0.0.1
+repo1-storage-port=$TLS_PORT
+repo1-storage-verify-tls=n
+repo1-s3-region=us-east-1
+repo1-s3-uri-style=path
+repo1-s3-key=$AWS_ACCESS_KEY_ID
+repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY
+lock-path=$WORK/pgbr-lock
+log-path=$WORK/pgbr-log
+log-level-console=warn
+log-level-file=off
+PGBR
+        chown postgres "$c"; chmod 600 "$c"
+    fi
+    echo "--config=$c --stanza=bench"
 }
 ready() { ls "$1/pg_wal/archive_status" | grep -c '\.ready$' || true; }
 if [ ! -f "$WORK/template.env" ]; then
@@ -334,9 +353,10 @@ measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON
     echo
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
-    fl=${REC["floor (segments in pg_wal)"]}
+    fl=${REC["floor (segments in pg_wal)"]:-}
     for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get"; do
         [ -n "${REC[$k]:-}" ] || continue
-        echo "| $k | ${REC[$k]} | $(echo "scale=2; ${REC[$k]} / $fl" | bc)x |"
+        ratio="-"; [ -n "$fl" ] && [ "$fl" != nan ] && ratio="$(echo "scale=2; ${REC[$k]} / $fl" | bc)x"
+        echo "| $k | ${REC[$k]} | $ratio |"
     done
 } | tee "$WORK/report.md"

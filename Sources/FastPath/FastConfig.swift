@@ -8,7 +8,7 @@ import Glibc
 public let knownSettingNames: [String] = [
     "repository", "catalog", "compress-type", "compress-level", "pgdata", "archive-get-retry-time",
     "archive-get-on-error", "archive-check-timeout", "log-level", "archive-async", "archive-workers",
-    "archive-spool-max", "spool-path", "restore-prefetch", "restore-spool-max", "archive-push-timeout",
+    "archive-spool-max", "spool-path", "restore-prefetch", "restore-spool-max", "restore-workers", "archive-push-timeout",
     "archive-push-queue-max", "archive-push-max-age", "s3-endpoint", "s3-region", "s3-uri-style",
     "s3-ca-file", "s3-sse", "s3-storage-class", "s3-key", "s3-key-secret", "s3-token", "s3-profile",
     "s3-part-size", "s3-retries", "s3-upload-threads", "s3-connect-timeout", "s3-stall-timeout",

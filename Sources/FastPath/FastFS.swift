@@ -127,3 +127,35 @@ public enum FastWALName {
         }
     }
 }
+
+/// Waits for entries to appear in a directory: inotify (created, renamed in, closed after
+/// writing), or a plain sleep where inotify is unavailable. Create it before the check it guards,
+/// so an entry that appears between the check and the wait still wakes the wait.
+public final class DirectoryWatch {
+    private var fd: Int32
+
+    public init(_ dir: String) {
+        fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        if fd >= 0 && inotify_add_watch(fd, dir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE)) < 0 {
+            close(fd)
+            fd = -1
+        }
+    }
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Returns when something appeared in the directory or after `milliseconds`.
+    public func wait(milliseconds: Int32) {
+        guard fd >= 0 else { usleep(UInt32(milliseconds) * 1000); return }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&p, 1, milliseconds)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while buffer.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, $0.count) }) > 0 {}
+    }
+}
+
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

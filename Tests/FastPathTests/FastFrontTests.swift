@@ -121,6 +121,55 @@ final class FastFrontTests: XCTestCase {
         XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e2), .fallBack)
     }
 
+    /// Holds `path` (a daemon lock) with flock from this process; returns the fd to close.
+    func holdLock(_ path: String) -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT, 0o600)
+        XCTAssertEqual(flock(fd, LOCK_EX), 0)
+        return fd
+    }
+
+    /// Writes `bytes` to `path` after `delay` seconds, the way the daemons do (temporary + rename).
+    func writeLater(_ path: String, _ bytes: [UInt8], after delay: Double) -> Thread {
+        let t = Thread {
+            Thread.sleep(forTimeInterval: delay)
+            let tmp = path + ".tmp.test"
+            FileManager.default.createFile(atPath: tmp, contents: Data(bytes))
+            rename(tmp, path)
+        }
+        t.start()
+        return t
+    }
+
+    func testPushWaitsForTheRunningPusherInsteadOfFallingBack() throws {
+        let (ok, e) = try pushSetup()
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: ok)))
+        unlink(ok)
+        let fd = holdLock(tmp + "/walctl_spool/archive/daemon.lock")
+        defer { close(fd) }
+        _ = writeLater(ok, bytes, after: 0.3)
+        let start = Date()
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
+        let waited = Date().timeIntervalSince(start)
+        XCTAssertGreaterThan(waited, 0.25)
+        XCTAssertLessThan(waited, 5, "woken by the directory, not by the time limit")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ok))
+    }
+
+    func testPushFallsBackAtOnceWithoutAPusherOrOnAnError() throws {
+        let (ok, e) = try pushSetup()
+        unlink(ok)
+        var start = Date()
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1, "no pusher holds the lock: the full binary starts one")
+        let fd = holdLock(tmp + "/walctl_spool/archive/daemon.lock")
+        defer { close(fd) }
+        _ = writeLater(tmp + "/walctl_spool/archive/" + seg + ".error", Array("disk full\n".utf8), after: 0.2)
+        start = Date()
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 5)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp + "/walctl_spool/archive/" + seg + ".error"), "the full binary reports it")
+    }
+
     // MARK: archive-get
 
     /// A spool with `seg` prefetched, the repository's meta, and a held prefetcher lock (returned fd).
@@ -169,6 +218,21 @@ final class FastFrontTests: XCTestCase {
         try repoRecord()
         try write(tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + ".meta", try Repository.encodeMeta(meta(crc: 0xdeadbeef)))
         assertNotServed(fd)
+    }
+
+    func testGetWaitsForASegmentBeingFetched() throws {
+        let fd = try getSetup()
+        defer { close(fd) }
+        try repoRecord()
+        let rec = tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec"
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: rec)))
+        unlink(rec)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".busy", [])
+        _ = writeLater(rec, bytes, after: 0.3)
+        let start = Date()
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: getEnv()), .exit(0))
+        XCTAssertGreaterThan(Date().timeIntervalSince(start), 0.25)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG")).count, 16)
     }
 
     func testGetDoesNotServeAnotherBootOrAMissingRecordOrWithoutPrefetcher() throws {

@@ -209,7 +209,6 @@ public final class PrefetchDaemon: @unchecked Sendable {
         // than replay) while leaving replay a core of its own; S3 hides request latency with more.
         var workers = try config.integer("restore-workers") ?? 0
         if workers <= 0 { workers = repository.store is FileStore ? 1 : 4 }
-        if let n = ProcessInfo.processInfo.environment["WALCTL_X_PREFETCH_NICE"], let v = Int32(n) { _ = nice(v) }
         return PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
                               depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
                               workers: min(workers, 16), segmentSize: size, log: log)
