@@ -23,11 +23,12 @@ struct ArchiveGetPrefetchDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "archive-get-prefetch-daemon", abstract: "(internal) background prefetcher", shouldDisplay: false)
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "The prefetch spool directory.") var spool: String
+    @Option(name: .long, help: "walctl recover's saved plan: prefetch no further than its range.") var plan: String?
 
     func run() throws {
         try runCommand {
             let config = try global.load()
-            try PrefetchDaemon.make(config: config, spoolDir: spool, log: daemonLog).run()
+            try PrefetchDaemon.make(config: config, spoolDir: spool, planPath: plan, log: daemonLog).run()
         }
     }
 }

@@ -223,6 +223,16 @@ import Codec
                        depth: depth, spoolMax: spoolMax, workers: 2, segmentSize: .default, log: { _ in })
     }
 
+    @Test func windowStopsAtTheEndOfThePlannedRange() {
+        let d = prefetcher(depth: 8)
+        d.planEnd = [1: 0x12, 2: 0x40]
+        #expect(d.window(after: "000000010000000000000010") == ["000000010000000000000011", "000000010000000000000012"])
+        #expect(d.window(after: "000000010000000000000012").isEmpty)
+        #expect(d.window(after: "000000010000000000000013").isEmpty)
+        #expect(d.window(after: "000000020000000000000010").count == 8)   // far from timeline 2's end
+        #expect(d.window(after: "000000030000000000000010").count == 8)   // not in the plan: depth only
+    }
+
     @Test func windowIsSameTimelineAndBoundedByBytes() {
         let d = prefetcher(depth: 8, spoolMax: 3 * Int64(WALSegmentSize.default.bytes))
         let w = d.window(after: "0000000200000000000000FF")

@@ -163,7 +163,10 @@ demo_story() {
     grep -q "walctl_recovery_plan.json" "$W/rec.out" || fail "plan not saved"
     grep -q "recovery_target_time = '$target'" "$W/rec/postgresql.auto.conf" || fail "recovery_target_time not written as $target"
     if [ "$1" -ge 12 ]; then [ -f "$W/rec/recovery.signal" ] || fail "no recovery.signal"; fi
-    grep -qE "restore_command = '/[^ ]*walctl archive-get --progress-file walctl_recovery_progress --config $W/walctl.conf" "$W/rec/postgresql.auto.conf" || fail "restore_command does not use walctl by absolute path with --config"
+    # walctl-fast when it is installed beside walctl, prefetching 8 segments unless configured.
+    local prog=walctl; [ -x "$(dirname "$WALCTL")/walctl-fast" ] && prog=walctl-fast
+    grep -qE "restore_command = '/[^ ]*/$prog archive-get --progress-file walctl_recovery_progress --config $W/walctl.conf .*--set restore-prefetch=8 %f %p'" "$W/rec/postgresql.auto.conf" \
+        || fail "restore_command does not run $prog by absolute path with --config and restore-prefetch=8: $(grep restore_command "$W/rec/postgresql.auto.conf")"
     local port2; port2="$(free_port)"
     # The server gets an empty environment: restore_command must need nothing from the shell.
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true

@@ -1,6 +1,7 @@
 import Foundation
 import Storage
 import WALFormat
+import Planner
 
 /// What the prefetcher keeps beside each fetched segment: the meta it was verified against and
 /// the repository it came from. The foreground serves the segment only when this still equals the
@@ -164,7 +165,12 @@ public struct PrefetchGet {
     func ensureDaemon(spool: PrefetchSpool) throws {
         reapChildren()
         if SpoolLock.isHeld(spool.lockPath) { return }
-        try DaemonLauncher.spawn(arguments: ["archive-get-prefetch-daemon", "--spool", spool.dir], config: config, logPath: spool.logPath)
+        var arguments = ["archive-get-prefetch-daemon", "--spool", spool.dir]
+        // Under `walctl recover` the server runs restore_command in the data directory, where the
+        // plan is: the prefetcher then stops at the end of the planned range.
+        let plan = FileManager.default.currentDirectoryPath + "/" + RecoveryFiles.plan
+        if SpoolFS.exists(plan) { arguments += ["--plan", plan] }
+        try DaemonLauncher.spawn(arguments: arguments, config: config, logPath: spool.logPath)
     }
 }
 
@@ -181,6 +187,8 @@ public final class PrefetchDaemon: @unchecked Sendable {
     let segmentSize: WALSegmentSize
     let log: (String) -> Void
     public var idleExit: TimeInterval = 30
+    /// The last planned segment per timeline (`walctl recover`'s plan): the window never passes it.
+    public var planEnd: [TimeLineID: XLogSegNo] = [:]
     /// How long a segment found missing is not asked for again.
     public var missingRecheck: TimeInterval = 1
 
@@ -201,7 +209,16 @@ public final class PrefetchDaemon: @unchecked Sendable {
         self.spoolMax = spoolMax; self.workers = max(1, workers); self.segmentSize = segmentSize; self.log = log
     }
 
-    public static func make(config: Configuration, spoolDir: String, log: @escaping (String) -> Void) throws -> PrefetchDaemon {
+    /// The last segment of each timeline's range in a saved plan (`walctl_recovery_plan.json`);
+    /// empty when the file cannot be read.
+    public static func planEnds(planPath: String) -> [TimeLineID: XLogSegNo] {
+        guard let plan = SpoolFS.decode(RecoveryPlan.self, planPath) else { return [:] }
+        var out: [TimeLineID: XLogSegNo] = [:]
+        for r in plan.segmentRanges { out[r.timeline] = max(out[r.timeline] ?? 0, r.lastSegno) }
+        return out
+    }
+
+    public static func make(config: Configuration, spoolDir: String, planPath: String? = nil, log: @escaping (String) -> Void) throws -> PrefetchDaemon {
         let repository = try RepositoryFactory.open(config)
         guard let info = try repository.info(), let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
         let depth = try config.integer("restore-prefetch") ?? 0
@@ -209,16 +226,19 @@ public final class PrefetchDaemon: @unchecked Sendable {
         // than replay) while leaving replay a core of its own; S3 hides request latency with more.
         var workers = try config.integer("restore-workers") ?? 0
         if workers <= 0 { workers = repository.store is FileStore ? 1 : 4 }
-        return PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
-                              depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
-                              workers: min(workers, 16), segmentSize: size, log: log)
+        let daemon = PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
+                                    depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
+                                    workers: min(workers, 16), segmentSize: size, log: log)
+        if let planPath { daemon.planEnd = planEnds(planPath: planPath) }
+        return daemon
     }
 
     /// The segments to hold after `want`: the next `depth`, same timeline, within `spoolMax`.
     public func window(after want: String) -> [String] {
         guard let id = SegmentID(fileName: want, size: segmentSize) else { return [] }
         let byBytes = Int(max(1, spoolMax / Int64(segmentSize.bytes)))
-        let n = min(depth, byBytes)
+        var n = min(depth, byBytes)
+        if let last = planEnd[id.timeline] { n = last > id.segno ? min(n, Int(min(last - id.segno, UInt64(Int.max)))) : 0 }
         guard n > 0 else { return [] }
         return (1...n).map { SegmentID(timeline: id.timeline, segno: id.segno + XLogSegNo($0)).fileName(size: segmentSize) }
     }
