@@ -7,7 +7,7 @@ import WALFormat
 /// safety valve let go, the backups whose own WAL (start to stop) is incomplete, and a missing
 /// timeline history file.
 ///
-/// Encoded as `walctl verify --json`; key names are a contract (docs/errors.md): keys may be added,
+/// Encoded as `walctl verify --json`; key names are a contract (docs/catalog.md): keys may be added,
 /// none renamed or removed without bumping `formatVersion`.
 public struct ContinuityReport: Codable, Equatable, Sendable {
     public var formatVersion = 1

@@ -12,7 +12,7 @@ struct VerifyCommand: ParsableCommand {
             Along the newest timeline's path, from the oldest backup's start segment (or the first archived \
             segment) to the newest archived segment, from the catalog (rebuilt first when incomplete). --deep also \
             reads every object in that range back and checks its CRC-32C. One line per problem. Exit 0: clean; \
-            1: problems found; 2: the check could not run. --json keys are documented in docs/errors.md.
+            1: problems found; 2: the check could not run. --json keys are documented in docs/catalog.md.
             """
     )
     @OptionGroup var global: GlobalOptions
