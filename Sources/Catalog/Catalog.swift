@@ -106,6 +106,7 @@ public final class Catalog {
                 let v = try conn.scalar("PRAGMA user_version") ?? 0
                 if v < Schema.version {
                     try conn.exec(Schema.create)
+                    if v > 0 { try conn.exec(Schema.upgrade) }
                     try conn.exec("PRAGMA user_version=\(Schema.version)")
                 }
                 try conn.exec("COMMIT")
@@ -313,6 +314,8 @@ public final class Catalog {
             [.int(repo), .int(tl), .int(segno)])
         let reach = maxOpt(predReach, lastXact)
         try upsertSegmentRow(table: "segment", id: id, meta: meta, crc: crc, reach: reach)
+        // Archived after all (a hung push that completed, a re-push): the segment row wins, no gap.
+        try conn.prepare("DELETE FROM skipped_segment WHERE repo=? AND timeline=? AND segno=?").run([.int(repo), .int(tl), .int(segno)])
         if !existed || oldLastXact != lastXact { try propagateReach(timeline: tl, after: segno, from: reach) }
 
         // Restore points of this segment.

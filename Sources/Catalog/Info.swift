@@ -20,6 +20,9 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
     public var timelines: [TimelineInfo]
     public var recoverableWindows: [RecoverableWindow]
     public var lastArchived: LastArchived?
+    /// Segments the safety valve reported archived WITHOUT storing them (docs/async.md), by timeline
+    /// and segment number: PITR from a backup taken before one of them cannot cross it.
+    public var skippedSegments: [SkippedSegment]
 
     /// One timeline's archived WAL.
     public struct TimelineInfo: Codable, Equatable, Sendable {
@@ -82,7 +85,8 @@ extension Catalog {
             return CatalogInfo(repository: repositoryURL, systemIdentifier: sys, walSegmentSize: segmentSize.bytes,
                                catalogPath: path, catalogComplete: try isComplete(), generatedAt: now,
                                counts: try counts(), backups: try backups(), timelines: tlInfo,
-                               recoverableWindows: try recoverableWindows(), lastArchived: last)
+                               recoverableWindows: try recoverableWindows(), lastArchived: last,
+                               skippedSegments: try skippedSegments())
         }
     }
 

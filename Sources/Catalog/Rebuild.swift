@@ -50,7 +50,8 @@ extension Catalog {
     }
 
     /// Recreates this repository's rows from the repository alone: every `wal/**.meta` (segments
-    /// with their time summaries, partial segments, history and backup-history files), the
+    /// with their time summaries, partial segments, history and backup-history files), the safety
+    /// valve's `wal/**.skipped` markers (skipped segments, unless archived after all), the
     /// timeline histories (through `loadHistory`, given a history file name, since those objects are
     /// compressed and only the caller knows the codecs), and the backup records under `backup/`.
     ///
@@ -72,48 +73,39 @@ extension Catalog {
             let id = SQLValue.int(repo)
             try conn.prepare("UPDATE repository SET rebuilt_at=NULL, rebuild_started_at=? WHERE id=?")
                 .run([.int(PGTimestamp(date: started).microseconds), id])
-            for t in ["segment", "partial_segment", "run", "timeline_stats", "restore_point", "archived_file", "timeline_history", "backup"] {
+            for t in ["segment", "partial_segment", "run", "timeline_stats", "restore_point", "archived_file", "timeline_history", "backup",
+                      "skipped_segment"] {
                 try conn.prepare("DELETE FROM \(t) WHERE repo=?").run([id])
             }
         }
-        let keys: [String]
+        let keys: [String], markerKeys: [String]
         do {
-            keys = try repository.listMetaKeys().map(\.key)
+            let listing = try repository.listWAL()
+            keys = listing.metas.map(\.key)
+            markerKeys = listing.skipMarkers.map(\.key)
         } catch {
             throw .repository("listing \(repository.url)/\(RepositoryLayout.walPrefix): \(error)")
         }
         var historyNames: [String] = []
-        var start = 0
-        while start < keys.count {
-            let slice = keys[start..<min(keys.count, start + batchSize)]
-            let results = Self.readAll(slice, store: repository.store, parallelism: parallelism)
-            var metas: [ArchivedFileMeta] = []
-            metas.reserveCapacity(slice.count)
-            for (key, r) in zip(slice, results) {
-                do {
-                    guard let bytes = try r.get() else { continue }   // deleted since the listing
-                    let m = try Repository.decodeMeta(bytes, key: key)
-                    switch WALFileName(m.name) {
-                    case .segment?: report.segments += 1
-                    case .partial?: report.partialSegments += 1
-                    case .history?: report.historyFiles += 1; historyNames.append(m.name)
-                    case .backupHistory?: report.backupHistoryFiles += 1
-                    case nil: report.unreadable.append("\(key): \(m.name) is not a WAL file name"); continue
-                    }
-                    metas.append(m)
-                } catch {
-                    report.unreadable.append("\(key): \(error)")
-                }
-            }
-            try write { () throws(CatalogError) in
-                for m in metas {
-                    do throws(CatalogError) { try insert(m) } catch {
-                        if case .invalidInput(let msg) = error { report.unreadable.append(msg) } else { throw error }
-                    }
-                }
-            }
-            start += batchSize
-        }
+        var unreadable: [String] = []
+        try loadInBatches(keys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable,
+                          decode: { key, bytes in
+                              let m = try Repository.decodeMeta(bytes, key: key)
+                              switch WALFileName(m.name) {
+                              case .segment?: report.segments += 1
+                              case .partial?: report.partialSegments += 1
+                              case .history?: report.historyFiles += 1; historyNames.append(m.name)
+                              case .backupHistory?: report.backupHistoryFiles += 1
+                              case nil: throw CatalogError.invalidInput("\(m.name) is not a WAL file name")
+                              }
+                              return m
+                          }, insert: { (m: ArchivedFileMeta) throws(CatalogError) in try insert(m) })
+        // After every meta: a marker whose segment is archived (a push that completed after the
+        // valve let it go) is no gap, and insertSkipped leaves it out.
+        try loadInBatches(markerKeys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable,
+                          decode: { key, bytes in try SkipRecord.decode(bytes, key: key) },
+                          insert: { (r: SkipRecord) throws(CatalogError) in if try insertSkipped(r) { report.skippedSegments += 1 } })
+        report.unreadable += unreadable
         for name in historyNames {
             do {
                 if let h = try loadHistory(name) {
@@ -143,6 +135,38 @@ extension Catalog {
         return report
     }
 
+    /// Reads the objects `keys` in batches of `batchSize` (`parallelism` concurrent GETs), decodes
+    /// each and records every batch in one write transaction. Objects deleted since the listing are
+    /// passed over; objects that do not decode, and `.invalidInput` refusals, go to `unreadable`.
+    private func loadInBatches<T>(_ keys: [String], from store: ObjectStore, parallelism: Int, batchSize: Int,
+                                  unreadable: inout [String], decode: (String, [UInt8]) throws -> T,
+                                  insert: (T) throws(CatalogError) -> Void) throws(CatalogError) {
+        var start = 0
+        while start < keys.count {
+            let slice = keys[start..<min(keys.count, start + batchSize)]
+            var values: [T] = []
+            values.reserveCapacity(slice.count)
+            for (key, r) in zip(slice, Self.readAll(slice, store: store, parallelism: parallelism)) {
+                do {
+                    guard let bytes = try r.get() else { continue }   // deleted since the listing
+                    values.append(try decode(key, bytes))
+                } catch {
+                    unreadable.append("\(key): \(error)")
+                }
+            }
+            var refused: [String] = []
+            try write { () throws(CatalogError) in
+                for v in values {
+                    do throws(CatalogError) { try insert(v) } catch {
+                        if case .invalidInput(let msg) = error { refused.append(msg) } else { throw error }
+                    }
+                }
+            }
+            unreadable += refused
+            start += batchSize
+        }
+    }
+
     /// Every file name the catalog holds for this repository (segments, partials, history and
     /// backup-history files).
     public func allFileNames() throws(CatalogError) -> Set<String> {
@@ -167,7 +191,7 @@ extension Catalog {
 
     /// Compares the catalog with the repository (one listing of `wal/` and `backup/`, no object
     /// read): files archived but not catalogued, catalogued but gone, metas without a data object,
-    /// and backup records on either side only.
+    /// backup records on either side only, and skipped segments on either side only.
     public func check(against repository: Repository) throws(CatalogError) -> CatalogDrift {
         var drift = CatalogDrift()
         let listing: [ObjectInfo]
@@ -176,12 +200,15 @@ extension Catalog {
         } catch {
             throw .repository("listing \(repository.url)/\(RepositoryLayout.walPrefix): \(error)")
         }
-        // Meta names, and names that have some data object (`<dir>/<name>.<anything but meta>`).
-        var metaNames = Set<String>(), dataNames = Set<String>()
+        // Meta names, skip marker names, and names that have some data object
+        // (`<dir>/<name>.<anything but meta>`).
+        var metaNames = Set<String>(), dataNames = Set<String>(), markerNames = Set<String>()
         for o in listing {
             let file = o.key.split(separator: "/").last.map(String.init) ?? o.key
             if file.hasSuffix(RepositoryLayout.metaSuffix) {
                 metaNames.insert(String(file.dropLast(RepositoryLayout.metaSuffix.count)))
+            } else if file.hasSuffix(RepositoryLayout.skippedSuffix) {
+                markerNames.insert(String(file.dropLast(RepositoryLayout.skippedSuffix.count)))
             } else if let name = Self.walFileName(prefixOf: file) {
                 dataNames.insert(name)
             }
@@ -190,6 +217,11 @@ extension Catalog {
         drift.missingFromCatalog = metaNames.subtracting(catalogued).sorted()
         drift.missingFromRepository = catalogued.subtracting(metaNames).sorted()
         drift.metaWithoutObject = metaNames.subtracting(dataNames).sorted()
+        // Gaps: markers of complete segments that were not archived after all.
+        let repoSkipped = markerNames.subtracting(metaNames).filter { if case .segment? = WALFileName($0) { return true }; return false }
+        let catalogSkipped = Set(try skippedSegments().map(\.name))
+        drift.skippedMissingFromCatalog = repoSkipped.subtracting(catalogSkipped).sorted()
+        drift.skippedMissingFromRepository = catalogSkipped.subtracting(repoSkipped).sorted()
         let repoLabels = Set(try Self.backupRecordKeys(in: repository).map {
             String($0.dropFirst(RepositoryLayout.backupPrefix.count).split(separator: "/")[0])
         })

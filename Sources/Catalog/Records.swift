@@ -66,6 +66,25 @@ public struct SegmentRange: Codable, Equatable, Sendable {
     public var count: UInt64 { lastSegno - firstSegno + 1 }
 }
 
+/// A segment the safety valve reported archived WITHOUT storing it (docs/async.md): recovery cannot
+/// cross it, from any backup taken before it.
+public struct SkippedSegment: Codable, Equatable, Sendable {
+    /// The segment file name.
+    public var name: String
+    public var timeline: TimeLineID
+    public var segno: XLogSegNo
+    /// Why the valve let it go (the limit that was passed).
+    public var reason: String
+    public var skippedAt: PGTimestamp
+    /// Bytes of the segment that was not stored.
+    public var size: Int64
+
+    public init(name: String, timeline: TimeLineID, segno: XLogSegNo, reason: String, skippedAt: PGTimestamp, size: Int64) {
+        self.name = name; self.timeline = timeline; self.segno = segno
+        self.reason = reason; self.skippedAt = skippedAt; self.size = size
+    }
+}
+
 /// State of a base backup.
 public enum BackupStatus: String, Codable, Sendable, CaseIterable {
     /// Started, not finished (or the process died): never used for recovery.
@@ -161,11 +180,16 @@ public struct CatalogDrift: Codable, Equatable, Sendable {
     public var backupsMissingFromRepository: [String] = []
     /// Meta keys that could not be read or decoded.
     public var unreadable: [String] = []
+    /// Segments with a safety-valve marker (and no meta) in the repository but no skip row in the
+    /// catalog, and skip rows whose marker is not (or not yet) in the repository: file names.
+    public var skippedMissingFromCatalog: [String] = []
+    public var skippedMissingFromRepository: [String] = []
 
     public init() {}
     public var isClean: Bool {
         missingFromCatalog.isEmpty && missingFromRepository.isEmpty && metaWithoutObject.isEmpty &&
-            backupsMissingFromCatalog.isEmpty && backupsMissingFromRepository.isEmpty && unreadable.isEmpty
+            backupsMissingFromCatalog.isEmpty && backupsMissingFromRepository.isEmpty && unreadable.isEmpty &&
+            skippedMissingFromCatalog.isEmpty && skippedMissingFromRepository.isEmpty
     }
 }
 
@@ -177,6 +201,9 @@ public struct RebuildReport: Codable, Equatable, Sendable {
     public var backupHistoryFiles = 0
     public var histories = 0
     public var backups = 0
+    /// Safety-valve markers restored as skipped segments (markers of segments archived after all
+    /// are not counted: no gap).
+    public var skippedSegments = 0
     /// Meta or backup keys that could not be read or decoded (with the reason), skipped.
     public var unreadable: [String] = []
     public var seconds = 0.0

@@ -1,4 +1,4 @@
-/// The catalog schema. Version 1. Integers everywhere: times are PostgreSQL microseconds since
+/// The catalog schema. Version 2 (version 1 lacked `skipped_segment`). Integers everywhere: times are PostgreSQL microseconds since
 /// 2000-01-01 (`PGTimestamp.microseconds`), LSNs are the 64-bit value stored as its int64 bit
 /// pattern, timelines and segment numbers are plain integers.
 ///
@@ -6,7 +6,13 @@
 /// the hot tables are `WITHOUT ROWID`, clustered on their primary key, so every query is a B-tree
 /// seek. See docs/catalog.md for the query-to-index map.
 enum Schema {
-    static let version: Int64 = 1
+    static let version: Int64 = 2
+
+    /// Opening a catalog of an older version creates what is missing (every statement below is
+    /// `IF NOT EXISTS`) and marks every repository in it incomplete: the older walctl did not record
+    /// what the new tables hold (the safety valve's skip markers, for version 2), so readers rebuild
+    /// it from the repository before they plan, exactly as after an interrupted rebuild.
+    static let upgrade = "UPDATE repository SET rebuilt_at=NULL"
 
     /// The columns of `segment` and `partial_segment`: one row per archived (partial) segment.
     static let segmentColumns = """
@@ -110,5 +116,14 @@ enum Schema {
         PRIMARY KEY(repo, label)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS backup_stop ON backup(repo, timeline, stop_time);
+    CREATE TABLE IF NOT EXISTS skipped_segment(
+        repo INTEGER NOT NULL,
+        timeline INTEGER NOT NULL,
+        segno INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        skipped_at INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY(repo, timeline, segno)
+    ) WITHOUT ROWID;
     """
 }

@@ -177,6 +177,9 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
     case afterLastCommit = "after-last-commit"
     /// A segment between the backup and the target is not archived.
     case gap = "gap"
+    /// A segment between the backup and the target was let go by the safety valve: reported
+    /// archived WITHOUT being stored (docs/async.md). Only a backup taken after it helps.
+    case skipped = "skipped"
     /// The target timeline's history file is not archived.
     case missingHistory = "missing-history"
     /// The requested timeline is not in the archive.
@@ -199,6 +202,9 @@ public struct PlanRefusal: Error, Codable, Equatable, Sendable, CustomStringConv
     public var missingSegmentCount: UInt64 = 0
     public var gaps: [PlanSegmentRange] = []
     public var missingHistoryFiles: [String] = []
+    /// `skipped`: the segments the safety valve let go inside the gaps (at most
+    /// `missingSegmentsListed`), with its reasons.
+    public var skippedSegments: [SkippedSegment] = []
     /// The latest target time before the requested one that can be recovered, and the earliest after it.
     public var nearestRecoverableBefore: PGTimestamp?
     public var nearestRecoverableAfter: PGTimestamp?

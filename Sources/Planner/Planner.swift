@@ -79,6 +79,22 @@ struct Planning<C: PlanningCatalog> {
     }
 
     mutating func resolveTimeline() throws -> [BackupRecord] {
+        try resolvePath()
+        let backups = try completeBackupsOnPath()
+        guard !backups.isEmpty else {
+            throw refuse(.noBackup, "no complete base backup on the path to timeline \(timeline) (\(pathText)): take one with `walctl backup`")
+        }
+        return backups
+    }
+
+    /// The complete backups on the path, oldest stop first.
+    func completeBackupsOnPath() throws -> [BackupRecord] {
+        try catalog.planningBackups().filter { $0.status == .complete && onPath($0) }
+            .sorted { ($0.stopTime, $0.stopLSN) < ($1.stopTime, $1.stopLSN) }
+    }
+
+    /// Sets `timeline` from the request and `path` from its archived history.
+    mutating func resolvePath() throws {
         let known = try catalog.planningTimelines()
         switch request.timeline {
         case .latest:
@@ -102,12 +118,6 @@ struct Planning<C: PlanningCatalog> {
         } else {
             path = [(timeline: timeline, begin: LSN(0), end: nil)]
         }
-        let backups = try catalog.planningBackups().filter { $0.status == .complete && onPath($0) }
-            .sorted { ($0.stopTime, $0.stopLSN) < ($1.stopTime, $1.stopLSN) }
-        guard !backups.isEmpty else {
-            throw refuse(.noBackup, "no complete base backup on the path to timeline \(timeline) (\(pathText)): take one with `walctl backup`")
-        }
-        return backups
     }
 
     var pathText: String {
@@ -135,6 +145,17 @@ struct Planning<C: PlanningCatalog> {
         return out
     }
 
+    /// The first archived segment along the path (nil when none).
+    func firstArchived() throws -> XLogSegNo? {
+        for e in path {
+            guard let r = owned(e) else { continue }
+            if let run = try catalog.planningArchivedRuns(timeline: e.timeline, from: r.lowerBound, to: r.upperBound).first {
+                return max(run.lowerBound, r.lowerBound)
+            }
+        }
+        return nil
+    }
+
     /// The last archived segment along the path (nil when none).
     func lastArchived() throws -> XLogSegNo? {
         for e in path.reversed() {
@@ -155,11 +176,25 @@ struct Planning<C: PlanningCatalog> {
         }
     }
 
-    /// A refusal naming the missing segments, with the nearest recoverable times on either side.
+    /// A refusal naming the missing segments, with the nearest recoverable times on either side:
+    /// `skipped` when the safety valve let any of them go, else `gap`.
     func gapRefusal(_ gaps: [PlanSegmentRange], backup: BackupRecord, backups: [BackupRecord], what: String) throws -> PlanRefusal {
         let total = gaps.reduce(UInt64(0)) { $0 + $1.count }
         let listed = gaps.prefix(3).map { $0.count == 1 ? $0.firstName : "\($0.firstName) ... \($0.lastName) (\($0.count))" }
-        var r = refuse(.gap, "\(total) WAL segment(s) between backup \(backup.label) and \(what) are not archived: \(listed.joined(separator: ", "))\(gaps.count > 3 ? ", ..." : ""); recovery would stop at the first one. Restore them into the repository, or choose a target before the gap or after a backup taken after it")
+        var skipped: [SkippedSegment] = []
+        for g in gaps where skipped.count < PlanRefusal.missingSegmentsListed {
+            skipped += try catalog.planningSkippedSegments(timeline: g.timeline, from: g.firstSegno, to: g.lastSegno)
+        }
+        skipped = Array(skipped.prefix(PlanRefusal.missingSegmentsListed))
+        var r: PlanRefusal
+        if let first = skipped.first {
+            let shown = skipped.prefix(3).map { "\($0.name) (skipped \($0.skippedAt.postgresLiteral): \($0.reason))" }
+            let others = total - UInt64(skipped.count)
+            r = refuse(.skipped, "\(skipped.count) WAL segment(s) between backup \(backup.label) and \(what) were reported archived WITHOUT being stored by the safety valve: \(shown.joined(separator: ", "))\(skipped.count > 3 ? ", ..." : "")\(others > 0 ? "; \(others) more segment(s) are missing" : ""). Point-in-time recovery cannot cross \(first.name): choose a target before it, or one after a base backup taken after it (take a new base backup now if there is none)")
+            r.skippedSegments = skipped
+        } else {
+            r = refuse(.gap, "\(total) WAL segment(s) between backup \(backup.label) and \(what) are not archived: \(listed.joined(separator: ", "))\(gaps.count > 3 ? ", ..." : ""); recovery would stop at the first one. Restore them into the repository, or choose a target before the gap or after a backup taken after it")
+        }
         r.gaps = gaps
         r.missingSegmentCount = total
         var names: [String] = []

@@ -73,6 +73,10 @@ public protocol PlanningCatalog {
     func planningLatestXactTime(on path: TimelinePath, upTo segno: XLogSegNo) throws -> PGTimestamp?
     /// Every restore point called `name`, any timeline.
     func planningRestorePoints(named name: String) throws -> [PlanningRestorePoint]
+    /// The segments of `timeline` numbered `from...to` that the safety valve reported archived
+    /// WITHOUT storing them (docs/async.md), ascending. They are never archived (a segment archived
+    /// after all is no longer skipped), so each one is also inside a gap of the archived runs.
+    func planningSkippedSegments(timeline: TimeLineID, from: XLogSegNo, to: XLogSegNo) throws -> [SkippedSegment]
 }
 
 extension Catalog: PlanningCatalog {
@@ -104,6 +108,10 @@ extension Catalog: PlanningCatalog {
 
     public func planningRestorePoints(named name: String) throws -> [PlanningRestorePoint] {
         try restorePoints(named: name).map { PlanningRestorePoint(name: $0.name, time: $0.time, lsn: $0.lsn, timeline: $0.timeline) }
+    }
+
+    public func planningSkippedSegments(timeline: TimeLineID, from: XLogSegNo, to: XLogSegNo) throws -> [SkippedSegment] {
+        try skippedSegments(timeline: timeline, from: from, to: to)
     }
 }
 

@@ -69,6 +69,7 @@ public struct ArchivedFileMeta: Codable, Equatable, Sendable {
 /// wal/TTTTTTTTLLLLLLLL/<segment>.meta                its ArchivedFileMeta (the commit marker)
 /// wal/TTTTTTTTLLLLLLLL/<segment>.partial.<crc>.<ext> partial segments, and their .meta
 /// wal/TTTTTTTTLLLLLLLL/<seg>.<offset>.backup.<crc>.<ext>  backup history files
+/// wal/TTTTTTTTLLLLLLLL/<segment>.skipped             safety valve: reported archived, NOT stored (SkipRecord)
 /// wal/history/TTTTTTTT.history.<crc>.<ext>           timeline history files
 /// backup/<label>/...                                 base backups
 /// ```
@@ -76,6 +77,8 @@ public enum RepositoryLayout {
     public static let infoKey = "repository.json"
     public static let walPrefix = "wal/"
     public static let metaSuffix = ".meta"
+    /// The suffix of a safety-valve skip marker (docs/async.md).
+    public static let skippedSuffix = ".skipped"
     public static let backupPrefix = "backup/"
 
     /// The directory (key prefix, no trailing slash) for a WAL file name.
@@ -96,6 +99,10 @@ public enum RepositoryLayout {
     }
     public static func metaKey(_ name: WALFileName) -> String {
         directory(for: name) + "/" + name.description + metaSuffix
+    }
+    /// The key of the marker the safety valve stores for a file it let go without storing it.
+    public static func skipMarkerKey(_ name: WALFileName) -> String {
+        directory(for: name) + "/" + name.description + skippedSuffix
     }
 }
 
@@ -155,6 +162,17 @@ public final class Repository {
 
     /// Every archived file's meta key, in key order (used by catalog rebuild and check).
     public func listMetaKeys() throws -> [ObjectInfo] {
-        try store.list(prefix: RepositoryLayout.walPrefix).filter { $0.key.hasSuffix(RepositoryLayout.metaSuffix) }
+        try listWAL().metas
+    }
+
+    /// One listing of `wal/`, split into the meta keys (archived files) and the safety valve's skip
+    /// markers, each in key order.
+    public func listWAL() throws -> (metas: [ObjectInfo], skipMarkers: [ObjectInfo]) {
+        var metas: [ObjectInfo] = [], markers: [ObjectInfo] = []
+        for o in try store.list(prefix: RepositoryLayout.walPrefix) {
+            if o.key.hasSuffix(RepositoryLayout.metaSuffix) { metas.append(o) }
+            else if o.key.hasSuffix(RepositoryLayout.skippedSuffix) { markers.append(o) }
+        }
+        return (metas, markers)
     }
 }

@@ -115,6 +115,13 @@ enum InfoText {
         for w in i.recoverableWindows {
             out.append("recoverable on timeline \(w.timeline): \(w.from.map { $0.iso8601 } ?? "(no backup)") .. \(w.to.map { $0.iso8601 } ?? "?")\(w.gaps.isEmpty ? "" : "  (broken by \(w.gaps.count) gaps)")")
         }
+        var byTimeline: [(TimeLineID, [SkippedSegment])] = []
+        for s in i.skippedSegments {
+            if byTimeline.last?.0 == s.timeline { byTimeline[byTimeline.count - 1].1.append(s) } else { byTimeline.append((s.timeline, [s])) }
+        }
+        for (tl, skipped) in byTimeline {
+            out.append("PITR broken: \(skipped.count) segments skipped by the safety valve on timeline \(tl) (\(skipped[0].name)..\(skipped[skipped.count - 1].name)); take a new base backup")
+        }
         if let l = i.lastArchived {
             out.append("last archived: \(l.name) at \(l.archivedAt.iso8601) (\(Int(l.ageSeconds)) s ago)")
         } else {

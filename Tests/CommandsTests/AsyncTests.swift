@@ -4,6 +4,7 @@ import Storage
 import TestSupport
 import WALFormat
 import Codec
+import Catalog
 @testable import Commands
 
 /// Issue 8: the spool state machine, ready-file discovery, lock exclusivity, the safety valve
@@ -186,7 +187,7 @@ import Codec
         var warnings: [String] = []
         let start = Date()
         let outcome = try AsyncArchive(config: cfg, warn: { warnings.append($0) }).guardedDirect(
-            name: .segment(nm), size: 1, walDir: root + "/pg_wal", spool: spool, valve: try ValvePolicy(config: cfg),
+            name: .segment(nm), size: Int64(WALSegmentSize.default.bytes), walDir: root + "/pg_wal", spool: spool, valve: try ValvePolicy(config: cfg),
             direct: {
                 let bytes = self.segment(50)
                 return try bytes.withUnsafeBytes { try push.push(name: .segment(nm), content: $0, info: self.info, displayPath: nm) }
@@ -198,8 +199,42 @@ import Codec
         #expect(m.codec == "skipped")
         #expect(warnings.contains { $0.contains("SAFETY VALVE") && $0.contains(nm) })
         #expect(spool.isSkipped(nm))
-        // The gap is marked in the configured repository.
+        // The gap is marked in the configured repository, and in the catalog.
         #expect(try repository.store.head(key: SafetyValve.markerKey(.segment(nm))) != nil)
+        #expect(try catalog().skippedSegments().map(\.name) == [nm])
+    }
+
+    func catalog() throws -> Catalog {
+        try Catalog(path: root + "/catalog.db", repositoryURL: repository.url, segmentSize: .default)
+    }
+
+    @Test func aSkipIsInTheCatalogUntilTheSegmentIsArchivedAfterAll() throws {
+        let nm = try makeReady(70)
+        var warnings: [String] = []
+        let outcome = try AsyncArchive(config: try config(["archive-push-queue-max": "1"]), warn: { warnings.append($0) })
+            .pushIfEnabled(path: root + "/pg_wal/" + nm, direct: { throw WalctlError.refused("the valve must let it go before any push") })
+        guard case .stored(let m)? = outcome else { Issue.record("\(String(describing: outcome))"); return }
+        #expect(m.codec == "skipped")
+        #expect(!warnings.contains { $0.contains("could not record") })
+        let rows = try catalog().skippedSegments()
+        #expect(rows.map(\.name) == [nm])
+        #expect(rows.first?.reason.contains("archive-push-queue-max") == true)
+        #expect(rows.first?.size == Int64(WALSegmentSize.default.bytes))
+        // The catalog is local: the row is written even when the repository cannot take the marker
+        // (here its path runs through a regular file, which fails for root too).
+        FileManager.default.createFile(atPath: root + "/not-a-directory", contents: Data([1]))
+        let down = try config(["archive-push-queue-max": "1", "repository": "file://" + root + "/not-a-directory/repo"])
+        let other = try makeReady(71)
+        var downWarnings: [String] = []
+        _ = try AsyncArchive(config: down, warn: { downWarnings.append($0) })
+            .pushIfEnabled(path: root + "/pg_wal/" + other, direct: { throw WalctlError.refused("no") })
+        #expect(downWarnings.contains { $0.contains("did not take the skip marker") })
+        let elsewhere = try Catalog(path: root + "/catalog.db", repositoryURL: "file://" + root + "/not-a-directory/repo", segmentSize: .default)
+        #expect(try elsewhere.skippedSegments().map(\.name) == [other])
+        // PostgreSQL pushes it again later and it is stored: the segment row wins, no gap.
+        _ = try Archiver(config: try config(), warn: { _ in }).push(path: root + "/pg_wal/" + nm)
+        #expect(try catalog().skippedSegments().isEmpty)
+        #expect(try catalog().segment(named: nm) != nil)
     }
 
     @Test func pendingSkipMarkersReachTheRepositoryOrVanishWhenArchivedAfterAll() throws {

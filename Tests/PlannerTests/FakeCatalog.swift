@@ -9,6 +9,8 @@ final class FakeCatalog: PlanningCatalog {
     var histories: [TimeLineID: TimelineHistory] = [:]
     var backups: [BackupRecord] = []
     var restorePoints: [PlanningRestorePoint] = []
+    /// Segments the safety valve let go (they must not be in `segments`, as in the real catalog).
+    var skipped: [SkippedSegment] = []
 
     func planningTimelines() throws -> [TimeLineID] { Array(Set(segments.keys).union(histories.keys)).sorted() }
     func planningHistory(of timeline: TimeLineID) throws -> TimelineHistory? { histories[timeline] }
@@ -62,4 +64,8 @@ final class FakeCatalog: PlanningCatalog {
     }
 
     func planningRestorePoints(named name: String) throws -> [PlanningRestorePoint] { restorePoints.filter { $0.name == name } }
+
+    func planningSkippedSegments(timeline: TimeLineID, from: XLogSegNo, to: XLogSegNo) throws -> [SkippedSegment] {
+        skipped.filter { $0.timeline == timeline && $0.segno >= from && $0.segno <= to }.sorted { $0.segno < $1.segno }
+    }
 }

@@ -215,3 +215,51 @@ func setting(_ p: RecoveryPlan, _ n: String) -> String? { p.settings.first { $0.
         #expect(try plan(noBackups, .time(at(500))).refusal?.reason == .noBackup)
     }
 }
+
+/// Segments the safety valve reported archived without storing them (issue 8): refused as
+/// `skipped`, naming them, with the nearest recoverable times; targets before them still plan.
+@Suite struct SafetyValveSkips {
+    /// `archive()` with segment 30 of timeline 1 let go by the valve, and a backup after it.
+    func skippedArchive() -> FakeCatalog {
+        let c = archive()
+        c.segments[1]![30] = nil
+        c.skipped = [SkippedSegment(name: name(1, 30), timeline: 1, segno: 30, reason: "archive backlog 20000000000 bytes exceeds archive-push-queue-max 17179869184",
+                                    skippedAt: at(3060), size: Int64(size.bytes))]
+        c.backups.append(backup("b4", tl: 1, startSeg: 40, stopSeg: 40, stop: 4000))
+        return c
+    }
+
+    @Test func aTargetAcrossASkippedSegmentIsRefusedAsSkipped() throws {
+        let c = skippedArchive()
+        let r = try #require(try plan(c, .time(at(3520)), timeline: .number(1)).refusal)
+        #expect(r.reason == .skipped)
+        #expect(r.skippedSegments.map(\.name) == [name(1, 30)])
+        #expect(r.missingSegments == [name(1, 30)] && r.missingSegmentCount == 1)
+        #expect(r.message.contains(name(1, 30)) && r.message.contains("archive-push-queue-max") && r.message.contains("new base backup"))
+        #expect(r.nearestRecoverableBefore == PGTimestamp(microseconds: at(2950).microseconds - 1))
+        #expect(r.nearestRecoverableAfter == at(4001))
+        // Every target kind that crosses it.
+        #expect(try plan(c, .xid(7), timeline: .number(1)).refusal?.reason == .skipped)
+        #expect(try plan(c, .lsn(start(35)), timeline: .number(1)).refusal?.reason == .skipped)
+    }
+
+    @Test func targetsBeforeTheSkipOrAfterALaterBackupStillPlan() throws {
+        let c = skippedArchive()
+        let before = try #require(try plan(c, .time(at(2920)), timeline: .number(1)).plan)
+        #expect(before.backupLabel == "b2" && before.lastSegment == name(1, 29))
+        #expect(try plan(c, .time(at(4520)), timeline: .number(1)).plan?.backupLabel == "b4")
+        #expect(try plan(c, .latest, timeline: .number(1)).plan?.backupLabel == "b4")
+    }
+
+    @Test func aPlainGapBesideASkipIsCountedInTheMessage() throws {
+        let c = skippedArchive()
+        c.segments[1]![31] = nil
+        let r = try #require(try plan(c, .time(at(3520)), timeline: .number(1)).refusal)
+        #expect(r.reason == .skipped)
+        #expect(r.missingSegmentCount == 2 && r.skippedSegments.count == 1)
+        #expect(r.message.contains("1 more segment(s) are missing"))
+        // Without the skip record the same hole is an ordinary gap.
+        c.skipped = []
+        #expect(try plan(c, .time(at(3520)), timeline: .number(1)).refusal?.reason == .gap)
+    }
+}

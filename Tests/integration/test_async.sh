@@ -154,4 +154,73 @@ while time.time()<end:
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }
 
+# json_names FILE KEY: the `name` of every element of the top-level array KEY in a JSON file, one a line.
+json_names() { python3 -c 'import json,sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))[sys.argv[2]]]' "$1" "$2"; }
+
+test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
+    require_pg $V
+    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin $V)"
+    write_config "$W"
+    init_cluster $V "$W/data"
+    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
+    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
+        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'"
+    pg_start $V "$W/data"
+    local now="select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"
+    # switch: a committed insert, then the segment holding it closed (two statements, so the commit
+    # record is in the segment that is closed, not in the next one); prints that segment's name.
+    switch() {
+        psql_at $V "$W" "$PORT" "insert into t select g from generate_series(1, 1000) g" >/dev/null
+        psql_at $V "$W" "$PORT" "select pg_walfile_name(pg_switch_wal())"
+    }
+    psql_at $V "$W" "$PORT" "create table t(i int)"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label before --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
+        || fail "backup failed"
+    sleep 1
+    local t_before; t_before="$(psql_at $V "$W" "$PORT" "$now")"
+    wait_archived "$(switch)" || fail "archiving before the skip"
+    # For one segment the valve's backlog limit is below any segment: it is let go, not stored.
+    echo "archive-push-queue-max = 1" >> "$W/walctl.conf"
+    local skipped; skipped="$(switch)"
+    wait_archived "$skipped" || fail "the valve did not let $skipped go"
+    sed -i '/archive-push-queue-max/d' "$W/walctl.conf"
+    grep -q "SAFETY VALVE: $skipped" "$W/data.log" || fail "no SAFETY VALVE line for $skipped in the server log"
+    [ -z "$(repo_objects "$W" "/$skipped\.meta\$")" ] || fail "$skipped was stored"
+    [ -n "$(repo_objects "$W" "/$skipped\.skipped\$")" ] || fail "no skip marker for $skipped in the repository"
+    local t_after; t_after="$(psql_at $V "$W" "$PORT" "$now")"
+    switch >/dev/null
+    wait_archived "$(switch)" || fail "archiving after the skip"
+    assert_eq "$(psql_at $V "$W" "$PORT" "select failed_count from pg_stat_archiver")" "0" "archive failures"
+
+    # info: the skip in JSON, and the loud line in text.
+    as_pg "$WALCTL" info --config "$W/walctl.conf" --json > "$W/info.json" || fail "info --json"
+    assert_eq "$(json_names "$W/info.json" skippedSegments)" "$skipped" "info --json skippedSegments"
+    as_pg "$WALCTL" info --config "$W/walctl.conf" | grep -q "PITR broken: 1 segments skipped by the safety valve on timeline 1 ($skipped..$skipped)" \
+        || fail "info text: $(as_pg "$WALCTL" info --config "$W/walctl.conf" 2>&1)"
+    # verify: exit 1, naming it; --json too.
+    local out rc=0
+    out="$(as_pg "$WALCTL" verify --config "$W/walctl.conf" 2>&1)" || rc=$?
+    assert_eq "$rc" "1" "verify exit code ($out)"
+    echo "$out" | grep -q "^SKIPPED  $skipped " || fail "verify does not name $skipped: $out"
+    rc=0; as_pg "$WALCTL" verify --config "$W/walctl.conf" --json --deep > "$W/verify.json" || rc=$?
+    assert_eq "$rc" "1" "verify --json exit code"
+    assert_eq "$(json_names "$W/verify.json" skipped)" "$skipped" "verify --json skipped"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["ok"] is False and d["deep"] and d["objectsRead"] >= 3 and not d["corrupt"] else 1)' "$W/verify.json" \
+        || fail "verify --json: $(cat "$W/verify.json")"
+    # recover: a target after the skip is refused (exit 3, code skipped); one before it still plans.
+    rc=0; as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --dry-run --to "$t_after" >/dev/null 2>"$W/rec.err" || rc=$?
+    assert_eq "$rc" "3" "recover across the skip ($(cat "$W/rec.err"))"
+    grep -q "error \[skipped\]:.*$skipped" "$W/rec.err" || fail "refusal: $(cat "$W/rec.err")"
+    [ ! -e "$W/rec" ] || fail "the refused recovery touched $W/rec"
+    as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --dry-run --to "$t_before" >/dev/null 2>"$W/rec.err" \
+        || fail "recovery before the skip refused: $(cat "$W/rec.err")"
+    # A catalog rebuilt from the repository alone knows the skip (from the marker).
+    as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" --catalog "$W/fresh.db" >/dev/null || fail "catalog rebuild"
+    as_pg "$WALCTL" info --config "$W/walctl.conf" --catalog "$W/fresh.db" --json > "$W/fresh.json" || fail "info on the rebuilt catalog"
+    assert_eq "$(json_names "$W/fresh.json" skippedSegments)" "$skipped" "rebuilt catalog skippedSegments"
+    as_pg "$WALCTL" catalog check --config "$W/walctl.conf" --catalog "$W/fresh.db" >/dev/null || fail "catalog check after the rebuild"
+    pg_stop $V "$W/data"
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+}
+
 run_suite "$@"

@@ -62,16 +62,6 @@ public struct PushRecord: Codable, Equatable, Sendable {
     public var alreadyArchived: Bool
 }
 
-/// A safety-valve decision: the file was reported archived without being stored.
-public struct SkipRecord: Codable, Equatable, Sendable {
-    public var name: String
-    public var reason: String
-    public var skippedAt: PGTimestamp
-    public var size: Int64
-    /// Set once the marker object is in the repository.
-    public var markerStored: Bool
-}
-
 /// The archive spool: per-file results of the background pusher, the daemon's lock and log, and the
 /// safety valve's records.
 ///

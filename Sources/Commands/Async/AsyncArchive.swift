@@ -42,7 +42,7 @@ public struct AsyncArchive {
         let size = SpoolFS.fileInfo(abs)?.size ?? 0
 
         if let reason = valve.check(walDir: walDir, name: name.description) {
-            SafetyValve.skip(name: name.description, size: size, reason: reason, spool: spool, openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+            SafetyValve.skip(name: name.description, size: size, reason: reason, spool: spool, config: config, warn: warn)
             return Self.skippedOutcome(name.description, size: size)
         }
         if async {
@@ -66,7 +66,7 @@ public struct AsyncArchive {
         while done.wait(timeout: .now() + 0.25) == .timedOut {
             if let reason = valve.check(walDir: walDir, name: name.description) {
                 SafetyValve.skip(name: name.description, size: size, reason: reason + " (while a push was still running)", spool: spool,
-                                 openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+                                 config: config, warn: warn)
                 return Self.skippedOutcome(name.description, size: size)
             }
         }
@@ -111,7 +111,7 @@ public struct AsyncArchive {
                 lastValveCheck = now
                 if let reason = valve.check(walDir: walDir, name: name.description) {
                     SafetyValve.skip(name: name.description, size: SpoolFS.fileInfo(path)?.size ?? 0, reason: reason + " (while its push was still running)",
-                                     spool: spool, openRepository: { try RepositoryFactory.open(config) }, warn: warn)
+                                     spool: spool, config: config, warn: warn)
                     return Self.skippedOutcome(name.description, size: SpoolFS.fileInfo(path)?.size ?? 0)
                 }
             }

@@ -51,15 +51,22 @@ public struct ValvePolicy: Equatable, Sendable {
 /// a few seconds in the background and later by the pusher or the next push.
 public enum SafetyValve {
     /// The repository key of the skip marker.
-    public static func markerKey(_ name: WALFileName) -> String {
-        RepositoryLayout.directory(for: name) + "/" + name.description + ".skipped"
+    public static func markerKey(_ name: WALFileName) -> String { RepositoryLayout.skipMarkerKey(name) }
+
+    /// `skip` into the configured repository and catalog: what archive-push uses.
+    public static func skip(name: String, size: Int64, reason: String, spool: ArchiveSpool, config: Configuration,
+                            warn: (String) -> Void) {
+        skip(name: name, size: size, reason: reason, spool: spool, openRepository: { try RepositoryFactory.open(config) },
+             catalog: SkipCatalogRecorder(config: config), warn: warn)
     }
 
     /// Records the skip and logs it loudly. Never throws: the caller exits 0 in any case, because
     /// that is the whole point of the valve; a failure to record is logged as loudly.
-    public static func skip(name: String, size: Int64, reason: String, spool: ArchiveSpool,
-                            openRepository: @escaping () throws -> Repository, markerWait: TimeInterval = 3,
-                            warn: (String) -> Void) {
+    ///
+    /// Order: the spool record and the catalog row (both local) first, then the repository marker.
+    static func skip(name: String, size: Int64, reason: String, spool: ArchiveSpool,
+                     openRepository: @escaping () throws -> Repository, catalog: SkipCatalogRecorder? = nil,
+                     markerWait: TimeInterval = 3, warn: (String) -> Void) {
         warn("WARNING: SAFETY VALVE: \(name) reported as archived WITHOUT being stored (\(reason)); "
              + "point-in-time recovery across \(name) is no longer possible until a new base backup")
         var record = SkipRecord(name: name, reason: reason, skippedAt: PGTimestamp(date: Date()), size: size, markerStored: false)
@@ -68,6 +75,11 @@ public enum SafetyValve {
             try spool.writeSkip(record)
         } catch {
             warn("WARNING: SAFETY VALVE: could not record the skip of \(name) in \(spool.skippedDir): \(error)")
+        }
+        do {
+            try catalog?.record(record)
+        } catch {
+            warn("WARNING: SAFETY VALVE: could not record the skip of \(name) in the catalog: \(error)")
         }
         // The marker, bounded in time: the repository may hang, and the valve must not.
         let done = DispatchSemaphore(value: 0)
