@@ -68,7 +68,9 @@ test_rebuild_gives_same_answers() {
     done
     local last; last="$(psql_at 15 "$w" "$port" "select pg_walfile_name(pg_switch_wal())")"
     export WALCTL_CONFIG="$w/walctl.conf"
-    wait_until 60 bash -c "\"$WALCTL\" info --json | grep -q '\"name\" : \"$last\"'" || true
+    # As postgres: a root `info` could create the catalog's -wal/-shm files owned by root, which
+    # archive-push (postgres) then cannot write.
+    wait_until 60 bash -c "runuser -u postgres -- \"$WALCTL\" info --json --config $w/walctl.conf | grep -q '\"name\" : \"$last\"'" || true
     pg_stop 15 "$w/data"
     # The catalog written by archive-push as it went (as the postgres user), rebuilt once for info.
     "$WALCTL" info --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("generatedAt"); d["lastArchived"].pop("ageSeconds"); print(json.dumps(d, sort_keys=True))' > "$w/before.json"
