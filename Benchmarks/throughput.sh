@@ -197,13 +197,16 @@ archive_run() {
     rm -rf "$WORK/run/walctl_spool"
     echo "archive_command = '$cmd'" >>"$WORK/run/postgresql.conf"
     sync
-    local t0 t1 done=0 flag="$WORK/run/pg_wal/archive_status/$LAST.done" end
+    local t0 t1 done=0 flag="$WORK/run/pg_wal/archive_status/$LAST.done" end m0=0 m1=0
+    # CPU the S3 emulator spent during the run (it shares the two cores with the tools).
+    [ -n "${MOTO_PID:-}" ] && m0=$(awk '{print $14+$15}' "/proc/$MOTO_PID/stat")
     t0=$(now)
     as_pg "$PGBIN/pg_ctl" -D "$WORK/run" -l "$WORK/run.log" -W start >/dev/null
     # PostgreSQL archives the oldest first: the last backlog file is marked .done last.
     end=$((SECONDS + 300))
     until [ -e "$flag" ] || [ $SECONDS -ge $end ]; do nap 0.005; done
     t1=$(now)
+    [ -n "${MOTO_PID:-}" ] && m1=$(awk '{print $14+$15}' "/proc/$MOTO_PID/stat")
     for _ in $(seq 1 100); do
         done=$(psql_q "select archived_count from pg_stat_archiver" 2>/dev/null || echo 0)
         [ "${done:-0}" -ge "$N" ] && break
@@ -218,7 +221,7 @@ archive_run() {
     # pgBackRest's async process likewise.
     for _ in $(seq 1 100); do pgrep -f "pgbackrest.*pg1-path=$WORK/run .*archive-push:async" >/dev/null || break; sleep 0.1; done
     [ "$done" -ge "$N" ] || { echo "archive run $1 did not finish ($done/$N)" >&2; echo "nan"; return; }
-    echo "   $1: $(echo "$t1 - $t0" | bc) s ($failed failures)" >&2
+    echo "   $1: $(echo "$t1 - $t0" | bc) s ($failed failures; moto CPU $(echo "scale=2; ($m1 - $m0) / $(getconf CLK_TCK)" | bc) s)" >&2
     echo "$t1 - $t0" | bc
 }
 
@@ -241,10 +244,12 @@ setup_pgbr_async_file() {
     echo "pgbackrest $PGBR_PUSH --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
 }
 
-PGBR_S3_RUN=0
 setup_pgbr_async_s3() {
-    PGBR_S3_RUN=$((PGBR_S3_RUN + 1)); rm -rf "$WORK/pgbr-spool"/*
-    echo "pgbackrest $(pgbr_s3 "$PGBR_S3_RUN") --compress-type=zst --compress-level=3 --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
+    # A fresh S3 repository per run (the setups run in a subshell: the counter lives in a file).
+    local run=$(( $(cat "$WORK/pgbr-s3-run" 2>/dev/null || echo 0) + 1 ))
+    echo "$run" >"$WORK/pgbr-s3-run"
+    rm -rf "$WORK/pgbr-spool"/*
+    echo "pgbackrest $(pgbr_s3 "$run") --compress-type=zst --compress-level=3 --pg1-path=$WORK/run --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-push %p"
 }
 setup_walctl_async_s3tls() { local c; c=$(walctl_conf wt s3tls "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
 
