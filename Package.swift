@@ -57,7 +57,10 @@ let package = Package(
         ]),
         // Foundation-free (Glibc only): the fast front's decisions, shared with its tests.
         .target(name: "FastPath"),
-        .executableTarget(name: "walctl-fast", dependencies: ["FastPath"]),
+        // Fully static (no dynamic loader, no relocations at start): PostgreSQL starts it once per
+        // WAL file, and it imports Glibc only. ~0.7 ms instead of ~1.5 ms per start (docs/benchmarks.md).
+        .executableTarget(name: "walctl-fast", dependencies: ["FastPath"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),
 
         .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "CCRC32C", "TestSupport"]),
