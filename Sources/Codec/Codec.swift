@@ -40,9 +40,11 @@ public enum CodecKind: String, CaseIterable, Sendable, Codable {
         }
     }
 
-    public func makeDecompressor() throws(CodecError) -> Decompressor {
+    /// A new streaming decompressor. `verifyFrameChecksum: false` (zstd) skips the frame's own
+    /// checksum: only for callers that verify a checksum of the output themselves.
+    public func makeDecompressor(verifyFrameChecksum: Bool = true) throws(CodecError) -> Decompressor {
         switch self {
-        case .zstd: return try ZstdDecompressor()
+        case .zstd: return try ZstdDecompressor(verifyFrameChecksum: verifyFrameChecksum)
         case .gzip: return try GzipDecompressor()
         case .none: return PassThrough()
         }

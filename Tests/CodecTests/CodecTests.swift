@@ -55,6 +55,20 @@ func decompress(_ kind: CodecKind, _ stored: [UInt8], chunk: Int = 65536) throws
         #expect(try decompress(kind, stored) == input)
     }
 
+    /// zstd frames carry an XXH64 of the content in their last 4 bytes: verified by default,
+    /// skipped on request (for readers that check their own CRC-32C of the output).
+    @Test func zstdFrameChecksumVerifiedUnlessAskedNotTo() throws {
+        let input = sampleBytes(1 << 20, seed: 7)
+        var stored = try compress(.zstd, input)
+        stored[stored.count - 1] ^= 0xFF   // damage the checksum only
+        #expect(throws: (any Error).self) { _ = try decompress(.zstd, stored) }
+        let d = try CodecKind.zstd.makeDecompressor(verifyFrameChecksum: false)
+        var out: [UInt8] = []
+        try stored.withUnsafeBytes { try d.update($0) { out.append(contentsOf: $0) } }
+        try d.finish { out.append(contentsOf: $0) }
+        #expect(out == input)
+    }
+
     /// A reused compressor (the async pusher keeps one per thread) writes frames identical to a
     /// fresh one's, including after a frame abandoned half-way.
     @Test(arguments: CodecKind.allCases)
