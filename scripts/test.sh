@@ -33,16 +33,21 @@ if [ -z "${SKIP_UNIT:-}" ]; then
     # Swift Testing: "✔ Test run with N tests in M suites passed" / "✘ Test run with N tests ... failed ... with K issues".
     st_total="$(grep -E '^. Test run with [0-9]+ tests?' "$log" | tail -1 | sed -E 's/^. Test run with ([0-9]+) tests?.*/\1/')"
     st_failed="$(grep -cE '^✘ Test [^r].* failed' "$log")"
-    # XCTest: "Executed N tests, with K failures".
-    xc="$(grep -E "^\s*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)"
+    # XCTest: "Executed N tests, with K failures" or "Executed N tests, with S tests skipped and K
+    # failures" (the last such line is the whole run's).
+    xc="$(grep -E "^\s*Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$log" | tail -1)"
     xc_total="$(echo "$xc" | sed -nE 's/.*Executed ([0-9]+) tests?.*/\1/p')"
-    xc_failed="$(echo "$xc" | sed -nE 's/.*with ([0-9]+) failures?.*/\1/p')"
-    st_total="${st_total:-0}"; xc_total="${xc_total:-0}"; xc_failed="${xc_failed:-0}"
+    xc_skipped="$(echo "$xc" | sed -nE 's/.*with ([0-9]+) tests? skipped.*/\1/p')"
+    xc_failed="$(echo "$xc" | sed -nE 's/.* ([0-9]+) failures?.*/\1/p')"
+    st_total="${st_total:-0}"; xc_total="${xc_total:-0}"; xc_skipped="${xc_skipped:-0}"; xc_failed="${xc_failed:-0}"
+    [ -n "$xc" ] || { echo "no XCTest summary line found"; failed=$((failed + 1)); }
+    # Skipped XCTests are opt-in benchmarks (BackupBenchmarkTests); they count as neither.
+    xc_total=$((xc_total - xc_skipped))
     passed=$((passed + st_total - st_failed + xc_total - xc_failed))
     failed=$((failed + st_failed + xc_failed))
     if [ "$rc" -ne 0 ] && [ $((st_failed + xc_failed)) -eq 0 ]; then failed=$((failed + 1)); echo "swift test exited $rc"; fi
     echo "unit tests took $((SECONDS - unit_start)) s"
-    echo "unit: $((st_total - st_failed + xc_total - xc_failed)) passed, $((st_failed + xc_failed)) failed"
+    echo "unit: $((st_total - st_failed + xc_total - xc_failed)) passed, $((st_failed + xc_failed)) failed ($st_total Swift Testing, $xc_total XCTest; $xc_skipped opt-in benchmark skipped)"
     rm -f "$log"
 fi
 
