@@ -17,7 +17,9 @@ step "installing dependencies"
 WALCTL_DEPS_SKIP_VERIFY=1 bash scripts/install-deps.sh
 
 step "building walctl (release)"
-swift build -c release --static-swift-stdlib --scratch-path .build-static --product walctl 2>&1 | tail -1
+for product in walctl walctl-fast; do
+    swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$product" 2>&1 | tail -1
+done
 W="$DEMO/bin/walctl"
 
 # A previous run may have left a server running.
@@ -26,7 +28,7 @@ for d in "$DEMO/data" "$DEMO/restored"; do
 done
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin"
-cp .build-static/release/walctl "$W"
+cp .build-static/release/walctl .build-static/release/walctl-fast "$DEMO/bin/"   # recover writes walctl-fast into restore_command
 chown -R postgres:postgres "$DEMO"
 chmod 755 "$DEMO"
 PORT=55432

@@ -167,6 +167,7 @@ demo_story() {
     local prog=walctl; [ -x "$(dirname "$WALCTL")/walctl-fast" ] && prog=walctl-fast
     grep -qE "restore_command = '/[^ ]*/$prog archive-get --progress-file walctl_recovery_progress --config $W/walctl.conf .*--set restore-prefetch=8 %f %p'" "$W/rec/postgresql.auto.conf" \
         || fail "restore_command does not run $prog by absolute path with --config and restore-prefetch=8: $(grep restore_command "$W/rec/postgresql.auto.conf")"
+    grep -qE "recovery_end_command = '/[^ ]*/walctl archive-get --cleanup'" "$W/rec/postgresql.auto.conf" || fail "no recovery_end_command cleaning the prefetch spool"
     local port2; port2="$(free_port)"
     # The server gets an empty environment: restore_command must need nothing from the shell.
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
@@ -176,6 +177,8 @@ demo_story() {
     assert_eq "$(psql_at "$V" "$W" "$port2" "select count(*) from accounts where owner like 'after-target-%'")" "0" "rows after the target"
     psql_at "$V" "$W" "$port2" "select pg_wal_replay_resume()" >/dev/null
     wait_until 60 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port2 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "did not promote"
+    # recovery_end_command stopped the prefetcher, which removed its spool from pg_wal.
+    wait_until 10 bash -c "[ ! -e '$W/rec/pg_wal/walctl_prefetch' ]" || fail "the prefetch spool is still in pg_wal after recovery: $(ls "$W/rec/pg_wal/walctl_prefetch" 2>&1)"
     wait_state "$W/rec" promoted
     pg_stop "$V" "$W/rec"
     cleanup

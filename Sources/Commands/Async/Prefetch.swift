@@ -284,6 +284,12 @@ public final class PrefetchDaemon: @unchecked Sendable {
         while !busy.isEmpty && cond.wait(until: end) {}
         cond.unlock()
         spool.clear()
+        if SpoolFS.exists(spool.stopPath) {
+            // Asked to stop (recovery ended, `--cleanup`): leave nothing in pg_wal. The lock file
+            // goes while still held, so no second prefetcher can start on it.
+            for f in SpoolFS.list(spool.dir) { unlink(spool.dir + "/" + f) }
+            rmdir(spool.dir)
+        }
         unlink(spool.stopPath)
         return true
     }

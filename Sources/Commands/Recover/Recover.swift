@@ -49,6 +49,9 @@ public struct Recover {
         case .ready(var p):
             let writer = RecoverySettingsWriter(walctl: walctl, config: config)
             p.settings.insert(RecoverySetting(name: "restore_command", value: writer.restoreCommand(pgdata: absolutePath(pgdata))), at: 0)
+            if let end = writer.recoveryEndCommand() {
+                p.settings.insert(RecoverySetting(name: "recovery_end_command", value: end), at: 1)
+            }
             if writer.needsOwnConfigFile {
                 p.warnings.append("credentials came from the environment or the command line: the restore command reads them from \(RecoveryFiles.config) (mode 0600) in the data directory; delete it after recovery")
             }

@@ -82,6 +82,13 @@ public struct RecoverySettingsWriter {
         return cmd + " %f %p"
     }
 
+    /// With prefetching on: `walctl archive-get --cleanup`, run by PostgreSQL once recovery has
+    /// ended, stops the prefetcher and removes its spool from `pg_wal` (docs/async.md).
+    public func recoveryEndCommand() -> String? {
+        if let n = try? config.integer("restore-prefetch"), (config.sources["restore-prefetch"] ?? "default") != "default", n <= 0 { return nil }
+        return [walctl, "archive-get", "--cleanup"].map(shellQuote).joined(separator: " ")
+    }
+
     /// The config file for `needsOwnConfigFile`: every setting that differs from its default.
     public func ownConfigFileText() -> String {
         var out = "# written by walctl recover for this recovery's restore_command; holds credentials: delete it after recovery\n"
