@@ -116,7 +116,9 @@ public enum FastFront {
         // rather than start the full binary to poll (on two cores, ~9 ms of CPU per call taken
         // from the compression the archiver is waiting for).
         let ok = dir + "/" + name + ".ok"
-        let deadline = monotonicSeconds() + fastWaitLimit
+        var limit = fastWaitLimit
+        if case .value(let t) = config.integer("archive-push-timeout") { limit = min(limit, Double(max(0, t))) }
+        let deadline = monotonicSeconds() + limit
         var watch: DirectoryWatch?
         while !FastFS.exists(ok) {
             guard !FastFS.exists(dir + "/" + name + ".error"), FastFS.isLockHeld(dir + "/daemon.lock"),
