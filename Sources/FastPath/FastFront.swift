@@ -118,13 +118,9 @@ public enum FastFront {
         let ok = dir + "/" + name + ".ok"
         var limit = fastWaitLimit
         if case .value(let t) = config.integer("archive-push-timeout") { limit = min(limit, Double(max(0, t))) }
-        let deadline = monotonicSeconds() + limit
-        var watch: DirectoryWatch?
-        while !FastFS.exists(ok) {
-            guard !FastFS.exists(dir + "/" + name + ".error"), FastFS.isLockHeld(dir + "/daemon.lock"),
-                  monotonicSeconds() < deadline else { return .fallBack }
-            if let watch { watch.wait(milliseconds: 50) } else { watch = DirectoryWatch(dir) }
-        }
+        guard waitInDirectory(dir, seconds: limit, while: { !FastFS.exists(ok) },
+                              unless: { FastFS.exists(dir + "/" + name + ".error") || !FastFS.isLockHeld(dir + "/daemon.lock") })
+        else { return .fallBack }
         guard let bytes = FastFS.read(ok), let rec = JSONValue.parse(bytes),
               Set(rec.keys) == ["repository", "sourceSize", "sourceMTimeNs", "meta", "alreadyArchived"],
               let repo = rec["repository"]?.stringValue, Array(repo.utf8) == Array((config["repository"] ?? "").utf8),
@@ -139,6 +135,19 @@ public enum FastFront {
     /// Seconds the front waits for a running background process before handing over to the full
     /// binary (which waits up to its own timeout, with its error handling and daemon restarts).
     static let fastWaitLimit = 10.0
+
+    /// Waits, woken by changes in `dir`, as long as `pending` holds. False (hand over to the full
+    /// binary) when `giveUp` holds first or `seconds` pass; true once nothing is pending.
+    static func waitInDirectory(_ dir: String, seconds: Double, while pending: () -> Bool, unless giveUp: () -> Bool) -> Bool {
+        let deadline = monotonicSeconds() + seconds
+        var watch: DirectoryWatch?
+        while pending() {
+            if giveUp() || monotonicSeconds() >= deadline { return false }
+            // The watch exists before the next look, so a change in between still wakes the wait.
+            if let watch { watch.wait(milliseconds: 50) } else { watch = DirectoryWatch(dir) }
+        }
+        return true
+    }
 
     // MARK: archive-get
 
@@ -156,12 +165,9 @@ public enum FastFront {
         let entry = spool + "/" + fileName
         guard FastFS.isDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock") else { return .fallBack }
         // The prefetcher is fetching %f right now: wait for its record (written last) here.
-        let deadline = monotonicSeconds() + fastWaitLimit
-        var watch: DirectoryWatch?
-        while !FastFS.exists(entry + ".rec") && FastFS.exists(entry + ".busy") {
-            guard FastFS.isLockHeld(spool + "/daemon.lock"), monotonicSeconds() < deadline else { return .fallBack }
-            if let watch { watch.wait(milliseconds: 50) } else { watch = DirectoryWatch(spool) }
-        }
+        guard waitInDirectory(spool, seconds: fastWaitLimit, while: { !FastFS.exists(entry + ".rec") && FastFS.exists(entry + ".busy") },
+                              unless: { !FastFS.isLockHeld(spool + "/daemon.lock") })
+        else { return .fallBack }
         guard FastFS.exists(entry),
               let recBytes = FastFS.read(entry + ".rec"), let rec = JSONValue.parse(recBytes),
               Set(rec.keys) == ["repository", "meta", "bootID"],

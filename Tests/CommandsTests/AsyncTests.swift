@@ -71,7 +71,7 @@ import Catalog
         #expect(spool.result(nm) == .none)
         try spool.writeError(nm, "boom")
         #expect(spool.result(nm) == .error("boom"))
-        #expect(spool.hasResult(nm))
+        #expect(spool.resultAndSkippedNames().results.contains(nm))
         let meta = ArchivedFileMeta(name: nm, size: 1, storedSize: 1, codec: "zstd", crc32c: 1, archivedAt: PGTimestamp(microseconds: 0), summary: nil)
         let rec = PushRecord(repository: "r", sourceSize: 1, sourceMTimeNs: 2, meta: meta, alreadyArchived: false)
         try spool.writeOK(nm, rec)   // a retry that succeeded replaces the error
@@ -198,7 +198,7 @@ import Catalog
         guard case .stored(let m) = outcome else { Issue.record("\(outcome)"); return }
         #expect(m.codec == "skipped")
         #expect(warnings.contains { $0.contains("SAFETY VALVE") && $0.contains(nm) })
-        #expect(spool.isSkipped(nm))
+        #expect(spool.resultAndSkippedNames().skipped.contains(nm))
         // The gap is marked in the configured repository, and in the catalog.
         #expect(try repository.store.head(key: SafetyValve.markerKey(.segment(nm))) != nil)
         #expect(try catalog().skippedSegments().map(\.name) == [nm])

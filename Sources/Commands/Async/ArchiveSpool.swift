@@ -121,10 +121,6 @@ public struct ArchiveSpool {
         return (results, skipped)
     }
 
-    public func hasResult(_ name: String) -> Bool {
-        SpoolFS.exists(dir + "/" + name + ".ok") || SpoolFS.exists(dir + "/" + name + ".error")
-    }
-
     public func writeOK(_ name: String, _ record: PushRecord) throws(WalctlError) {
         unlink(dir + "/" + name + ".error")
         try SpoolFS.write(dir + "/" + name + ".ok", SpoolFS.encode(record))
@@ -155,8 +151,6 @@ public struct ArchiveSpool {
     }
 
     // MARK: safety valve records
-
-    public func isSkipped(_ name: String) -> Bool { SpoolFS.exists(skippedDir + "/" + name + ".json") }
 
     public func writeSkip(_ record: SkipRecord) throws(WalctlError) {
         try SpoolFS.write(skippedDir + "/" + record.name + ".json", SpoolFS.encode(record), durable: true)

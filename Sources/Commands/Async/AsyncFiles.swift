@@ -122,14 +122,7 @@ public final class SpoolLock {
     }
 
     /// True when some process holds the lock right now (a test that does not keep it).
-    public static func isHeld(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
-        flock(fd, LOCK_UN)
-        return false
-    }
+    public static func isHeld(_ path: String) -> Bool { FastFS.isLockHeld(path) }
 
     /// Records the holder's pid in the lock file (for `walctl info` and operators).
     public func writePID() {

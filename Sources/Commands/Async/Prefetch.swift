@@ -254,7 +254,6 @@ public final class PrefetchDaemon: @unchecked Sendable {
         for _ in 0..<workers { Thread.detachNewThread { self.workerLoop() } }
         defer { cond.lock(); stopping = true; cond.broadcast(); cond.unlock() }
         var lastWant = ""
-        var lastStepWant: String? = nil
         var lastChange = Date()
         var lastStep = Date.distantPast
         var lastCompletions = -1
@@ -269,11 +268,12 @@ public final class PrefetchDaemon: @unchecked Sendable {
                 if SpoolFS.exists(spool.stopPath) || !lock.isStillAtPath { break }
             }
             let want = spool.want() ?? ""
-            if want != lastWant { lastWant = want; lastChange = now }
+            let moved = want != lastWant
+            if moved { lastWant = want; lastChange = now }
             if now.timeIntervalSince(lastChange) > idleExit { break }
             cond.lock(); let done = completions; cond.unlock()
-            if want != lastStepWant || done != lastCompletions || now.timeIntervalSince(lastStep) > 0.1 {
-                lastStepWant = want; lastCompletions = done; lastStep = now
+            if moved || done != lastCompletions || now.timeIntervalSince(lastStep) > 0.1 {
+                lastCompletions = done; lastStep = now
                 step(want: want, now: now)
             }
             cond.lock(); _ = cond.wait(until: Date().addingTimeInterval(0.003)); cond.unlock()

@@ -192,7 +192,7 @@ public final class PushEngine: @unchecked Sendable {
             compressor = nil
             throw error
         }
-        let text: [UInt8]? = { if case .segment = name { return nil }; if case .partial = name { return nil }; return Array(content) }()
+        let text: [UInt8]? = name.carriesWAL ? nil : Array(content)
         return Job(file: file, name: name, path: path, size: content.count, mtimeNs: mtime, crc: crc.value, summary: summary,
                    compressed: out, text: text)
     }

@@ -40,6 +40,9 @@ public struct RecoverySettingsWriter {
     /// Segments a recovery's restore command prefetches when `restore-prefetch` is not set.
     public static let defaultPrefetch = 8
 
+    /// `restore-prefetch` was not set anywhere: recover turns prefetching on (`defaultPrefetch`).
+    var prefetchIsDefault: Bool { (config.sources["restore-prefetch"] ?? "default") == "default" }
+
     /// `walctl-fast` beside `walctl` when installed there, else `walctl`.
     public var program: String {
         let fast = (walctl as NSString).deletingLastPathComponent + "/walctl-fast"
@@ -74,9 +77,7 @@ public struct RecoverySettingsWriter {
             if let f = config.configFile { words += ["--config", Self.absolute(f)] }
             for s in explicitSettings { words += ["--set", s.name + "=" + s.value] }
         }
-        if (config.sources["restore-prefetch"] ?? "default") == "default" {
-            words += ["--set", "restore-prefetch=\(Self.defaultPrefetch)"]
-        }
+        if prefetchIsDefault { words += ["--set", "restore-prefetch=\(Self.defaultPrefetch)"] }
         let cmd = words.map(shellQuote).joined(separator: " ").replacingOccurrences(of: "%", with: "%%")
         // archive-get appends what it delivered to the progress file, so `recover --status` can count.
         return cmd + " %f %p"
@@ -85,7 +86,7 @@ public struct RecoverySettingsWriter {
     /// With prefetching on: `walctl archive-get --cleanup`, run by PostgreSQL once recovery has
     /// ended, stops the prefetcher and removes its spool from `pg_wal` (docs/async.md).
     public func recoveryEndCommand() -> String? {
-        if let n = try? config.integer("restore-prefetch"), (config.sources["restore-prefetch"] ?? "default") != "default", n <= 0 { return nil }
+        if !prefetchIsDefault, let n = try? config.integer("restore-prefetch"), n <= 0 { return nil }
         return [walctl, "archive-get", "--cleanup"].map(shellQuote).joined(separator: " ")
     }
 
