@@ -126,19 +126,7 @@ lock-path=$WORK/pgbr-lock
 spool-path=$WORK/pgbr-spool
 EOF
 if [ "$S3_PGBR" = 1 ]; then
-    cat >> "$WORK/pgbackrest.conf" <<EOF
-repo2-type=s3
-repo2-path=/pgbackrest
-repo2-retention-full=99
-repo2-s3-bucket=$MOTO_BUCKET
-repo2-s3-endpoint=127.0.0.1
-repo2-storage-port=$TLS_PORT
-repo2-storage-verify-tls=n
-repo2-s3-region=us-east-1
-repo2-s3-uri-style=path
-repo2-s3-key=$AWS_ACCESS_KEY_ID
-repo2-s3-key-secret=$AWS_SECRET_ACCESS_KEY
-EOF
+    { pgbr_s3_repo 2 /pgbackrest; echo "repo2-retention-full=99"; } >> "$WORK/pgbackrest.conf"
 fi
 cat >> "$WORK/pgbackrest.conf" <<EOF
 [bench]

@@ -6,6 +6,7 @@
 #   start_moto_tls WORKDIR BUCKET     # sets MOTO_PID, MOTO_PORT, MOTO_ENDPOINT, MOTO_BUCKET,
 #                                     # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; with nginx also
 #                                     # TLS_PORT, TLS_ENDPOINT, TLS_CA, NGINX_CONF (else TLS_PORT="")
+#   pgbr_s3_repo N PATH               # pgBackRest config lines for repository N on the TLS endpoint
 #   stop_moto_tls                     # stops both (safe to call twice, and from an EXIT trap)
 
 MOTO_PID=""
@@ -77,6 +78,15 @@ EOF
     else
         NGINX_CONF=""; TLS_PORT=""
     fi
+}
+
+# pgbr_s3_repo N PATH: pgBackRest config lines for repository N at PATH on the TLS endpoint
+# (secrets included: pgBackRest refuses them on the command line, so they go in a config file).
+pgbr_s3_repo() {
+    local r="repo$1"
+    printf '%s\n' "$r-type=s3" "$r-path=$2" "$r-s3-bucket=$MOTO_BUCKET" "$r-s3-endpoint=127.0.0.1" \
+        "$r-storage-port=$TLS_PORT" "$r-storage-verify-tls=n" "$r-s3-region=us-east-1" "$r-s3-uri-style=path" \
+        "$r-s3-key=$AWS_ACCESS_KEY_ID" "$r-s3-key-secret=$AWS_SECRET_ACCESS_KEY"
 }
 
 stop_moto_tls() {

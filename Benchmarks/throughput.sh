@@ -97,23 +97,8 @@ PGBR_PUSH="$PGBR_COMMON --compress-type=zst --compress-level=3"
 pgbr_s3() {
     local c="$WORK/pgbr-s3-$1.conf"
     if [ ! -f "$c" ]; then
-        cat >"$c" <<PGBR
-[global]
-repo1-type=s3
-repo1-path=/pgbr-$1
-repo1-s3-bucket=$MOTO_BUCKET
-repo1-s3-endpoint=127.0.0.1
-repo1-storage-port=$TLS_PORT
-repo1-storage-verify-tls=n
-repo1-s3-region=us-east-1
-repo1-s3-uri-style=path
-repo1-s3-key=$AWS_ACCESS_KEY_ID
-repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY
-lock-path=$WORK/pgbr-lock
-log-path=$WORK/pgbr-log
-log-level-console=warn
-log-level-file=off
-PGBR
+        { echo "[global]"; pgbr_s3_repo 1 "/pgbr-$1"
+          printf '%s\n' "lock-path=$WORK/pgbr-lock" "log-path=$WORK/pgbr-log" "log-level-console=warn" "log-level-file=off"; } >"$c"
         chown postgres "$c"; chmod 600 "$c"
     fi
     echo "--config=$c --stanza=bench"
