@@ -72,6 +72,12 @@ public final class Catalog {
         // crash (it is in the WAL file); only an OS crash can drop the last commits, which
         // `catalog check` finds and the repository still holds. See docs/catalog.md.
         try conn.exec("PRAGMA synchronous=\(durability == .full ? "FULL" : "NORMAL"); PRAGMA temp_store=MEMORY")
+        // One walctl process per segment is always the last connection: without this, each would
+        // checkpoint and delete the -wal on close and the next create it again, 4 fdatasyncs per
+        // archive-push. Kept, the WAL is checkpointed by SQLite's auto-checkpoint (every ~1000
+        // pages) in whichever process commits then. Same guarantee as NORMAL: a process crash
+        // loses nothing, an OS crash at most the last commits (docs/architecture.md).
+        _ = walctl_sqlite3_no_checkpoint_on_close(conn.db)
         let version = try conn.scalar("PRAGMA user_version") ?? 0
         if version > Schema.version {
             throw .newerSchema(path: path, found: Int(version), supported: Int(Schema.version))
