@@ -54,6 +54,8 @@ public enum Durability: Sendable {
 
 // MARK: - Small primitives
 
+/// syncfs(2): Glibc's module map does not export it (it needs _GNU_SOURCE).
+@_silgen_name("syncfs") private func c_syncfs(_ fd: Int32) -> Int32
 @_silgen_name("getrandom") private func c_getrandom(_ buf: UnsafeMutableRawPointer?, _ len: Int, _ flags: UInt32) -> Int
 
 public enum LocalFS {
@@ -126,6 +128,16 @@ public enum LocalFS {
         if fd < 0 { throw .io(operation: "open directory", path: dir, errno: errno) }
         defer { close(fd) }
         if fsync(fd) != 0 && errno != EINVAL { throw .io(operation: "fsync directory", path: dir, errno: errno) }
+    }
+
+    /// Flushes the whole filesystem holding `dir` (`syncfs(2)`), then fsyncs `dir` itself: one sync
+    /// for the thousands of files restore-backup writes, instead of one per file.
+    public static func syncFilesystem(of dir: String) throws(LocalFSError) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw .io(operation: "open", path: dir, errno: errno) }
+        defer { close(fd) }
+        if c_syncfs(fd) != 0 { throw .io(operation: "syncfs", path: dir, errno: errno) }
+        if fsync(fd) != 0 { throw .io(operation: "fsync", path: dir, errno: errno) }
     }
 
     /// `fstat` of an open descriptor; with `regular`, refuses anything but a regular file (a FIFO, a
@@ -283,10 +295,18 @@ public enum LocalFS {
 
     // MARK: - Directories
 
-    /// The name of the user `uid` (or the number when it has none).
+    /// The name of the user `uid` from /etc/passwd, else the number (which `install -o` and `chown`
+    /// accept as well). Not getpwuid: that would pull glibc's NSS into the static walctl-fast.
     public static func userName(_ uid: uid_t) -> String {
-        guard let pw = getpwuid(uid), let n = pw.pointee.pw_name else { return String(uid) }
-        return String(cString: n)
+        guard let bytes = (try? readFile("/etc/passwd", limit: 1 << 24, followSymlinks: true)) ?? nil else {
+            return String(uid)
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+            if f.count >= 3, f[2] == Substring(String(uid)), !f[0].isEmpty { return String(f[0]) }
+        }
+        return String(uid)
     }
 
     /// The command that creates `dir` for `user` with mode 0700.

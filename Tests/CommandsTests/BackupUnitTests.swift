@@ -15,6 +15,20 @@ final class BackupUnitTests: XCTestCase {
     }
 
     /// GNU tar writes ustar, GNU long names and pax headers; each is parsed, fed in odd-sized chunks.
+    func testRestoreNeverWritesThroughALinkItMade() throws {
+        let base = NSTemporaryDirectory() + "walctl-restore-link-" + UUID().uuidString
+        let root = base + "/root", outside = base + "/outside"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let w = RestoreWriter(root: root, manifestPrefix: "", manifest: nil, owner: nil, tablespaceTargets: [:], isBase: true)
+        try w.begin(TarEntry(path: "pg_tblspc", kind: .directory, mode: 0o700, size: 0, linkTarget: "", mtime: 0))
+        try w.begin(TarEntry(path: "pg_tblspc/16384", kind: .symlink, mode: 0o777, size: 0, linkTarget: outside, mtime: 0))
+        XCTAssertThrowsError(try w.begin(TarEntry(path: "pg_tblspc/16384/evil", kind: .file, mode: 0o600, size: 1, linkTarget: "", mtime: 0)))
+        XCTAssertThrowsError(try w.begin(TarEntry(path: "pg_tblspc/16384", kind: .directory, mode: 0o777, size: 0, linkTarget: "", mtime: 0)))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: outside + "/evil"))
+    }
+
     func testTarReaderReadsGNUAndPaxArchives() throws {
         let dir = NSTemporaryDirectory() + "walctl-tar-" + UUID().uuidString
         let longDir = String(repeating: "d", count: 80) + "/" + String(repeating: "e", count: 60)

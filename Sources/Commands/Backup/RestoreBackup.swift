@@ -203,22 +203,9 @@ private func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t, owner: (u
     do { try LocalFS.writeFile(path, bytes, mode: mode, durability: .none, owner: owner) } catch { throw WalctlError(error) }
 }
 
-#if os(Linux)
-/// syncfs(2): Glibc's module map does not export it (it needs _GNU_SOURCE).
-@_silgen_name("syncfs") private func walctl_syncfs(_ fd: Int32) -> Int32
-#endif
-
-/// Flushes the filesystem holding `dir` (`syncfs`), then the directory itself.
+/// Flushes the filesystem holding `dir` (`syncfs`), then the directory itself (LocalFS).
 private func syncTree(_ dir: String) throws {
-    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw WalctlError.file(operation: "open", path: dir, errno: errno) }
-    defer { close(fd) }
-    #if os(Linux)
-    if walctl_syncfs(fd) != 0 { throw WalctlError.file(operation: "syncfs", path: dir, errno: errno) }
-    #else
-    sync()
-    #endif
-    if fsync(fd) != 0 { throw WalctlError.file(operation: "fsync", path: dir, errno: errno) }
+    do { try LocalFS.syncFilesystem(of: dir) } catch { throw WalctlError(error) }
 }
 
 /// Writes the members of one tar archive under `root`, checking each file against the manifest.
@@ -234,6 +221,8 @@ final class RestoreWriter: TarVisitor {
     private var crc = CRC32C()
     private var written: Int64 = 0
     private var createdDirs = Set<String>()
+    /// Symbolic links this restore made (tablespaces): nothing is ever written through one.
+    private var links = Set<String>()
     private(set) var files = 0
     private(set) var verified = 0
     private(set) var bytes: Int64 = 0
@@ -268,6 +257,9 @@ final class RestoreWriter: TarVisitor {
 
     func begin(_ e: TarEntry) throws {
         let full = try safe(e.path)
+        if !links.isEmpty, links.contains(where: { full == $0 || full.hasPrefix($0 + "/") }) {
+            throw WalctlError.refused("backup archive member \(e.path) lies under the symbolic link it made before: refusing to write through it")
+        }
         try ensureParent(of: full)
         switch e.kind {
         case .directory:
@@ -285,6 +277,7 @@ final class RestoreWriter: TarVisitor {
             }
             let dest = tablespaceTargets[e.linkTarget] ?? e.linkTarget
             if symlink(dest, full) != 0 { throw WalctlError.file(operation: "symlink", path: full, errno: errno) }
+            links.insert(full)
             if let o = owner { _ = lchown(full, o.uid, o.gid) }
         case .file:
             do { fd = try LocalFS.createExclusive(full, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
