@@ -21,6 +21,47 @@ struct Walctl: ParsableCommand {
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )
+
+    /// Options whose value may start with `-` (a UTC offset west of Greenwich): `--time-zone -05:00`
+    /// is rewritten to `--time-zone=-05:00` before parsing, so the value is not read as an option.
+    static let negativeValueOptions: Set<String> = ["--time-zone", "--to"]
+
+    static func preprocess(_ args: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if negativeValueOptions.contains(a), i + 1 < args.count, args[i + 1].hasPrefix("-"), args[i + 1].count > 1,
+               let second = args[i + 1].dropFirst().first, second.isNumber {
+                out.append(a + "=" + args[i + 1])
+                i += 2
+                continue
+            }
+            out.append(a)
+            i += 1
+        }
+        return out
+    }
+
+    /// ArgumentParser's entry point, with two differences: negative offsets as option values
+    /// (`preprocess`), and archive-get's command-line mistakes exit 255 with one
+    /// `walctl: error [usage]: ...` line (exit 64, like 1, would let PostgreSQL end recovery).
+    static func main() {
+        let args = preprocess(Array(CommandLine.arguments.dropFirst()))
+        let isGet = args.first == "archive-get"
+        func fail(_ error: Error) -> Never {
+            if isGet, exitCode(for: error) != .success, !(error is ExitCode) {
+                let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid command line"
+                report("error [usage]: archive-get: \(text)")
+                Foundation.exit(255)
+            }
+            exit(withError: error)
+        }
+        var command: ParsableCommand
+        do { command = try parseAsRoot(args) } catch { fail(error) }
+        do { try command.run() } catch { fail(error) }
+        Foundation.exit(0)
+    }
 }
 
 /// Options every command that touches the repository accepts.
@@ -37,25 +78,33 @@ struct GlobalOptions: ParsableArguments {
     var compressLevel: String?
     @Option(name: .customLong("log-level"), help: "error, warning, info or debug.")
     var logLevel: String?
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Same as --log-level debug: each repository request and decision.")
+    var verbose = false
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Same as --log-level error: errors only.")
+    var quiet = false
     @Option(name: .customLong("set"), help: ArgumentHelp("Any setting, as NAME=VALUE (repeatable).", valueName: "name=value"))
     var set: [String] = []
 
     /// The resolved configuration: file, environment, then these flags.
     func load(extra: [String: String] = [:]) throws -> Configuration {
         var flags = extra
+        var sources: [String: String] = [:]
         for kv in set {
             guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
-                throw ValidationError("--set expects NAME=VALUE, got \"\(kv)\"")
+                throw Failure(error: WalctlError.configuration(.invalidValue(name: "--set", value: kv, expected: "NAME=VALUE", source: "command line")), exitCode: 1)
             }
             flags[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+            sources[String(kv[..<eq])] = "--set " + kv[..<eq]
         }
-        if let repository { flags["repository"] = repository }
-        if let catalog { flags["catalog"] = catalog }
-        if let compressType { flags["compress-type"] = compressType }
-        if let compressLevel { flags["compress-level"] = compressLevel }
-        if let logLevel { flags["log-level"] = logLevel }
+        if let repository { flags["repository"] = repository; sources["repository"] = "--repository" }
+        if let catalog { flags["catalog"] = catalog; sources["catalog"] = "--catalog" }
+        if let compressType { flags["compress-type"] = compressType; sources["compress-type"] = "--compress-type" }
+        if let compressLevel { flags["compress-level"] = compressLevel; sources["compress-level"] = "--compress-level" }
+        if let logLevel { flags["log-level"] = logLevel; sources["log-level"] = "--log-level" }
+        if verbose { flags["log-level"] = "debug"; sources["log-level"] = "-v" }
+        if quiet { flags["log-level"] = "error"; sources["log-level"] = "-q" }
         do {
-            return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config)
+            return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config, flagSources: sources)
         } catch {
             throw Failure(error: WalctlError.configuration(error), exitCode: 1)
         }

@@ -2,6 +2,7 @@ import Foundation
 import Storage
 import WALFormat
 import Codec
+import Logging
 
 /// Where archive-push reports what it stored, after the object and its meta are durable. The catalog
 /// implements it; failures there are logged, never fail the push (the repository is the truth).
@@ -25,6 +26,8 @@ public struct ArchivePush {
     public var level: Int32?
     public var recorder: ArchiveRecorder?
     public var warn: (String) -> Void
+    /// Each repository request and decision at debug level (`log-level`).
+    public var logger: Logger = WalctlLog.silent
 
     public init(repository: Repository, codec: CodecKind, level: Int32?, recorder: ArchiveRecorder? = nil,
                 warn: @escaping (String) -> Void = { _ in }) {
@@ -53,7 +56,9 @@ public struct ArchivePush {
         let size = try checkHeader(name: name, content: content, info: info, displayPath: displayPath)
         let crc = CRC32C.checksum(content)
 
+        logger.debug("\(name): GET \(repository.url)/\(RepositoryLayout.metaKey(name))")
         if let existing = try repository.meta(for: name) {
+            logger.debug("\(name): already archived (crc32c \(existing.crc32c)); comparing with this file (crc32c \(ArchivedFileMeta.hex(crc)))")
             let outcome = try reconcile(existing: existing, name: name, content: content, crc: crc)
             // A push killed between its meta and the catalog insert is retried by PostgreSQL: heal the catalog.
             record(existing, info: info, content: content)
@@ -65,6 +70,7 @@ public struct ArchivePush {
         let scan = size.map { BackgroundScan(content: content, segmentSize: $0) }
         let key = RepositoryLayout.objectKey(name, crc32c: crc, extension: codec.fileExtension)
         let storedSize: Int64
+        logger.debug("\(name): PUT \(repository.url)/\(key) (\(content.count) bytes, \(codec.rawValue))")
         do { storedSize = try store(content, key: key) } catch { _ = scan?.wait(); throw error }
         var summary: SegmentSummary?
         if let scan {
@@ -75,6 +81,7 @@ public struct ArchivePush {
         }
         let meta = ArchivedFileMeta(name: name.description, size: Int64(content.count), storedSize: storedSize,
                                     codec: codec.rawValue, crc32c: crc, archivedAt: PGTimestamp(date: Date()), summary: summary)
+        logger.debug("\(name): PUT \(repository.url)/\(RepositoryLayout.metaKey(name)) if absent (the commit marker; \(storedSize) bytes stored)")
         do {
             try repository.store.put(key: RepositoryLayout.metaKey(name), bytes: try Repository.encodeMeta(meta),
                                      options: PutOptions(ifAbsent: true))
