@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import LocalFS
 import Storage
 import WALFormat
 
@@ -42,7 +43,9 @@ public final class Catalog {
     /// - Parameters:
     ///   - systemIdentifier: the repository's database system (decimal); recorded, and checked
     ///     against an existing row for this URL.
-    ///   - createDirectory: create the missing parent directory (mode 0750).
+    ///   The parent directory must exist: walctl never creates it (its owner decides who may use the
+    ///   catalog; the error names `install -d -o postgres -m 700 DIR`). The file, and so SQLite's
+    ///   `-wal` and `-shm` beside it (SQLite gives them the database file's mode), are 0600.
     ///   - durability: `synchronous` setting of this connection (see `Durability`).
     /// - Throws: `CatalogError.repositoryMismatch` when the URL is already recorded with another
     ///   segment size or system, `.newerSchema`, `.cannotOpen`, `.corrupt`, `.busy`.
@@ -57,12 +60,11 @@ public final class Catalog {
     }
 
     public init(path: String, repositoryURL: String, segmentSize: WALSegmentSize,
-                systemIdentifier: String? = nil, createDirectory: Bool = true,
-                durability: Durability = .normal) throws(CatalogError) {
+                systemIdentifier: String? = nil, durability: Durability = .normal) throws(CatalogError) {
         self.path = path
         self.repositoryURL = repositoryURL
         self.segmentSize = segmentSize
-        if createDirectory { try Self.makeParent(of: path) }
+        try Self.preparePrivateFile(path)
         let conn = try SQLiteConnection(path: path, readOnly: false)
         self.conn = conn
         sqlite3_busy_timeout(conn.db, Self.busyTimeoutMilliseconds)
@@ -78,16 +80,17 @@ public final class Catalog {
         repo = try Self.repositoryRow(conn, url: repositoryURL, segmentSize: segmentSize, systemIdentifier: systemIdentifier)
     }
 
-    private static func makeParent(of path: String) throws(CatalogError) {
-        let dir = (path as NSString).deletingLastPathComponent
-        guard !dir.isEmpty else { return }
-        var st = stat()
-        if stat(dir, &st) == 0 { return }
+    /// Refuses a missing directory, and creates the file itself 0600 (never through a symbolic link)
+    /// before SQLite opens it: SQLite would create it 0644 and give its `-wal`/`-shm` the same mode. A
+    /// catalog of this user's left looser by an older walctl is narrowed to 0600, with its `-wal`/`-shm`.
+    private static func preparePrivateFile(_ path: String) throws(CatalogError) {
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o750])
+            try LocalFS.requireDirectory(LocalFS.directory(of: path), what: "the catalog directory")
+            for p in [path, path + "-wal", path + "-shm"] {
+                try LocalFS.makeFilePrivate(p, create: p == path)
+            }
         } catch {
-            throw .cannotOpen(path: path, message: "cannot create directory \(dir): \(error.localizedDescription)")
+            throw .cannotOpen(path: path, message: error.description)
         }
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LocalFS
 
 /// The fast front's decisions (docs/async.md, "The fast front"). Each path either completes the call
 /// exactly as the full binary would, or returns `.fallBack` having changed nothing the full binary
@@ -205,10 +206,6 @@ public enum FastFront {
         clock_gettime(CLOCK_REALTIME, &ts)
         let nanos = String(ts.tv_nsec)
         let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.utf8.count) + nanos + "\n"
-        let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+        try? LocalFS.append(file, Array(line.utf8), durability: .none)
     }
 }

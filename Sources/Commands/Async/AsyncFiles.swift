@@ -1,5 +1,6 @@
 import Foundation
 import FastPath
+import LocalFS
 
 /// Failures of the asynchronous archive-push and the prefetching archive-get, one line each.
 public enum AsyncError: Error, CustomStringConvertible {
@@ -38,29 +39,10 @@ enum SpoolFS {
     /// Reads a small file whole; nil when it does not exist (the fast front's reader, no size limit).
     static func read(_ path: String) -> [UInt8]? { FastFS.read(path, limit: Int.max) }
 
-    /// Writes `bytes` to `path` through a temporary name and a rename; `durable` adds fsync of the
-    /// file and its directory.
+    /// Writes `bytes` to `path` through an unpredictable temporary name and a rename (LocalFS);
+    /// `durable` adds fdatasync of the file and fsync of its directory.
     static func write(_ path: String, _ bytes: [UInt8], durable: Bool = false) throws(WalctlError) {
-        let tmp = path + ".tmp." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max))
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "create", path: tmp, errno: errno) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, bytes.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno; close(fd); unlink(tmp)
-                throw .file(operation: "write", path: tmp, errno: e)
-            }
-            off += n
-        }
-        if durable && fsync(fd) != 0 { let e = errno; close(fd); unlink(tmp); throw .file(operation: "fsync", path: tmp, errno: e) }
-        close(fd)
-        if rename(tmp, path) != 0 { let e = errno; unlink(tmp); throw .file(operation: "rename to", path: path, errno: e) }
-        if durable {
-            let dfd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
-            if dfd >= 0 { fsync(dfd); close(dfd) }
-        }
+        do { try LocalFS.writeFile(path, bytes, durability: durable ? .full : .none) } catch { throw WalctlError(error) }
     }
 
     /// File names in `dir` (no `.`/`..`); empty when the directory does not exist.
@@ -112,8 +94,8 @@ public final class SpoolLock {
 
     /// Takes the lock without waiting; nil when another process (or another open file) holds it.
     public static func tryAcquire(_ path: String) throws(WalctlError) -> SpoolLock? {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "open lock file", path: path, errno: errno) }
+        let fd: Int32
+        do { fd = try LocalFS.openLock(path) } catch { throw WalctlError(error) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             close(fd)
             return nil
@@ -171,7 +153,11 @@ enum DaemonLauncher {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        // The log is opened here (LocalFS: O_APPEND|O_NOFOLLOW, a regular file only) and handed down.
+        let logFD: Int32
+        do { logFD = try LocalFS.openAppend(logPath) } catch { throw .spawn(error.description) }
+        defer { close(logFD) }
+        posix_spawn_file_actions_adddup2(&actions, logFD, 1)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
