@@ -27,7 +27,7 @@ public enum Settings {
         .init(name: "archive-async", defaultValue: "false", help: "push other ready segments in parallel through a spool", secret: false),
         .init(name: "archive-workers", defaultValue: "2", help: "parallel workers for asynchronous archiving", secret: false),
         .init(name: "archive-spool-max", defaultValue: "1073741824", help: "bytes the archive spool may hold", secret: false),
-        .init(name: "spool-path", defaultValue: nil, help: "spool directory (default: inside pg_wal's parent, or /tmp)", secret: false),
+        .init(name: "spool-path", defaultValue: nil, help: "spool directory (default: <PGDATA>/walctl_spool; must belong to the running user, not group/other-writable)", secret: false),
         .init(name: "restore-prefetch", defaultValue: "0", help: "segments archive-get fetches ahead into the spool", secret: false),
         .init(name: "restore-spool-max", defaultValue: "1073741824", help: "bytes the restore spool may hold", secret: false),
         .init(name: "restore-workers", defaultValue: "0", help: "parallel fetches of the restore prefetcher (0: 1 on a local repository, 4 on S3)", secret: false),
