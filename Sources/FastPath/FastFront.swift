@@ -108,11 +108,16 @@ public enum FastFront {
               let (walDir, name) = FastPaths.split(path, cwd: env.cwd), FastWALName.isValid(name) else { return .fallBack }
         let root: String
         if let p = config["spool-path"] { root = p } else {
-            guard let parent = FastPaths.parent(walDir) else { return .fallBack }
+            // The full binary's default for a data directory's pg_wal (ArchiveSpool.rootPath);
+            // anything else is left to it.
+            guard walDir.hasSuffix("/pg_wal"), let parent = FastPaths.parent(walDir) else { return .fallBack }
             root = parent + "/walctl_spool"
         }
         let dir = root + "/archive"
-        guard FastFS.isDirectory(dir), FastFS.isDirectory(dir + "/skipped") else { return .fallBack }
+        // A result is trusted only from a spool nobody else can write (the full binary refuses
+        // any other, with the reason): ours, not group/other-writable, no symlink.
+        guard FastFS.isPrivateDirectory(root), FastFS.isPrivateDirectory(dir), FastFS.isPrivateDirectory(dir + "/skipped"),
+              FastFS.fileInfo(walDir + "/archive_status/" + name + ".ready") != nil else { return .fallBack }
         // The pusher runs but has not stored %p yet: wait here, woken by the spool directory,
         // rather than start the full binary to poll (on two cores, ~9 ms of CPU per call taken
         // from the compression the archiver is waiting for).

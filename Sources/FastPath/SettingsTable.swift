@@ -226,7 +226,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveAsync: return "push other ready segments in parallel through a spool"
         case .archiveWorkers: return "parallel workers for asynchronous archiving"
         case .archiveSpoolMax: return "bytes the archive spool may hold"
-        case .spoolPath: return "spool directory (default: inside pg_wal's parent, or /tmp)"
+        case .spoolPath: return "spool directory (default: <PGDATA>/walctl_spool; must belong to the running user, not group/other-writable)"
         case .restorePrefetch: return "segments archive-get fetches ahead into the spool"
         case .restoreSpoolMax: return "bytes the restore spool may hold"
         case .restoreWorkers: return "parallel fetches of the restore prefetcher (0: 1 on a local repository, 4 on S3)"

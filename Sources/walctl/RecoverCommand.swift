@@ -93,6 +93,8 @@ struct RecoverCommand: ParsableCommand {
                 return
             }
             let config = try global.load()
+            // Run as root: whose the restored files will be, or a refusal before anything is touched.
+            let owner = dryRun ? nil : try Recover.owner(forTarget: dir, arguments: CommandLine.arguments)
             let recover = Recover(config: config, note: report)
             let plan: RecoveryPlan
             do {
@@ -106,7 +108,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try encodeJSON(plan) : describe(plan))
                 return
             }
-            let outcome = try recover.execute(plan, pgdata: dir, force: force)
+            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner)
             print(describe(plan))
             print("")
             print("restored backup \(outcome.restore.label): \(outcome.restore.files) files, \(outcome.restore.bytes) bytes in \(String(format: "%.1f", outcome.restore.seconds)) s")
