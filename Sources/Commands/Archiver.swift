@@ -16,6 +16,8 @@ public struct Archiver {
     /// archive-push of the file at `path`: asynchronous and/or under the safety valve when
     /// configured (docs/async.md), else synchronous.
     public func push(path: String) throws -> PushOutcome {
+        // Before the asynchronous path and the safety valve: neither may wait for, or let go, a FIFO.
+        _ = try ArchivePush.checkInput(path: path)
         if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
             return outcome
         }

@@ -106,6 +106,8 @@ public enum FastFront {
               (config.integer("archive-push-max-age") == .unset || config.integer("archive-push-max-age") == .value(0)),
               config.integer("archive-push-timeout") != .undecided,
               let (walDir, name) = FastPaths.split(path, cwd: env.cwd), FastWALName.isValid(name) else { return .fallBack }
+        // Not a regular file (a FIFO, a device): the full binary refuses it at once; never wait for it.
+        guard isRegularFile(walDir + "/" + name) else { return .fallBack }
         let root: String
         if let p = config["spool-path"] { root = p } else {
             // The full binary's default for a data directory's pg_wal (ArchiveSpool.rootPath);
@@ -132,10 +134,24 @@ public enum FastFront {
               let repo = rec["repository"]?.stringValue, Array(repo.utf8) == Array((config["repository"] ?? "").utf8),
               let size = rec["sourceSize"]?.int64Value, let mtime = rec["sourceMTimeNs"]?.int64Value,
               rec["alreadyArchived"]?.boolValue == false, let meta = rec["meta"], plausibleMeta(meta, name: name),
+              !recordsDamage(meta),
               let st = FastFS.fileInfo(walDir + "/" + name), st.size == size, st.mtimeNs == mtime else { return .fallBack }
         unlink(dir + "/" + name + ".ok")
         unlink(dir + "/" + name + ".error")
         return .exit(0)
+    }
+
+    /// True when the pusher found the segment damaged (`summary.damagedAt`): the full binary then
+    /// consumes the result and writes `WARNING: DAMAGED WAL` into PostgreSQL's log.
+    static func recordsDamage(_ meta: JSONValue) -> Bool {
+        guard let d = meta["summary"]?["damagedAt"] else { return false }
+        return d != .null
+    }
+
+    /// `stat` (following symlinks, as the full binary's check) says a regular file.
+    static func isRegularFile(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     /// Seconds the front waits for a running background process before handing over to the full

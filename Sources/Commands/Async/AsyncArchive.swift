@@ -134,6 +134,10 @@ public struct AsyncArchive {
             case .ok(let r):
                 if let st = SpoolFS.fileInfo(path), r.repository == repositorySetting, r.sourceSize == st.size, r.sourceMTimeNs == st.mtimeNs {
                     spool.consume(name.description)
+                    // The pusher logged it in daemon.log; PostgreSQL's log must have it too.
+                    if !r.alreadyArchived, let d = r.meta.summary?.damage(for: name) {
+                        warn(ArchivePush.damageWarning(name: name.description, damage: d, displayPath: path))
+                    }
                     return r.alreadyArchived ? .alreadyArchived(r.meta) : .stored(r.meta)
                 }
                 // About another file under the same name, or another repository: push again.
