@@ -11,7 +11,7 @@ struct RecoverCommand: ParsableCommand {
         abstract: "Restore a base backup and configure PostgreSQL to replay archived WAL up to a target.",
         discussion: """
             The plan (backup, timeline path, every segment and history file) is checked against the catalog \
-            first; when anything is missing, or the target is before the earliest backup or after the last \
+            first, then proven present in the repository (listings of its prefixes); when anything is missing, or the target is before the earliest backup or after the last \
             archived commit, walctl refuses with the reason and the nearest recoverable times, and DIR is not \
             touched. See docs/recovery.md.
             """
@@ -149,6 +149,10 @@ struct RecoverCommand: ParsableCommand {
             report("  missing segments (\(r.missingSegmentCount)): \(shown.joined(separator: " "))\(r.missingSegmentCount > UInt64(shown.count) ? " ..." : "")")
         }
         if !r.missingHistoryFiles.isEmpty { report("  missing history files: \(r.missingHistoryFiles.joined(separator: " "))") }
+        if !r.missingObjects.isEmpty {
+            let shown = r.missingObjects.prefix(20)
+            report("  missing objects (\(r.missingObjects.count)): \(shown.joined(separator: " "))\(r.missingObjects.count > shown.count ? " ..." : "")")
+        }
         report("  nearest recoverable target before: \(r.nearestRecoverableBefore?.postgresLiteral ?? "none")")
         report("  nearest recoverable target after:  \(r.nearestRecoverableAfter?.postgresLiteral ?? "none")")
         report("  nothing was changed")

@@ -45,8 +45,9 @@ public struct Recover {
     /// Plans `request`. A ready plan carries every setting to write, `restore_command` first (for
     /// the data directory `pgdata`, which may not exist yet).
     ///
-    /// - Throws: `RecoveryRefused` when the plan is refused; `WalctlError`/`CatalogError` when the
-    ///   repository or catalog cannot be read.
+    /// - Throws: `RecoveryRefused` when the plan is refused (also `missing-object`: an object the
+    ///   plan needs is listed in the catalog but not in the repository); `WalctlError`/`CatalogError`
+    ///   when the repository or catalog cannot be read.
     public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
@@ -54,6 +55,10 @@ public struct Recover {
         case .refused(let r):
             throw RecoveryRefused(refusal: r)
         case .ready(var p):
+            // The catalog may be stale or objects deleted since: prove every object the plan reads
+            // with listings of its prefixes before anything is touched.
+            let missing = try RepositoryProof(repository: access.repository, catalog: catalog).findings(for: p)
+            if !missing.isEmpty { throw RecoveryRefused(refusal: RepositoryProof.refusal(missing, plan: p, repository: access.repository.url)) }
             let writer = RecoverySettingsWriter(walctl: walctl, config: config)
             p.settings.insert(RecoverySetting(name: "restore_command", value: writer.restoreCommand(pgdata: absolutePath(pgdata))), at: 0)
             if let end = writer.recoveryEndCommand() {
