@@ -31,7 +31,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # --- apt -------------------------------------------------------------------------------------------
 APT_PACKAGES=(libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev sqlite3 zstd
-              postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux time nginx-light)
+              postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux time nginx-light strace)
 
 is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

@@ -29,8 +29,11 @@ public struct Archiver {
     /// With `restore-prefetch` > 0 the prefetching path (docs/async.md) serves it.
     public func get(fileName: String, targetPath: String) throws -> GetOutcome {
         let retry = try config.integer("archive-get-retry-time") ?? 60
+        let fsync = try config.bool("archive-get-fsync")
         let direct = { (repository: Repository) in
-            try ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: self.warn).get(fileName: fileName, targetPath: targetPath)
+            var get = ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: self.warn)
+            get.fsync = fsync
+            return try get.get(fileName: fileName, targetPath: targetPath)
         }
         if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {
             return outcome

@@ -22,6 +22,7 @@ public enum Settings {
         .init(name: "pgdata", defaultValue: nil, help: "the cluster's data directory", secret: false),
         .init(name: "archive-get-retry-time", defaultValue: "60", help: "seconds archive-get retries a failing repository before giving up", secret: false),
         .init(name: "archive-get-on-error", defaultValue: "abort", help: "abort: exit 255 so PostgreSQL stops recovery with walctl's message; not-found: exit 1 (for standbys that retry by themselves)", secret: false),
+        .init(name: "archive-get-fsync", defaultValue: "false", help: "fsync each file archive-get restores before exiting (off: PostgreSQL fsyncs a restored file itself when it keeps it, and fetches it again after a crash; docs/recovery.md)", secret: false),
         .init(name: "archive-check-timeout", defaultValue: "60", help: "seconds `walctl check` and `walctl backup` wait for WAL to arrive", secret: false),
         .init(name: "log-level", defaultValue: "warning", help: "error, warning, info or debug (messages go to stderr: PostgreSQL's log)", secret: false),
         .init(name: "archive-async", defaultValue: "false", help: "push other ready segments in parallel through a spool", secret: false),

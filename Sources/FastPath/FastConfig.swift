@@ -7,7 +7,7 @@ import Glibc
 /// the full binary reports the error.
 public let knownSettingNames: [String] = [
     "repository", "catalog", "compress-type", "compress-level", "pgdata", "archive-get-retry-time",
-    "archive-get-on-error", "archive-check-timeout", "log-level", "archive-async", "archive-workers",
+    "archive-get-on-error", "archive-get-fsync", "archive-check-timeout", "log-level", "archive-async", "archive-workers",
     "archive-spool-max", "spool-path", "restore-prefetch", "restore-spool-max", "restore-workers", "archive-push-timeout",
     "archive-push-queue-max", "archive-push-max-age", "s3-endpoint", "s3-region", "s3-uri-style",
     "s3-ca-file", "s3-sse", "s3-storage-class", "s3-key", "s3-key-secret", "s3-token", "s3-profile",

@@ -18,6 +18,9 @@ public struct ArchiveGet {
     /// How long to keep retrying a failing repository before giving up.
     public var retryTime: TimeInterval
     public var warn: (String) -> Void
+    /// fsync the restored file before the rename (`archive-get-fsync`; restore_command leaves it to
+    /// PostgreSQL, docs/recovery.md).
+    public var fsync = true
 
     public init(repository: Repository, retryTime: TimeInterval, warn: @escaping (String) -> Void = { _ in }) {
         self.repository = repository; self.retryTime = retryTime; self.warn = warn
@@ -48,7 +51,7 @@ public struct ArchiveGet {
         } catch let e as StoreError {
             throw WalctlError.store(e)
         }
-        let out = try AtomicFile(path: targetPath)
+        let out = try AtomicFile(path: targetPath, durable: fsync)
         do {
             try ObjectReader(repository: repository).read(meta) { chunk in try out.write(chunk) }
             try out.commit()
