@@ -1,5 +1,6 @@
 import ArgumentParser
 import Commands
+import FastPath
 import Foundation
 
 /// walctl: PostgreSQL WAL archiving and point-in-time recovery.
@@ -21,6 +22,24 @@ struct Walctl: ParsableCommand {
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )
+
+    /// archive-push and archive-get run once per WAL file. Parsed through the root command,
+    /// ArgumentParser builds and type-checks the whole command tree first: ~18 M instructions of
+    /// Swift runtime type lookups, a fifth of a 16 MiB archive-get (docs/benchmarks.md, "Per-call
+    /// overhead"). The shapes PostgreSQL runs (`--config`, `--set NAME=VALUE`, `--progress-file`,
+    /// the positionals: FastFront's grammar) are parsed by the subcommand alone; everything else,
+    /// and anything that does not parse, goes through the root as before.
+    static func main() {
+        let args = CommandLine.arguments
+        if let inv = FastFront.Invocation.parse(args), inv.sets.allSatisfy({ kv in kv.firstIndex(of: "=").map { $0 != kv.startIndex } ?? false }) {
+            let type: ParsableCommand.Type = inv.command == "archive-get" ? ArchiveGetCommand.self : ArchivePushCommand.self
+            if var command = try? type.parseAsRoot(Array(args.dropFirst(2))) {
+                do { try command.run() } catch { exit(withError: error) }
+                return
+            }
+        }
+        main(nil)
+    }
 }
 
 /// Options every command that touches the repository accepts.
