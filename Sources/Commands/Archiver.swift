@@ -35,6 +35,7 @@ public struct Archiver {
     /// With `restore-prefetch` > 0 the prefetching path (docs/async.md) serves it.
     public func get(fileName: String, targetPath: String) throws -> GetOutcome {
         let retry = try config.seconds(.archiveGetRetryTime) ?? 60
+        let fsync = try config.bool(.archiveGetFsync)
         // PostgreSQL runs restore_command in the data directory: the cluster to match and the
         // recovery plan to honour are found there (ArchiveGet.confirmAbsent).
         let context = ArchiveGet.recoveryContext(directory: FileManager.default.currentDirectoryPath)
@@ -42,6 +43,7 @@ public struct Archiver {
             var get = ArchiveGet(repository: repository, retryTime: retry, warn: self.warn,
                                  clusterDirectory: context.clusterDirectory, planPath: context.planPath)
             get.logger = self.logger
+            get.fsync = fsync
             return try get.get(fileName: fileName, targetPath: targetPath)
         }
         if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {

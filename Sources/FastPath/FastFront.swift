@@ -180,12 +180,19 @@ public enum FastFront {
     public static func servePrefetched(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
         guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
               config.integer("archive-get-retry-time") != .undecided,
+              config.bool("archive-get-fsync") == false,   // on: walctl fsyncs what it serves
               FastWALName.isSegment(fileName), let bootID = env.bootID,
               let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting),
               let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }
         let spool = targetDir + "/walctl_prefetch"
         let entry = spool + "/" + fileName
         guard FastFS.isDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock") else { return .fallBack }
+        // From the first look to the rename into %p, the spool directory cannot be removed under
+        // this call (a stopping prefetcher or --cleanup takes the lock exclusively to remove it);
+        // what may still vanish is an entry (the window moved, the spool was cleared), and then
+        // the rename fails and walctl fetches directly. Being removed now: walctl.
+        guard let dirLock = SpoolDirectoryLock.shared(spool, create: false, seconds: 0.5) else { return .fallBack }
+        defer { dirLock.release() }
         // The prefetcher is fetching %f right now: wait for its record (written last) here.
         guard waitInDirectory(spool, seconds: fastWaitLimit, while: { !FastFS.exists(entry + ".rec") && FastFS.exists(entry + ".busy") },
                               unless: { !FastFS.isLockHeld(spool + "/daemon.lock") })

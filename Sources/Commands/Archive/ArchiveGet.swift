@@ -34,6 +34,9 @@ public struct ArchiveGet {
     public var planPath: String?
     /// Each repository request and decision at debug level (`log-level`).
     public var logger: Logger = WalctlLog.silent
+    /// fsync the restored file before the rename (`archive-get-fsync`; restore_command leaves it to
+    /// PostgreSQL, docs/recovery.md).
+    public var fsync = true
 
     public init(repository: Repository, retryTime: TimeInterval, warn: @escaping (String) -> Void = { _ in },
                 clusterDirectory: String? = nil, planPath: String? = nil) {
@@ -81,7 +84,7 @@ public struct ArchiveGet {
         } catch let e as StoreError {
             throw WalctlError.store(e)
         }
-        let out = try AtomicFile(path: targetPath)
+        let out = try AtomicFile(path: targetPath, durable: fsync)
         do {
             logger.debug("GET \(repository.url)/\(meta.objectKey ?? "?") (\(meta.storedSize) bytes, \(meta.codec))")
             try ObjectReader(repository: repository).read(meta) { chunk in try out.write(chunk) }
