@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "walctl", dependencies: [
-            "Commands", "LocalFS", "WALFormat", "Catalog", "Planner", "Codec",
+            "Commands", "LocalFS", "WALFormat", "Catalog", "Planner", "Codec", "FastPath",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -73,7 +73,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "TestSupport"]),
-        .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec"]),
+        .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec", "FastPath"]),
         .testTarget(name: "FastPathTests", dependencies: ["FastPath", "Commands", "Storage", "WALFormat"]),
     ],
     swiftLanguageModes: [.v5]

@@ -114,6 +114,14 @@ public final class Catalog {
             do throws(CatalogError) {
                 let v = try conn.scalar("PRAGMA user_version") ?? 0
                 if v < Schema.version {
+                    if v > 0 && v < 3 {
+                        for c in Schema.addedInVersion3 {
+                            let info = try conn.prepare("SELECT count(*) FROM pragma_table_info('\(c.table)') WHERE name='\(c.column)'")
+                            let present = try info.step() && info.int64(0) > 0
+                            info.reset()
+                            if !present { try conn.exec("ALTER TABLE \(c.table) ADD COLUMN \(c.column) \(c.type)") }
+                        }
+                    }
                     try conn.exec(Schema.create)
                     if v > 0 { try conn.exec(Schema.upgrade) }
                     try conn.exec("PRAGMA user_version=\(Schema.version)")
@@ -226,7 +234,8 @@ public final class Catalog {
     /// repository is empty, and at the end of a rebuild).
     public func markComplete(at time: PGTimestamp = PGTimestamp(date: Date())) throws(CatalogError) {
         try write { () throws(CatalogError) in
-            try conn.prepare("UPDATE repository SET rebuilt_at=? WHERE id=?").run([.int(time.microseconds), .int(repo)])
+            // A complete rebuild (or an empty new repository) is also a reconciliation with the repository.
+            try conn.prepare("UPDATE repository SET rebuilt_at=?, checked_at=? WHERE id=?").run([.int(time.microseconds), .int(time.microseconds), .int(repo)])
         }
     }
 
@@ -288,11 +297,14 @@ public final class Catalog {
 
     private func upsertSegmentRow(table: String, id: SegmentID, meta: ArchivedFileMeta, crc: UInt32, reach: Int64?) throws(CatalogError) {
         let s = meta.summary
+        let damage = SegmentDamage.of(s, segmentStart: LSN.start(of: id.segno, size: segmentSize), partial: table == "partial_segment")
+        let damagedLSN: Int64? = damage.map { dbLSN($0.lsn) }
+        let damageText: SQLValue = damage.map { SQLValue.text($0.reason) } ?? SQLValue.null
         try conn.prepare("""
             INSERT OR REPLACE INTO \(table)(repo, timeline, segno, size, stored_size, codec, crc32c, archived_at,
               first_commit, last_commit, first_xact, last_xact, commits, aborts, restore_points, ends_with_switch,
-              first_lsn, last_lsn, reach)
-            VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+              first_lsn, last_lsn, reach, damaged_lsn, damage)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """).run([
                 .int(repo), .int(Int64(id.timeline)), .int(Int64(bitPattern: id.segno)), .int(meta.size), .int(meta.storedSize),
                 .text(meta.codec), .int(Int64(crc)), .int(meta.archivedAt.microseconds),
@@ -300,7 +312,7 @@ public final class Catalog {
                 .opt(s?.firstXactTime?.microseconds), .opt(s?.lastXactTime?.microseconds),
                 .int(Int64(s?.commits ?? 0)), .int(Int64(s?.aborts ?? 0)), .int(Int64(s?.restorePoints.count ?? 0)),
                 .int(s?.endsWithSwitch == true ? 1 : 0), .opt(s?.firstLSN.map(dbLSN)), .opt(s?.lastLSN.map(dbLSN)),
-                .opt(reach),
+                .opt(reach), .opt(damagedLSN), damageText,
             ])
     }
 

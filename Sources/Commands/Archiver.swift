@@ -1,18 +1,23 @@
 import Foundation
+import Logging
 import Storage
 
 /// The archive commands wired from configuration: what `walctl archive-push` and `archive-get` call.
 public struct Archiver {
     public var config: Configuration
     public var warn: (String) -> Void
+    /// The CLI's logger (`log-level`): passed to the push, the get and the repository.
+    public var logger: Logger
 
-    public init(config: Configuration, warn: @escaping (String) -> Void) {
-        self.config = config; self.warn = warn
+    public init(config: Configuration, warn: @escaping (String) -> Void, logger: Logger = WalctlLog.silent) {
+        self.config = config; self.warn = warn; self.logger = logger
     }
 
     /// archive-push of the file at `path`: asynchronous and/or under the safety valve when
     /// configured (docs/async.md), else synchronous.
     public func push(path: String) throws -> PushOutcome {
+        // Before the asynchronous path and the safety valve: neither may wait for, or let go, a FIFO.
+        _ = try ArchivePush.checkInput(path: path)
         if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
             return outcome
         }
@@ -21,20 +26,30 @@ public struct Archiver {
 
     /// The synchronous archive-push of the file at `path`.
     public func pushDirect(path: String) throws -> PushOutcome {
-        let push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config), warn: warn)
+        var push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config, logger: logger), warn: warn)
+        push.logger = logger
         return try push.push(path: path)
     }
 
     /// archive-get of `fileName` into `targetPath`.
     /// With `restore-prefetch` > 0 the prefetching path (docs/async.md) serves it.
     public func get(fileName: String, targetPath: String) throws -> GetOutcome {
-        let retry = try config.integer("archive-get-retry-time") ?? 60
+        let retry = try config.seconds(.archiveGetRetryTime) ?? 60
+        let fsync = try config.bool(.archiveGetFsync)
+        // PostgreSQL runs restore_command in the data directory: the cluster to match and the
+        // recovery plan to honour are found there (ArchiveGet.confirmAbsent).
+        let context = ArchiveGet.recoveryContext(directory: FileManager.default.currentDirectoryPath)
         let direct = { (repository: Repository) in
-            try ArchiveGet(repository: repository, retryTime: TimeInterval(retry), warn: self.warn).get(fileName: fileName, targetPath: targetPath)
+            var get = ArchiveGet(repository: repository, retryTime: retry, warn: self.warn,
+                                 clusterDirectory: context.clusterDirectory, planPath: context.planPath)
+            get.logger = self.logger
+            get.fsync = fsync
+            return try get.get(fileName: fileName, targetPath: targetPath)
         }
         if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {
+            logger.debug("\(fileName): answered by the prefetching path")
             return outcome
         }
-        return try direct(try RepositoryFactory.open(config))
+        return try direct(try RepositoryFactory.open(config, logger: logger))
     }
 }

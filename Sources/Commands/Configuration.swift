@@ -1,55 +1,28 @@
 import Foundation
 import Codec
+import FastPath
 
-/// One setting walctl knows: its name in the config file, its environment variable and its default.
+/// One setting walctl knows: its name in the config file, its environment variable, its type and
+/// default. Built from the typed table (`Setting`, in FastPath so the fast front validates alike).
 public struct SettingDefinition: Sendable {
-    public var name: String
-    public var defaultValue: String?
-    public var help: String
+    public var key: Setting
+    public var name: String { key.name }
+    public var defaultValue: String? { key.defaultValue }
+    public var help: String { key.help }
+    public var type: SettingType { key.type }
     /// Secrets are never printed (`walctl config`, errors, `--help`).
-    public var secret: Bool
+    public var secret: Bool { key.secret }
     /// `WALCTL_` + the name in upper case with `-` as `_`: `s3-endpoint` -> `WALCTL_S3_ENDPOINT`.
-    public var environmentName: String { "WALCTL_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+    public var environmentName: String { key.environmentName }
 }
+
+/// The typed keys and value types (defined in FastPath, used under these names everywhere).
+public typealias Setting = FastPath.Setting
+public typealias SettingType = FastPath.SettingType
 
 /// Every setting, in one table (documented in docs/configuration.md and config/walctl.conf).
 public enum Settings {
-    public static let all: [SettingDefinition] = [
-        .init(name: "repository", defaultValue: nil, help: "repository URL: file:///path or s3://bucket/prefix", secret: false),
-        .init(name: "catalog", defaultValue: "/var/lib/walctl/catalog.db", help: "path of the local catalog (an index; rebuilt from the repository when missing)", secret: false),
-        .init(name: "compress-type", defaultValue: "zstd", help: "zstd, gzip or none", secret: false),
-        .init(name: "compress-level", defaultValue: nil, help: "compression level (zstd 1-19, default 3; gzip 1-9, default 6)", secret: false),
-        .init(name: "pgdata", defaultValue: nil, help: "the cluster's data directory", secret: false),
-        .init(name: "archive-get-retry-time", defaultValue: "60", help: "seconds archive-get retries a failing repository before giving up", secret: false),
-        .init(name: "archive-get-on-error", defaultValue: "abort", help: "abort: exit 255 so PostgreSQL stops recovery with walctl's message; not-found: exit 1 (for standbys that retry by themselves)", secret: false),
-        .init(name: "archive-check-timeout", defaultValue: "60", help: "seconds `walctl check` and `walctl backup` wait for WAL to arrive", secret: false),
-        .init(name: "log-level", defaultValue: "warning", help: "error, warning, info or debug (messages go to stderr: PostgreSQL's log)", secret: false),
-        .init(name: "archive-async", defaultValue: "false", help: "push other ready segments in parallel through a spool", secret: false),
-        .init(name: "archive-workers", defaultValue: "2", help: "parallel workers for asynchronous archiving", secret: false),
-        .init(name: "archive-spool-max", defaultValue: "1073741824", help: "bytes the archive spool may hold", secret: false),
-        .init(name: "spool-path", defaultValue: nil, help: "spool directory (default: inside pg_wal's parent, or /tmp)", secret: false),
-        .init(name: "restore-prefetch", defaultValue: "0", help: "segments archive-get fetches ahead into the spool", secret: false),
-        .init(name: "restore-spool-max", defaultValue: "1073741824", help: "bytes the restore spool may hold", secret: false),
-        .init(name: "restore-workers", defaultValue: "0", help: "parallel fetches of the restore prefetcher (0: 1 on a local repository, 4 on S3)", secret: false),
-        .init(name: "archive-push-timeout", defaultValue: "60", help: "seconds an asynchronous archive-push waits for its file before exiting 1 (PostgreSQL retries)", secret: false),
-        .init(name: "archive-push-queue-max", defaultValue: nil, help: "safety valve (off when unset): past this many bytes of .ready WAL, report files archived WITHOUT storing them (PITR gap, logged)", secret: false),
-        .init(name: "archive-push-max-age", defaultValue: nil, help: "safety valve (off when unset): report a file archived WITHOUT storing it once it has waited this many seconds (PITR gap, logged)", secret: false),
-        .init(name: "s3-endpoint", defaultValue: nil, help: "S3 endpoint URL (https://..., http:// only for local emulators)", secret: false),
-        .init(name: "s3-region", defaultValue: "us-east-1", help: "S3 region", secret: false),
-        .init(name: "s3-uri-style", defaultValue: "host", help: "host (virtual-hosted) or path", secret: false),
-        .init(name: "s3-ca-file", defaultValue: nil, help: "CA bundle for TLS verification", secret: false),
-        .init(name: "s3-sse", defaultValue: nil, help: "server-side encryption header value (AES256, aws:kms)", secret: false),
-        .init(name: "s3-storage-class", defaultValue: nil, help: "storage class for new objects", secret: false),
-        .init(name: "s3-key", defaultValue: nil, help: "access key id (else AWS_ACCESS_KEY_ID or the profile)", secret: false),
-        .init(name: "s3-key-secret", defaultValue: nil, help: "secret access key (else AWS_SECRET_ACCESS_KEY or the profile)", secret: true),
-        .init(name: "s3-token", defaultValue: nil, help: "session token (else AWS_SESSION_TOKEN)", secret: true),
-        .init(name: "s3-profile", defaultValue: nil, help: "profile in ~/.aws/credentials (else AWS_PROFILE)", secret: false),
-        .init(name: "s3-part-size", defaultValue: "16777216", help: "multipart upload part size in bytes", secret: false),
-        .init(name: "s3-retries", defaultValue: "4", help: "retries of a failing S3 request (exponential backoff with jitter)", secret: false),
-        .init(name: "s3-upload-threads", defaultValue: "2", help: "parallel part uploads of one multipart object", secret: false),
-        .init(name: "s3-connect-timeout", defaultValue: "10", help: "seconds to establish a connection", secret: false),
-        .init(name: "s3-stall-timeout", defaultValue: "30", help: "seconds without progress before a transfer is abandoned and retried", secret: false),
-    ]
+    public static let all: [SettingDefinition] = Setting.allCases.map { SettingDefinition(key: $0) }
     static let byName: [String: SettingDefinition] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
     public static func definition(_ name: String) -> SettingDefinition? { byName[name] }
 
@@ -62,15 +35,18 @@ public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case syntax(path: String, line: Int, text: String)
     case unknownSetting(name: String, source: String)
-    case invalidValue(name: String, value: String, expected: String)
+    /// `source`: where the value came from (`FILE line N`, `WALCTL_X`, `--x`), when known.
+    case invalidValue(name: String, value: String, expected: String, source: String? = nil)
     case missing(name: String)
 
     public var description: String {
         switch self {
         case .unreadable(let p, let r): return "cannot read config file \(p): \(r)"
-        case .syntax(let p, let l, let t): return "\(p) line \(l): expected `name = value`, found \"\(t)\""
+        case .syntax(let p, let l, let t): return "\(p) line \(l): expected `name = value` (a quoted value needs its closing quote), found \"\(t)\""
         case .unknownSetting(let n, let s): return "unknown setting '\(n)' in \(s) (see `walctl help` or docs/configuration.md)"
-        case .invalidValue(let n, let v, let e): return "setting \(n) = \"\(v)\" is invalid: expected \(e)"
+        case .invalidValue(let n, let v, let e, let s):
+            let shown = Settings.definition(n)?.secret == true ? "********" : v
+            return "setting \(n) = \"\(shown)\"\(s.map { " (from \($0))" } ?? "") is invalid: expected \(e)"
         case .missing(let n):
             return "setting \(n) is not set: put `\(n) = ...` in the config file, set \(Settings.definition(n)?.environmentName ?? n), or pass --\(n)"
         }
@@ -91,7 +67,9 @@ public struct Configuration: Sendable {
 
     /// Loads the layers. `configPath` is `--config`; when nil, `WALCTL_CONFIG` then the default path
     /// are tried, and a missing default file is not an error.
-    public static func load(flags: [String: String], environment: [String: String], configPath: String?) throws(ConfigurationError) -> Configuration {
+    /// `flagSources` names where each flag came from (`--set NAME`, `--repository`); `--NAME` when absent.
+    public static func load(flags: [String: String], environment: [String: String], configPath: String?,
+                            flagSources: [String: String] = [:]) throws(ConfigurationError) -> Configuration {
         var c = Configuration()
         let explicit = configPath ?? environment["WALCTL_CONFIG"]
         let path = explicit ?? Settings.defaultConfigPath
@@ -103,11 +81,27 @@ public struct Configuration: Sendable {
             if let v = environment[d.environmentName] { c.values[d.name] = v; c.sources[d.name] = d.environmentName }
         }
         for (k, v) in flags {
-            guard Settings.definition(k) != nil else { throw .unknownSetting(name: k, source: "command line") }
+            guard Settings.definition(k) != nil else { throw .unknownSetting(name: k, source: flagSources[k] ?? "command line") }
             c.values[k] = v
-            c.sources[k] = "--" + k
+            c.sources[k] = flagSources[k] ?? "--" + k
         }
+        try c.validate()
         return c
+    }
+
+    /// Checks every value against its setting's type, then the rules between settings
+    /// (`Setting.crossCheck`): the first bad value is refused with its name, the allowed values and
+    /// where it came from. `load` calls it, so every command refuses a bad configuration.
+    public func validate() throws(ConfigurationError) {
+        for key in Setting.allCases {
+            guard let v = self[key] else { continue }
+            if !key.type.accepts(v) {
+                throw .invalidValue(name: key.name, value: v, expected: key.type.allowed, source: sources[key.name])
+            }
+        }
+        if let p = Setting.crossCheck({ self[$0] }) {
+            throw .invalidValue(name: p.setting.name, value: p.value, expected: p.expected, source: sources[p.setting.name])
+        }
     }
 
     static func readConfigFile(_ path: String, required: Bool) throws(ConfigurationError) -> String? {
@@ -129,15 +123,17 @@ public struct Configuration: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Parses `name = value` lines; `#` starts a comment; `[section]` headers are ignored.
+    /// Parses `name = value` lines; `#` at the start of a line, or after a blank inside a value,
+    /// starts a comment (`configValue`: `repository = file:///x   # my repo`); a value in double
+    /// quotes is taken as written; `[section]` headers are ignored.
     public mutating func apply(fileText: String, path: String) throws(ConfigurationError) {
         for (i, raw) in fileText.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") || (line.hasPrefix("[") && line.hasSuffix("]")) { continue }
             guard let eq = line.firstIndex(of: "=") else { throw .syntax(path: path, line: i + 1, text: line) }
             let name = line[..<eq].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            guard let parsed = configValue(Array(line[line.index(after: eq)...].utf8)) else { throw .syntax(path: path, line: i + 1, text: line) }
+            let value = String(decoding: parsed, as: UTF8.self)
             guard Settings.definition(name) != nil else { throw .unknownSetting(name: name, source: "\(path) line \(i + 1)") }
             values[name] = value
             sources[name] = "\(path) line \(i + 1)"
@@ -149,14 +145,47 @@ public struct Configuration: Sendable {
         return v
     }
 
+    // MARK: typed access (values were validated by `load`)
+
+    /// The value, nil when unset or empty.
+    public subscript(_ key: Setting) -> String? { self[key.name] }
+
+    /// An integer, seconds or bytes setting: nil when unset. Throws only for a configuration that
+    /// did not come through `load` (tests, hand-built).
+    public func int(_ key: Setting) throws(ConfigurationError) -> Int? {
+        guard let v = self[key] else { return nil }
+        guard key.type.accepts(v), let i = SettingType.parseInteger(v) else {
+            throw .invalidValue(name: key.name, value: v, expected: key.type.allowed, source: sources[key.name])
+        }
+        return Int(i)
+    }
+
+    /// A seconds setting as a TimeInterval.
+    public func seconds(_ key: Setting) throws(ConfigurationError) -> TimeInterval? {
+        try int(key).map { TimeInterval($0) }
+    }
+
+    /// A boolean setting: false when unset.
+    public func bool(_ key: Setting) throws(ConfigurationError) -> Bool {
+        guard let v = self[key] else { return false }
+        guard let b = SettingType.parseBool(v) else {
+            throw .invalidValue(name: key.name, value: v, expected: key.type.allowed, source: sources[key.name])
+        }
+        return b
+    }
+
+    /// The log level (`log-level`, default warning).
+    public var logLevel: String { self[.logLevel].map { $0.lowercased() } ?? "warning" }
+
     public func require(_ name: String) throws(ConfigurationError) -> String {
         guard let v = self[name] else { throw .missing(name: name) }
         return v
     }
 
     public func integer(_ name: String) throws(ConfigurationError) -> Int? {
+        if let key = Setting(rawValue: name) { return try int(key) }
         guard let v = self[name] else { return nil }
-        guard let i = Int(v), i >= 0 else { throw .invalidValue(name: name, value: v, expected: "a non-negative integer") }
+        guard let i = Int(v), i >= 0 else { throw .invalidValue(name: name, value: v, expected: "a non-negative integer", source: sources[name]) }
         return i
     }
 

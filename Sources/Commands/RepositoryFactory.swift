@@ -1,24 +1,25 @@
 import Foundation
+import Logging
 import Storage
 
 /// Opens the repository named by the `repository` setting.
 public enum RepositoryFactory {
     /// `file:///abs/path` (or a plain absolute path) -> FileStore; `s3://bucket/prefix` -> S3Store.
-    public static func open(_ config: Configuration) throws -> Repository {
+    /// The URL's form was validated at load (`SettingType.repositoryURL`).
+    public static func open(_ config: Configuration, logger: Logger = WalctlLog.silent) throws -> Repository {
         let url = try config.require("repository")
+        let invalid = WalctlError.configuration(.invalidValue(name: "repository", value: url, expected: SettingType.repositoryURL.allowed,
+                                                              source: config.sources["repository"]))
+        guard SettingType.repositoryURL.accepts(url) else { throw invalid }
         if url.hasPrefix("file://") {
-            let path = String(url.dropFirst("file://".count))
-            guard path.hasPrefix("/") else {
-                throw WalctlError.configuration(.invalidValue(name: "repository", value: url, expected: "file:///absolute/path or s3://bucket/prefix"))
-            }
-            return Repository(store: FileStore(root: path), url: url)
+            return Repository(store: FileStore(root: String(url.dropFirst("file://".count))), url: url)
         }
         if url.hasPrefix("/") {
             return Repository(store: FileStore(root: url), url: "file://" + url)
         }
         if url.hasPrefix("s3://") {
-            return Repository(store: try makeS3Store(url: url, config: config), url: url)
+            return Repository(store: try makeS3Store(url: url, config: config, logger: logger), url: url)
         }
-        throw WalctlError.configuration(.invalidValue(name: "repository", value: url, expected: "file:///absolute/path or s3://bucket/prefix"))
+        throw invalid
     }
 }

@@ -29,6 +29,21 @@ public enum WalctlError: Error, CustomStringConvertible {
     case timeout(String)
     /// A precondition an operator must fix (non-empty directory, wrong cluster, ...).
     case refused(String)
+    /// archive-get found no meta for `file` but could not prove the repository is the right one and
+    /// healthy (binding missing or unreadable, another cluster's): never "not found" (exit 1).
+    case absenceUnconfirmed(file: String, repository: String, reason: String)
+    /// archive-get: a segment inside the range `walctl recover` planned is absent: a broken
+    /// repository, not the end of the archive.
+    case plannedSegmentMissing(file: String, repository: String, planPath: String, range: String)
+    /// The command line could not be parsed (archive-get reports it as a failure, exit 255).
+    case usage(String)
+
+    /// Every code `code` returns (docs/errors.md lists each; a test checks it).
+    public static let codes: [String] = [
+        "invalid-name", "repo-not-initialised", "file-io", "invalid-wal", "archive-mismatch", "repo-io", "not-found",
+        "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
+        "absence-unconfirmed", "planned-segment-missing", "usage",
+    ]
 
     /// Stable, searchable code.
     public var code: String {
@@ -45,6 +60,9 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .postgres: return "postgres"
         case .timeout: return "timeout"
         case .refused: return "refused"
+        case .absenceUnconfirmed: return "absence-unconfirmed"
+        case .plannedSegmentMissing: return "planned-segment-missing"
+        case .usage: return "usage"
         }
     }
 
@@ -65,6 +83,11 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .postgres(let m): return m
         case .timeout(let m): return m
         case .refused(let m): return m
+        case .absenceUnconfirmed(let f, let r, let why):
+            return "\(f) is not in repository \(r), but its absence is not proven: \(why); failing (exit 255) so recovery stops instead of ending here"
+        case .plannedSegmentMissing(let f, let r, let p, let range):
+            return "\(f) is missing from repository \(r) although it lies inside the planned range \(range) (\(p)): the repository is broken (deleted or lost objects), not at its end; failing (exit 255) so recovery stops instead of ending here"
+        case .usage(let m): return m
         }
     }
 
@@ -73,6 +96,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         switch self {
         case .store(let e): return e.isTransient
         case .codec, .checksumMismatch: return true  // a body damaged in flight reads fine the next time
+        case .absenceUnconfirmed, .plannedSegmentMissing: return true  // an unmounted volume may come back
         default: return false
         }
     }

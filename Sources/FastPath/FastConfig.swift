@@ -2,17 +2,10 @@
 import Glibc
 #endif
 
-/// The settings walctl knows, by name: a copy of `Settings.all` in Commands (FastPathTests checks
-/// that the two lists are equal). A config file naming anything else makes the front fall back, so
-/// the full binary reports the error.
-public let knownSettingNames: [String] = [
-    "repository", "catalog", "compress-type", "compress-level", "pgdata", "archive-get-retry-time",
-    "archive-get-on-error", "archive-check-timeout", "log-level", "archive-async", "archive-workers",
-    "archive-spool-max", "spool-path", "restore-prefetch", "restore-spool-max", "restore-workers", "archive-push-timeout",
-    "archive-push-queue-max", "archive-push-max-age", "s3-endpoint", "s3-region", "s3-uri-style",
-    "s3-ca-file", "s3-sse", "s3-storage-class", "s3-key", "s3-key-secret", "s3-token", "s3-profile",
-    "s3-part-size", "s3-retries", "s3-upload-threads", "s3-connect-timeout", "s3-stall-timeout",
-]
+/// The settings walctl knows, by name: the typed table's names (`Setting`, shared with the full
+/// binary). A config file naming anything else makes the front fall back, so the full binary reports
+/// the error.
+public let knownSettingNames: [String] = Setting.allCases.map(\.rawValue)
 
 /// `WALCTL_` + the name in upper case with `-` as `_`, as `SettingDefinition.environmentName`.
 public func environmentName(_ setting: String) -> String {
@@ -56,7 +49,18 @@ public struct FastConfig: Equatable {
             guard knownSettingNames.contains(name) else { return nil }
             c.values[name] = String(decoding: u[(eq + 1)...], as: UTF8.self)
         }
+        // The full binary refuses a bad value (Configuration.validate): leave it to report it.
+        guard c.isValid else { return nil }
         return c
+    }
+
+    /// Every value passes its setting's type and the rules between settings, as the full binary
+    /// checks at load.
+    public var isValid: Bool {
+        for key in Setting.allCases {
+            if let v = self[key.rawValue], !key.type.accepts(v) { return false }
+        }
+        return Setting.crossCheck({ self[$0.rawValue] }) == nil
     }
 
     /// Applies the file's `name = value` lines with `Configuration.apply(fileText:)`'s grammar; false
@@ -69,8 +73,8 @@ public struct FastConfig: Equatable {
             if line.isEmpty || line.first == 0x23 || line.first == 0x3B || (line.first == 0x5B && line.last == 0x5D) { continue }
             guard let eq = line.firstIndex(of: 0x3D) else { return false }
             let name = String(decoding: Self.trim(Array(line[..<eq])), as: UTF8.self)
-            var value = Self.trim(Array(line[(eq + 1)...]))
-            if value.count >= 2, value.first == 0x22, value.last == 0x22 { value = Array(value.dropFirst().dropLast()) }
+            // Inline comments and quotes exactly as Configuration.apply (one function: configValue).
+            guard let value = configValue(Array(line[(eq + 1)...])) else { return false }
             guard knownSettingNames.contains(name) else { return false }
             values[name] = String(decoding: value, as: UTF8.self)
         }

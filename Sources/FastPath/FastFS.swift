@@ -18,6 +18,14 @@ public enum FastFS {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
+    /// True for a real directory (not a symlink) owned by the running user and not writable by
+    /// group or others: a spool `SpoolFS.makeDirectory` accepts.
+    // security-fs: move into the layer
+    public static func isPrivateDirectory(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == geteuid() && st.st_mode & 0o022 == 0
+    }
+
     /// Size and modification time (ns) by `lstat`, as `SpoolFS.fileInfo`.
     public static func fileInfo(_ path: String) -> (size: Int64, mtimeNs: Int64)? {
         var st = Glibc.stat()

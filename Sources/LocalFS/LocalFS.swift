@@ -157,7 +157,9 @@ public enum LocalFS {
     /// for files an operator may link, like a configuration file), and checks it is a regular file.
     /// nil when it does not exist.
     public static func openRead(_ path: String, followSymlinks: Bool = false) throws(LocalFSError) -> (fd: Int32, status: stat)? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | (followSymlinks ? 0 : O_NOFOLLOW))
+        // O_NONBLOCK: opening a FIFO planted under the name must not wait for a writer (the fstat
+        // below then refuses it); reads of regular files ignore the flag.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
         if fd < 0 {
             if errno == ENOENT || errno == ENOTDIR { return nil }
             if errno == ELOOP { throw .refused("\(path) is a symbolic link: refusing to follow it (walctl's own files are never links)") }

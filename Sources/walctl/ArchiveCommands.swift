@@ -15,9 +15,10 @@ struct ArchivePushCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            let outcome = try Archiver(config: config, warn: report).push(path: path)
-            if case .alreadyArchived(let m) = outcome, (config["log-level"] ?? "") != "error" {
-                report("\(m.name) was already archived with identical content")
+            let logger = WalctlLog.make(level: config.logLevel)
+            let outcome = try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).push(path: path)
+            if case .alreadyArchived(let m) = outcome {
+                logger.warning("\(m.name) was already archived with identical content")
             }
         }
     }
@@ -46,13 +47,17 @@ struct ArchiveGetCommand: ParsableCommand {
             PrefetchSpool(dir: (walFile ?? "pg_wal") + "/walctl_prefetch").remove()
             return
         }
-        guard let walFile, let path else { throw ValidationError("archive-get needs %f and %p (or --cleanup)") }
         var errorExit: Int32 = 255
         try runCommand(exitCode: 255) {
-            let config = try global.load()
-            if config["archive-get-on-error"] == "not-found" { errorExit = 1 }
+            guard let walFile, let path else { throw Failure(error: WalctlError.usage("archive-get needs %f and %p (or --cleanup)"), exitCode: 255) }
+            // A configuration archive-get cannot load is a failure (255), never "not found" (1):
+            // exit 1 would end recovery early (docs/errors.md, "The exit-1 rule").
+            let config: Configuration
+            do { config = try global.load() } catch let f as Failure { throw Failure(error: f.error, exitCode: 255) }
+            if config[.archiveGetOnError]?.lowercased() == "not-found" { errorExit = 1 }
+            let logger = WalctlLog.make(level: config.logLevel)
             do {
-                switch try Archiver(config: config, warn: report).get(fileName: walFile, targetPath: path) {
+                switch try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).get(fileName: walFile, targetPath: path) {
                 case .restored:
                     if let progressFile { appendProgress(progressFile, name: walFile) }
                     return

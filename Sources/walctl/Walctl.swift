@@ -1,5 +1,6 @@
 import ArgumentParser
 import Commands
+import FastPath
 import Foundation
 
 /// walctl: PostgreSQL WAL archiving and point-in-time recovery.
@@ -21,6 +22,62 @@ struct Walctl: ParsableCommand {
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )
+
+    /// Options whose value may start with `-` (a UTC offset west of Greenwich): `--time-zone -05:00`
+    /// is rewritten to `--time-zone=-05:00` before parsing, so the value is not read as an option.
+    static let negativeValueOptions: Set<String> = ["--time-zone", "--to"]
+
+    static func preprocess(_ args: [String]) -> [String] {
+        var out: [String] = []
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if negativeValueOptions.contains(a), i + 1 < args.count, args[i + 1].hasPrefix("-"), args[i + 1].count > 1,
+               let second = args[i + 1].dropFirst().first, second.isNumber {
+                out.append(a + "=" + args[i + 1])
+                i += 2
+                continue
+            }
+            out.append(a)
+            i += 1
+        }
+        return out
+    }
+
+    /// ArgumentParser's entry point, with two differences: negative offsets as option values
+    /// (`preprocess`), and archive-get's command-line mistakes exit 255 with one
+    /// `walctl: error [usage]: ...` line (exit 64, like 1, would let PostgreSQL end recovery).
+    ///
+    /// archive-push and archive-get run once per WAL file. Parsed through the root command,
+    /// ArgumentParser builds and type-checks the whole command tree first: ~18 M instructions of
+    /// Swift runtime type lookups, a fifth of a 16 MiB archive-get (docs/benchmarks.md, "Per-call
+    /// overhead"). The shapes PostgreSQL runs (`--config`, `--set NAME=VALUE`, `--progress-file`,
+    /// the positionals: FastFront's grammar) are parsed by the subcommand alone; everything else,
+    /// and anything that does not parse, goes through the root.
+    static func main() {
+        let raw = CommandLine.arguments
+        let args = preprocess(Array(raw.dropFirst()))
+        let isGet = args.first == "archive-get"
+        func fail(_ error: Error) -> Never {
+            if isGet, exitCode(for: error) != .success, !(error is ExitCode) {
+                let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "invalid command line"
+                report("error [usage]: archive-get: \(text)")
+                Foundation.exit(255)
+            }
+            exit(withError: error)
+        }
+        if let inv = FastFront.Invocation.parse(raw), inv.sets.allSatisfy({ kv in kv.firstIndex(of: "=").map { $0 != kv.startIndex } ?? false }) {
+            let type: ParsableCommand.Type = inv.command == "archive-get" ? ArchiveGetCommand.self : ArchivePushCommand.self
+            if var command = try? type.parseAsRoot(Array(raw.dropFirst(2))) {
+                do { try command.run() } catch { fail(error) }
+                Foundation.exit(0)
+            }
+        }
+        var command: ParsableCommand
+        do { command = try parseAsRoot(args) } catch { fail(error) }
+        do { try command.run() } catch { fail(error) }
+        Foundation.exit(0)
+    }
 }
 
 /// Options every command that touches the repository accepts.
@@ -37,25 +94,33 @@ struct GlobalOptions: ParsableArguments {
     var compressLevel: String?
     @Option(name: .customLong("log-level"), help: "error, warning, info or debug.")
     var logLevel: String?
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Same as --log-level debug: each repository request and decision.")
+    var verbose = false
+    @Flag(name: [.customShort("q"), .customLong("quiet")], help: "Same as --log-level error: errors only.")
+    var quiet = false
     @Option(name: .customLong("set"), help: ArgumentHelp("Any setting, as NAME=VALUE (repeatable).", valueName: "name=value"))
     var set: [String] = []
 
     /// The resolved configuration: file, environment, then these flags.
     func load(extra: [String: String] = [:]) throws -> Configuration {
         var flags = extra
+        var sources: [String: String] = [:]
         for kv in set {
             guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
-                throw ValidationError("--set expects NAME=VALUE, got \"\(kv)\"")
+                throw Failure(error: WalctlError.configuration(.invalidValue(name: "--set", value: kv, expected: "NAME=VALUE", source: "command line")), exitCode: 1)
             }
             flags[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+            sources[String(kv[..<eq])] = "--set " + kv[..<eq]
         }
-        if let repository { flags["repository"] = repository }
-        if let catalog { flags["catalog"] = catalog }
-        if let compressType { flags["compress-type"] = compressType }
-        if let compressLevel { flags["compress-level"] = compressLevel }
-        if let logLevel { flags["log-level"] = logLevel }
+        if let repository { flags["repository"] = repository; sources["repository"] = "--repository" }
+        if let catalog { flags["catalog"] = catalog; sources["catalog"] = "--catalog" }
+        if let compressType { flags["compress-type"] = compressType; sources["compress-type"] = "--compress-type" }
+        if let compressLevel { flags["compress-level"] = compressLevel; sources["compress-level"] = "--compress-level" }
+        if let logLevel { flags["log-level"] = logLevel; sources["log-level"] = "--log-level" }
+        if verbose { flags["log-level"] = "debug"; sources["log-level"] = "-v" }
+        if quiet { flags["log-level"] = "error"; sources["log-level"] = "-q" }
         do {
-            return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config)
+            return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config, flagSources: sources)
         } catch {
             throw Failure(error: WalctlError.configuration(error), exitCode: 1)
         }

@@ -281,6 +281,7 @@ public final class S3Store: ObjectStore {
         headers.append(("authorization", signed.authorization))
         let query = SigV4.canonicalQuery(call.query)
         let url = "\(scheme)://\(hostHeader)\(path)\(query.isEmpty ? "" : "?" + query)"
+        logger?.debug("S3 \(call.method) \(url)")
         let request = HTTPRequest(method: call.method, url: url,
                                   headers: headers.map { (name: $0.0, value: $0.1) },
                                   body: call.body.map { HTTPBody.bytes($0) })
