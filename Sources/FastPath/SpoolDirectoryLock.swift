@@ -41,17 +41,21 @@ public final class SpoolDirectoryLock {
         take(dir, operation: LOCK_EX, deadline: monotonicSeconds() + seconds)
     }
 
-    /// Opens `dir`, takes the lock (polling every millisecond until `deadline`), and checks that
-    /// `dir` still names the locked directory. nil when any step fails.
+    /// Opens `dir` (never through a symbolic link), takes the lock (polling every millisecond until
+    /// `deadline`), and checks that `dir` still names the locked directory, and that it is ours and
+    /// not writable by group or others. nil when any step fails.
     private static func take(_ dir: String, operation: Int32, deadline: Double) -> SpoolDirectoryLock? {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 { return nil }
         while flock(fd, operation | LOCK_NB) != 0 {
             if (errno != EWOULDBLOCK && errno != EINTR) || monotonicSeconds() >= deadline { close(fd); return nil }
             usleep(1_000)
         }
         var held = Glibc.stat(), named = Glibc.stat()
-        guard fstat(fd, &held) == 0, held.st_nlink > 0, stat(dir, &named) == 0,
+        // Only a spool nobody else can change (LocalFS's private-directory rule, by descriptor):
+        // else the caller does without it.
+        guard fstat(fd, &held) == 0, held.st_nlink > 0, held.st_uid == geteuid(), held.st_mode & 0o022 == 0,
+              lstat(dir, &named) == 0,
               held.st_ino == named.st_ino, held.st_dev == named.st_dev else {
             close(fd)
             return nil

@@ -122,6 +122,16 @@ public enum LocalFS {
         }
     }
 
+    /// fdatasync of an existing file of walctl's (never through a symbolic link, a regular file only):
+    /// a spool file about to be served as a durable one.
+    public static func syncFile(_ path: String) throws(LocalFSError) {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { throw .io(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        _ = try status(fd, path: path)
+        try syncData(fd, path: path)
+    }
+
     /// `fsync(2)` on a directory, so a new entry or a rename in it survives an OS crash.
     public static func syncDirectory(_ dir: String) throws(LocalFSError) {
         let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -324,54 +334,89 @@ public enum LocalFS {
         return uid == 0 ? "postgres" : userName(uid)
     }
 
-    /// Checks that the existing directory `dir` is private to the running user: owned by it (or, when
-    /// running as root, by root or `allowOwner`) and not writable by group or others. Opened with
-    /// `O_NOFOLLOW|O_DIRECTORY`, checked by descriptor. nil when it does not exist.
-    @discardableResult
-    public static func checkPrivateDirectory(_ dir: String, what: String = "directory") throws(LocalFSError) -> stat? {
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT { return nil }
-            if errno == ELOOP || errno == ENOTDIR {
-                throw .refused("\(what) \(dir) is not a directory (or is a symbolic link): remove it and create it with `\(installCommand(dir, user: intendedOwnerName()))`")
-            }
-            throw .io(operation: "open directory", path: dir, errno: errno)
-        }
-        defer { close(fd) }
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw .io(operation: "stat", path: dir, errno: errno) }
-        let me = geteuid()
-        if st.st_uid != me {
-            throw .refused("\(what) \(dir) is owned by \(userName(st.st_uid)), not by \(userName(me)) who runs walctl: another user could replace its files; fix it with `\(installCommand(dir, user: userName(me)))` (or chown it)")
-        }
-        if st.st_mode & 0o022 != 0 {
-            throw .refused("\(what) \(dir) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): another user could replace its files; fix it with `chmod 700 \(dir)` or `\(installCommand(dir, user: userName(me)))`")
-        }
-        return st
+    /// What `makePrivateDirectory` asks of the parents that already exist.
+    public enum ExistingParents: Sendable {
+        /// Nothing (a restore target: the operator named it, `/var/lib`, a home directory).
+        case unchecked
+        /// Each must be owned by root or the running user and, when group/other-writable, sticky (as
+        /// /tmp), so nobody else can swap a directory on the path (spools).
+        case guarded
     }
 
-    /// Creates `dir` (mode 0700), or accepts it when it exists and passes `checkPrivateDirectory`.
-    /// With `createParents`, missing parents are created too (0700 each, each checked the same way);
-    /// parents that already exist are not checked (`/var/lib`, a home directory).
-    /// With `durable`, the parent of each created directory is fsynced.
-    public static func makePrivateDirectory(_ dir: String, what: String = "directory", createParents: Bool = false,
-                                            durable: Bool = false) throws(LocalFSError) {
-        if try checkPrivateDirectory(dir, what: what) != nil { return }
-        let parent = directory(of: dir)
-        if createParents && parent != dir && parent != "/" && parent != "." {
+    /// Creates `dir` and its missing parents (mode 0700), refusing a directory another user could
+    /// change: `dir` must be a real directory (not a symlink) owned by the running user and not
+    /// writable by group or others, and so must every parent this call created. `privateFrom` (an
+    /// ancestor of `dir`, or `dir`) and everything below it are held to the rule for `dir` itself;
+    /// `existingParents` says what the others must be. A relative `dir` is taken from the current
+    /// directory. Refusals name the directory and the fix (`install -d -o USER -m 700 DIR`, `chmod`).
+    public static func makePrivateDirectory(_ dir: String, what: String = "directory", privateFrom: String? = nil,
+                                            existingParents: ExistingParents = .unchecked) throws(LocalFSError) {
+        let absolute: String
+        if dir.hasPrefix("/") { absolute = dir } else {
+            var buf = [CChar](repeating: 0, count: 4096)
+            guard getcwd(&buf, buf.count) != nil else { throw .io(operation: "getcwd", path: dir, errno: errno) }
+            absolute = String(cString: buf) + "/" + dir
+        }
+        let comps = absolute.split(separator: "/").map(String.init).filter { $0 != "." }
+        guard !comps.contains(".."), !comps.isEmpty else {
+            throw .refused("\(what) \(dir) must be a path without `..`")
+        }
+        let top = privateFrom ?? absolute
+        var path = ""
+        var created = false
+        for (i, c) in comps.enumerated() {
+            path += "/" + c
             var st = stat()
-            if lstat(parent, &st) != 0 && errno == ENOENT {
-                try makePrivateDirectory(parent, what: what, createParents: true, durable: durable)
+            if lstat(path, &st) != 0 {
+                guard errno == ENOENT else { throw .io(operation: "inspect", path: path, errno: errno) }
+                if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .io(operation: "create directory", path: path, errno: errno) }
+                created = true
+                guard lstat(path, &st) == 0 else { throw .io(operation: "inspect", path: path, errno: errno) }
+            }
+            if i == comps.count - 1 || created || path == top || path.hasPrefix(top + "/") {
+                try checkPrivate(path, st, what: what)
+            } else if existingParents == .guarded {
+                try checkParent(path, st, what: what)
             }
         }
-        if mkdir(dir, 0o700) != 0 {
-            if errno == EEXIST { try checkPrivateDirectory(dir, what: what); return }
-            throw .io(operation: "create directory", path: dir, errno: errno)
+    }
+
+    /// `dir` as a private directory: a directory, not a symlink, owned by us, not group/other-writable.
+    static func checkPrivate(_ dir: String, _ st: stat, what: String) throws(LocalFSError) {
+        let me = geteuid()
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            throw .refused("\(what) \(dir) is a symbolic link: walctl follows no link there; remove it (walctl creates the directory) or name the real directory")
         }
-        // mkdir's mode is masked by the umask: a 0077 umask gives 0700 anyway; a looser one cannot
-        // loosen 0700, so the result is private; check it by descriptor all the same.
-        try checkPrivateDirectory(dir, what: what)
-        if durable { try syncDirectory(parent) }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(what) \(dir) exists and is not a directory") }
+        if st.st_uid != me {
+            throw .refused("\(what) \(dir) is owned by \(userName(st.st_uid)), not by \(userName(me)) who runs walctl: another user could plant files in it; "
+                           + "remove it and let walctl create it, or create it with `\(installCommand(dir, user: userName(me)))`")
+        }
+        if st.st_mode & 0o022 != 0 {
+            throw .refused("\(what) \(dir) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)` (or recreate it with `\(installCommand(dir, user: userName(me)))`)")
+        }
+    }
+
+    /// An existing directory above a private one: nobody but root and us may rename things in it.
+    static func checkParent(_ dir: String, _ st: stat, what: String) throws(LocalFSError) {
+        let me = geteuid()
+        var st = st
+        let onPath = "on the \(what.hasSuffix(" directory") ? String(what.dropLast(10)) : what)'s path"
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            // A link on the path (/var/run -> /run): its owner could redirect it, and so could
+            // everyone who may write where it points; check the target as a directory too.
+            guard st.st_uid == 0 || st.st_uid == me else {
+                throw .refused("\(dir), \(onPath), is a symbolic link owned by \(userName(st.st_uid)): use a directory only \(userName(me)) and root can change")
+            }
+            guard stat(dir, &st) == 0 else { throw .io(operation: "inspect", path: dir, errno: errno) }
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(dir), \(onPath), is not a directory") }
+        if st.st_uid != 0 && st.st_uid != me {
+            throw .refused("\(dir), \(onPath), is owned by \(userName(st.st_uid)), who could replace what is below it: use a directory only \(userName(me)) and root can change (e.g. `install -d -o \(userName(me)) -m 700 DIR`)")
+        }
+        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
+            throw .refused("\(dir), \(onPath), is writable by group or others without the sticky bit (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)` or use another directory")
+        }
     }
 
     /// Creates `dir` and its missing parents with `mode` (the repository's layout directories),

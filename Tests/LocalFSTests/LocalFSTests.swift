@@ -88,7 +88,7 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
 
     @Test func privateDirectoriesAreCheckedByOwnerAndMode() throws {
         let d = tempDir()
-        try LocalFS.makePrivateDirectory(d + "/x/y/z", createParents: true)
+        try LocalFS.makePrivateDirectory(d + "/x/y/z")
         #expect(mode(d + "/x") == 0o700 && mode(d + "/x/y/z") == 0o700)
         try LocalFS.makePrivateDirectory(d + "/x/y/z")  // exists, fine
         mkdir(d + "/open", 0o700); chmod(d + "/open", 0o777)
@@ -96,9 +96,14 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
             try LocalFS.makePrivateDirectory(d + "/open")
             Issue.record("a world-writable directory was accepted")
         } catch {
-            #expect(error.description.contains(d + "/open") && error.description.contains("install -d -o "))
+            #expect(error.description.contains(d + "/open") && error.description.contains("chmod go-w"))
         }
-        symlink(d + "/x", d + "/link")
+        // Guarded parents: one another user could rename things in is refused (here: group-writable,
+        // not sticky); /tmp (sticky) above the test directory is accepted.
+        mkdir(d + "/shared", 0o700); chmod(d + "/shared", 0o770)
+        #expect(throws: LocalFSError.self) { try LocalFS.makePrivateDirectory(d + "/shared/spool", existingParents: .guarded) }
+        try LocalFS.makePrivateDirectory(d + "/x/spool", existingParents: .guarded)
+                symlink(d + "/x", d + "/link")
         #expect(throws: LocalFSError.self) { try LocalFS.makePrivateDirectory(d + "/link") }
         #expect(throws: LocalFSError.self) { try LocalFS.requireDirectory(d + "/nope", what: "catalog directory") }
         try LocalFS.requireDirectory(d + "/x", what: "catalog directory")

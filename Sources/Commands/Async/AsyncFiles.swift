@@ -39,79 +39,14 @@ enum SpoolFS {
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// Creates `dir` and its missing parents (mode 0700), refusing a directory another user could
-    /// change: `dir` must be a real directory (not a symlink) owned by the running user and not
-    /// writable by group or others, and so must every parent this call created. Every existing
-    /// parent must be owned by root or the running user and, when group/other-writable, sticky
-    /// (like /tmp), so nobody else can swap a directory on the path (docs/async.md, "Spool location").
-    /// `privateFrom` (an ancestor of `dir`, or `dir`) and everything below it are held to the rule
-    /// for `dir` itself.
-    // security-fs: move into the layer
+    /// change (LocalFS.makePrivateDirectory, existing parents guarded: owned by root or the running
+    /// user, sticky when group/other-writable; docs/async.md, "Spool location"). `privateFrom` (an
+    /// ancestor of `dir`, or `dir`) and everything below it are held to the rule for `dir` itself.
     static func makeDirectory(_ dir: String, privateFrom: String? = nil) throws(WalctlError) {
-        let top = privateFrom ?? dir
-        let comps = dir.split(separator: "/").map(String.init)
-        guard dir.hasPrefix("/"), !comps.contains(".."), !comps.isEmpty else {
-            throw .refused("spool directory \(dir) must be an absolute path without `..`")
-        }
-        var path = ""
-        var createdFrom: Int?
-        for (i, c) in comps.enumerated() {
-            path += "/" + c
-            var st = Glibc.stat()
-            if lstat(path, &st) != 0 {
-                guard errno == ENOENT else { throw .file(operation: "inspect", path: path, errno: errno) }
-                if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .file(operation: "create directory", path: path, errno: errno) }
-                if createdFrom == nil { createdFrom = i }
-                guard lstat(path, &st) == 0 else { throw .file(operation: "inspect", path: path, errno: errno) }
-            }
-            if i == comps.count - 1 || createdFrom != nil || path == top || path.hasPrefix(top + "/") {
-                try checkPrivate(path, st)
-            } else {
-                try checkParent(path, st)
-            }
-        }
-    }
-
-    /// The name of user `uid` (or the number).
-    static func userName(_ uid: uid_t) -> String {
-        if let pw = getpwuid(uid) { return String(cString: pw.pointee.pw_name) }
-        return "uid \(uid)"
-    }
-
-    /// `dir` as the spool itself: a directory, not a symlink, owned by us, not group/other-writable.
-    static func checkPrivate(_ dir: String, _ st: Glibc.stat) throws(WalctlError) {
-        let me = geteuid()
-        if (st.st_mode & S_IFMT) == S_IFLNK {
-            throw .refused("spool directory \(dir) is a symbolic link: walctl follows no link in a spool; remove it (walctl creates the directory) or set spool-path to the real directory")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("spool directory \(dir) exists and is not a directory") }
-        if st.st_uid != me {
-            throw .refused("spool directory \(dir) is owned by \(userName(st.st_uid)), not by \(userName(me)) who runs walctl: another user could plant files in it; "
-                           + "remove it and let walctl create it, or create it with `install -d -o \(userName(me)) -m 700 \(dir)`")
-        }
-        if st.st_mode & 0o022 != 0 {
-            throw .refused("spool directory \(dir) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)`")
-        }
-    }
-
-    /// An existing directory above the spool: nobody but root and us may rename things in it.
-    static func checkParent(_ dir: String, _ st: Glibc.stat) throws(WalctlError) {
-        let me = geteuid()
-        var st = st
-        if (st.st_mode & S_IFMT) == S_IFLNK {
-            // A link on the path (/var/run -> /run): its owner could redirect it, and so could
-            // everyone who may write where it points; check the target as a directory too.
-            guard st.st_uid == 0 || st.st_uid == me else {
-                throw .refused("\(dir), on the spool's path, is a symbolic link owned by \(userName(st.st_uid)): set spool-path to a directory only \(userName(me)) and root can change")
-            }
-            guard stat(dir, &st) == 0 else { throw .file(operation: "inspect", path: dir, errno: errno) }
-        }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(dir), on the spool's path, is not a directory") }
-        if st.st_uid != 0 && st.st_uid != me {
-            throw .refused("\(dir), on the spool's path, is owned by \(userName(st.st_uid)), who could replace the spool: set spool-path to a directory only \(userName(me)) and root can change (e.g. `install -d -o \(userName(me)) -m 700 DIR`)")
-        }
-        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
-            throw .refused("\(dir), on the spool's path, is writable by group or others without the sticky bit (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)` or set spool-path elsewhere")
-        }
+        guard dir.hasPrefix("/") else { throw .refused("spool directory \(dir) must be an absolute path without `..`") }
+        do {
+            try LocalFS.makePrivateDirectory(dir, what: "spool directory", privateFrom: privateFrom, existingParents: .guarded)
+        } catch { throw WalctlError(error) }
     }
 
     /// Reads a small regular file whole; nil when it does not exist, is a symlink (O_NOFOLLOW) or is

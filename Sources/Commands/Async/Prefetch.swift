@@ -1,4 +1,5 @@
 import Foundation
+import LocalFS
 import Storage
 import WALFormat
 import Planner
@@ -225,11 +226,7 @@ public struct PrefetchGet {
         // archive-get-fsync: the served file is made durable as a fetched one would be (spool
         // files are written without fsync).
         if (try? config.bool("archive-get-fsync")) == true {
-            let fd = open(spool.dir + "/" + name, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { return nil }
-            let synced = Foundation.fsync(fd) == 0
-            close(fd)
-            guard synced else { return nil }
+            guard (try? LocalFS.syncFile(spool.dir + "/" + name)) != nil else { return nil }
         }
         unlink(spool.dir + "/" + name + ".rec")
         if rename(spool.dir + "/" + name, targetPath) != 0 {

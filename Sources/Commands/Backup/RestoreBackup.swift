@@ -174,7 +174,7 @@ private func prepareDirectory(_ dir: String, force: Bool, what: String, owner: (
     var st = stat()
     if stat(dir, &st) != 0 {
         guard errno == ENOENT else { throw WalctlError.file(operation: "stat", path: dir, errno: errno) }
-        do { try LocalFS.makePrivateDirectory(dir, what: what, createParents: true) } catch { throw WalctlError(error) }
+        do { try LocalFS.makePrivateDirectory(dir, what: what) } catch { throw WalctlError(error) }
         if let o = owner { _ = chown(dir, o.uid, o.gid) }
         return
     }

@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import LocalFS
 import Planner
 import Storage
 import WALFormat
@@ -133,10 +134,7 @@ public struct Recover {
         return "sudo -u \(shellQuote(user))"
     }
 
-    static func userName(_ uid: uid_t) -> String {
-        if let pw = getpwuid(uid) { return String(cString: pw.pointee.pw_name) }
-        return "#\(uid)"
-    }
+    static func userName(_ uid: uid_t) -> String { LocalFS.userName(uid) }
 
     /// Run as root, `walctl recover` gives everything it restores and writes to the owner of the
     /// target directory when it exists and is not root's, else to the owner of its parent when that
