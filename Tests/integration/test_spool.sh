@@ -221,7 +221,7 @@ test_valve_lets_go_when_the_repository_is_down() {
         set_archive_command "$WALCTL archive-push --config $W/walctl.conf --set archive-async=$mode %p"
         wait_archived "$last" 60 || fail "async=$mode: archiving did not resume"
         # The pusher exits when idle (else it would push the next round's backlog itself).
-        wait_until 15 bash -c "! pgrep -f 'archive-push-async-daemon --wal-dir $W/data/pg_wal'" || fail "the pusher did not exit"
+        wait_until 15 bash -c "! pgrep -f '[a]rchive-push-async-daemon --wal-dir $W/data/pg_wal'" || fail "the pusher did not exit"
     done
 }
 
