@@ -46,8 +46,8 @@ enum SpoolFS {
     /// for `dir` itself.
     // security-fs: move into the layer
     static func makeDirectory(_ dir: String, privateFrom: String? = nil) throws(WalctlError) {
-        let top = privateFrom ?? dir
-        let comps = dir.split(separator: "/").map(String.init)
+        let comps = dir.split(separator: "/").map(String.init).filter { $0 != "." }
+        let top = "/" + (privateFrom ?? dir).split(separator: "/").filter { $0 != "." }.joined(separator: "/")
         guard dir.hasPrefix("/"), !comps.contains(".."), !comps.isEmpty else {
             throw .refused("spool directory \(dir) must be an absolute path without `..`")
         }
