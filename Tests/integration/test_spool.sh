@@ -148,16 +148,26 @@ test_symlinks_in_spool_are_not_followed_and_starts_back_off() {
     pg_stop $V "$W/data"
     local seg; seg="$(ls "$W/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | head -1)"
     as_pg touch "$W/data/pg_wal/archive_status/$seg.ready"
-    local end=$((SECONDS + 8)) calls=0 out
+    local began=$SECONDS end=$((SECONDS + 8)) calls=0 out
     while [ $SECONDS -lt $end ]; do
         out="$(cd "$W/data" && as_pg "$WALCTL" archive-push --config "$W/walctl.conf" "pg_wal/$seg" 2>&1)" && fail "archive-push exited 0 through a symlinked lock"
         calls=$((calls + 1))
         sleep 0.2
     done
     assert_eq "$(md5sum < "$W/victim")" "$before" "victim file"
-    local starts; starts="$(grep -c "cannot open lock file" "$W/data/walctl_spool/archive/daemon.log" || true)"
-    echo "    $calls archive-push calls in 8 s started the pusher $starts times" >&2
-    [ "$starts" -ge 1 ] && [ "$starts" -le 5 ] || fail "$starts pusher starts in 8 s (back-off 1, 2, 4 s allows at most 5)"
+    local log="$W/data/walctl_spool/archive/daemon.log" starts logged
+    starts="$(grep -c "^walctl: error \[file-io\]: cannot open lock file" "$log" || true)"
+    logged="$(grep -c "start failed ([0-9]* in a row): \[file-io\] cannot open lock file .*; the next start waits" "$log" || true)"
+    echo "    $calls archive-push calls in $((SECONDS - began)) s started the pusher $starts times" >&2
+    [ "$starts" -ge 3 ] || fail "only $starts pusher starts: the calls did not retry after the back-off"
+    assert_eq "$logged" "$starts" "failed starts logged once each"
+    # Start n+1 comes at least 2^(n-1) s after start n (1, 2, 4, 8 ...; log times are whole seconds).
+    python3 - "$log" <<'PY' || fail "starts not spaced by the back-off: $(grep 'start failed' "$log" | cut -c1-60)"
+import re, sys, datetime
+t = [datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%SZ").timestamp()
+     for m in (re.match(r"(\S+) walctl\[\d+\]: start failed", l) for l in open(sys.argv[1])) if m]
+sys.exit(0 if all(t[i + 1] - t[i] >= 2 ** i - 1 for i in range(len(t) - 1)) else 1)
+PY
     echo "$out" | grep -q "the background pusher failed to start" || fail "the last call does not report the failed start: $out"
     [ -f "$W/data/walctl_spool/archive/daemon.failed" ] || fail "no record of the failed start in the spool"
     # Fixed (the link removed): the next start after the back-off works and clears it.

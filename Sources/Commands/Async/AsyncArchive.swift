@@ -233,7 +233,13 @@ public struct AsyncPushDaemon {
     @discardableResult
     public func run() throws -> Bool {
         try spool.prepare()
-        guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
+        let held: SpoolLock?
+        do { held = try SpoolLock.tryAcquire(spool.lockPath) } catch {
+            let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))
+            log("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
+            throw error
+        }
+        guard let lock = held else { return false }
         defer { lock.release() }
         lock.writePID()
         let engine: PushEngine
