@@ -180,7 +180,7 @@ import Catalog
         let nm = try makeReady(50, age: 10)
         let hanging = HangingStore()
         defer { hanging.release() }
-        let cfg = try config(["archive-push-max-age": "11"])
+        let cfg = try config(["archive-push-max-age": "11", "archive-push-timeout": "2"])
         let spool = ArchiveSpool(root: root + "/spool")
         let repo = Repository(store: hanging, url: "fake://")
         let push = ArchivePush(repository: repo, codec: .zstd, level: nil)
@@ -212,7 +212,7 @@ import Catalog
         let nm = try makeReady(70)
         var warnings: [String] = []
         let outcome = try AsyncArchive(config: try config(["archive-push-queue-max": "1"]), warn: { warnings.append($0) })
-            .pushIfEnabled(path: root + "/pg_wal/" + nm, direct: { throw WalctlError.refused("the valve must let it go before any push") })
+            .pushIfEnabled(path: root + "/pg_wal/" + nm, direct: { throw WalctlError.store(.transport(message: "the repository is down", key: nm)) })
         guard case .stored(let m)? = outcome else { Issue.record("\(String(describing: outcome))"); return }
         #expect(m.codec == "skipped")
         #expect(!warnings.contains { $0.contains("could not record") })
@@ -249,6 +249,124 @@ import Catalog
         #expect(spool.skipRecords().map(\.name) == [skipped])
         #expect(spool.skipRecords().first?.markerStored == true)
         #expect(try repository.store.head(key: SafetyValve.markerKey(.segment(skipped))) != nil)
+    }
+
+    // MARK: issue 13
+
+    /// The valve lets a file go only after its own push failed for a reason it covers (or timed
+    /// out): a push that succeeds is stored however large the backlog; a mismatch is never let go.
+    @Test func valveLetsGoOnlyAfterItsOwnPushFailed() throws {
+        let nm = try makeReady(80)
+        let cfg = try config(["archive-push-queue-max": "1"])
+        let spool = ArchiveSpool(root: root + "/spool")
+        let async = AsyncArchive(config: cfg, warn: { _ in })
+        let valve = try ValvePolicy(config: cfg)
+        #expect(valve.check(walDir: root + "/pg_wal", name: nm) != nil)   // over the limit
+        let bytes = segment(80)
+        let push = ArchivePush(repository: repository, codec: .zstd, level: nil)
+        let ok = try async.guardedDirect(name: .segment(nm), size: 1, walDir: root + "/pg_wal", spool: spool, valve: valve, direct: {
+            try bytes.withUnsafeBytes { try push.push(name: .segment(nm), content: $0, info: self.info, displayPath: nm) }
+        })
+        guard case .stored(let m) = ok else { Issue.record("\(ok)"); return }
+        #expect(m.codec == "zstd")
+        #expect(try repository.meta(for: .segment(nm)) != nil)
+        #expect(throws: WalctlError.self) {
+            try async.guardedDirect(name: .segment(nm), size: 1, walDir: root + "/pg_wal", spool: spool, valve: valve,
+                                    direct: { throw WalctlError.archiveMismatch(name: nm, archivedCRC: "1", newCRC: "2") })
+        }
+        let down = try async.guardedDirect(name: .segment(nm), size: 1, walDir: root + "/pg_wal", spool: spool, valve: valve,
+                                           direct: { throw WalctlError.store(.transport(message: "down", key: nm)) })
+        guard case .stored(let s) = down else { Issue.record("\(down)"); return }
+        #expect(s.codec == "skipped")
+        #expect(ValvePolicy.mayLetGo(afterMessage: "[repo-io] x") && !ValvePolicy.mayLetGo(afterMessage: "[archive-mismatch] x"))
+        #expect(!ValvePolicy.mayLetGo(afterMessage: "[invalid-wal] x") && ValvePolicy.mayLetGo(afterMessage: "no code"))
+    }
+
+    /// A file PostgreSQL has not marked ready is an operator's push: direct, no spool, no pusher.
+    @Test func aFileWithoutReadyIsPushedDirectlyInAsyncMode() throws {
+        let nm = name(81)
+        try FileManager.default.createDirectory(atPath: root + "/loose", withIntermediateDirectories: true)
+        try Data(segment(81)).write(to: URL(fileURLWithPath: root + "/loose/" + nm))
+        var called = false
+        var thrown: String?
+        let cfg = try config(["archive-async": "true", "archive-push-queue-max": "1"])
+        do {
+            _ = try AsyncArchive(config: cfg, warn: { _ in })
+                .pushIfEnabled(path: root + "/loose/" + nm, direct: { called = true; throw WalctlError.refused("its own result") })
+        } catch { thrown = "\(error)" }
+        #expect(called)
+        #expect(thrown == "its own result")
+        #expect(!FileManager.default.fileExists(atPath: ArchiveSpool.rootPath(config: cfg, walDir: root + "/loose")))
+    }
+
+    @Test func spoolsOthersCanChangeAreRefused() throws {
+        guard geteuid() == 0 else { return }   // needs chown to another user
+        func refusal(_ r: String) -> String? {
+            do { try ArchiveSpool(root: r).prepare(); return nil } catch { return "\(error)" }
+        }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/theirs/archive", withIntermediateDirectories: true)
+        #expect(chown(root + "/theirs", 65534, 65534) == 0)
+        #expect(refusal(root + "/theirs")?.contains("is owned by") == true)
+        try fm.createDirectory(atPath: root + "/open", withIntermediateDirectories: true)
+        #expect(chmod(root + "/open", 0o770) == 0)
+        #expect(refusal(root + "/open")?.contains("writable by group or others (mode 770)") == true)
+        #expect(!fm.fileExists(atPath: root + "/open/archive"))
+        #expect(symlink(root + "/open", root + "/link") == 0)
+        #expect(refusal(root + "/link")?.contains("symbolic link") == true)
+        try fm.createDirectory(atPath: root + "/parent", withIntermediateDirectories: true)
+        #expect(chown(root + "/parent", 65534, 65534) == 0)
+        #expect(refusal(root + "/parent/spool")?.contains("on the spool's path") == true)
+        try fm.createDirectory(atPath: root + "/sticky", withIntermediateDirectories: true)
+        #expect(chmod(root + "/sticky", 0o1777) == 0)
+        #expect(refusal(root + "/sticky/spool") == nil)
+        var st = stat()
+        #expect(lstat(root + "/sticky/spool/archive/skipped", &st) == 0 && st.st_mode & 0o777 == 0o700)
+    }
+
+    @Test func nothingInASpoolIsFollowedThroughASymlink() throws {
+        let spool = ArchiveSpool(root: root + "/spool")
+        try spool.prepare()
+        let victim = root + "/victim"
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: victim))
+        #expect(symlink(victim, spool.lockPath) == 0)
+        #expect(throws: WalctlError.self) { _ = try SpoolLock.tryAcquire(spool.lockPath) }
+        // A result planted as a link is not read; a result written over a link replaces the link.
+        let nm = name(82)
+        let record = PushRecord(repository: "r", sourceSize: 1, sourceMTimeNs: 1,
+                                meta: ArchivedFileMeta(name: nm, size: 1, storedSize: 1, codec: "zstd", crc32c: 1, archivedAt: PGTimestamp(microseconds: 0), summary: nil),
+                                alreadyArchived: false)
+        try Data(SpoolFS.encode(record)).write(to: URL(fileURLWithPath: root + "/elsewhere.ok"))
+        #expect(symlink(root + "/elsewhere.ok", spool.dir + "/" + nm + ".ok") == 0)
+        #expect(spool.result(nm) == .none)
+        #expect(symlink(victim, spool.dir + "/" + name(83) + ".ok") == 0)
+        try spool.writeOK(name(83), record)
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+        #expect(spool.result(name(83)) == .ok(record))
+    }
+
+    @Test func daemonStartsBackOff() throws {
+        #expect(DaemonStartFailure.backoff(failures: 1) == 1 && DaemonStartFailure.backoff(failures: 2) == 2)
+        #expect(DaemonStartFailure.backoff(failures: 6) == 32 && DaemonStartFailure.backoff(failures: 7) == 60 && DaemonStartFailure.backoff(failures: 99) == 60)
+        let spool = ArchiveSpool(root: root + "/spool")
+        try spool.prepare()
+        let now = Date()
+        spool.recordFailedStart(reason: "[repo-io] a", now: now)
+        let f = spool.recordFailedStart(reason: "[repo-io] b", now: now)
+        #expect(f.failures == 2 && spool.failedStart() == f)
+        #expect(abs(f.remaining(now: now) - 2) < 0.01 && f.remaining(now: now.addingTimeInterval(3)) == 0)
+        spool.clearFailedStart()
+        #expect(spool.failedStart() == nil)
+    }
+
+    @Test func spoolDefaultsToTheDataDirectoryElseTheUsersOwnStateDirectory() throws {
+        let cfg = try config()
+        #expect(ArchiveSpool.rootPath(config: cfg, walDir: "/srv/pg/main/pg_wal") == "/srv/pg/main/walctl_spool")
+        #expect(ArchiveSpool.rootPath(config: try config(["spool-path": "/var/spool/w"]), walDir: "/x/pg_wal") == "/var/spool/w")
+        #expect(ArchiveSpool.rootPath(config: try config(["pgdata": "/srv/d"]), walDir: "/elsewhere/wal") == "/srv/d/walctl_spool")
+        let other = ArchiveSpool.rootPath(config: cfg, walDir: "/elsewhere/wal")
+        #expect(!other.hasPrefix("/tmp") && other.contains("/walctl/spool-wal-"))
+        #expect(other != ArchiveSpool.rootPath(config: cfg, walDir: "/elsewhere2/wal"))
     }
 
     // MARK: prefetch

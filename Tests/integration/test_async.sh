@@ -93,7 +93,7 @@ test_async_failure_is_reported_for_that_segment() {
     touch "$W/fake/archive_status/$fake.ready"
     chown -R postgres:postgres "$W/fake"
     local out rc=0
-    out="$(cd "$W" && as_pg "$WALCTL" archive-push --config "$W/walctl.conf" --set archive-push-timeout=20 "fake/$fake" 2>&1)" || rc=$?
+    out="$(cd "$W" && as_pg "$WALCTL" archive-push --config "$W/walctl.conf" --set archive-push-timeout=20 --set spool-path="$W/fake-spool" "fake/$fake" 2>&1)" || rc=$?
     assert_eq "$rc" "1" "exit code of a failing async push"
     echo "$out" | grep -q "asynchronous push of $fake failed" || fail "message: $out"
     echo "$out" | grep -qi "database system\|page address" || fail "reason missing: $out"
@@ -123,7 +123,9 @@ test_safety_valve_lets_go_while_push_hangs() {
     require_pg $V
     # An S3 endpoint that accepts connections and never answers: every push hangs.
     W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin $V)"
-    write_config "$W" "archive-async = true" "archive-push-max-age = 3" "archive-push-timeout = 60"
+    # Past archive-push-max-age the valve lets the file go once its push has not completed within
+    # archive-push-timeout (issue 13: never before its own push failed or timed out).
+    write_config "$W" "archive-async = true" "archive-push-max-age = 3" "archive-push-timeout = 4"
     init_cluster $V "$W/data"
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
     local hang; hang="$(free_port)"
@@ -154,6 +156,19 @@ while time.time()<end:
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }
 
+# break_repo / heal_repo: the repository fails (file: unreadable; s3: a port nobody listens on).
+break_repo() {
+    cp -p "$W/walctl.conf" "$W/walctl.conf.healthy"
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        sed -i 's|^s3-endpoint = .*|s3-endpoint = http://127.0.0.1:9|' "$W/walctl.conf"
+    else
+        stat -c %a "$W/repo" > "$W/repo.mode"; chmod 000 "$W/repo"
+    fi
+}
+heal_repo() {
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then cp -p "$W/walctl.conf.healthy" "$W/walctl.conf"; else chmod "$(cat "$W/repo.mode")" "$W/repo"; fi
+}
+
 # json_names FILE KEY: the `name` of every element of the top-level array KEY in a JSON file, one a line.
 json_names() { python3 -c 'import json,sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))[sys.argv[2]]]' "$1" "$2"; }
 
@@ -179,10 +194,17 @@ test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
     sleep 1
     local t_before; t_before="$(psql_at $V "$W" "$PORT" "$now")"
     wait_archived "$(switch)" || fail "archiving before the skip"
-    # For one segment the valve's backlog limit is below any segment: it is let go, not stored.
+    # For one segment the valve's backlog limit is below any segment and the repository is down:
+    # its push fails and it is let go, not stored (a healthy repository never causes a skip).
     echo "archive-push-queue-max = 1" >> "$W/walctl.conf"
+    break_repo
     local skipped; skipped="$(switch)"
     wait_archived "$skipped" || fail "the valve did not let $skipped go"
+    heal_repo
+    # The next push, with the valve still on, is stored (no skip) and stores the skip marker.
+    local next; next="$(switch)"
+    wait_archived "$next" || fail "archiving with the valve on and a healthy repository"
+    [ -n "$(repo_objects "$W" "/$next\.meta\$")" ] || fail "$next was not stored by a healthy repository with the valve on"
     sed -i '/archive-push-queue-max/d' "$W/walctl.conf"
     grep -q "SAFETY VALVE: $skipped" "$W/data.log" || fail "no SAFETY VALVE line for $skipped in the server log"
     [ -z "$(repo_objects "$W" "/$skipped\.meta\$")" ] || fail "$skipped was stored"

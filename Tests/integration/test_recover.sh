@@ -322,4 +322,47 @@ for r in p['segmentRanges']:
     as_pg "$WALCTL" recover --status --pgdata "$W/rec-walctl"
 }
 
+# ---------------------------------------------------------------------------------------------- run as root
+
+# Issue 13: `walctl recover` run as root gives everything it restores and writes to the owner of the
+# target (or of its parent), refuses when both are root's, and the start command it prints works.
+test_recover_as_root_pg15() {
+    start_source 15
+    sql "create table a(id int)"
+    take_backup rootb
+    sql "insert into a select generate_series(1, 1234)"
+    switch_and_wait
+    pg_stop "$V" "$W/data"   # the printed start command uses the backed-up server's port
+    # A root-owned parent: refused before anything is touched, with the commands that fix it.
+    mkdir -m 755 "$W/rootparent"
+    local rc=0
+    "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rootparent/rec" --latest >"$W/root1.out" 2>"$W/root1.err" || rc=$?
+    assert_eq "$rc" "1" "exit code of recover as root into a root-owned parent ($(cat "$W/root1.err"))"
+    grep -qF "install -d -o postgres -m 700 $W/rootparent/rec" "$W/root1.err" || fail "no install -d command: $(cat "$W/root1.err")"
+    grep -qF "runuser -u postgres -- $WALCTL recover --config $W/walctl.conf --pgdata $W/rootparent/rec --latest" "$W/root1.err" \
+        || fail "no runuser command: $(cat "$W/root1.err")"
+    [ ! -e "$W/rootparent/rec" ] || fail "the refused recover created $W/rootparent/rec"
+    # The printed fix, then recover run as root again: the target's owner gets everything.
+    install -d -o postgres -m 700 "$W/rootparent/rec"
+    "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rootparent/rec" --latest >"$W/root2.out" 2>"$W/root2.err" \
+        || fail "recover into a postgres-owned target: $(cat "$W/root2.err")"
+    # A postgres-owned parent: the parent's owner gets everything.
+    "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --latest >"$W/rec.out" 2>"$W/rec.err" \
+        || fail "recover into a postgres-owned parent: $(cat "$W/rec.err")"
+    local d
+    for d in "$W/rootparent/rec" "$W/rec"; do
+        [ -z "$(find "$d" ! -user postgres | head -3)" ] || fail "not postgres's in $d: $(find "$d" ! -user postgres | head -3)"
+    done
+    [ -z "$(find "$W" -maxdepth 1 -name 'catalog.db*' ! -user postgres)" ] || fail "recover as root left a catalog file postgres does not own"
+    # The start command, exactly as printed, run by root.
+    local cmd; cmd="$(grep -A1 '^start the recovery:' "$W/rec.out" | tail -1 | sed 's/^  //')"
+    echo "$cmd" | grep -q "^runuser -u postgres -- " || fail "the start command does not run as postgres: $cmd"
+    bash -c "$cmd" >/dev/null 2>&1 || fail "the printed start command failed: $cmd ($(tail -3 "$W/rec/walctl_recovery.log" 2>&1))"
+    wait_until 120 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" \
+        || fail "the recovered server did not finish recovery: $(tail -3 "$W/rec/walctl_recovery.log")"
+    assert_eq "$(count_rows "$PORT" a)" "1234" "rows recovered"
+    pg_stop "$V" "$W/rec"
+    cleanup
+}
+
 run_suite "$@"

@@ -155,7 +155,9 @@ public struct AsyncArchive {
             if now.timeIntervalSince(lastDaemonCheck) > 0.1 {
                 if let failure = startDaemon(walDir: walDir, spool: spool, launch: &launch) {
                     if ValvePolicy.mayLetGo(afterMessage: failure.reason), let skipped = letGo("its push failed: " + failure.description) { return skipped }
-                    throw failure
+                    // In back-off: wait for the next start when it comes before the deadline
+                    // (the loop tries again), else report the failed start now.
+                    guard case .daemonBackoff(_, _, let retryIn, _) = failure, now.addingTimeInterval(retryIn) < deadline else { throw failure }
                 }
                 lastDaemonCheck = now
             }
@@ -179,12 +181,16 @@ public struct AsyncArchive {
     }
 
     /// Starts the background pusher unless one holds the spool's lock, or its last start failed
-    /// less than the back-off ago (`DaemonStartFailure`): then the start failure is the push's
-    /// failure, reported at once instead of starting a pusher every 100 ms.
+    /// less than the back-off ago (`DaemonStartFailure`): then it throws `daemonBackoff`, and the
+    /// caller waits for the back-off to end within its timeout or reports the failed start, instead
+    /// of starting a pusher every 100 ms.
     func ensureDaemon(walDir: String, spool: ArchiveSpool, launch: inout Launch) throws(AsyncError) {
         if let pid = launch.pid {
             var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
+            let r = waitpid(pid, &status, WNOHANG)
+            // The pusher this call started is still starting (or running): never a second one.
+            if r == 0 { return }
+            if r == pid {
                 launch.pid = nil
                 let exited = status & 0x7f == 0, code = (status >> 8) & 0xff
                 // A pusher that failed before recording why (a crash, a spool it could not use).
@@ -192,6 +198,8 @@ public struct AsyncArchive {
                     spool.recordFailedStart(reason: exited ? "the background pusher exited with status \(code) at start (see \(spool.logPath))"
                                                            : "the background pusher was killed by signal \(status & 0x7f) (see \(spool.logPath))")
                 }
+            } else {
+                launch.pid = nil
             }
         }
         reapChildren()
@@ -229,7 +237,13 @@ public struct AsyncPushDaemon {
     @discardableResult
     public func run() throws -> Bool {
         try spool.prepare()
-        guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
+        let held: SpoolLock?
+        do { held = try SpoolLock.tryAcquire(spool.lockPath) } catch {
+            let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))
+            log("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
+            throw error
+        }
+        guard let lock = held else { return false }
         defer { lock.release() }
         lock.writePID()
         let engine: PushEngine

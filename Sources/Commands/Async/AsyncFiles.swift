@@ -43,9 +43,16 @@ enum SpoolFS {
     /// user, sticky when group/other-writable; docs/async.md, "Spool location"). `privateFrom` (an
     /// ancestor of `dir`, or `dir`) and everything below it are held to the rule for `dir` itself.
     static func makeDirectory(_ dir: String, privateFrom: String? = nil) throws(WalctlError) {
-        guard dir.hasPrefix("/") else { throw .refused("spool directory \(dir) must be an absolute path without `..`") }
+        // Normalised first ("." components dropped, ".." refused) so the ownership walk sees the
+        // directories the kernel will use.
+        let comps = dir.split(separator: "/").filter { $0 != "." }
+        guard dir.hasPrefix("/"), !comps.contains(".."), !comps.isEmpty else {
+            throw .refused("spool directory \(dir) must be an absolute path without `..`")
+        }
+        let clean = "/" + comps.joined(separator: "/")
+        let top = privateFrom.map { "/" + $0.split(separator: "/").filter { $0 != "." }.joined(separator: "/") }
         do {
-            try LocalFS.makePrivateDirectory(dir, what: "spool directory", privateFrom: privateFrom, existingParents: .guarded)
+            try LocalFS.makePrivateDirectory(clean, what: "spool directory", privateFrom: top, existingParents: .guarded)
         } catch { throw WalctlError(error) }
     }
 

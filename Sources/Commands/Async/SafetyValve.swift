@@ -125,12 +125,16 @@ public enum SafetyValve {
     static func storeMarker(_ record: SkipRecord, openRepository: () throws -> Repository) throws -> Bool {
         guard let name = WALFileName(record.name) else { return false }
         let repository = try openRepository()
+        // Never into a repository that is not there (moved away, unmounted): a put would create a
+        // stray one holding only the marker, and the record would count as stored.
+        guard try repository.info() != nil else { return false }
         try repository.store.put(key: markerKey(name), bytes: SpoolFS.encode(record))
         return true
     }
 
     /// Retries the markers not yet stored; drops records of files that are archived after all.
     public static func flushPending(spool: ArchiveSpool, repository: Repository, warn: (String) -> Void) {
+        guard (try? repository.info()) != nil else { return }   // not there (moved away, unmounted): next time
         for var r in spool.skipRecords() where !r.markerStored {
             guard let name = WALFileName(r.name) else { continue }
             do {
