@@ -34,6 +34,9 @@ archive_and_recover() {
     local failed
     failed="$(psql_at "$v" "$w" "$port" "select failed_count from pg_stat_archiver")"
     assert_eq "$failed" "0" "archive failures"
+    # Real WAL through the real archiver (segments closed by pg_switch_wal, records crossing
+    # segments) is never reported as damaged.
+    if grep -q "DAMAGED WAL" "$w/data.log"; then fail "sound WAL reported damaged: $(grep "DAMAGED WAL" "$w/data.log" | head -3)"; fi
     local n
     n="$(repo_objects "$w" '/[0-9A-F]{24}\.meta$' | wc -l)"
     [ "$n" -ge 10 ] || fail "only $n segments archived"
@@ -44,7 +47,8 @@ archive_and_recover() {
     chmod 700 "$w/restored"
     rm -f "$w/restored/postmaster.pid"
     local port2; port2="$(free_port)"
-    configure_cluster "$w/restored" "$port2" "$w" "archive_mode = off" \
+    configure_cluster "$w/restored" "$port2" "$w" "archive_mode = on" \
+        "archive_command = '$WALCTL archive-push --config $w/walctl.conf %p'" \
         "restore_command = '$WALCTL archive-get --config $w/walctl.conf %f %p'" "recovery_target_action = promote"
     as_pg touch "$w/restored/recovery.signal"
     pg_start "$v" "$w/restored"
@@ -54,6 +58,16 @@ archive_and_recover() {
     got="$(psql_at "$v" "$w" "$port2" "select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t")"
     assert_eq "$got" "$expected" "recovered table"
     grep -q "restored log file \"$last\" from archive" "$w/restored.log" || fail "segment $last was not restored through walctl"
+    # The promoted server archives its new timeline into the same repository: the real history file
+    # passes validation, and the segments of timeline 2 are not reported damaged.
+    psql_at "$v" "$w" "$port2" "create table after_promotion(x int)"
+    local l2; l2="$(psql_at "$v" "$w" "$port2" "select pg_walfile_name(pg_switch_wal())")"
+    wait_until 60 bash -c "a=\$(runuser -u postgres -- $bin/psql -X -h $w -p $port2 -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\$a\" = '$l2' ] || [ \"\$a\" \\> '$l2' ]" \
+        || fail "promoted server did not archive $l2"
+    assert_eq "$(psql_at "$v" "$w" "$port2" "select failed_count from pg_stat_archiver")" "0" "archive failures after promotion"
+    [ -n "$(repo_objects "$w" '/00000002\.history\.meta$')" ] || fail "00000002.history not archived"
+    [ -n "$(repo_objects "$w" "/$l2\.meta$")" ] || fail "$l2 not archived"
+    if grep -q "DAMAGED WAL" "$w/restored.log"; then fail "sound WAL of the new timeline reported damaged: $(grep "DAMAGED WAL" "$w/restored.log" | head -3)"; fi
     pg_stop "$v" "$w/restored"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
 }
