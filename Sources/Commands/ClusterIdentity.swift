@@ -64,11 +64,12 @@ public struct ClusterIdentity: Equatable {
 
     /// `xlog_seg_size` from the bytes of `global/pg_control`.
     ///
-    /// `ControlFileData` grows between versions (the checkpoint copy and the fields before the
-    /// compile-time settings move: `xlog_seg_size` is at byte 220 on PostgreSQL 12-16, 228 on 17 and
-    /// 18), so it is found by layout rather than by a per-version offset: `floatFormat` (the double
-    /// 1234567.0, 8-aligned) is followed by `blcksz`, `relseg_size`, `xlog_blcksz` and
-    /// `xlog_seg_size` (uint32 each). The anchor is accepted only when `xlog_blcksz` is 8192 and
+    /// `ControlFileData` is versioned (`pg_control_version` 1300 on PostgreSQL 15 and 16, 1800 on 18)
+    /// and its members before the compile-time settings have moved between releases, so the field is
+    /// found by layout rather than by a per-version offset: `floatFormat` (the double 1234567.0,
+    /// 8-aligned) is followed by `blcksz`, `relseg_size`, `xlog_blcksz` and `xlog_seg_size` (uint32
+    /// each). Checked against `pg_controldata` ("Bytes per WAL segment"): `floatFormat` at byte 208 and
+    /// `xlog_seg_size` at 228 on 15, 16 and 18 (Tests/integration/test_archive.sh runs init on each). The anchor is accepted only when `xlog_blcksz` is 8192 and
     /// `blcksz` a power of two from 1 to 32 KiB, and the size must be a valid segment size.
     static func segmentSize(pgControl control: Data) -> WALSegmentSize? {
         control.withUnsafeBytes { (b: UnsafeRawBufferPointer) -> WALSegmentSize? in

@@ -29,10 +29,13 @@ extension FileStore: LeftoverSweeping {
         clock_gettime(CLOCK_REALTIME, &now)
         var removed: [String] = []
         let fd = dirfd(dir)
+        let nameOffset = MemoryLayout<dirent>.offset(of: \dirent.d_name) ?? 19
         while let ent = readdir(dir) {
-            // Only hidden names are looked at further: a directory of segments costs one readdir.
-            guard withUnsafeBytes(of: ent.pointee.d_name, { $0.first }) == UInt8(ascii: ".") else { continue }
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+            // Only hidden names are looked at further (read in place, no copy): a directory of
+            // segments costs one readdir.
+            let namePtr = UnsafeRawPointer(ent).advanced(by: nameOffset).assumingMemoryBound(to: CChar.self)
+            guard namePtr.pointee == CChar(UInt8(ascii: ".")) else { continue }
+            let name = String(cString: namePtr)
             guard Self.isTemporaryName(name) else { continue }
             var st = stat()
             guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }

@@ -38,7 +38,7 @@ public enum WALFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case .fileSizeMismatch(let a, let e): return "file is \(a) bytes, a WAL segment here is \(e) bytes"
         case .malformedHistory(let l, let t): return "timeline history line \(l) is malformed: \"\(t)\""
         case .malformedLabel(let s): return "malformed backup label: \(s)"
-        case .notARegularFile(let k): return "it is \(k), not a regular file: walctl reads only regular files (never opens it)"
+        case .notARegularFile(let k): return "it is \(k), not a regular file (refused without opening it)"
         case .invalidHistory(let s): return "invalid timeline history file: \(s)"
         case .backupNameMismatch(let s): return "backup history file does not match its name: \(s)"
         }

@@ -148,6 +148,35 @@ final class FastFrontTests: XCTestCase {
         XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
     }
 
+    /// Issue 12: a result whose meta records damaged WAL is left to the full binary, which writes
+    /// `WARNING: DAMAGED WAL` into PostgreSQL's log; a %p that is not a regular file falls back at once.
+    func testPushFallsBackOnDamagedWALAndSpecialFiles() throws {
+        let (ok, e) = try pushSetup()
+        var summary = SegmentSummary()
+        summary.crcFailures = 1
+        summary.damagedAt = LSN(0x0100_2000)
+        summary.damageReason = "a record fails its CRC-32C"
+        var m = meta()
+        m.summary = summary
+        var st = stat()
+        XCTAssertEqual(lstat(tmp + "/pg_wal/" + seg, &st), 0)
+        let rec = PushRecordShape(repository: "file:///repo", sourceSize: 16,
+                                  sourceMTimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec), meta: m, alreadyArchived: false)
+        try write(ok, try encode(rec))
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ok))
+        // Sound WAL with a summary: served.
+        m.summary = SegmentSummary()
+        try write(ok, try encode(PushRecordShape(repository: "file:///repo", sourceSize: 16, sourceMTimeNs: rec.sourceMTimeNs, meta: m, alreadyArchived: false)))
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
+        // A FIFO under the name: fall back at once (the daemon lock is not held, so this never waits).
+        let fifo = "000000010000000000000009"
+        XCTAssertEqual(mkfifo(tmp + "/pg_wal/" + fifo, 0o600), 0)
+        let start = Date()
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + fifo], env: e), .fallBack)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2)
+    }
+
     /// Holds `path` (a daemon lock) with flock from this process; returns the fd to close.
     func holdLock(_ path: String) -> Int32 {
         let fd = open(path, O_RDWR | O_CREAT, 0o600)

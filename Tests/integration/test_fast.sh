@@ -56,4 +56,56 @@ test_fast_front_archive_and_prefetch_recovery() {
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
 }
 
+# Issue 12: a FIFO (or another special file) named like a segment is refused at once through the
+# front too, with and without archive-async (before: the front waited, then walctl blocked forever).
+test_fast_front_refuses_special_files_at_once() {
+    require_pg $V
+    [ -x "$FAST" ] || fail "walctl-fast not built next to $WALCTL"
+    local w; w="$(new_workdir)"
+    write_config "$w"
+    init_cluster $V "$w/data"
+    as_pg "$WALCTL" init --config "$w/walctl.conf" --pgdata "$w/data" >/dev/null
+    mkdir -p "$w/sp/pg_wal/archive_status" "$w/sp/walctl_spool/archive/skipped"
+    mkfifo "$w/sp/pg_wal/000000010000000000000009"
+    touch "$w/sp/pg_wal/archive_status/000000010000000000000009.ready"
+    ln -s /dev/zero "$w/sp/pg_wal/00000001000000000000000A"
+    local async f out rc start
+    for async in false true; do
+        for f in 09 0A; do
+            start=$SECONDS
+            out="$(WALCTL_ARCHIVE_ASYNC=$async timeout 30 "$FAST" archive-push --config "$w/walctl.conf" "$w/sp/pg_wal/0000000100000000000000$f" 2>&1)" && rc=0 || rc=$?
+            [ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "front push of special file $f (async $async) exited $rc"
+            [ $((SECONDS - start)) -le 2 ] || fail "front push of special file $f (async $async) took $((SECONDS - start)) s"
+            echo "$out" | grep -q "invalid-wal.*not a regular file" || fail "front message for $f (async $async): $out"
+        done
+    done
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
+}
+
+# Issue 12: the pusher's result for a damaged segment is not consumed silently by the front: walctl
+# reports it, so `WARNING: DAMAGED WAL` reaches PostgreSQL's log.
+test_fast_front_reports_damaged_wal() {
+    require_pg $V
+    [ -x "$FAST" ] || fail "walctl-fast not built next to $WALCTL"
+    local w; w="$(new_workdir)"
+    write_config "$w" "archive-async = true"
+    init_cluster $V "$w/data"
+    as_pg "$WALCTL" init --config "$w/walctl.conf" --pgdata "$w/data" >/dev/null
+    local seg; seg="$(ls "$w/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | head -1)"
+    mkdir -p "$w/a/pg_wal/archive_status"
+    cp "$w/data/pg_wal/$seg" "$w/a/pg_wal/$seg"
+    printf '\xa5\x5a\xa5\x5a\xa5\x5a\xa5\x5a' | dd of="$w/a/pg_wal/$seg" bs=1 seek=$((1048576 + 4001)) conv=notrunc 2>/dev/null
+    touch "$w/a/pg_wal/archive_status/$seg.ready"
+    # The pusher stores it before PostgreSQL asks (it exits once idle).
+    "$WALCTL" archive-push-async-daemon --config "$w/walctl.conf" --wal-dir "$w/a/pg_wal" --spool "$w/a/walctl_spool" 2>"$w/daemon.err" \
+        || fail "daemon: $(cat "$w/daemon.err")"
+    [ -f "$w/a/walctl_spool/archive/$seg.ok" ] || fail "no result for $seg in the spool"
+    local out rc
+    out="$("$FAST" archive-push --config "$w/walctl.conf" "$w/a/pg_wal/$seg" 2>&1)" && rc=0 || rc=$?
+    assert_eq "$rc" "0" "front push of a stored damaged segment"
+    echo "$out" | grep -q "WARNING: DAMAGED WAL in $seg" || fail "the front consumed the damaged result silently: '$out'"
+    [ ! -e "$w/a/walctl_spool/archive/$seg.ok" ] || fail "result not consumed"
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
+}
+
 run_suite "$@"
