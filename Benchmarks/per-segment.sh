@@ -14,7 +14,7 @@
 #
 # Environment: WALCTL (binary; default: build release into $SCRATCH), SCRATCH (.build-bench), WORK
 # (/tmp/walctl-per-segment), SEGMENTS (64), S3 (auto: when nginx and moto are available; 0 = off),
-# PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 30). Needs root, pgbackrest, zstd, python3, postgresql-15.
+# PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 70). Needs root, pgbackrest, zstd, python3, postgresql-15.
 # Writes $WORK/report.md and $WORK/calls.csv (one line per call).
 set -euo pipefail
 
@@ -60,9 +60,9 @@ max_wal_size = 4GB
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/pg.log" -w start >/dev/null
 PSQL=("$PGBIN/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d postgres -At)
-as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -i -s "${SCALE:-30}" -q postgres >/dev/null 2>&1
-# OLTP until SEGMENTS + 2 segments past the initial load are complete.
 first=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
+as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -i -s "${SCALE:-70}" -q postgres >/dev/null 2>&1
+# OLTP (at least 5 s) until SEGMENTS + 2 segments are complete: the end of the load, then OLTP.
 for _ in $(seq 1 200); do
     as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -c 4 -T 5 postgres >/dev/null 2>&1
     cur=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
@@ -192,7 +192,7 @@ with open(W + "/table.md", "w") as t:
 PY
 OBJBYTES=$(du -cb "$WORK"/repo/wal/*/*.zst | tail -1 | cut -f1)
 {
-    echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'): \`Benchmarks/per-segment.sh\`, ${#SEGS[@]} segments ${SEGS[0]}..${SEGS[-1]} (pgbench -i -s ${SCALE:-30}, then pgbench -c 4), $((OBJBYTES / ${#SEGS[@]} / 1024)) KiB zst per segment on average."
+    echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'): \`Benchmarks/per-segment.sh\`, ${#SEGS[@]} segments ${SEGS[0]}..${SEGS[-1]} (pgbench -i -s ${SCALE:-70}, then pgbench -c 4 for at least 5 s), $((OBJBYTES / ${#SEGS[@]} / 1024)) KiB zst per segment on average."
     echo
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
     echo "walctl $("$WALCTL" --version) (release, static stdlib); $(pgbackrest version); $(zstd --version | head -1 | sed 's/\*//g')."
