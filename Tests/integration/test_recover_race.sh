@@ -4,6 +4,7 @@
 # --cleanup), file repository and S3 (moto). The prefetcher stops at the end of its planned range
 # and on the stop request of the call that finds the end of the archive, while PostgreSQL asks for
 # that missing segment again: every recovery must reach the end and promote, with every row.
+# The file test also counts archive-get's fsyncs with strace (archive-get-fsync, docs/recovery.md).
 #
 #   RACE_RUNS=3 (recoveries per repository), RACE_SEGMENTS=60, RACE_SEG_MB=16 (wal_segment_size)
 #   Benchmarks/recover-race.sh runs this with RACE_RUNS=50 and tallies the outcomes.

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Benchmarks/per-segment.sh: archive-push and archive-get per segment the way PostgreSQL calls them
+# (issue 19). 64 distinct real 16 MiB segments from one pgbench run are pushed one after another
+# into ONE repository that grows, each push its own process, then each is fetched back by its own
+# process. Every call's wall time and CPU time (user + system of the process, from wait4) are
+# recorded; the report gives medians and ratios. In the same run, interleaved segment by segment:
+#
+#   floors      zstd -3 -q -f SEG -o OUT (push), zstd -d -q -f OBJ -o OUT (get, walctl's object)
+#   pgBackRest  archive-push / archive-get, posix repository (zst level 3), and S3 through TLS
+#   walctl      archive-push / archive-get, file repository, and S3 through the same TLS endpoint;
+#               archive-get also with archive-get-fsync = true (the fsync it no longer does by default)
+#
+#   Benchmarks/per-segment.sh                 # build (unless WALCTL), make WAL, measure, report
+#
+# Environment: WALCTL (binary; default: build release into $SCRATCH), SCRATCH (.build-bench), WORK
+# (/tmp/walctl-per-segment), SEGMENTS (64), S3 (auto: when nginx and moto are available; 0 = off),
+# PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 70). Needs root, pgbackrest, zstd, python3, postgresql-15.
+# Writes $WORK/report.md and $WORK/calls.csv (one line per call).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SCRATCH=${SCRATCH:-$ROOT/.build-bench}
+WORK=${WORK:-/tmp/walctl-per-segment}
+SEGMENTS=${SEGMENTS:-64}
+S3=${S3:-auto}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PORT=${PORT:-54993}
+
+for tool in zstd pgbackrest python3 runuser; do
+    command -v "$tool" >/dev/null || { echo "per-segment.sh: $tool is required" >&2; exit 2; }
+done
+[ -x "$PGBIN/initdb" ] || { echo "per-segment.sh: PostgreSQL 15 not found in $PGBIN" >&2; exit 2; }
+if [ -z "${WALCTL:-}" ]; then
+    echo "== building walctl (release, static Swift stdlib) into $SCRATCH" >&2
+    (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+    WALCTL=$SCRATCH/release/walctl
+fi
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- a throwaway cluster and real WAL ------------------------------------------------------------
+as_pg() { runuser -u postgres -- "$@"; }
+if [ -d "$WORK/pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; fi
+rm -rf "$WORK"
+mkdir -p "$WORK"/{sock,walsrc,pgbr,pgbr-lock,pgbr-log,out}
+chown -R postgres "$WORK"
+# shellcheck source=Benchmarks/s3-tls.sh
+source "$ROOT/Benchmarks/s3-tls.sh"
+cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; stop_moto_tls; }
+trap cleanup EXIT
+
+echo "== PostgreSQL 15 cluster and pgbench WAL in $WORK" >&2
+as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U postgres --no-sync >/dev/null
+cat >>"$WORK/pgdata/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$WORK/sock'
+archive_mode = on
+archive_command = 'cp %p $WORK/walsrc/%f'
+max_wal_size = 4GB
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/pg.log" -w start >/dev/null
+PSQL=("$PGBIN/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d postgres -At)
+first=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
+as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -i -s "${SCALE:-70}" -q postgres >/dev/null 2>&1
+# OLTP (at least 5 s) until SEGMENTS + 2 segments are complete: the end of the load, then OLTP.
+for _ in $(seq 1 200); do
+    as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -c 4 -T 5 postgres >/dev/null 2>&1
+    cur=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
+    [ $(( 16#${cur:16:8} - 16#${first:16:8} )) -ge $((SEGMENTS + 2)) ] && break
+done
+as_pg "${PSQL[@]}" -c "select pg_switch_wal()" >/dev/null
+sleep 2
+echo "== pgBackRest stanzas (posix; S3 when available)" >&2
+PGBR=(pgbackrest --stanza=bench --pg1-path="$WORK/pgdata" --repo1-path="$WORK/pgbr" --lock-path="$WORK/pgbr-lock"
+      --log-path="$WORK/pgbr-log" --log-level-file=off --log-level-console=warn)
+as_pg "${PGBR[@]}" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
+if [ "$S3" != 0 ] && command -v nginx >/dev/null && start_moto_tls "$WORK/s3" walctl-bench && [ -n "$TLS_PORT" ]; then
+    { echo "[global]"; pgbr_s3_repo 1 "/pgbr-seg"; echo "lock-path=$WORK/pgbr-lock"; echo "log-path=$WORK/pgbr-log"; } > "$WORK/pgbr-s3.conf"
+    chmod 644 "$WORK/pgbr-s3.conf"
+    as_pg pgbackrest --config="$WORK/pgbr-s3.conf" --stanza=bench --pg1-path="$WORK/pgdata" --pg1-socket-path="$WORK/sock" \
+        --pg1-port="$PORT" --log-level-console=warn stanza-create >&2
+    S3=1
+else
+    S3=0
+fi
+# pgBackRest runs as root from here, like walctl and zstd: no runuser in the timings.
+chown -R root "$WORK/pgbr" "$WORK/pgbr-lock" "$WORK/pgbr-log"
+as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m fast stop >/dev/null
+
+# The segments: the last SEGMENTS complete ones (the end of the load, then OLTP).
+mapfile -t SEGS < <(ls "$WORK/walsrc" | grep -E '^[0-9A-F]{24}$' | sort | tail -n "$SEGMENTS")
+[ "${#SEGS[@]}" -eq "$SEGMENTS" ] || { echo "per-segment.sh: only ${#SEGS[@]} segments archived" >&2; exit 1; }
+
+echo "== walctl repositories" >&2
+cat > "$WORK/walctl-file.conf" <<CONF
+repository = file://$WORK/repo
+catalog = $WORK/catalog-file.db
+CONF
+"$WALCTL" init --config "$WORK/walctl-file.conf" --pgdata "$WORK/pgdata" >&2
+if [ "$S3" = 1 ]; then
+    cat > "$WORK/walctl-s3.conf" <<CONF
+repository = s3://$MOTO_BUCKET/walctl-seg
+catalog = $WORK/catalog-s3.db
+s3-endpoint = $TLS_ENDPOINT
+s3-ca-file = $TLS_CA
+s3-region = us-east-1
+s3-uri-style = path
+s3-key = $AWS_ACCESS_KEY_ID
+s3-key-secret = $AWS_SECRET_ACCESS_KEY
+CONF
+    "$WALCTL" init --config "$WORK/walctl-s3.conf" --pgdata "$WORK/pgdata" >&2
+fi
+# An earlier segment is archived first in each, so the catalog exists as in a running setup.
+"$WALCTL" archive-push --config "$WORK/walctl-file.conf" "$WORK/walsrc/000000010000000000000001" >&2
+[ "$S3" = 1 ] && "$WALCTL" archive-push --config "$WORK/walctl-s3.conf" "$WORK/walsrc/000000010000000000000001" >&2
+
+# --- measurements ---------------------------------------------------------------------------------
+echo "== measuring ${#SEGS[@]} segments (S3: $S3)" >&2
+export WALCTL WORK S3
+printf '%s\n' "${SEGS[@]}" > "$WORK/segments.txt"
+python3 - <<'PY'
+import os, shutil, statistics, subprocess, sys, time, glob
+W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"
+segs = open(W + "/segments.txt").read().split()
+pgbr = shutil.which("pgbackrest"); zstd = shutil.which("zstd")
+env = {k: v for k, v in os.environ.items() if not k.startswith("WALCTL_")}
+env["WALCTL_CONFIG"] = "/dev/null"
+PGBR = [pgbr, "--stanza=bench", "--pg1-path=" + W + "/pgdata", "--log-level-file=off", "--log-level-console=warn"]
+ZST = ["--compress-type=zst", "--compress-level=3"]
+PGBR_FILE = PGBR + ["--repo1-path=" + W + "/pgbr", "--lock-path=" + W + "/pgbr-lock", "--log-path=" + W + "/pgbr-log"]
+PGBR_S3 = [pgbr, "--config=" + W + "/pgbr-s3.conf"] + PGBR[1:]
+calls = []   # (phase, tool, segment, wall ms, cpu ms)
+
+def run(tool, phase, seg, argv, extra_env=None):
+    e = dict(env); e.update(extra_env or {})
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, e, file_actions=[(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)])
+    _, status, ru = os.wait4(pid, 0)
+    wall = (time.perf_counter() - t0) * 1000
+    rc = os.waitstatus_to_exitcode(status)
+    if rc != 0:
+        sys.exit(f"per-segment.sh: {tool} {phase} {seg} exited {rc}: {argv}")
+    calls.append((phase, tool, seg, wall, (ru.ru_utime + ru.ru_stime) * 1000))
+
+def walctl(conf, *args): return [WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
+out = W + "/out"
+for s in segs:
+    src = W + "/walsrc/" + s
+    run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src))
+    run("pgbackrest", "push-file", s, PGBR_FILE + ZST + ["archive-push", src])
+    run("zstd -3", "push-file", s, [zstd, "-3", "-q", "-f", src, "-o", out + "/" + s + ".zst"])
+    if S3:
+        run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src))
+        run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])
+for s in segs:
+    src = W + "/walsrc/" + s
+    obj = glob.glob(W + "/repo/wal/" + s[:16] + "/" + s + ".*.zst")[0]
+    tgt = out + "/RECOVERYXLOG"
+    def fresh():
+        if os.path.exists(tgt): os.unlink(tgt)
+    fresh(); run("walctl", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt))
+    if open(tgt, "rb").read() != open(src, "rb").read(): sys.exit("walctl restored different bytes for " + s)
+    fresh(); run("walctl, archive-get-fsync", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt), {"WALCTL_ARCHIVE_GET_FSYNC": "true"})
+    fresh(); run("pgbackrest", "get-file", s, PGBR_FILE + ["archive-get", s, tgt])
+    fresh(); run("zstd -d", "get-file", s, [zstd, "-d", "-q", "-f", obj, "-o", tgt])
+    if S3:
+        fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
+        fresh(); run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt])
+with open(W + "/calls.csv", "w") as f:
+    f.write("phase,tool,segment,wall_ms,cpu_ms\n")
+    for c in calls: f.write("%s,%s,%s,%.3f,%.3f\n" % c)
+
+def med(phase, tool, i):
+    v = [c[i] for c in calls if c[0] == phase and c[1] == tool]
+    return statistics.median(v) if v else None
+def f(x): return "" if x is None else "%.1f" % x
+def r(a, b): return "" if a is None or b is None else "%.2fx" % (a / b)
+rows = []
+for phase, floor, what in [("push-file", "zstd -3", "push, file repo"), ("push-s3", None, "push, S3 (TLS)"),
+                           ("get-file", "zstd -d", "get, file repo"), ("get-s3", None, "get, S3 (TLS)")]:
+    for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
+        w = med(phase, "walctl", i)
+        if w is None: continue
+        fl = med(phase, floor, i) if floor else None
+        p = med(phase, "pgbackrest", i)
+        fs = med(phase, "walctl, archive-get-fsync", i)
+        rows.append(f"| {what}, {unit} | {f(fl)} | {f(p)} | {f(w)} | {r(w, fl)} | {r(w, p)} | {f(fs)} |")
+with open(W + "/table.md", "w") as t:
+    t.write("| per segment (median of %d) | floor | pgBackRest | walctl | walctl vs floor | walctl vs pgBackRest | walctl, archive-get-fsync = true |\n" % len(segs))
+    t.write("|---|---:|---:|---:|---:|---:|---:|\n")
+    t.write("\n".join(rows) + "\n")
+PY
+OBJBYTES=$(du -cb "$WORK"/repo/wal/*/*.zst | tail -1 | cut -f1)
+{
+    echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'): \`Benchmarks/per-segment.sh\`, ${#SEGS[@]} segments ${SEGS[0]}..${SEGS[-1]} (pgbench -i -s ${SCALE:-70}, then pgbench -c 4 for at least 5 s), $((OBJBYTES / ${#SEGS[@]} / 1024)) KiB zst per segment on average."
+    echo
+    echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r); load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+    echo "walctl $("$WALCTL" --version) (release, static stdlib); $(pgbackrest version); $(zstd --version | head -1 | sed 's/\*//g')."
+    echo "Wall: spawn to wait4 of one process; CPU: its user + system time (wait4 rusage). Floors: \`zstd -3 -q -f SEG -o OUT\`, \`zstd -d -q -f OBJ -o OUT\` (walctl's object)."
+    echo
+    cat "$WORK/table.md"
+} > "$WORK/report.md"
+cat "$WORK/report.md"
