@@ -4,7 +4,8 @@ import PackageDescription
 /// walctl: a point-in-time-recovery WAL archive manager for PostgreSQL.
 ///
 /// Modules point downwards only (see docs/architecture.md):
-/// C shims -> WALFormat, Codec, HTTP -> Storage -> Catalog, Planner, PGClient -> Commands -> walctl.
+/// C shims, LocalFS -> WALFormat, Codec, HTTP -> Storage -> Catalog, Planner, PGClient -> Commands -> walctl;
+/// LocalFS -> FastPath -> walctl-fast.
 let package = Package(
     name: "walctl",
     platforms: [.macOS(.v13)],
@@ -39,36 +40,40 @@ let package = Package(
         // Hardware CRC-32C (SSE4.2) with a portable fallback.
         .target(name: "CCRC32C"),
 
+        // Foundation-free (Glibc only): the one local-filesystem layer every writer of walctl and
+        // walctl-fast goes through (docs/architecture.md, "What may write a file, and how").
+        .target(name: "LocalFS"),
         .target(name: "WALFormat", dependencies: ["CCRC32C"]),
         .target(name: "Codec", dependencies: ["CZstd", "CZlib"]),
         .target(name: "HTTP", dependencies: ["CCurl", "CLazyLoad"]),
-        .target(name: "Storage", dependencies: ["HTTP", "CCrypto", "CLazyLoad", "WALFormat", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Catalog", dependencies: ["CSQLite", "WALFormat", "Storage"]),
+        .target(name: "Storage", dependencies: ["LocalFS", "HTTP", "CCrypto", "CLazyLoad", "WALFormat", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Catalog", dependencies: ["CSQLite", "LocalFS", "WALFormat", "Storage"]),
         .target(name: "Planner", dependencies: ["WALFormat", "Catalog"]),
         .target(name: "PGClient", dependencies: ["CLibPQ", "CLazyLoad", "WALFormat"]),
         .target(name: "Commands", dependencies: [
-            "WALFormat", "FastPath", "Codec", "Storage", "Catalog", "Planner", "PGClient",
+            "LocalFS", "WALFormat", "FastPath", "Codec", "Storage", "Catalog", "Planner", "PGClient",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "walctl", dependencies: [
-            "Commands", "WALFormat", "Catalog", "Planner", "Codec",
+            "Commands", "LocalFS", "WALFormat", "Catalog", "Planner", "Codec", "FastPath",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Foundation-free (Glibc only): the fast front's decisions, shared with its tests.
-        .target(name: "FastPath"),
+        .target(name: "FastPath", dependencies: ["LocalFS"]),
         // Fully static (no dynamic loader, no relocations at start): PostgreSQL starts it once per
         // WAL file, and it imports Glibc only. ~0.7 ms instead of ~1.5 ms per start (docs/benchmarks.md).
         .executableTarget(name: "walctl-fast", dependencies: ["FastPath"],
                           linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),
 
+        .testTarget(name: "LocalFSTests", dependencies: ["LocalFS"]),
         .testTarget(name: "WALFormatTests", dependencies: ["WALFormat", "CCRC32C", "TestSupport"]),
         .testTarget(name: "CodecTests", dependencies: ["Codec"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "TestSupport"]),
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "TestSupport"]),
-        .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec"]),
+        .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec", "FastPath"]),
         .testTarget(name: "FastPathTests", dependencies: ["FastPath", "Commands", "Storage", "WALFormat"]),
     ],
     swiftLanguageModes: [.v5]

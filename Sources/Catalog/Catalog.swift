@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import LocalFS
 import Storage
 import WALFormat
 
@@ -42,7 +43,9 @@ public final class Catalog {
     /// - Parameters:
     ///   - systemIdentifier: the repository's database system (decimal); recorded, and checked
     ///     against an existing row for this URL.
-    ///   - createDirectory: create the missing parent directory (mode 0750).
+    ///   The parent directory must exist: walctl never creates it (its owner decides who may use the
+    ///   catalog; the error names `install -d -o postgres -m 700 DIR`). The file, and so SQLite's
+    ///   `-wal` and `-shm` beside it (SQLite gives them the database file's mode), are 0600.
     ///   - durability: `synchronous` setting of this connection (see `Durability`).
     /// - Throws: `CatalogError.repositoryMismatch` when the URL is already recorded with another
     ///   segment size or system, `.newerSchema`, `.cannotOpen`, `.corrupt`, `.busy`.
@@ -57,12 +60,11 @@ public final class Catalog {
     }
 
     public init(path: String, repositoryURL: String, segmentSize: WALSegmentSize,
-                systemIdentifier: String? = nil, createDirectory: Bool = true,
-                durability: Durability = .normal) throws(CatalogError) {
+                systemIdentifier: String? = nil, durability: Durability = .normal) throws(CatalogError) {
         self.path = path
         self.repositoryURL = repositoryURL
         self.segmentSize = segmentSize
-        if createDirectory { try Self.makeParent(of: path) }
+        try Self.preparePrivateFile(path)
         let conn = try SQLiteConnection(path: path, readOnly: false)
         self.conn = conn
         sqlite3_busy_timeout(conn.db, Self.busyTimeoutMilliseconds)
@@ -78,16 +80,17 @@ public final class Catalog {
         repo = try Self.repositoryRow(conn, url: repositoryURL, segmentSize: segmentSize, systemIdentifier: systemIdentifier)
     }
 
-    private static func makeParent(of path: String) throws(CatalogError) {
-        let dir = (path as NSString).deletingLastPathComponent
-        guard !dir.isEmpty else { return }
-        var st = stat()
-        if stat(dir, &st) == 0 { return }
+    /// Refuses a missing directory, and creates the file itself 0600 (never through a symbolic link)
+    /// before SQLite opens it: SQLite would create it 0644 and give its `-wal`/`-shm` the same mode. A
+    /// catalog of this user's left looser by an older walctl is narrowed to 0600, with its `-wal`/`-shm`.
+    private static func preparePrivateFile(_ path: String) throws(CatalogError) {
         do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o750])
+            try LocalFS.requireDirectory(LocalFS.directory(of: path), what: "the catalog directory")
+            for p in [path, path + "-wal", path + "-shm"] {
+                try LocalFS.makeFilePrivate(p, create: p == path)
+            }
         } catch {
-            throw .cannotOpen(path: path, message: "cannot create directory \(dir): \(error.localizedDescription)")
+            throw .cannotOpen(path: path, message: error.description)
         }
     }
 
@@ -105,6 +108,14 @@ public final class Catalog {
             do throws(CatalogError) {
                 let v = try conn.scalar("PRAGMA user_version") ?? 0
                 if v < Schema.version {
+                    if v > 0 && v < 3 {
+                        for c in Schema.addedInVersion3 {
+                            let info = try conn.prepare("SELECT count(*) FROM pragma_table_info('\(c.table)') WHERE name='\(c.column)'")
+                            let present = try info.step() && info.int64(0) > 0
+                            info.reset()
+                            if !present { try conn.exec("ALTER TABLE \(c.table) ADD COLUMN \(c.column) \(c.type)") }
+                        }
+                    }
                     try conn.exec(Schema.create)
                     if v > 0 { try conn.exec(Schema.upgrade) }
                     try conn.exec("PRAGMA user_version=\(Schema.version)")
@@ -217,7 +228,8 @@ public final class Catalog {
     /// repository is empty, and at the end of a rebuild).
     public func markComplete(at time: PGTimestamp = PGTimestamp(date: Date())) throws(CatalogError) {
         try write { () throws(CatalogError) in
-            try conn.prepare("UPDATE repository SET rebuilt_at=? WHERE id=?").run([.int(time.microseconds), .int(repo)])
+            // A complete rebuild (or an empty new repository) is also a reconciliation with the repository.
+            try conn.prepare("UPDATE repository SET rebuilt_at=?, checked_at=? WHERE id=?").run([.int(time.microseconds), .int(time.microseconds), .int(repo)])
         }
     }
 
@@ -279,11 +291,14 @@ public final class Catalog {
 
     private func upsertSegmentRow(table: String, id: SegmentID, meta: ArchivedFileMeta, crc: UInt32, reach: Int64?) throws(CatalogError) {
         let s = meta.summary
+        let damage = SegmentDamage.of(s, segmentStart: LSN.start(of: id.segno, size: segmentSize), partial: table == "partial_segment")
+        let damagedLSN: Int64? = damage.map { dbLSN($0.lsn) }
+        let damageText: SQLValue = damage.map { SQLValue.text($0.reason) } ?? SQLValue.null
         try conn.prepare("""
             INSERT OR REPLACE INTO \(table)(repo, timeline, segno, size, stored_size, codec, crc32c, archived_at,
               first_commit, last_commit, first_xact, last_xact, commits, aborts, restore_points, ends_with_switch,
-              first_lsn, last_lsn, reach)
-            VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+              first_lsn, last_lsn, reach, damaged_lsn, damage)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
             """).run([
                 .int(repo), .int(Int64(id.timeline)), .int(Int64(bitPattern: id.segno)), .int(meta.size), .int(meta.storedSize),
                 .text(meta.codec), .int(Int64(crc)), .int(meta.archivedAt.microseconds),
@@ -291,7 +306,7 @@ public final class Catalog {
                 .opt(s?.firstXactTime?.microseconds), .opt(s?.lastXactTime?.microseconds),
                 .int(Int64(s?.commits ?? 0)), .int(Int64(s?.aborts ?? 0)), .int(Int64(s?.restorePoints.count ?? 0)),
                 .int(s?.endsWithSwitch == true ? 1 : 0), .opt(s?.firstLSN.map(dbLSN)), .opt(s?.lastLSN.map(dbLSN)),
-                .opt(reach),
+                .opt(reach), .opt(damagedLSN), damageText,
             ])
     }
 

@@ -23,6 +23,15 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
     /// Segments the safety valve reported archived WITHOUT storing them (docs/async.md), by timeline
     /// and segment number: PITR from a backup taken before one of them cannot cross it.
     public var skippedSegments: [SkippedSegment]
+    /// When the catalog was last reconciled with the repository (`walctl verify`, `catalog check`,
+    /// a complete rebuild); nil when never.
+    public var catalogCheckedAt: PGTimestamp? = nil
+    /// `ok`, or the worst problem in one line (`STALE CATALOG: ...`); filled by `walctl info`
+    /// (Commands), which compares the catalog with the newest part of the repository.
+    public var status: String? = nil
+    /// The problem `status` names as a stable code: `ok`, `missing-objects`, `stale-catalog`,
+    /// `damaged-wal`, `skipped`, `gap`, `incomplete-catalog`.
+    public var statusCode: String? = nil
 
     /// One timeline's archived WAL.
     public struct TimelineInfo: Codable, Equatable, Sendable {
@@ -86,7 +95,7 @@ extension Catalog {
                                catalogPath: path, catalogComplete: try isComplete(), generatedAt: now,
                                counts: try counts(), backups: try backups(), timelines: tlInfo,
                                recoverableWindows: try recoverableWindows(), lastArchived: last,
-                               skippedSegments: try skippedSegments())
+                               skippedSegments: try skippedSegments(), catalogCheckedAt: try checkedAt())
         }
     }
 

@@ -5,7 +5,7 @@ import WALFormat
 extension Catalog {
     static let segmentColumns = """
         timeline, segno, size, stored_size, codec, crc32c, archived_at, first_commit, last_commit, first_xact,
-        last_xact, commits, aborts, restore_points, ends_with_switch, first_lsn, last_lsn
+        last_xact, commits, aborts, restore_points, ends_with_switch, first_lsn, last_lsn, damaged_lsn, damage
         """
 
     func segmentRow(_ s: Statement, partial: Bool) -> SegmentRecord {
@@ -18,7 +18,8 @@ extension Catalog {
             archivedAt: PGTimestamp(microseconds: s.int64(6)), firstCommitTime: ts(7), lastCommitTime: ts(8),
             firstXactTime: ts(9), lastXactTime: ts(10), commits: Int(s.int64(11)), aborts: Int(s.int64(12)),
             restorePoints: Int(s.int64(13)), endsWithSwitch: s.int64(14) != 0,
-            firstLSN: s.int64OrNil(15).map(lsnFromDB), lastLSN: s.int64OrNil(16).map(lsnFromDB))
+            firstLSN: s.int64OrNil(15).map(lsnFromDB), lastLSN: s.int64OrNil(16).map(lsnFromDB),
+            damagedLSN: s.int64OrNil(17).map(lsnFromDB), damage: s.textOrNil(18))
     }
 
     /// The segment `(timeline, segno)` (a complete segment, or the `.partial` one when `partial`).

@@ -31,6 +31,11 @@ public struct SegmentRecord: Codable, Equatable, Sendable {
     public var endsWithSwitch: Bool
     public var firstLSN: LSN?
     public var lastLSN: LSN?
+    /// Where the segment's WAL is damaged (the first record failing its CRC, or where valid WAL ends
+    /// early inside a complete segment), nil when it is intact. See `SegmentDamage`.
+    public var damagedLSN: LSN? = nil
+    /// What is damaged, in words.
+    public var damage: String? = nil
 
     public var hasRestorePoints: Bool { restorePoints > 0 }
 }

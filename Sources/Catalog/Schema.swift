@@ -1,4 +1,5 @@
-/// The catalog schema. Version 2 (version 1 lacked `skipped_segment`). Integers everywhere: times are PostgreSQL microseconds since
+/// The catalog schema. Version 3 (version 1 lacked `skipped_segment`; version 2 lacked the damage
+/// columns of `segment` / `partial_segment` and `repository.checked_at`). Integers everywhere: times are PostgreSQL microseconds since
 /// 2000-01-01 (`PGTimestamp.microseconds`), LSNs are the 64-bit value stored as its int64 bit
 /// pattern, timelines and segment numbers are plain integers.
 ///
@@ -6,13 +7,23 @@
 /// the hot tables are `WITHOUT ROWID`, clustered on their primary key, so every query is a B-tree
 /// seek. See docs/catalog.md for the query-to-index map.
 enum Schema {
-    static let version: Int64 = 2
+    static let version: Int64 = 3
 
     /// Opening a catalog of an older version creates what is missing (every statement below is
     /// `IF NOT EXISTS`) and marks every repository in it incomplete: the older walctl did not record
     /// what the new tables hold (the safety valve's skip markers, for version 2), so readers rebuild
     /// it from the repository before they plan, exactly as after an interrupted rebuild.
     static let upgrade = "UPDATE repository SET rebuilt_at=NULL"
+
+    /// Columns added by version 3 to tables that already exist in a version 1 or 2 file (`CREATE
+    /// TABLE IF NOT EXISTS` does not add columns): added when missing, before `create`, whose
+    /// indexes use them. The file is then marked incomplete (`upgrade`), and the rebuild restores
+    /// the damage columns from the metas' summaries.
+    static let addedInVersion3: [(table: String, column: String, type: String)] = [
+        ("segment", "damaged_lsn", "INTEGER"), ("segment", "damage", "TEXT"),
+        ("partial_segment", "damaged_lsn", "INTEGER"), ("partial_segment", "damage", "TEXT"),
+        ("repository", "checked_at", "INTEGER"),
+    ]
 
     /// The columns of `segment` and `partial_segment`: one row per archived (partial) segment.
     static let segmentColumns = """
@@ -35,6 +46,8 @@ enum Schema {
         first_lsn INTEGER,
         last_lsn INTEGER,
         reach INTEGER,
+        damaged_lsn INTEGER,
+        damage TEXT,
         PRIMARY KEY(repo, timeline, segno)
     """
 
@@ -45,13 +58,15 @@ enum Schema {
         system_identifier TEXT,
         segment_size INTEGER NOT NULL,
         rebuilt_at INTEGER,
-        rebuild_started_at INTEGER
+        rebuild_started_at INTEGER,
+        checked_at INTEGER
     );
     CREATE TABLE IF NOT EXISTS segment(
     \(segmentColumns)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS segment_reach ON segment(repo, timeline, reach);
     CREATE INDEX IF NOT EXISTS segment_archived ON segment(repo, archived_at);
+    CREATE INDEX IF NOT EXISTS segment_damaged ON segment(repo, timeline, segno) WHERE damaged_lsn IS NOT NULL;
     CREATE TABLE IF NOT EXISTS partial_segment(
     \(segmentColumns)
     ) WITHOUT ROWID;

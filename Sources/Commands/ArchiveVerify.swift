@@ -5,7 +5,8 @@ import Planner
 import WALFormat
 
 /// `walctl verify`: the archive's continuity along the newest timeline's path, from the catalog
-/// (rebuilt from the repository first when incomplete), see `ContinuityReport`. With `deep`, every
+/// (rebuilt from the repository first when incomplete), see `ContinuityReport`, reconciled with the
+/// repository's listing of that range (stale catalog, missing objects, leftovers, damaged WAL). With `deep`, every
 /// archived segment in the checked range (and the newest timeline's history file) is read back from
 /// the repository and verified against the size and CRC-32C of its meta, as archive-get does.
 public struct ArchiveVerify {
@@ -16,11 +17,13 @@ public struct ArchiveVerify {
         self.config = config; self.note = note
     }
 
-    public func run(deep: Bool) throws -> ContinuityReport {
+    /// - Parameter repair: bring a stale catalog up to date from the repository (see `reconcile`).
+    public func run(deep: Bool, repair: Bool = false) throws -> ContinuityReport {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
         var report = try ContinuityChecker.check(catalog: catalog)
         if deep { try readBack(&report, catalog: catalog, repository: access.repository) }
+        try reconcile(&report, catalog: catalog, access: access, repair: repair)
         report.settle()
         return report
     }

@@ -16,6 +16,8 @@ public struct Archiver {
     /// archive-push of the file at `path`: asynchronous and/or under the safety valve when
     /// configured (docs/async.md), else synchronous.
     public func push(path: String) throws -> PushOutcome {
+        // Before the asynchronous path and the safety valve: neither may wait for, or let go, a FIFO.
+        _ = try ArchivePush.checkInput(path: path)
         if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
             return outcome
         }
@@ -33,6 +35,7 @@ public struct Archiver {
     /// With `restore-prefetch` > 0 the prefetching path (docs/async.md) serves it.
     public func get(fileName: String, targetPath: String) throws -> GetOutcome {
         let retry = try config.seconds(.archiveGetRetryTime) ?? 60
+        let fsync = try config.bool(.archiveGetFsync)
         // PostgreSQL runs restore_command in the data directory: the cluster to match and the
         // recovery plan to honour are found there (ArchiveGet.confirmAbsent).
         let context = ArchiveGet.recoveryContext(directory: FileManager.default.currentDirectoryPath)
@@ -40,6 +43,7 @@ public struct Archiver {
             var get = ArchiveGet(repository: repository, retryTime: retry, warn: self.warn,
                                  clusterDirectory: context.clusterDirectory, planPath: context.planPath)
             get.logger = self.logger
+            get.fsync = fsync
             return try get.get(fileName: fileName, targetPath: targetPath)
         }
         if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {

@@ -37,14 +37,16 @@ public struct CatalogAccess {
 
     /// Rebuilds `catalog` from the repository alone.
     public func rebuild(_ catalog: Catalog) throws -> RebuildReport {
-        let reader = ObjectReader(repository: repository)
-        return try catalog.rebuild(from: repository, loadHistory: { name in
-            guard let file = WALFileName(name), case .history(let tli) = file,
-                  let meta = try repository.meta(for: file) else { return nil }
-            var bytes: [UInt8] = []
-            try reader.read(meta) { bytes.append(contentsOf: $0) }
-            return try TimelineHistory(timeline: tli, text: String(decoding: bytes, as: UTF8.self))
-        })
+        try catalog.rebuild(from: repository, loadHistory: loadHistory)
+    }
+
+    /// Reads and parses the archived history file `name` (nil when it is not archived).
+    public func loadHistory(_ name: String) throws -> TimelineHistory? {
+        guard let file = WALFileName(name), case .history(let tli) = file,
+              let meta = try repository.meta(for: file) else { return nil }
+        var bytes: [UInt8] = []
+        try ObjectReader(repository: repository).read(meta) { bytes.append(contentsOf: $0) }
+        return try TimelineHistory(timeline: tli, text: String(decoding: bytes, as: UTF8.self))
     }
 
     /// Opens the catalog without rebuilding (for `catalog rebuild` itself).

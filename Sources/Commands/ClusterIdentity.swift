@@ -34,7 +34,11 @@ public struct ClusterIdentity: Equatable {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: walDir)) ?? []
         let segments = names.filter { $0.utf8.count == 24 && WALFileName($0) != nil }.sorted()
         guard let newest = segments.last else {
-            throw WalctlError.refused("no WAL segment in \(walDir) to read the segment size from")
+            // No segment (a base backup restored without WAL): pg_control records the size too.
+            guard let size = segmentSize(pgControl: control) else {
+                throw WalctlError.refused("no WAL segment in \(walDir), and no WAL segment size found in \(controlPath)")
+            }
+            return ClusterIdentity(systemIdentifier: sysid, segmentSize: size, pgVersion: major)
         }
         let segPath = walDir + "/" + newest
         guard let fh = FileHandle(forReadingAtPath: segPath) else {
@@ -53,6 +57,36 @@ public struct ClusterIdentity: Equatable {
             throw WalctlError.invalidWAL(file: segPath, reason: .systemIdentifierMismatch(segment: header.systemIdentifier, repository: sysid))
         }
         return ClusterIdentity(systemIdentifier: sysid, segmentSize: size, pgVersion: major)
+    }
+
+    /// `floatFormat` in pg_control (`FLOATFORMAT_VALUE`, a double), the anchor of the fields after it.
+    static let floatFormatValue = 1234567.0
+
+    /// `xlog_seg_size` from the bytes of `global/pg_control`.
+    ///
+    /// `ControlFileData` grows between versions (the checkpoint copy and the fields before the
+    /// compile-time settings move: `xlog_seg_size` is at byte 220 on PostgreSQL 12-16, 228 on 17 and
+    /// 18), so it is found by layout rather than by a per-version offset: `floatFormat` (the double
+    /// 1234567.0, 8-aligned) is followed by `blcksz`, `relseg_size`, `xlog_blcksz` and
+    /// `xlog_seg_size` (uint32 each). The anchor is accepted only when `xlog_blcksz` is 8192 and
+    /// `blcksz` a power of two from 1 to 32 KiB, and the size must be a valid segment size.
+    static func segmentSize(pgControl control: Data) -> WALSegmentSize? {
+        control.withUnsafeBytes { (b: UnsafeRawBufferPointer) -> WALSegmentSize? in
+            let limit = min(b.count, 512)   // PG_CONTROL_MAX_SAFE_SIZE
+            var off = 16
+            while off + 24 <= limit {
+                if b.loadLE(UInt64.self, at: off) == floatFormatValue.bitPattern {
+                    let blcksz = b.loadLE(UInt32.self, at: off + 8)
+                    let xlogBlcksz = b.loadLE(UInt32.self, at: off + 16)
+                    let segSize = b.loadLE(UInt32.self, at: off + 20)
+                    if xlogBlcksz == UInt32(WALPage.blockSize), blcksz >= 1024, blcksz <= 32768, blcksz & (blcksz - 1) == 0 {
+                        return WALSegmentSize(bytes: UInt64(segSize))
+                    }
+                }
+                off += 8
+            }
+            return nil
+        }
     }
 }
 

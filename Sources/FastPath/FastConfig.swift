@@ -35,7 +35,7 @@ public struct FastConfig: Equatable {
         let path = explicit ?? defaultConfigPath
         var st = Glibc.stat()
         if stat(path, &st) == 0 {
-            guard let bytes = FastFS.read(path, limit: 1 << 20), c.apply(fileBytes: bytes) else { return nil }
+            guard let bytes = FastFS.read(path, limit: 1 << 20, followSymlinks: true), c.apply(fileBytes: bytes) else { return nil }
         } else if explicit != nil || errno != ENOENT {
             return nil   // the full binary reports the missing or unreadable file
         }

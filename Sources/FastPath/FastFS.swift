@@ -1,23 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LocalFS
 
 /// File helpers for the fast front (Glibc only).
 public enum FastFS {
-    /// Reads a small file whole; nil when it cannot be opened or is larger than `limit`.
-    public static func read(_ path: String, limit: Int = 1 << 16) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return nil }
-            if n == 0 { return out }
-            out.append(contentsOf: chunk[0..<n])
-            if out.count > limit { return nil }
-        }
+    /// Reads a small file whole (LocalFS: never through a symbolic link unless `followSymlinks`, a
+    /// regular file only); nil when it cannot be read or is larger than `limit`.
+    public static func read(_ path: String, limit: Int = 1 << 16, followSymlinks: Bool = false) -> [UInt8]? {
+        (try? LocalFS.readFile(path, limit: limit, followSymlinks: followSymlinks)) ?? nil
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
@@ -25,6 +16,14 @@ public enum FastFS {
     public static func isDirectory(_ path: String) -> Bool {
         var st = Glibc.stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// True for a real directory (not a symlink) owned by the running user and not writable by
+    /// group or others: a spool `SpoolFS.makeDirectory` accepts.
+    // security-fs: move into the layer
+    public static func isPrivateDirectory(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == geteuid() && st.st_mode & 0o022 == 0
     }
 
     /// Size and modification time (ns) by `lstat`, as `SpoolFS.fileInfo`.
@@ -35,33 +34,11 @@ public enum FastFS {
     }
 
     /// `SpoolLock.isHeld`: some process holds the flock on `path` now.
-    public static func isLockHeld(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return false }
-        defer { close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
-        flock(fd, LOCK_UN)
-        return false
-    }
+    public static func isLockHeld(_ path: String) -> Bool { LocalFS.isLockHeld(path) }
 
-    /// `SpoolFS.write` (not durable): a temporary name, then a rename.
+    /// `SpoolFS.write` (not durable): LocalFS's atomic write.
     public static func write(_ path: String, _ bytes: [UInt8]) -> Bool {
-        let r = UInt32.random(in: 0...UInt32.max)
-        let tmp = path + ".tmp." + String(getpid()) + "." + String(r)
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { return false }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + off, bytes.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                close(fd); unlink(tmp); return false
-            }
-            off += n
-        }
-        close(fd)
-        if rename(tmp, path) != 0 { unlink(tmp); return false }
-        return true
+        (try? LocalFS.writeFile(path, bytes, durability: .none)) != nil
     }
 
     /// The current directory, or nil.

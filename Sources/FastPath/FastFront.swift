@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import LocalFS
 
 /// The fast front's decisions (docs/async.md, "The fast front"). Each path either completes the call
 /// exactly as the full binary would, or returns `.fallBack` having changed nothing the full binary
@@ -105,13 +106,20 @@ public enum FastFront {
               (config.integer("archive-push-max-age") == .unset || config.integer("archive-push-max-age") == .value(0)),
               config.integer("archive-push-timeout") != .undecided,
               let (walDir, name) = FastPaths.split(path, cwd: env.cwd), FastWALName.isValid(name) else { return .fallBack }
+        // Not a regular file (a FIFO, a device): the full binary refuses it at once; never wait for it.
+        guard isRegularFile(walDir + "/" + name) else { return .fallBack }
         let root: String
         if let p = config["spool-path"] { root = p } else {
-            guard let parent = FastPaths.parent(walDir) else { return .fallBack }
+            // The full binary's default for a data directory's pg_wal (ArchiveSpool.rootPath);
+            // anything else is left to it.
+            guard walDir.hasSuffix("/pg_wal"), let parent = FastPaths.parent(walDir) else { return .fallBack }
             root = parent + "/walctl_spool"
         }
         let dir = root + "/archive"
-        guard FastFS.isDirectory(dir), FastFS.isDirectory(dir + "/skipped") else { return .fallBack }
+        // A result is trusted only from a spool nobody else can write (the full binary refuses
+        // any other, with the reason): ours, not group/other-writable, no symlink.
+        guard FastFS.isPrivateDirectory(root), FastFS.isPrivateDirectory(dir), FastFS.isPrivateDirectory(dir + "/skipped"),
+              FastFS.fileInfo(walDir + "/archive_status/" + name + ".ready") != nil else { return .fallBack }
         // The pusher runs but has not stored %p yet: wait here, woken by the spool directory,
         // rather than start the full binary to poll (on two cores, ~9 ms of CPU per call taken
         // from the compression the archiver is waiting for).
@@ -126,10 +134,24 @@ public enum FastFront {
               let repo = rec["repository"]?.stringValue, Array(repo.utf8) == Array((config["repository"] ?? "").utf8),
               let size = rec["sourceSize"]?.int64Value, let mtime = rec["sourceMTimeNs"]?.int64Value,
               rec["alreadyArchived"]?.boolValue == false, let meta = rec["meta"], plausibleMeta(meta, name: name),
+              !recordsDamage(meta),
               let st = FastFS.fileInfo(walDir + "/" + name), st.size == size, st.mtimeNs == mtime else { return .fallBack }
         unlink(dir + "/" + name + ".ok")
         unlink(dir + "/" + name + ".error")
         return .exit(0)
+    }
+
+    /// True when the pusher found the segment damaged (`summary.damagedAt`): the full binary then
+    /// consumes the result and writes `WARNING: DAMAGED WAL` into PostgreSQL's log.
+    static func recordsDamage(_ meta: JSONValue) -> Bool {
+        guard let d = meta["summary"]?["damagedAt"] else { return false }
+        return d != .null
+    }
+
+    /// `stat` (following symlinks, as the full binary's check) says a regular file.
+    static func isRegularFile(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
     /// Seconds the front waits for a running background process before handing over to the full
@@ -158,12 +180,19 @@ public enum FastFront {
     public static func servePrefetched(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
         guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
               config.integer("archive-get-retry-time") != .undecided,
+              config.bool("archive-get-fsync") == false,   // on: walctl fsyncs what it serves
               FastWALName.isSegment(fileName), let bootID = env.bootID,
               let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting),
               let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }
         let spool = targetDir + "/walctl_prefetch"
         let entry = spool + "/" + fileName
         guard FastFS.isDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock") else { return .fallBack }
+        // From the first look to the rename into %p, the spool directory cannot be removed under
+        // this call (a stopping prefetcher or --cleanup takes the lock exclusively to remove it);
+        // what may still vanish is an entry (the window moved, the spool was cleared), and then
+        // the rename fails and walctl fetches directly. Being removed now: walctl.
+        guard let dirLock = SpoolDirectoryLock.shared(spool, create: false, seconds: 0.5) else { return .fallBack }
+        defer { dirLock.release() }
         // The prefetcher is fetching %f right now: wait for its record (written last) here.
         guard waitInDirectory(spool, seconds: fastWaitLimit, while: { !FastFS.exists(entry + ".rec") && FastFS.exists(entry + ".busy") },
                               unless: { !FastFS.isLockHeld(spool + "/daemon.lock") })
@@ -205,10 +234,6 @@ public enum FastFront {
         clock_gettime(CLOCK_REALTIME, &ts)
         let nanos = String(ts.tv_nsec)
         let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.utf8.count) + nanos + "\n"
-        let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return }
-        let bytes = Array(line.utf8)
-        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+        try? LocalFS.append(file, Array(line.utf8), durability: .none)
     }
 }

@@ -123,6 +123,7 @@ public enum Setting: String, CaseIterable, Sendable {
     case pgdata = "pgdata"
     case archiveGetRetryTime = "archive-get-retry-time"
     case archiveGetOnError = "archive-get-on-error"
+    case archiveGetFsync = "archive-get-fsync"
     case archiveCheckTimeout = "archive-check-timeout"
     case logLevel = "log-level"
     case archiveAsync = "archive-async"
@@ -169,7 +170,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveGetOnError: return .choice(["abort", "not-found"])
         case .archiveCheckTimeout: return .seconds(1...Self.day)
         case .logLevel: return .choice(["error", "warning", "info", "debug"])
-        case .archiveAsync, .s3AllowHTTP: return .bool
+        case .archiveAsync, .archiveGetFsync, .s3AllowHTTP: return .bool
         case .archiveWorkers: return .integer(1...64)
         case .archiveSpoolMax, .restoreSpoolMax: return .bytes(16 * Self.mib...Self.maxBytes)
         case .restorePrefetch: return .integer(0...1024)
@@ -195,7 +196,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveGetOnError: return "abort"
         case .archiveCheckTimeout: return "60"
         case .logLevel: return "warning"
-        case .archiveAsync: return "false"
+        case .archiveAsync, .archiveGetFsync: return "false"
         case .archiveWorkers: return "2"
         case .archiveSpoolMax, .restoreSpoolMax: return "1073741824"
         case .restorePrefetch, .restoreWorkers: return "0"
@@ -221,12 +222,13 @@ public enum Setting: String, CaseIterable, Sendable {
         case .pgdata: return "the cluster's data directory"
         case .archiveGetRetryTime: return "seconds archive-get retries a failing repository before giving up (exit 255)"
         case .archiveGetOnError: return "abort: exit 255 so PostgreSQL stops recovery with walctl's message; not-found: exit 1 (for standbys that retry by themselves)"
+        case .archiveGetFsync: return "fsync each file archive-get restores before exiting (off: PostgreSQL fsyncs a restored file itself when it keeps it, and fetches it again after a crash; docs/recovery.md)"
         case .archiveCheckTimeout: return "seconds `walctl check` and `walctl backup` wait for WAL to arrive"
         case .logLevel: return "error, warning, info or debug (messages go to stderr: PostgreSQL's log; -q is error, -v is debug)"
         case .archiveAsync: return "push other ready segments in parallel through a spool"
         case .archiveWorkers: return "parallel workers for asynchronous archiving"
         case .archiveSpoolMax: return "bytes the archive spool may hold"
-        case .spoolPath: return "spool directory (default: inside pg_wal's parent, or /tmp)"
+        case .spoolPath: return "spool directory (default: <PGDATA>/walctl_spool; must belong to the running user, not group/other-writable)"
         case .restorePrefetch: return "segments archive-get fetches ahead into the spool"
         case .restoreSpoolMax: return "bytes the restore spool may hold"
         case .restoreWorkers: return "parallel fetches of the restore prefetcher (0: 1 on a local repository, 4 on S3)"

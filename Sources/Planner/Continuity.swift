@@ -31,11 +31,43 @@ public struct ContinuityReport: Codable, Equatable, Sendable {
     public var deep = false
     /// Objects read back by `--deep`.
     public var objectsRead = 0
+    /// Files archived in the repository (their meta, or a backup's `backup.json`) that the catalog
+    /// lacks: the catalog is stale (`walctl verify` fills it from the repository's listing).
+    public var staleCatalog: [RepositoryFinding] = []
+    /// Files the catalog lists whose objects are not in the repository.
+    public var missingObjects: [RepositoryFinding] = []
+    /// Temporary objects and data objects no meta references, older than an hour (not a problem by
+    /// themselves: `ok` ignores them).
+    public var leftovers: [LeftoverObject] = []
+    /// Segments whose WAL is damaged, after the start of the newest complete backup on the path.
+    public var damaged: [DamagedSegment] = []
+    /// What `--repair` changed in the catalog.
+    public var repaired: [RepositoryFinding] = []
 
     /// Recomputes `ok` from the findings.
     public mutating func settle() {
         ok = gaps.isEmpty && skipped.isEmpty && backups.allSatisfy(\.walComplete) && missingHistoryFiles.isEmpty && corrupt.isEmpty
+            && staleCatalog.isEmpty && missingObjects.isEmpty && damaged.isEmpty
     }
+}
+
+/// A file on one side only: `name` (a WAL file name, or `backup LABEL`), `key` the repository key
+/// concerned (the meta, the data object, the backup object), `detail` in words.
+public struct RepositoryFinding: Codable, Equatable, Sendable {
+    public var name: String
+    public var key: String
+    public var detail: String
+    public init(name: String, key: String, detail: String) { self.name = name; self.key = key; self.detail = detail }
+}
+
+/// An object nothing refers to: an interrupted write's temporary object, or a data object whose
+/// file has no meta (a push killed before its commit marker).
+public struct LeftoverObject: Codable, Equatable, Sendable {
+    public var key: String
+    public var size: Int64
+    /// Its modification time, when the store tells.
+    public var modifiedAt: PGTimestamp?
+    public init(key: String, size: Int64, modifiedAt: PGTimestamp?) { self.key = key; self.size = size; self.modifiedAt = modifiedAt }
 }
 
 /// A run of missing segments, `from` ... `to` (file names, inclusive), on one timeline.

@@ -190,6 +190,10 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
     case targetNotArchived = "target-not-archived"
     /// The archive holds no WAL at all.
     case emptyArchive = "empty-archive"
+    /// The catalog lists a file the plan needs, but its object (meta, data object, or a backup's
+    /// object) is not in the repository. Never decided by the planner (it reads only the catalog):
+    /// `walctl recover` proves the plan against the repository's listings before it touches anything.
+    case missingObject = "missing-object"
 }
 
 /// A refusal: what is wrong, what is missing, and the nearest times that could be recovered.
@@ -205,6 +209,9 @@ public struct PlanRefusal: Error, Codable, Equatable, Sendable, CustomStringConv
     /// `skipped`: the segments the safety valve let go inside the gaps (at most
     /// `missingSegmentsListed`), with its reasons.
     public var skippedSegments: [SkippedSegment] = []
+    /// `missing-object`: the repository keys the plan needs that are not in the repository (at
+    /// most `missingSegmentsListed`).
+    public var missingObjects: [String] = []
     /// The latest target time before the requested one that can be recovered, and the earliest after it.
     public var nearestRecoverableBefore: PGTimestamp?
     public var nearestRecoverableAfter: PGTimestamp?

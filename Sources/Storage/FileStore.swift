@@ -1,10 +1,11 @@
 import Foundation
+import LocalFS
 
 /// A repository on a local (or mounted) filesystem: the embedded default.
 ///
-/// Durability: every object is written to a temporary name in its final directory, fsynced, then
-/// renamed (or hard-linked when `ifAbsent`, so an existing object is never replaced), and the directory
-/// is fsynced. Readers never see a partial object. Temporary names start with `.` and are skipped by
+/// Durability: every object is written through LocalFS's `AtomicWriter` to an unpredictable temporary
+/// name in its final directory, fdatasynced, then renamed (or hard-linked when `ifAbsent`, so an
+/// existing object is never replaced), and the directory is fsynced. Readers never see a partial object. Temporary names start with `.` and are skipped by
 /// `list`.
 public final class FileStore: ObjectStore {
     public let root: String
@@ -24,11 +25,9 @@ public final class FileStore: ObjectStore {
 
     public func read(key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let p = path(key)
-        let fd = open(p, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            if errno == ENOENT || errno == ENOTDIR { throw StoreError.notFound(key: key) }
-            throw StoreError.io(operation: "open", path: p, errno: errno)
-        }
+        let opened: (fd: Int32, status: stat)?
+        do { opened = try LocalFS.openRead(p) } catch { throw StoreError(error) }
+        guard let fd = opened?.fd else { throw StoreError.notFound(key: key) }
         defer { close(fd) }
         let chunk = 1 << 20
         let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 16)
@@ -92,102 +91,45 @@ public final class FileStore: ObjectStore {
     }
 }
 
-/// Creates `dir` and its missing parents, fsyncing each parent that gained an entry.
-func makeDirectories(_ dir: String) throws(StoreError) {
-    var st = stat()
-    if stat(dir, &st) == 0 { return }
-    let parent = (dir as NSString).deletingLastPathComponent
-    if !parent.isEmpty && parent != dir { try makeDirectories(parent) }
-    if mkdir(dir, 0o750) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: dir, errno: errno) }
-    try fsyncDirectory(parent.isEmpty ? "." : parent)
+extension StoreError {
+    /// The store's form of a local-filesystem failure (same operation, path and errno).
+    init(_ e: LocalFSError) {
+        switch e {
+        case .io(let op, let p, let n): self = .io(operation: op, path: p, errno: n)
+        case .refused(let m): self = .configuration(m)
+        }
+    }
 }
 
-/// fsync(2) on a directory, so a rename or a new entry in it survives a crash.
-public func fsyncDirectory(_ dir: String) throws(StoreError) {
-    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if fd < 0 { throw .io(operation: "open directory", path: dir, errno: errno) }
-    defer { close(fd) }
-    if fsync(fd) != 0 && errno != EINVAL { throw .io(operation: "fsync directory", path: dir, errno: errno) }
-}
-
+/// One object being written: LocalFS's atomic writer (unpredictable temporary name, `O_EXCL|O_NOFOLLOW`,
+/// fdatasync, rename or link-if-absent, directory fsync).
 final class FileObjectWriter: ObjectWriter {
-    let final: String
-    let temp: String
-    let dir: String
-    let ifAbsent: Bool
     let key: String
-    var fd: Int32
-    var buffer: [UInt8] = []
-    var done = false
-    static let bufferSize = 1 << 20
+    let ifAbsent: Bool
+    let file: AtomicWriter
 
     init(final: String, ifAbsent: Bool, key: String) throws(StoreError) {
-        self.final = final
-        self.ifAbsent = ifAbsent
         self.key = key
-        dir = (final as NSString).deletingLastPathComponent
-        let base = (final as NSString).lastPathComponent
-        temp = dir + "/." + base + ".tmp." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-        try makeDirectories(dir)
-        fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
-        if fd < 0 { throw .io(operation: "create", path: temp, errno: errno) }
-        buffer.reserveCapacity(Self.bufferSize)
+        self.ifAbsent = ifAbsent
+        do {
+            try LocalFS.makeDirectories(LocalFS.directory(of: final), mode: 0o750)
+            file = try AtomicWriter(path: final, mode: 0o640, durability: .full)
+        } catch { throw StoreError(error) }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        if buffer.count + bytes.count > Self.bufferSize { try flush() }
-        if bytes.count >= Self.bufferSize {
-            try writeAll(bytes)
-        } else {
-            buffer.append(contentsOf: bytes)
-        }
-    }
-
-    private func flush() throws(StoreError) {
-        guard !buffer.isEmpty else { return }
-        let result: StoreError? = buffer.withUnsafeBytes { p in
-            do throws(StoreError) { try writeAll(p); return nil } catch { return error }
-        }
-        buffer.removeAll(keepingCapacity: true)
-        if let result { throw result }
-    }
-
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        var off = 0
-        while off < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(operation: "write", path: temp, errno: errno)
-            }
-            off += n
-        }
+        do { try file.write(bytes) } catch { throw StoreError(error) }
     }
 
     func commit() throws(StoreError) {
-        try flush()
-        if fsync(fd) != 0 { throw .io(operation: "fsync", path: temp, errno: errno) }
-        close(fd); fd = -1
         if ifAbsent {
-            if link(temp, final) != 0 {
-                let e = errno
-                unlink(temp)
-                done = true
-                if e == EEXIST { throw .alreadyExists(key: key) }
-                throw .io(operation: "link", path: final, errno: e)
-            }
-            unlink(temp)
-        } else if rename(temp, final) != 0 {
-            throw .io(operation: "rename", path: final, errno: errno)
+            let linked: Bool
+            do { linked = try file.commitIfAbsent() } catch { throw StoreError(error) }
+            if !linked { throw .alreadyExists(key: key) }
+        } else {
+            do { try file.commit() } catch { throw StoreError(error) }
         }
-        done = true
-        try fsyncDirectory(dir)
     }
 
-    func abort() {
-        if fd >= 0 { close(fd); fd = -1 }
-        if !done { unlink(temp); done = true }
-    }
-
-    deinit { abort() }
+    func abort() { file.abort() }
 }

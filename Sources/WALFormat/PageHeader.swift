@@ -6,6 +6,8 @@ public enum WALPage {
     public static let longHeaderSize = 40
     public static let firstIsContRecord: UInt16 = 0x0001
     public static let longHeader: UInt16 = 0x0002
+    /// `XLP_FIRST_IS_OVERWRITE_CONTRECORD`: the record continued into this page was abandoned.
+    public static let firstIsOverwriteContRecord: UInt16 = 0x0008
     public static let allFlags: UInt16 = 0x000F
 }
 

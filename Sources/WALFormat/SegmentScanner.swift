@@ -129,7 +129,9 @@ struct SegmentScanner {
     // MARK: Pages
 
     private enum PageCheck {
-        case ok(headerSize: Int, continuation: Bool, remainingLength: Int)
+        /// `overwritten`: `XLP_FIRST_IS_OVERWRITE_CONTRECORD`, the record that was crossing into this
+        /// page was abandoned at a crash and overwritten (an XLOG_OVERWRITE_CONTRECORD record follows).
+        case ok(headerSize: Int, continuation: Bool, remainingLength: Int, overwritten: Bool)
         /// Valid WAL ends at this page (reason for the operator).
         case end(String)
     }
@@ -185,7 +187,8 @@ struct SegmentScanner {
         }
         lastTimeline = tli
         return .ok(headerSize: long ? WALPage.longHeaderSize : WALPage.shortHeaderSize,
-                   continuation: info & WALPage.firstIsContRecord != 0, remainingLength: Int(rem))
+                   continuation: info & WALPage.firstIsContRecord != 0, remainingLength: Int(rem),
+                   overwritten: info & WALPage.firstIsOverwriteContRecord != 0)
     }
 
     // MARK: Driver
@@ -216,7 +219,7 @@ struct SegmentScanner {
                 p += Self.pageSize
                 if p >= segSize { summary.continuesIntoNext = true; return summary }
                 switch checkPage(p) {
-                case .ok(let h, let cont, let r):
+                case .ok(let h, let cont, let r, _):
                     header = h
                     if !cont { rem = 0 } else { rem = r }
                 case .end(let why):
@@ -234,7 +237,7 @@ struct SegmentScanner {
             if cur >= segSize { break }
             if cur & Self.pageMask == 0 {
                 switch checkPage(cur) {
-                case .ok(let h, let cont, _):
+                case .ok(let h, let cont, _, _):
                     if cont {
                         stop(at: cur, "page at \(lsnText(cur)) continues a record where a new record should start")
                         return summary
@@ -274,6 +277,10 @@ struct SegmentScanner {
                 cur = end
                 if end > segSize { summary.continuesIntoNext = true }
                 if isSwitch { summary.endsWithSwitch = true; return summary }
+            case .overwritten(let page):
+                // As PostgreSQL's reader: the abandoned record is not WAL; read on from that page
+                // (whose first record's xl_prev points at the record before the abandoned one).
+                cur = page
             case .stopped, .incomplete:
                 return summary
             }
@@ -337,6 +344,8 @@ struct SegmentScanner {
 
     private enum CrossResult {
         case done(end: Int, isSwitch: Bool)
+        /// The record was abandoned: the page at this offset carries XLP_FIRST_IS_OVERWRITE_CONTRECORD.
+        case overwritten(page: Int)
         case stopped
         case incomplete
     }
@@ -391,7 +400,8 @@ struct SegmentScanner {
                 return .incomplete
             }
             switch checkPage(p) {
-            case .ok(let h, let cont, let rem):
+            case .ok(let h, let cont, let rem, let overwritten):
+                if !cont && overwritten && p < segSize { return .overwritten(page: p) }
                 guard cont, rem == tot - got else {
                     if p >= segSize {
                         finishIncomplete(lsn: lsn, totalLength: tot, got: got, headerKnown: headerChecked, collected: collecting)

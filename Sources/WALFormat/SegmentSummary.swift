@@ -71,6 +71,11 @@ public struct SegmentSummary: Codable, Equatable, Sendable {
     public var endOfWAL: LSN?
     /// Why reading stopped at `endOfWAL`, for operators.
     public var endOfWALReason: String?
+    /// Set by archive-push when `damage(for:)` judged this complete segment damaged: the first damaged
+    /// LSN and what is wrong. Nil for sound WAL, for `.partial` files, and in metas written before
+    /// these fields existed (apply `damage(for:)` to those).
+    public var damagedAt: LSN?
+    public var damageReason: String?
 
     public init() {}
 }

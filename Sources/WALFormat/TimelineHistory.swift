@@ -61,3 +61,32 @@ extension Substring {
         return s
     }
 }
+
+extension TimelineHistory {
+    /// Checks what PostgreSQL guarantees of a history file it writes (`readTimeLineHistory` and
+    /// `writeTimeLineHistory`): a timeline above 1 (timeline 1 has no history file), at least one
+    /// ancestor line, ancestor timelines strictly increasing and all below this timeline, and switch
+    /// points strictly increasing. Whether the ancestors are archived is the caller's check.
+    public func validate() throws(WALFormatError) {
+        guard timeline > 1 else { throw .invalidHistory("timeline 1 has no history file") }
+        guard !entries.isEmpty else {
+            throw .invalidHistory("no ancestor line (an empty history file: PostgreSQL writes one line per ancestor timeline)")
+        }
+        var previous: TimelineHistoryEntry?
+        for (i, e) in entries.enumerated() {
+            guard e.timeline >= 1 else { throw .invalidHistory("line \(i + 1) names timeline 0") }
+            if let p = previous {
+                guard e.timeline > p.timeline else {
+                    throw .invalidHistory("timeline IDs must increase: line \(i + 1) names timeline \(e.timeline) after \(p.timeline)")
+                }
+                guard e.switchPoint > p.switchPoint else {
+                    throw .invalidHistory("switch points must increase: line \(i + 1) has \(e.switchPoint) after \(p.switchPoint)")
+                }
+            }
+            previous = e
+        }
+        if let last = entries.last, last.timeline >= timeline {
+            throw .invalidHistory("its last parent, timeline \(last.timeline), is not below the file's timeline \(timeline)")
+        }
+    }
+}

@@ -13,6 +13,13 @@ public enum WALFormatError: Error, Equatable, Sendable, CustomStringConvertible 
     case fileSizeMismatch(actual: Int, expected: UInt64)
     case malformedHistory(line: Int, text: String)
     case malformedLabel(String)
+    /// The path is not a regular file (`kind`: a FIFO, a character device, a directory, ...).
+    case notARegularFile(kind: String)
+    /// A timeline history file that PostgreSQL would not have written (empty, timeline 1, parents out
+    /// of order, a parent not archived, ...).
+    case invalidHistory(String)
+    /// A backup history file whose contents disagree with its name.
+    case backupNameMismatch(String)
 
     public var description: String {
         switch self {
@@ -31,6 +38,9 @@ public enum WALFormatError: Error, Equatable, Sendable, CustomStringConvertible 
         case .fileSizeMismatch(let a, let e): return "file is \(a) bytes, a WAL segment here is \(e) bytes"
         case .malformedHistory(let l, let t): return "timeline history line \(l) is malformed: \"\(t)\""
         case .malformedLabel(let s): return "malformed backup label: \(s)"
+        case .notARegularFile(let k): return "it is \(k), not a regular file: walctl reads only regular files (never opens it)"
+        case .invalidHistory(let s): return "invalid timeline history file: \(s)"
+        case .backupNameMismatch(let s): return "backup history file does not match its name: \(s)"
         }
     }
 }

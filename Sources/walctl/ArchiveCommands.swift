@@ -1,6 +1,7 @@
 import ArgumentParser
 import Commands
 import Foundation
+import LocalFS
 
 struct ArchivePushCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -78,8 +79,5 @@ func appendProgress(_ file: String, name: String) {
     clock_gettime(CLOCK_REALTIME, &ts)
     let nanos = String(ts.tv_nsec)
     let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.count) + nanos + "\n"
-    let fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { return }
-    _ = line.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
-    close(fd)
+    try? LocalFS.append(file, Array(line.utf8), durability: .none)
 }

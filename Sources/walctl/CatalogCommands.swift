@@ -16,8 +16,7 @@ struct InfoCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            let access = try CatalogAccess(config: config, note: report)
-            let info = try access.open().info()
+            let info = try ArchiveInfo(config: config, note: report).run()
             if json { print(try info.json()) } else { print(InfoText.render(info)) }
             if !json, let spool = SpoolStatus.load(config: config) { print(spool.lines.joined(separator: "\n")) }  // issue 8: archive backlog
         }
@@ -90,7 +89,9 @@ struct CatalogCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
-                let drift = try access.openRaw().check(against: access.repository)
+                let catalog = try access.openRaw()
+                let drift = try catalog.check(against: access.repository)
+                if drift.isClean { try catalog.markChecked() }
                 print(drift)
                 if !drift.isClean { throw ExitCode(1) }
             }
@@ -101,8 +102,9 @@ struct CatalogCommand: ParsableCommand {
 /// The human-readable `walctl info`.
 enum InfoText {
     static func render(_ i: CatalogInfo) -> String {
-        var out = ["repository: \(i.repository)  (system \(i.systemIdentifier ?? "?"), \(i.walSegmentSize / 1048576) MiB segments)"]
-        out.append("catalog: \(i.catalogPath)\(i.catalogComplete ? "" : "  (INCOMPLETE: run walctl catalog rebuild)")")
+        var out = ["status: \(i.status ?? "unknown")"]
+        out += ["repository: \(i.repository)  (system \(i.systemIdentifier ?? "?"), \(i.walSegmentSize / 1048576) MiB segments)"]
+        out.append("catalog: \(i.catalogPath)\(i.catalogComplete ? "" : "  (INCOMPLETE: run walctl catalog rebuild)")  (last reconciled with the repository: \(i.catalogCheckedAt?.iso8601 ?? "never"))")
         out.append("backups: \(i.backups.count)")
         for b in i.backups {
             out.append("  \(b.label)  timeline \(b.timeline)  \(b.startLSN)..\(b.stopLSN)  \(b.startTime.iso8601) .. \(b.stopTime.iso8601)  \(b.status)")

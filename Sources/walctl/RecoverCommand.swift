@@ -11,7 +11,7 @@ struct RecoverCommand: ParsableCommand {
         abstract: "Restore a base backup and configure PostgreSQL to replay archived WAL up to a target.",
         discussion: """
             The plan (backup, timeline path, every segment and history file) is checked against the catalog \
-            first; when anything is missing, or the target is before the earliest backup or after the last \
+            first, then proven present in the repository (listings of its prefixes); when anything is missing, or the target is before the earliest backup or after the last \
             archived commit, walctl refuses with the reason and the nearest recoverable times, and DIR is not \
             touched. See docs/recovery.md.
             """
@@ -93,6 +93,8 @@ struct RecoverCommand: ParsableCommand {
                 return
             }
             let config = try global.load()
+            // Run as root: whose the restored files will be, or a refusal before anything is touched.
+            let owner = dryRun ? nil : try Recover.owner(forTarget: dir, arguments: CommandLine.arguments)
             let recover = Recover(config: config, note: report)
             let plan: RecoveryPlan
             do {
@@ -106,7 +108,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try encodeJSON(plan) : describe(plan))
                 return
             }
-            let outcome = try recover.execute(plan, pgdata: dir, force: force)
+            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner)
             print(describe(plan))
             print("")
             print("restored backup \(outcome.restore.label): \(outcome.restore.files) files, \(outcome.restore.bytes) bytes in \(String(format: "%.1f", outcome.restore.seconds)) s")
@@ -147,6 +149,10 @@ struct RecoverCommand: ParsableCommand {
             report("  missing segments (\(r.missingSegmentCount)): \(shown.joined(separator: " "))\(r.missingSegmentCount > UInt64(shown.count) ? " ..." : "")")
         }
         if !r.missingHistoryFiles.isEmpty { report("  missing history files: \(r.missingHistoryFiles.joined(separator: " "))") }
+        if !r.missingObjects.isEmpty {
+            let shown = r.missingObjects.prefix(20)
+            report("  missing objects (\(r.missingObjects.count)): \(shown.joined(separator: " "))\(r.missingObjects.count > shown.count ? " ..." : "")")
+        }
         report("  nearest recoverable target before: \(r.nearestRecoverableBefore?.postgresLiteral ?? "none")")
         report("  nearest recoverable target after:  \(r.nearestRecoverableAfter?.postgresLiteral ?? "none")")
         report("  nothing was changed")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Commands
+import FastPath
 import Foundation
 
 /// walctl: PostgreSQL WAL archiving and point-in-time recovery.
@@ -46,8 +47,16 @@ struct Walctl: ParsableCommand {
     /// ArgumentParser's entry point, with two differences: negative offsets as option values
     /// (`preprocess`), and archive-get's command-line mistakes exit 255 with one
     /// `walctl: error [usage]: ...` line (exit 64, like 1, would let PostgreSQL end recovery).
+    ///
+    /// archive-push and archive-get run once per WAL file. Parsed through the root command,
+    /// ArgumentParser builds and type-checks the whole command tree first: ~18 M instructions of
+    /// Swift runtime type lookups, a fifth of a 16 MiB archive-get (docs/benchmarks.md, "Per-call
+    /// overhead"). The shapes PostgreSQL runs (`--config`, `--set NAME=VALUE`, `--progress-file`,
+    /// the positionals: FastFront's grammar) are parsed by the subcommand alone; everything else,
+    /// and anything that does not parse, goes through the root.
     static func main() {
-        let args = preprocess(Array(CommandLine.arguments.dropFirst()))
+        let raw = CommandLine.arguments
+        let args = preprocess(Array(raw.dropFirst()))
         let isGet = args.first == "archive-get"
         func fail(_ error: Error) -> Never {
             if isGet, exitCode(for: error) != .success, !(error is ExitCode) {
@@ -56,6 +65,13 @@ struct Walctl: ParsableCommand {
                 Foundation.exit(255)
             }
             exit(withError: error)
+        }
+        if let inv = FastFront.Invocation.parse(raw), inv.sets.allSatisfy({ kv in kv.firstIndex(of: "=").map { $0 != kv.startIndex } ?? false }) {
+            let type: ParsableCommand.Type = inv.command == "archive-get" ? ArchiveGetCommand.self : ArchivePushCommand.self
+            if var command = try? type.parseAsRoot(Array(raw.dropFirst(2))) {
+                do { try command.run() } catch { fail(error) }
+                Foundation.exit(0)
+            }
         }
         var command: ParsableCommand
         do { command = try parseAsRoot(args) } catch { fail(error) }

@@ -125,8 +125,23 @@ import WALFormat
 
     @Test func openingChecksRepositoryAndSchema() throws {
         let d = tempDir()
+        // A missing directory is refused, never created (its owner matters), and the fix is named.
+        do {
+            _ = try Catalog(path: d + "/sub/dir/c.db", repositoryURL: "s3://b/p", segmentSize: seg16)
+            Issue.record("a catalog in a missing directory was opened")
+        } catch {
+            #expect("\(error)".contains("install -d -o "))
+            #expect("\(error)".contains(d + "/sub/dir"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: d + "/sub"))
+        try FileManager.default.createDirectory(atPath: d + "/sub/dir", withIntermediateDirectories: true)
         _ = try Catalog(path: d + "/sub/dir/c.db", repositoryURL: "s3://b/p", segmentSize: seg16, systemIdentifier: "42")
         let again = try Catalog(path: d + "/sub/dir/c.db", repositoryURL: "s3://b/p", segmentSize: seg16)
+        // The file and SQLite's -wal/-shm beside it are private to the user.
+        for f in ["c.db", "c.db-wal", "c.db-shm"] {
+            let mode = (try FileManager.default.attributesOfItem(atPath: d + "/sub/dir/" + f)[.posixPermissions] as? Int) ?? -1
+            #expect(mode == 0o600, "\(f) has mode \(String(mode, radix: 8))")
+        }
         #expect(try again.isComplete() == false)
         try again.markComplete()
         #expect(try again.isComplete())

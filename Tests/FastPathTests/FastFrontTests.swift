@@ -86,6 +86,8 @@ final class FastFrontTests: XCTestCase {
     func pushSetup(alreadyArchived: Bool = false) throws -> (okPath: String, env: FastFront.Environment) {
         try write(tmp + "/pg_wal/" + seg, Array(repeating: 7, count: 16))
         try FileManager.default.createDirectory(atPath: tmp + "/walctl_spool/archive/skipped", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: tmp + "/pg_wal/archive_status", withIntermediateDirectories: true)
+        try write(tmp + "/pg_wal/archive_status/" + seg + ".ready", [])
         var st = stat()
         XCTAssertEqual(lstat(tmp + "/pg_wal/" + seg, &st), 0)
         let rec = PushRecordShape(repository: "file:///repo", sourceSize: 16,
@@ -119,6 +121,31 @@ final class FastFrontTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: ok), "a fall-back leaves the result to the full binary")
         let (_, e2) = try pushSetup(alreadyArchived: true)
         XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e2), .fallBack)
+    }
+
+    /// Issue 13: a result in a spool another user can write is never trusted (the full binary
+    /// refuses such a spool); nor one for a file PostgreSQL has not marked ready (a manual push).
+    func testPushFallsBackOnASpoolOthersCanWriteOrWithoutReady() throws {
+        let (ok, e) = try pushSetup()
+        XCTAssertEqual(chmod(tmp + "/walctl_spool/archive", 0o777), 0)
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertEqual(chmod(tmp + "/walctl_spool/archive", 0o700), 0)
+        if geteuid() == 0 {
+            XCTAssertEqual(chown(tmp + "/walctl_spool", 65534, 65534), 0)
+            XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+            XCTAssertEqual(chown(tmp + "/walctl_spool", 0, 0), 0)
+        }
+        // A symlinked archive directory (to a directory of ours, even) is not followed.
+        XCTAssertEqual(rename(tmp + "/walctl_spool/archive", tmp + "/real-archive"), 0)
+        XCTAssertEqual(symlink(tmp + "/real-archive", tmp + "/walctl_spool/archive"), 0)
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        unlink(tmp + "/walctl_spool/archive")
+        XCTAssertEqual(rename(tmp + "/real-archive", tmp + "/walctl_spool/archive"), 0)
+        unlink(tmp + "/pg_wal/archive_status/" + seg + ".ready")
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .fallBack)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ok))
+        try write(tmp + "/pg_wal/archive_status/" + seg + ".ready", [])
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
     }
 
     /// Holds `path` (a daemon lock) with flock from this process; returns the fd to close.

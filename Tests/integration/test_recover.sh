@@ -32,81 +32,13 @@ switch_and_wait() {
         || fail "archiver did not reach $last"
 }
 
-# take_backup LABEL [PORT]: a base backup stored in the repository and known to the catalog.
-# Uses `walctl backup take` when the CLI has it; otherwise pg_basebackup -Ft -X none, stored in walctl's
-# backup layout (backup/<label>/base.tar, backup_manifest, backup.json built from the archived
-# .backup history file), then `walctl catalog rebuild`.
+# take_backup LABEL [PORT]: a base backup stored in the repository by `walctl backup take` and known to
+# the catalog. No fallback: a failing walctl backup fails the suite (it is part of what is tested).
 take_backup() {
     local label="$1" port="${2:-$PORT}"
-    if "$WALCTL" backup take --help >/dev/null 2>&1; then
-        if as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label "$label" --dbname "host=$W port=$port user=postgres dbname=postgres" >/dev/null; then
-            as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || fail "catalog rebuild failed"
-            return
-        fi
-        echo "    note: walctl backup take failed; taking $label with pg_basebackup instead (this suite tests recovery)"
-    fi
-    local bb="$W/bb-$label"
-    as_pg "$BIN/pg_basebackup" -h "$W" -p "$port" -D "$bb" -Ft -X none -c fast -l "$label" --manifest-checksums=CRC32C --no-sync >/dev/null 2>&1 \
-        || fail "pg_basebackup failed"
-    local hist=""
-    for _ in $(seq 1 150); do
-        for m in $(find "$W/repo/wal" -name '*.backup.meta' 2>/dev/null); do
-            local n; n="$(basename "$m" .meta)"
-            [ -f "$bb/$n" ] || as_pg "$WALCTL" archive-get --config "$W/walctl.conf" "$n" "$bb/$n" >/dev/null 2>&1 || true
-            if grep -q "^LABEL: $label\$" "$bb/$n" 2>/dev/null; then hist="$bb/$n"; break 2; fi
-        done
-        sleep 0.2
-    done
-    [ -n "$hist" ] || fail "backup history file of $label was not archived"
-    local sysid vnum
-    sysid="$(as_pg "$BIN/pg_controldata" "$W/data" | awk -F: '/Database system identifier/ {gsub(/ /, "", $2); print $2}')"
-    vnum="$(sql "show server_version_num")"
-    python3 - "$hist" "$label" "$bb" "$W/repo" "$vnum" "$sysid" <<'EOF'
-import json, os, sys, datetime
-hist, label, bb, repo, vnum, sysid = sys.argv[1:]
-f = dict(l.split(": ", 1) for l in open(hist).read().splitlines() if ": " in l)
-def lsn(s): return s.split(" ")[0]
-def ts(s):
-    d = datetime.datetime.strptime(s.replace(" UTC", ""), "%Y-%m-%d %H:%M:%S")
-    return d.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00")
-tbl = []
-for i in range(256):
-    c = i
-    for _ in range(8): c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-    tbl.append(c)
-def crc32c(path):
-    c = 0xFFFFFFFF
-    with open(path, "rb") as fh:
-        while True:
-            b = fh.read(1 << 20)
-            if not b: break
-            for x in b: c = tbl[(c ^ x) & 0xFF] ^ (c >> 8)
-    return "%08x" % (c ^ 0xFFFFFFFF)
-dest = os.path.join(repo, "backup", label)
-os.makedirs(dest, exist_ok=True)
-tar = os.path.join(bb, "base.tar")
-os.replace(tar, os.path.join(dest, "base.tar"))
-os.replace(os.path.join(bb, "backup_manifest"), os.path.join(dest, "backup_manifest"))
-tar = os.path.join(dest, "base.tar")
-size = os.path.getsize(tar)
-start_seg = f["START WAL LOCATION"].split("file ")[1].rstrip(")")
-stop_seg = f["STOP WAL LOCATION"].split("file ")[1].rstrip(")")
-rec = {
-    "label": label, "startLSN": lsn(f["START WAL LOCATION"]), "stopLSN": lsn(f["STOP WAL LOCATION"]),
-    "checkpointLSN": f["CHECKPOINT LOCATION"], "startTime": ts(f["START TIME"]), "stopTime": ts(f["STOP TIME"]),
-    "timeline": int(f["START TIMELINE"]), "stopTimeline": int(f["STOP TIMELINE"]), "size": size, "storedSize": size,
-    "status": "complete", "pgVersion": int(vnum), "systemIdentifier": sysid,
-    "contents": {"formatVersion": 1, "archives": [{"object": "base.tar", "serverName": "base.tar", "codec": "none",
-        "compressedBy": "client", "storedSize": size, "storedCRC32C": crc32c(tar), "tarSize": size}],
-        "manifestObject": "backup_manifest", "manifestChecksumAlgorithm": "CRC32C",
-        "manifestSize": os.path.getsize(os.path.join(dest, "backup_manifest")), "serverVersionNum": int(vnum),
-        "walSegmentSize": 16777216, "firstWALSegment": start_seg, "lastWALSegment": stop_seg,
-        "streamSeconds": 0, "walWaitSeconds": 0, "compression": "none"},
-}
-open(os.path.join(dest, "backup.json"), "w").write(json.dumps(rec, sort_keys=True, indent=2))
-EOF
-    chown -R postgres:postgres "$W/repo/backup"
-    as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || fail "catalog rebuild failed"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label "$label" --dbname "host=$W port=$port user=postgres dbname=postgres" >/dev/null \
+        || { fail "walctl backup take $label failed"; return 1; }
+    as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || { fail "catalog rebuild failed"; return 1; }
 }
 
 # recover_to DIR ARGS...: `walctl recover` as postgres into DIR; stdout in DIR.out, stderr in DIR.err.

@@ -34,6 +34,9 @@ public struct ArchiveGet {
     public var planPath: String?
     /// Each repository request and decision at debug level (`log-level`).
     public var logger: Logger = WalctlLog.silent
+    /// fsync the restored file before the rename (`archive-get-fsync`; restore_command leaves it to
+    /// PostgreSQL, docs/recovery.md).
+    public var fsync = true
 
     public init(repository: Repository, retryTime: TimeInterval, warn: @escaping (String) -> Void = { _ in },
                 clusterDirectory: String? = nil, planPath: String? = nil) {
@@ -81,7 +84,7 @@ public struct ArchiveGet {
         } catch let e as StoreError {
             throw WalctlError.store(e)
         }
-        let out = try AtomicFile(path: targetPath)
+        let out = try AtomicFile(path: targetPath, durable: fsync)
         do {
             logger.debug("GET \(repository.url)/\(meta.objectKey ?? "?") (\(meta.storedSize) bytes, \(meta.codec))")
             try ObjectReader(repository: repository).read(meta) { chunk in try out.write(chunk) }
@@ -137,65 +140,4 @@ public struct ArchiveGet {
         let n = withUnsafeMutableBytes(of: &v) { read(fd, $0.baseAddress, 8) }
         return n == 8 ? UInt64(littleEndian: v) : nil
     }
-}
-
-/// A file written under a temporary name in the target's directory (`.<name>.walctl-tmp.<pid>`),
-/// fsynced when `durable`, then renamed over the target. Until `commit` the target is untouched.
-/// Non-durable files are for spools whose records guard against an OS crash themselves.
-public final class AtomicFile {
-    public let path: String
-    let temp: String
-    let durable: Bool
-    var fd: Int32
-    var done = false
-    var buffer: [UInt8] = []
-
-    public init(path: String, durable: Bool = true) throws(WalctlError) {
-        self.path = path
-        self.durable = durable
-        let dir = (path as NSString).deletingLastPathComponent
-        let base = (path as NSString).lastPathComponent
-        temp = (dir.isEmpty ? "" : dir + "/") + "." + base + ".walctl-tmp." + String(getpid())
-        fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "create", path: temp, errno: errno) }
-        buffer.reserveCapacity(1 << 20)
-    }
-
-    public func write(_ bytes: UnsafeRawBufferPointer) throws {
-        if buffer.count + bytes.count > (1 << 20) { try flush() }
-        if bytes.count >= (1 << 20) { try writeAll(bytes) } else { buffer.append(contentsOf: bytes) }
-    }
-
-    func flush() throws {
-        guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { try writeAll($0) }
-        buffer.removeAll(keepingCapacity: true)
-    }
-
-    func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var off = 0
-        while off < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + off, bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw WalctlError.file(operation: "write", path: temp, errno: errno)
-            }
-            off += n
-        }
-    }
-
-    public func commit() throws {
-        try flush()
-        if durable && fsync(fd) != 0 { throw WalctlError.file(operation: "fsync", path: temp, errno: errno) }
-        close(fd); fd = -1
-        if rename(temp, path) != 0 { throw WalctlError.file(operation: "rename to", path: path, errno: errno) }
-        done = true
-    }
-
-    public func abort() {
-        if fd >= 0 { close(fd); fd = -1 }
-        if !done { unlink(temp); done = true }
-    }
-
-    deinit { abort() }
 }

@@ -42,12 +42,22 @@ public struct ArchivePush {
         self.init(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
     }
 
-    /// Validates the file name (the last component of `path`), then pushes it.
-    public func push(path: String) throws -> PushOutcome {
+    /// The checks on what PostgreSQL handed over, before anything is read or stored: the file name
+    /// (the last component of `path`), then the file type (a FIFO, device, directory or socket is
+    /// refused without being opened).
+    public static func checkInput(path: String) throws -> WALFileName {
         let base = (path as NSString).lastPathComponent
         guard !path.isEmpty, let name = WALFileName(base) else { throw WalctlError.invalidName(base) }
+        try checkRegularFile(path)
+        return name
+    }
+
+    /// Validates the file name and type (`checkInput`), then pushes it.
+    public func push(path: String) throws -> PushOutcome {
+        let name = try Self.checkInput(path: path)
         guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
         let file = try MappedFile(path: path)
+        try archiveMissingParents(of: name, content: file.bytes, directory: (path as NSString).deletingLastPathComponent)
         return try push(name: name, content: file.bytes, info: info, displayPath: path)
     }
 
@@ -79,6 +89,7 @@ public struct ArchivePush {
             case .failure(let e): throw WalctlError.invalidWAL(file: displayPath, reason: e)
             }
         }
+        Self.noteDamage(&summary, name: name, displayPath: displayPath, warn: warn)
         let meta = ArchivedFileMeta(name: name.description, size: Int64(content.count), storedSize: storedSize,
                                     codec: codec.rawValue, crc32c: crc, archivedAt: PGTimestamp(date: Date()), summary: summary)
         logger.debug("\(name): PUT \(repository.url)/\(RepositoryLayout.metaKey(name)) if absent (the commit marker; \(storedSize) bytes stored)")
@@ -93,7 +104,60 @@ public struct ArchivePush {
             throw WalctlError.store(e)
         }
         record(meta, info: info, content: content)
+        sweepLeftovers(after: name, info: info)
         return .stored(meta)
+    }
+
+    /// Temporary objects older than this are leftovers of interrupted writes (no write takes an hour).
+    static let leftoverAge: TimeInterval = 3600
+    /// A push sweeps when its segment number is a multiple of this: one directory read per 16 segments.
+    static let sweepEvery: UInt64 = 16
+
+    /// Leftovers (file repository): after storing segment N with N % 16 == 0, removes temporary objects
+    /// older than an hour from N's directory and the one before it (`wal/TTTTTTTTLLLLLLLL`, one lower
+    /// LLLLLLLL); after a history file, from `wal/history`. One `readdir` of each; only hidden names are
+    /// looked at further. Removals are logged. See docs/operator-guide.md.
+    func sweepLeftovers(after name: WALFileName, info: RepositoryInfo) {
+        guard let sweeper = repository.store as? LeftoverSweeping else { return }
+        var keys: [String] = []
+        switch name {
+        case .segment(let s):
+            guard let size = info.segmentSize, let id = SegmentID(fileName: s, size: size), id.segno % Self.sweepEvery == 0 else { return }
+            keys.append(RepositoryLayout.metaKey(name))
+            if id.segno >= size.segmentsPerXLogID {
+                let before = SegmentID(timeline: id.timeline, segno: id.segno - size.segmentsPerXLogID)
+                keys.append(RepositoryLayout.metaKey(.segment(before.fileName(size: size))))
+            }
+        case .history:
+            keys.append(RepositoryLayout.metaKey(name))
+        default:
+            return
+        }
+        for key in keys {
+            let removed = sweeper.removeLeftovers(besideKey: key, olderThan: Self.leftoverAge)
+            if !removed.isEmpty {
+                let dir = String(key[..<(key.lastIndex(of: "/") ?? key.endIndex)])
+                warn("removed \(removed.count) temporary object(s) older than an hour, left in \(dir) by interrupted writes: " +
+                     removed.sorted().joined(separator: ", "))
+            }
+        }
+    }
+
+    /// Damaged WAL (`SegmentSummary.damage(for:)`) is stored anyway, since refusing would stop archiving
+    /// and fill pg_wal, but never silently: `WARNING: DAMAGED WAL` with the LSN goes to PostgreSQL's
+    /// log, and the meta's summary records `damagedAt` / `damageReason` for verify and info.
+    static func noteDamage(_ summary: inout SegmentSummary?, name: WALFileName, displayPath: String, warn: (String) -> Void) {
+        guard let damage = summary?.damage(for: name) else { return }
+        summary?.damagedAt = damage.lsn
+        summary?.damageReason = damage.reason
+        warn(damageWarning(name: name.description, damage: damage, displayPath: displayPath))
+    }
+
+    /// The one wording of the damaged-WAL warning (synchronous push, pusher log, async foreground).
+    public static func damageWarning(name: String, damage: WALDamage, displayPath: String? = nil) -> String {
+        "WARNING: DAMAGED WAL in \(name)\(displayPath.map { " (\($0))" } ?? "") at \(damage.lsn): \(damage.reason). " +
+        "It is archived as it is (refusing would stop archiving and fill pg_wal), but recovery cannot replay past \(damage.lsn): " +
+        "check the storage of pg_wal and take a new base backup (`walctl backup take`)"
     }
 
     /// Checks the file is what its name says (segments: size, page header, system identifier; history
@@ -125,15 +189,63 @@ public struct ArchivePush {
                 throw WalctlError.invalidWAL(file: displayPath, reason: e)
             }
         case .history(let tli):
-            do { _ = try TimelineHistory(timeline: tli, text: String(decoding: content, as: UTF8.self)) } catch {
-                throw WalctlError.invalidWAL(file: displayPath, reason: error)
-            }
+            try checkHistory(tli, content: content, displayPath: displayPath)
             return nil
-        case .backupHistory:
-            do { _ = try BackupLabel(text: String(decoding: content, as: UTF8.self)) } catch {
-                throw WalctlError.invalidWAL(file: displayPath, reason: error)
-            }
+        case .backupHistory(let segment, let offset):
+            guard let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
+            try Self.checkBackupHistory(segment: segment, offset: offset, size: size, content: content, displayPath: displayPath)
             return nil
+        }
+    }
+
+    /// A timeline history file must be one PostgreSQL could have written (`TimelineHistory.validate`)
+    /// whose ancestors, but timeline 1 (which has no history file), are archived already.
+    func checkHistory(_ tli: TimeLineID, content: UnsafeRawBufferPointer, displayPath: String) throws {
+        let history: TimelineHistory
+        do {
+            history = try Self.parseHistory(tli, content: content)
+        } catch let e as WALFormatError {
+            throw WalctlError.invalidWAL(file: displayPath, reason: e)
+        }
+        for parent in Set(history.entries.map(\.timeline)).sorted() where parent > 1 {
+            guard try repository.meta(for: .history(parent)) == nil else { continue }
+            let file = hex8(UInt64(parent)) + ".history"
+            let why = "its parent timeline \(parent) has no history file in the repository (\(file)); " +
+                      "archive that first: `walctl archive-push pg_wal/\(file)`"
+            throw WalctlError.invalidWAL(file: displayPath, reason: WALFormatError.invalidHistory(why))
+        }
+    }
+
+    static func parseHistory(_ tli: TimeLineID, content: UnsafeRawBufferPointer) throws -> TimelineHistory {
+        let h = try TimelineHistory(timeline: tli, text: String(decoding: content, as: UTF8.self))
+        try h.validate()
+        return h
+    }
+
+    /// A backup history file must parse and match its name (`BackupLabel.validateBackupHistoryName`).
+    static func checkBackupHistory(segment: String, offset: UInt32, size: WALSegmentSize, content: UnsafeRawBufferPointer,
+                                   displayPath: String) throws {
+        do {
+            let label = try BackupLabel(text: String(decoding: content, as: UTF8.self))
+            try label.validateBackupHistoryName(segment: segment, offset: offset, segmentSize: size)
+        } catch let e as WALFormatError {
+            throw WalctlError.invalidWAL(file: displayPath, reason: e)
+        }
+    }
+
+    /// Before a timeline history file is validated: any ancestor's history file that is missing from
+    /// the repository but lies beside it (PostgreSQL keeps every history file in pg_wal) is archived
+    /// first, oldest first, so a repository started on a later timeline does not refuse the next
+    /// promotion's history forever.
+    func archiveMissingParents(of name: WALFileName, content: UnsafeRawBufferPointer, directory: String) throws {
+        guard case .history(let tli) = name,
+              let history = try? TimelineHistory(timeline: tli, text: String(decoding: content, as: UTF8.self)) else { return }
+        for parent in Set(history.entries.map(\.timeline)).sorted() where parent > 1 && parent < tli {
+            let parentName = WALFileName.history(parent)
+            let path = directory + "/" + parentName.description
+            guard try repository.meta(for: parentName) == nil, FileManager.default.fileExists(atPath: path) else { continue }
+            warn("\(name) names timeline \(parent), whose history file is not in the repository: archiving \(path) first")
+            _ = try push(path: path)
         }
     }
 
@@ -146,12 +258,19 @@ public struct ArchivePush {
         // Same checksum and size: compare every byte, so a CRC collision can never pass as identical.
         var offset = 0
         var same = true
-        try ObjectReader(repository: repository).read(existing) { chunk in
-            if same {
-                let end = offset + chunk.count
-                if end > content.count || memcmp(chunk.baseAddress!, content.baseAddress! + offset, chunk.count) != 0 { same = false }
-                offset = end
+        do {
+            try ObjectReader(repository: repository).read(existing) { chunk in
+                if same {
+                    let end = offset + chunk.count
+                    if end > content.count || memcmp(chunk.baseAddress!, content.baseAddress! + offset, chunk.count) != 0 { same = false }
+                    offset = end
+                }
             }
+        } catch WalctlError.store(.notFound) {
+            // The meta was kept but its data object is gone (deleted, lost with a disk): this file has
+            // the recorded CRC-32C and size, so store it again where the meta points.
+            try heal(existing, name: name, content: content)
+            return .alreadyArchived(existing)
         }
         guard same, offset == content.count else {
             throw WalctlError.archiveMismatch(name: name.description, archivedCRC: existing.crc32c, newCRC: newCRC + " (byte comparison)")
@@ -159,8 +278,22 @@ public struct ArchivePush {
         return .alreadyArchived(existing)
     }
 
+    /// Re-push heals: stores `content` again as the data object `existing` names (its codec, its key),
+    /// when the meta is there and the object is not. The caller checked CRC-32C and size.
+    func heal(_ existing: ArchivedFileMeta, name: WALFileName, content: UnsafeRawBufferPointer) throws {
+        guard let key = existing.objectKey, let kind = CodecKind(rawValue: existing.codec) else {
+            throw WalctlError.store(.configuration("archive metadata for \(existing.name) is malformed"))
+        }
+        _ = try store(content, key: key, codec: kind, level: kind == codec ? level : nil)
+        warn("\(name) was archived, but its data object \(key) was missing from the repository: stored it again from this identical file (crc32c \(existing.crc32c), \(existing.size) bytes)")
+    }
+
     /// Compresses `content` into a new object at `key`; returns the stored size.
     func store(_ content: UnsafeRawBufferPointer, key: String) throws -> Int64 {
+        try store(content, key: key, codec: codec, level: level)
+    }
+
+    func store(_ content: UnsafeRawBufferPointer, key: String, codec: CodecKind, level: Int32?) throws -> Int64 {
         let writer: ObjectWriter
         do { writer = try repository.store.makeWriter(key: key, options: PutOptions()) } catch { throw WalctlError.store(error) }
         var stored: Int64 = 0

@@ -28,13 +28,40 @@ public final class MappedFile {
     deinit { if let base { munmap(base, length) } }
 }
 
-/// Opens `path` for reading; refuses anything but a regular file. Returns the descriptor and size.
+/// Refuses, without opening it, anything at `path` but a regular file (`invalid-wal`): opening a FIFO
+/// for reading blocks until a writer comes (forever, for the archiver), and opening a device can act
+/// on it. `stat` follows symlinks: `pg_wal` may be a symlink, and so may the file, as long as it
+/// leads to a regular file. A missing path is `file-io`.
+public func checkRegularFile(_ path: String) throws(WalctlError) {
+    var st = stat()
+    if stat(path, &st) != 0 { throw .file(operation: "stat", path: path, errno: errno) }
+    if let kind = nonRegularKind(st.st_mode) { throw .invalidWAL(file: path, reason: .notARegularFile(kind: kind)) }
+}
+
+/// What a file mode is when it is not a regular file, for messages; nil for a regular file.
+func nonRegularKind(_ mode: mode_t) -> String? {
+    switch mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFIFO: return "a FIFO (named pipe)"
+    case S_IFCHR: return "a character device"
+    case S_IFBLK: return "a block device"
+    case S_IFDIR: return "a directory"
+    case S_IFSOCK: return "a socket"
+    case S_IFLNK: return "a symbolic link"
+    default: return "a special file"
+    }
+}
+
+/// Opens `path` for reading; refuses anything but a regular file before opening it, and again on the
+/// descriptor (O_NONBLOCK, so a FIFO swapped in between cannot block the open). Returns the
+/// descriptor and size.
 func openRegularFile(_ path: String) throws(WalctlError) -> (fd: Int32, size: Int) {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    try checkRegularFile(path)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     if fd < 0 { throw .file(operation: "open", path: path, errno: errno) }
     var st = stat()
     if fstat(fd, &st) != 0 { let e = errno; close(fd); throw .file(operation: "stat", path: path, errno: e) }
-    guard (st.st_mode & S_IFMT) == S_IFREG else { close(fd); throw .file(operation: "read (not a regular file)", path: path, errno: EINVAL) }
+    if let kind = nonRegularKind(st.st_mode) { close(fd); throw .invalidWAL(file: path, reason: .notARegularFile(kind: kind)) }
     return (fd, Int(st.st_size))
 }
 

@@ -83,17 +83,62 @@ public struct ArchiveSpool {
 
     public init(root: String) { self.root = root }
 
-    /// The spool for a cluster whose WAL directory is `walDir`: `spool-path` when set, else
-    /// `<walDir>/../walctl_spool` (the data directory; one spool per cluster).
+    /// The spool for a cluster whose WAL directory is `walDir` (docs/async.md, "Spool location"):
+    /// `spool-path` when set; else `<data directory>/walctl_spool` when `walDir` is a data
+    /// directory's `pg_wal` (or `pgdata` is set); else a directory of the running user's own,
+    /// `/var/lib/walctl/<key>` when that directory exists and belongs to the user, or
+    /// `~/.local/state/walctl/<key>` (`$XDG_STATE_HOME/walctl/<key>`), one per WAL directory. Never a
+    /// shared directory such as /tmp: `SpoolFS.makeDirectory` refuses one another user can change.
     public static func rootPath(config: Configuration, walDir: String) -> String {
-        if let p = config["spool-path"], !p.isEmpty { return p }
-        return (walDir as NSString).deletingLastPathComponent + "/walctl_spool"
+        if let p = config["spool-path"], !p.isEmpty { return SpoolFS.absolute(p) }
+        if (walDir as NSString).lastPathComponent == "pg_wal" { return (walDir as NSString).deletingLastPathComponent + "/walctl_spool" }
+        if let d = config["pgdata"], !d.isEmpty { return SpoolFS.absolute(d) + "/walctl_spool" }
+        return userStateDirectory() + "/" + spoolKey(walDir)
     }
 
-    public func prepare() throws(WalctlError) {
-        try SpoolFS.makeDirectory(dir)
-        try SpoolFS.makeDirectory(skippedDir)
+    /// The running user's own state directory for walctl.
+    static func userStateDirectory() -> String {
+        var st = Glibc.stat()
+        if lstat("/var/lib/walctl", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() { return "/var/lib/walctl" }
+        let env = ProcessInfo.processInfo.environment
+        if let x = env["XDG_STATE_HOME"], x.hasPrefix("/") { return x + "/walctl" }
+        var home = env["HOME"] ?? ""
+        if !home.hasPrefix("/"), let pw = getpwuid(geteuid()) { home = String(cString: pw.pointee.pw_dir) }
+        return home + "/.local/state/walctl"
     }
+
+    /// `spool-<last component>-<FNV-1a of the path>`: one spool per WAL directory.
+    static func spoolKey(_ walDir: String) -> String {
+        var h: UInt64 = 0xcbf29ce484222325
+        for b in walDir.utf8 { h = (h ^ UInt64(b)) &* 0x100000001b3 }
+        let last = (walDir as NSString).lastPathComponent.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }
+        return "spool-" + String(last.prefix(40)) + "-" + String(h, radix: 16)
+    }
+
+    /// Creates the spool (mode 0700) or checks it: the root, `archive/` and `archive/skipped/` must
+    /// be real directories of the running user that nobody else can write (SpoolFS.makeDirectory).
+    public func prepare() throws(WalctlError) {
+        try SpoolFS.makeDirectory(skippedDir, privateFrom: root)
+    }
+
+    // MARK: daemon start-ups
+
+    /// `<spool>/archive/daemon.failed`: the last failed start of the pusher, for the back-off.
+    public var failedStartPath: String { dir + "/daemon.failed" }
+
+    /// The last failed start, or nil when the last start succeeded.
+    public func failedStart() -> DaemonStartFailure? { SpoolFS.decode(DaemonStartFailure.self, failedStartPath) }
+
+    /// Records a failed start (one more in a row) and returns it.
+    @discardableResult
+    public func recordFailedStart(reason: String, now: Date = Date()) -> DaemonStartFailure {
+        let f = DaemonStartFailure(failedAt: now.timeIntervalSince1970, failures: (failedStart()?.failures ?? 0) + 1, reason: reason)
+        try? SpoolFS.write(failedStartPath, SpoolFS.encode(f))
+        return f
+    }
+
+    /// A start succeeded: the back-off is over.
+    public func clearFailedStart() { unlink(failedStartPath) }
 
     /// The result the pusher left for `name`.
     public enum Result: Equatable {
@@ -162,6 +207,24 @@ public struct ArchiveSpool {
     }
 
     public func removeSkip(_ name: String) { unlink(skippedDir + "/" + name + ".json") }
+}
+
+/// The pusher's last failed start: a pusher that cannot start (a repository that is gone, a bad
+/// setting) is started again only after `backoff` seconds, 1 s doubling up to 60 s, not at every
+/// look of every waiting archive-push (docs/async.md).
+public struct DaemonStartFailure: Codable, Equatable, Sendable {
+    /// Seconds since 1970.
+    public var failedAt: Double
+    /// Failed starts in a row.
+    public var failures: Int
+    /// Why (with walctl's error code when there is one).
+    public var reason: String
+
+    /// Seconds to wait after the last failed start.
+    public static func backoff(failures: Int) -> Double { min(60, Double(1 << min(max(failures, 1) - 1, 6))) }
+    public var backoff: Double { Self.backoff(failures: failures) }
+    /// Seconds left before the next start may be tried (0: now).
+    public func remaining(now: Date = Date()) -> Double { max(0, failedAt + backoff - now.timeIntervalSince1970) }
 }
 
 /// The pusher's snapshot, written about once a second while it runs.

@@ -30,6 +30,11 @@ public struct AsyncArchive {
 
     /// Handles archive-push when `archive-async` or the safety valve is on; nil when neither is
     /// (the caller then pushes synchronously as before). `direct` is that synchronous push.
+    ///
+    /// A file without a `.ready` status file is not PostgreSQL's archiver asking (it marks a file
+    /// ready before it runs archive_command): an operator's manual push, e.g. the re-push of a
+    /// file the valve let go. It is pushed directly, synchronously, outside the valve, and the call
+    /// exits on its own result; no spool is touched and no background pusher is started.
     public func pushIfEnabled(path: String, direct: @escaping () throws -> PushOutcome) throws -> PushOutcome? {
         let async = try config.bool("archive-async")
         let valve = try ValvePolicy(config: config)
@@ -38,58 +43,101 @@ public struct AsyncArchive {
         let base = (abs as NSString).lastPathComponent
         guard let name = WALFileName(base) else { throw WalctlError.invalidName(base) }
         let walDir = (abs as NSString).deletingLastPathComponent
-        let spool = ArchiveSpool(root: ArchiveSpool.rootPath(config: config, walDir: walDir))
-        let size = SpoolFS.fileInfo(abs)?.size ?? 0
-
-        if let reason = valve.check(walDir: walDir, name: name.description) {
-            SafetyValve.skip(name: name.description, size: size, reason: reason, spool: spool, config: config, warn: warn)
-            return Self.skippedOutcome(name.description, size: size)
+        guard SpoolFS.fileInfo(walDir + "/archive_status/" + base + ".ready") != nil else {
+            return try manualPush(name: name, walDir: walDir, direct: direct)
         }
+        let spool = ArchiveSpool(root: ArchiveSpool.rootPath(config: config, walDir: walDir))
+        try spool.prepare()
+        let size = SpoolFS.fileInfo(abs)?.size ?? 0
         if async {
             return try pushAsync(name: name, path: abs, walDir: walDir, spool: spool, valve: valve)
         }
         return try guardedDirect(name: name, size: size, walDir: walDir, spool: spool, valve: valve, direct: direct)
     }
 
-    /// Synchronous push under the valve's watchdog: the push runs on a thread, this thread checks
-    /// the valve every quarter second, so a push that hangs (a dead mount, a stalled connection) is
-    /// let go once the limit passes instead of blocking the archiver forever.
-    func guardedDirect(name: WALFileName, size: Int64, walDir: String, spool: ArchiveSpool, valve: ValvePolicy,
-                       direct: @escaping () throws -> PushOutcome) throws -> PushOutcome {
-        final class Box: @unchecked Sendable { var result: Result<PushOutcome, Error>? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            box.result = Result { try direct() }
-            done.signal()
-        }
-        while done.wait(timeout: .now() + 0.25) == .timedOut {
-            if let reason = valve.check(walDir: walDir, name: name.description) {
-                SafetyValve.skip(name: name.description, size: size, reason: reason + " (while a push was still running)", spool: spool,
-                                 config: config, warn: warn)
-                return Self.skippedOutcome(name.description, size: size)
-            }
-        }
-        let outcome = try box.result!.get()
-        if !spool.skipRecords().isEmpty, let repo = try? RepositoryFactory.open(config) {
+    /// The manual push: direct; once stored, a valve record of this file (if any) is settled.
+    func manualPush(name: WALFileName, walDir: String, direct: () throws -> PushOutcome) throws -> PushOutcome {
+        let outcome = try direct()
+        let spool = ArchiveSpool(root: ArchiveSpool.rootPath(config: config, walDir: walDir))
+        if SpoolFS.fileInfo(spool.skippedDir + "/" + name.description + ".json") != nil, (try? spool.prepare()) != nil,
+           let repo = try? RepositoryFactory.open(config) {
             SafetyValve.flushPending(spool: spool, repository: repo, warn: warn)
         }
         return outcome
     }
 
-    /// The foreground of an asynchronous push.
+    /// The seconds a push may take before the valve, when over its limits, lets the file go.
+    func pushTimeout() throws -> Int { try config.integer("archive-push-timeout") ?? 60 }
+
+    /// Synchronous push under the valve (docs/async.md, "Safety valve"): the push runs on a thread,
+    /// this thread waits for it. The file is let go (exit 0, recorded) only while the valve's limits
+    /// are exceeded, and only when the push failed for a reason the valve covers
+    /// (`ValvePolicy.mayLetGo`) or has not completed within `archive-push-timeout` (a push that
+    /// hangs on a dead mount or a stalled connection is let go then, not when it returns).
+    func guardedDirect(name: WALFileName, size: Int64, walDir: String, spool: ArchiveSpool, valve: ValvePolicy,
+                       direct: @escaping () throws -> PushOutcome) throws -> PushOutcome {
+        final class Box: @unchecked Sendable { var result: Result<PushOutcome, Error>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        let timeout = try pushTimeout()
+        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+        Thread.detachNewThread {
+            box.result = Result { try direct() }
+            done.signal()
+        }
+        while done.wait(timeout: .now() + 0.25) == .timedOut {
+            if Date() > deadline, let reason = valve.check(walDir: walDir, name: name.description) {
+                SafetyValve.skip(name: name.description, size: size, reason: reason + "; its push did not complete within archive-push-timeout \(timeout) s",
+                                 spool: spool, config: config, warn: warn)
+                return Self.skippedOutcome(name.description, size: size)
+            }
+        }
+        switch box.result! {
+        case .success(let outcome):
+            if !spool.skipRecords().isEmpty, let repo = try? RepositoryFactory.open(config) {
+                SafetyValve.flushPending(spool: spool, repository: repo, warn: warn)
+            }
+            return outcome
+        case .failure(let error):
+            if ValvePolicy.mayLetGo(after: error), let reason = valve.check(walDir: walDir, name: name.description) {
+                SafetyValve.skip(name: name.description, size: size, reason: reason + "; its push failed: \(Self.describe(error))",
+                                 spool: spool, config: config, warn: warn)
+                return Self.skippedOutcome(name.description, size: size)
+            }
+            throw error
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let w = error as? WalctlError { return "[\(w.code)] \(w)" }
+        return "\(error)"
+    }
+
+    /// The foreground of an asynchronous push. With the valve on, the file is let go only when its
+    /// push failed (an `.error` result, or a pusher that cannot start) for a reason the valve
+    /// covers, or has no result after `archive-push-timeout` seconds, and only while the valve's
+    /// limits are exceeded at that moment.
     func pushAsync(name: WALFileName, path: String, walDir: String, spool: ArchiveSpool, valve: ValvePolicy) throws -> PushOutcome {
-        try spool.prepare()
-        let timeout = try config.integer("archive-push-timeout") ?? 60
+        let timeout = try pushTimeout()
         let deadline = Date().addingTimeInterval(TimeInterval(timeout))
         let repositorySetting = config["repository"] ?? ""
         var lastDaemonCheck = Date.distantPast
-        var lastValveCheck = Date()
+        var launch = Launch()
+        func letGo(_ why: String) -> PushOutcome? {
+            guard valve.enabled, let reason = valve.check(walDir: walDir, name: name.description) else { return nil }
+            let size = SpoolFS.fileInfo(path)?.size ?? 0
+            SafetyValve.skip(name: name.description, size: size, reason: reason + "; " + why, spool: spool, config: config, warn: warn)
+            return Self.skippedOutcome(name.description, size: size)
+        }
         while true {
             switch spool.result(name.description) {
             case .ok(let r):
                 if let st = SpoolFS.fileInfo(path), r.repository == repositorySetting, r.sourceSize == st.size, r.sourceMTimeNs == st.mtimeNs {
                     spool.consume(name.description)
+                    // The pusher logged it in daemon.log; PostgreSQL's log must have it too.
+                    if !r.alreadyArchived, let d = r.meta.summary?.damage(for: name) {
+                        warn(ArchivePush.damageWarning(name: name.description, damage: d, displayPath: path))
+                    }
                     return r.alreadyArchived ? .alreadyArchived(r.meta) : .stored(r.meta)
                 }
                 // About another file under the same name, or another repository: push again.
@@ -97,35 +145,68 @@ public struct AsyncArchive {
             case .error(let message):
                 // Reported once; the pusher retries when PostgreSQL asks again.
                 spool.consume(name.description)
-                try ensureDaemon(walDir: walDir, spool: spool)
+                if ValvePolicy.mayLetGo(afterMessage: message), let skipped = letGo("its push failed: " + message) { return skipped }
+                _ = startDaemon(walDir: walDir, spool: spool, launch: &launch)
                 throw AsyncError.pushFailed(name: name.description, reason: message)
             case .none:
                 break
             }
             let now = Date()
             if now.timeIntervalSince(lastDaemonCheck) > 0.1 {
-                try ensureDaemon(walDir: walDir, spool: spool)
+                if let failure = startDaemon(walDir: walDir, spool: spool, launch: &launch) {
+                    if ValvePolicy.mayLetGo(afterMessage: failure.reason), let skipped = letGo("its push failed: " + failure.description) { return skipped }
+                    throw failure
+                }
                 lastDaemonCheck = now
             }
-            if valve.enabled, now.timeIntervalSince(lastValveCheck) > 0.25 {
-                lastValveCheck = now
-                if let reason = valve.check(walDir: walDir, name: name.description) {
-                    SafetyValve.skip(name: name.description, size: SpoolFS.fileInfo(path)?.size ?? 0, reason: reason + " (while its push was still running)",
-                                     spool: spool, config: config, warn: warn)
-                    return Self.skippedOutcome(name.description, size: SpoolFS.fileInfo(path)?.size ?? 0)
-                }
+            if now > deadline {
+                if let skipped = letGo("its push did not complete within archive-push-timeout \(timeout) s") { return skipped }
+                throw AsyncError.timedOut(name: name.description, seconds: timeout)
             }
-            if now > deadline { throw AsyncError.timedOut(name: name.description, seconds: timeout) }
             usleep(Self.pollInterval)
         }
     }
 
-    /// Starts the background pusher unless one holds the spool's lock.
-    func ensureDaemon(walDir: String, spool: ArchiveSpool) throws {
+    /// The pusher this process started, to notice a start that failed.
+    struct Launch {
+        var pid: pid_t?
+        var at = Date.distantPast
+    }
+
+    /// `ensureDaemon`, its failure as a value.
+    func startDaemon(walDir: String, spool: ArchiveSpool, launch: inout Launch) -> AsyncError? {
+        do { try ensureDaemon(walDir: walDir, spool: spool, launch: &launch); return nil } catch { return error }
+    }
+
+    /// Starts the background pusher unless one holds the spool's lock, or its last start failed
+    /// less than the back-off ago (`DaemonStartFailure`): then the start failure is the push's
+    /// failure, reported at once instead of starting a pusher every 100 ms.
+    func ensureDaemon(walDir: String, spool: ArchiveSpool, launch: inout Launch) throws(AsyncError) {
+        if let pid = launch.pid {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid {
+                launch.pid = nil
+                let exited = status & 0x7f == 0, code = (status >> 8) & 0xff
+                // A pusher that failed before recording why (a crash, a spool it could not use).
+                if !(exited && code == 0), (spool.failedStart()?.failedAt ?? 0) < launch.at.timeIntervalSince1970 {
+                    spool.recordFailedStart(reason: exited ? "the background pusher exited with status \(code) at start (see \(spool.logPath))"
+                                                           : "the background pusher was killed by signal \(status & 0x7f) (see \(spool.logPath))")
+                }
+            }
+        }
         reapChildren()
         if SpoolLock.isHeld(spool.lockPath) { return }
-        try DaemonLauncher.spawn(arguments: ["archive-push-async-daemon", "--wal-dir", walDir, "--spool", spool.root],
-                                 config: config, logPath: spool.logPath)
+        if let f = spool.failedStart(), f.remaining() > 0 {
+            throw .daemonBackoff(reason: f.reason, failures: f.failures, retryIn: f.remaining(), log: spool.logPath)
+        }
+        do {
+            launch.at = Date()
+            launch.pid = try DaemonLauncher.spawn(arguments: ["archive-push-async-daemon", "--wal-dir", walDir, "--spool", spool.root],
+                                                  config: config, logPath: spool.logPath)
+        } catch {
+            spool.recordFailedStart(reason: error.description)
+            throw error
+        }
     }
 }
 
@@ -151,14 +232,27 @@ public struct AsyncPushDaemon {
         guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
         defer { lock.release() }
         lock.writePID()
-        let repository = try RepositoryFactory.open(config)
-        guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
-        var pusher = try ArchivePush(config: config, repository: repository, warn: log)
-        if let path = config["catalog"] { pusher.recorder = DaemonCatalogRecorder(path: path) }
-        let workers = max(1, try config.integer("archive-workers") ?? 2)
-        let engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
+        let engine: PushEngine
+        let repository: Repository
+        do {
+            repository = try RepositoryFactory.open(config)
+            guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
+            var pusher = try ArchivePush(config: config, repository: repository, warn: log)
+            if let path = config["catalog"] { pusher.recorder = DaemonCatalogRecorder(path: path) }
+            let workers = max(1, try config.integer("archive-workers") ?? 2)
+            engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
                                 compressWorkers: workers, uploadWorkers: workers * 2,
                                 stageMax: Int64(try config.integer("archive-spool-max") ?? 1 << 30), log: log)
+        } catch {
+            // Once per failed start: the foreground starts the next pusher only after the back-off.
+            let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))
+            log("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
+            throw error
+        }
+        if spool.failedStart() != nil {
+            spool.clearFailedStart()
+            log("started after earlier failed starts: back-off cleared")
+        }
         engine.start()
         defer { engine.stop() }
         try runLoop(engine: engine, repository: repository, lock: lock)

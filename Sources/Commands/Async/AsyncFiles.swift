@@ -1,5 +1,6 @@
 import Foundation
 import FastPath
+import LocalFS
 
 /// Failures of the asynchronous archive-push and the prefetching archive-get, one line each.
 public enum AsyncError: Error, CustomStringConvertible {
@@ -9,6 +10,17 @@ public enum AsyncError: Error, CustomStringConvertible {
     case timedOut(name: String, seconds: Int)
     /// The background process could not be started.
     case spawn(String)
+    /// The background pusher's last start failed less than its back-off ago.
+    case daemonBackoff(reason: String, failures: Int, retryIn: Double, log: String)
+
+    /// The underlying reason (with walctl's `[code]` when there is one).
+    public var reason: String {
+        switch self {
+        case .pushFailed(_, let r), .daemonBackoff(let r, _, _, _): return r
+        case .timedOut: return description
+        case .spawn(let m): return m
+        }
+    }
 
     public var description: String {
         switch self {
@@ -16,6 +28,8 @@ public enum AsyncError: Error, CustomStringConvertible {
         case .timedOut(let n, let s):
             return "\(n) was not archived within \(s) s (archive-push-timeout); the background pusher keeps trying, see its log in the spool"
         case .spawn(let m): return "cannot start the background process: \(m)"
+        case .daemonBackoff(let r, let n, let s, let log):
+            return "the background pusher failed to start (\(n) time\(n == 1 ? "" : "s") in a row): \(r); it is started again in \(Int(s.rounded(.up))) s at the earliest (back-off; see \(log))"
         }
     }
 }
@@ -24,43 +38,90 @@ public enum AsyncError: Error, CustomStringConvertible {
 enum SpoolFS {
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    /// Creates `dir` and its parents (mode 0700 for the last component).
-    static func makeDirectory(_ dir: String) throws(WalctlError) {
-        if exists(dir) { return }
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            if exists(dir) { return }
-            throw .file(operation: "create directory", path: dir, errno: EACCES)
+    /// Creates `dir` and its missing parents (mode 0700), refusing a directory another user could
+    /// change: `dir` must be a real directory (not a symlink) owned by the running user and not
+    /// writable by group or others, and so must every parent this call created. Every existing
+    /// parent must be owned by root or the running user and, when group/other-writable, sticky
+    /// (like /tmp), so nobody else can swap a directory on the path (docs/async.md, "Spool location").
+    /// `privateFrom` (an ancestor of `dir`, or `dir`) and everything below it are held to the rule
+    /// for `dir` itself.
+    // security-fs: move into the layer
+    static func makeDirectory(_ dir: String, privateFrom: String? = nil) throws(WalctlError) {
+        let top = privateFrom ?? dir
+        let comps = dir.split(separator: "/").map(String.init)
+        guard dir.hasPrefix("/"), !comps.contains(".."), !comps.isEmpty else {
+            throw .refused("spool directory \(dir) must be an absolute path without `..`")
+        }
+        var path = ""
+        var createdFrom: Int?
+        for (i, c) in comps.enumerated() {
+            path += "/" + c
+            var st = Glibc.stat()
+            if lstat(path, &st) != 0 {
+                guard errno == ENOENT else { throw .file(operation: "inspect", path: path, errno: errno) }
+                if mkdir(path, 0o700) != 0 && errno != EEXIST { throw .file(operation: "create directory", path: path, errno: errno) }
+                if createdFrom == nil { createdFrom = i }
+                guard lstat(path, &st) == 0 else { throw .file(operation: "inspect", path: path, errno: errno) }
+            }
+            if i == comps.count - 1 || createdFrom != nil || path == top || path.hasPrefix(top + "/") {
+                try checkPrivate(path, st)
+            } else {
+                try checkParent(path, st)
+            }
         }
     }
 
-    /// Reads a small file whole; nil when it does not exist (the fast front's reader, no size limit).
+    /// The name of user `uid` (or the number).
+    static func userName(_ uid: uid_t) -> String {
+        if let pw = getpwuid(uid) { return String(cString: pw.pointee.pw_name) }
+        return "uid \(uid)"
+    }
+
+    /// `dir` as the spool itself: a directory, not a symlink, owned by us, not group/other-writable.
+    static func checkPrivate(_ dir: String, _ st: Glibc.stat) throws(WalctlError) {
+        let me = geteuid()
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            throw .refused("spool directory \(dir) is a symbolic link: walctl follows no link in a spool; remove it (walctl creates the directory) or set spool-path to the real directory")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("spool directory \(dir) exists and is not a directory") }
+        if st.st_uid != me {
+            throw .refused("spool directory \(dir) is owned by \(userName(st.st_uid)), not by \(userName(me)) who runs walctl: another user could plant files in it; "
+                           + "remove it and let walctl create it, or create it with `install -d -o \(userName(me)) -m 700 \(dir)`")
+        }
+        if st.st_mode & 0o022 != 0 {
+            throw .refused("spool directory \(dir) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)`")
+        }
+    }
+
+    /// An existing directory above the spool: nobody but root and us may rename things in it.
+    static func checkParent(_ dir: String, _ st: Glibc.stat) throws(WalctlError) {
+        let me = geteuid()
+        var st = st
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            // A link on the path (/var/run -> /run): its owner could redirect it, and so could
+            // everyone who may write where it points; check the target as a directory too.
+            guard st.st_uid == 0 || st.st_uid == me else {
+                throw .refused("\(dir), on the spool's path, is a symbolic link owned by \(userName(st.st_uid)): set spool-path to a directory only \(userName(me)) and root can change")
+            }
+            guard stat(dir, &st) == 0 else { throw .file(operation: "inspect", path: dir, errno: errno) }
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(dir), on the spool's path, is not a directory") }
+        if st.st_uid != 0 && st.st_uid != me {
+            throw .refused("\(dir), on the spool's path, is owned by \(userName(st.st_uid)), who could replace the spool: set spool-path to a directory only \(userName(me)) and root can change (e.g. `install -d -o \(userName(me)) -m 700 DIR`)")
+        }
+        if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
+            throw .refused("\(dir), on the spool's path, is writable by group or others without the sticky bit (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)` or set spool-path elsewhere")
+        }
+    }
+
+    /// Reads a small regular file whole; nil when it does not exist, is a symlink (O_NOFOLLOW) or is
+    /// not a regular file (a FIFO planted in a spool must not block the reader: LocalFS).
     static func read(_ path: String) -> [UInt8]? { FastFS.read(path, limit: Int.max) }
 
-    /// Writes `bytes` to `path` through a temporary name and a rename; `durable` adds fsync of the
-    /// file and its directory.
+    /// Writes `bytes` to `path` through an unpredictable temporary name and a rename (LocalFS);
+    /// `durable` adds fdatasync of the file and fsync of its directory.
     static func write(_ path: String, _ bytes: [UInt8], durable: Bool = false) throws(WalctlError) {
-        let tmp = path + ".tmp." + String(getpid()) + "." + String(UInt32.random(in: 0...UInt32.max))
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "create", path: tmp, errno: errno) }
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, bytes.count - off) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno; close(fd); unlink(tmp)
-                throw .file(operation: "write", path: tmp, errno: e)
-            }
-            off += n
-        }
-        if durable && fsync(fd) != 0 { let e = errno; close(fd); unlink(tmp); throw .file(operation: "fsync", path: tmp, errno: e) }
-        close(fd)
-        if rename(tmp, path) != 0 { let e = errno; unlink(tmp); throw .file(operation: "rename to", path: path, errno: e) }
-        if durable {
-            let dfd = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_CLOEXEC)
-            if dfd >= 0 { fsync(dfd); close(dfd) }
-        }
+        do { try LocalFS.writeFile(path, bytes, durability: durable ? .full : .none) } catch { throw WalctlError(error) }
     }
 
     /// File names in `dir` (no `.`/`..`); empty when the directory does not exist.
@@ -112,8 +173,8 @@ public final class SpoolLock {
 
     /// Takes the lock without waiting; nil when another process (or another open file) holds it.
     public static func tryAcquire(_ path: String) throws(WalctlError) -> SpoolLock? {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if fd < 0 { throw .file(operation: "open lock file", path: path, errno: errno) }
+        let fd: Int32
+        do { fd = try LocalFS.openLock(path) } catch { throw WalctlError(error) }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             close(fd)
             return nil
@@ -171,7 +232,11 @@ enum DaemonLauncher {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        // The log is opened here (LocalFS: O_APPEND|O_NOFOLLOW, a regular file only) and handed down.
+        let logFD: Int32
+        do { logFD = try LocalFS.openAppend(logPath) } catch { throw .spawn(error.description) }
+        defer { close(logFD) }
+        posix_spawn_file_actions_adddup2(&actions, logFD, 1)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)

@@ -2,6 +2,7 @@ import Foundation
 import Storage
 import WALFormat
 import Planner
+import FastPath
 
 /// What the prefetcher keeps beside each fetched segment: the meta it was verified against and
 /// the repository it came from. The foreground serves the segment only when this still equals the
@@ -35,6 +36,12 @@ public struct PrefetchRecord: Codable, Equatable, Sendable {
 /// <spool>/<segment>.rec     its PrefetchRecord, written after the segment: both present = servable
 /// <spool>/<segment>.busy    the prefetcher is fetching it now
 /// ```
+///
+/// The directory's life (docs/async.md, "The spool's life"): a foreground uses the spool only
+/// under a shared `SpoolDirectoryLock` on the directory, and the directory is removed only under
+/// the exclusive one, so it never vanishes under a foreground. Everything else that deletes
+/// (`clear`, `remove(_:)`, the window's clean-up) deletes only the prefetcher's own files, which a
+/// foreground treats as a cache: a file gone means "fetch directly", never an error.
 public struct PrefetchSpool {
     public let dir: String
     public var lockPath: String { dir + "/daemon.lock" }
@@ -79,25 +86,52 @@ public struct PrefetchSpool {
     /// Bytes of complete segments in the spool.
     public func bytes() -> Int64 { entries().reduce(Int64(0)) { $0 + (SpoolFS.fileInfo(dir + "/" + $1)?.size ?? 0) } }
 
-    /// Removes every segment, record and temporary file (the lock, log and want stay).
-    public func clear() {
-        for f in SpoolFS.list(dir) where f != "daemon.lock" && f != "daemon.log" && f != "want" && f != "stop" { unlink(dir + "/" + f) }
+    /// True for the files the prefetcher writes (segments, records, `.busy` marks and their
+    /// temporary files); false for the lock, the log, and `want`/`stop` with their temporary files,
+    /// which foregrounds write: those are never deleted under a writer.
+    static func isPrefetcherFile(_ name: String) -> Bool {
+        !(name.hasPrefix("daemon.") || name.hasPrefix("want") || name.hasPrefix("stop"))
     }
 
-    /// End of recovery: ask the prefetcher to stop, and clean up.
+    /// Removes every segment, record and temporary file of the prefetcher (the lock, the log, and
+    /// what foregrounds write stay).
+    public func clear() {
+        for f in SpoolFS.list(dir) where Self.isPrefetcherFile(f) { unlink(dir + "/" + f) }
+    }
+
+    /// End of recovery: ask the prefetcher to stop, and clean up. Best effort: the spool may be
+    /// gone already.
     public func shutDown() {
         guard SpoolFS.exists(dir) else { return }
         try? SpoolFS.write(stopPath, [])
         clear()
     }
 
-    /// Removes the whole spool when no prefetcher runs (`walctl archive-get --cleanup`).
+    /// Removes the whole spool (`walctl archive-get --cleanup`): asks the prefetcher to stop, gives
+    /// it 5 s to remove the spool itself, then removes what is left under the exclusive directory
+    /// lock. A prefetcher still running then (a fetch in flight) removes it when it exits.
     public func remove() {
-        shutDown()
-        if !SpoolLock.isHeld(lockPath) {
-            for f in SpoolFS.list(dir) { unlink(dir + "/" + f) }
-            rmdir(dir)
+        guard SpoolFS.exists(dir) else { return }
+        if let lock = SpoolDirectoryLock.shared(dir, create: false) {
+            shutDown()
+            lock.release()
         }
+        let end = monotonicSeconds() + 5
+        while SpoolLock.isHeld(lockPath) && monotonicSeconds() < end { usleep(5_000) }
+        if !SpoolLock.isHeld(lockPath) { removeDirectory(onlyIfStopped: false) }
+    }
+
+    /// Removes the directory and everything in it, under the exclusive directory lock (waiting up
+    /// to 5 s for foregrounds to finish with it). With `onlyIfStopped`, only while `stop` is still
+    /// there: a foreground that came after the stop request removed it (recovery asked again), and
+    /// the spool then stays for the prefetcher it starts. True when the directory is gone.
+    @discardableResult
+    public func removeDirectory(onlyIfStopped: Bool) -> Bool {
+        guard let lock = SpoolDirectoryLock.exclusive(dir) else { return !SpoolFS.exists(dir) }
+        defer { lock.release() }
+        if onlyIfStopped && !SpoolFS.exists(stopPath) { return false }
+        for f in SpoolFS.list(dir) { unlink(dir + "/" + f) }
+        return rmdir(dir) == 0
     }
 }
 
@@ -108,11 +142,22 @@ public struct PrefetchSpool {
 /// Either way the prefetcher is told that recovery is at X and started if it is not running; it
 /// fetches X+1 .. X+N (same timeline) in parallel, stopping at the first one that is not archived.
 /// A name that is not found ends the prefetch (recovery is ending) and cleans the spool.
+///
+/// The spool is a cache: nothing that goes wrong with it (absent, being removed by a stopping
+/// prefetcher, unwritable, the prefetcher not starting) fails the call. The call then fetches
+/// directly and says why at `log-level = debug`. Only the repository decides the answer.
 public struct PrefetchGet {
     public var config: Configuration
     public var warn: (String) -> Void
+    /// Starts the prefetcher for a spool (tests run it in-process); nil: `DaemonLauncher`.
+    public var launchDaemon: ((PrefetchSpool) throws -> Void)?
 
     public init(config: Configuration, warn: @escaping (String) -> Void) { self.config = config; self.warn = warn }
+
+    /// A message for `log-level = debug` only.
+    func debug(_ message: String) {
+        if config["log-level"] == "debug" { warn(message) }
+    }
 
     /// Handles archive-get when `restore-prefetch` > 0; nil otherwise.
     public func getIfEnabled(fileName: String, targetPath: String, direct: (Repository) throws -> GetOutcome) throws -> GetOutcome? {
@@ -124,19 +169,42 @@ public struct PrefetchGet {
             let outcome = try direct(repository)
             // A timeline history that exists may change which timeline recovery follows: what
             // was prefetched may be the wrong branch. Start over.
-            if case .restored = outcome, case .history = name, SpoolFS.exists(spool.dir) { spool.clear() }
+            if case .restored = outcome, case .history = name, let lock = SpoolDirectoryLock.shared(spool.dir, create: false) {
+                spool.clear()
+                lock.release()
+            }
             return outcome
         }
-        try spool.prepare()
-        try spool.setWant(fileName)
-        if let served = try serve(name: fileName, targetPath: targetPath, spool: spool, repository: repository) {
-            try ensureDaemon(spool: spool)
-            return served
-        }
-        try ensureDaemon(spool: spool)
+        if let served = useSpool(fileName: fileName, targetPath: targetPath, spool: spool, repository: repository) { return served }
         let outcome = try direct(repository)
-        if case .notFound = outcome { spool.shutDown() }
+        if case .notFound = outcome, let lock = SpoolDirectoryLock.shared(spool.dir, create: false) {
+            spool.shutDown()
+            lock.release()
+        }
         return outcome
+    }
+
+    /// The spool's part of one call, under the shared directory lock: write `want`, serve the
+    /// segment when the spool holds it, make sure the prefetcher runs. nil: fetch directly. The
+    /// lock is released before the direct fetch (which may retry for minutes).
+    func useSpool(fileName: String, targetPath: String, spool: PrefetchSpool, repository: Repository) -> GetOutcome? {
+        guard let lock = SpoolDirectoryLock.shared(spool.dir, create: true) else {
+            debug("prefetch spool \(spool.dir) is unavailable (absent, being removed, or not writable): fetching \(fileName) directly")
+            return nil
+        }
+        defer { lock.release() }
+        do { try spool.setWant(fileName) } catch {
+            debug("cannot write the prefetch request (\(error)): fetching \(fileName) directly")
+            return nil
+        }
+        var served: GetOutcome?
+        do { served = try serve(name: fileName, targetPath: targetPath, spool: spool, repository: repository) } catch {
+            debug("cannot serve \(fileName) from the prefetch spool (\(error)): fetching it directly")
+        }
+        do { try ensureDaemon(spool: spool) } catch {
+            debug("cannot start the prefetcher (\(error)); recovery goes on without it")
+        }
+        return served
     }
 
     /// Serves `name` from the spool when it is there, complete, and still what the repository
@@ -154,6 +222,15 @@ public struct PrefetchGet {
             spool.remove(name)
             return nil
         }
+        // archive-get-fsync: the served file is made durable as a fetched one would be (spool
+        // files are written without fsync).
+        if (try? config.bool("archive-get-fsync")) == true {
+            let fd = open(spool.dir + "/" + name, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            let synced = Foundation.fsync(fd) == 0
+            close(fd)
+            guard synced else { return nil }
+        }
         unlink(spool.dir + "/" + name + ".rec")
         if rename(spool.dir + "/" + name, targetPath) != 0 {
             unlink(spool.dir + "/" + name)
@@ -165,6 +242,7 @@ public struct PrefetchGet {
     func ensureDaemon(spool: PrefetchSpool) throws {
         reapChildren()
         if SpoolLock.isHeld(spool.lockPath) { return }
+        if let launchDaemon { try launchDaemon(spool); return }
         var arguments = ["archive-get-prefetch-daemon", "--spool", spool.dir]
         // Under `walctl recover` the server runs restore_command in the data directory, where the
         // plan is: the prefetcher then stops at the end of the planned range.
@@ -247,7 +325,11 @@ public final class PrefetchDaemon: @unchecked Sendable {
     @discardableResult
     public func run() throws -> Bool {
         try spool.prepare()
+        // The daemon lock is taken under the shared directory lock: never in a directory that a
+        // stopping prefetcher is removing.
+        guard let dirLock = SpoolDirectoryLock.shared(spool.dir, create: true) else { return false }
         guard let lock = try SpoolLock.tryAcquire(spool.lockPath) else { return false }
+        dirLock.release()
         defer { lock.release() }
         lock.writePID()
         for e in spool.entries() where spool.record(e) != nil { fetched.insert(e) }
@@ -285,12 +367,12 @@ public final class PrefetchDaemon: @unchecked Sendable {
         cond.unlock()
         spool.clear()
         if SpoolFS.exists(spool.stopPath) {
-            // Asked to stop (recovery ended, `--cleanup`): leave nothing in pg_wal. The lock file
-            // goes while still held, so no second prefetcher can start on it.
-            for f in SpoolFS.list(spool.dir) { unlink(spool.dir + "/" + f) }
-            rmdir(spool.dir)
+            // Asked to stop (recovery ended, `--cleanup`): leave nothing in pg_wal. The directory
+            // goes under its exclusive lock (no foreground is using it), and only while `stop` is
+            // still there; the daemon lock file goes while still held, so no second prefetcher
+            // can start on it.
+            spool.removeDirectory(onlyIfStopped: true)
         }
-        unlink(spool.stopPath)
         return true
     }
 

@@ -162,7 +162,13 @@ public final class PushEngine: @unchecked Sendable {
         let path = walDir + "/" + file.name
         let mtime = SpoolFS.fileInfo(path)?.mtimeNs ?? 0
         let content = try buffer.load(path: path)
-        let summary = try pusher.validate(name: name, content: content, info: info, displayPath: path)
+        if case .history = name {
+            // May push a parent history file, which records into the catalog: under the record lock.
+            recordLock.lock(); defer { recordLock.unlock() }
+            try pusher.archiveMissingParents(of: name, content: content, directory: walDir)
+        }
+        var summary = try pusher.validate(name: name, content: content, info: info, displayPath: path)
+        ArchivePush.noteDamage(&summary, name: name, displayPath: path, warn: log)
         var crc = CRC32C()
         var out: [UInt8] = []
         out.reserveCapacity(content.count / 3 + 65536)
@@ -259,6 +265,7 @@ public final class PushEngine: @unchecked Sendable {
             pusher.record(meta, info: info, content: UnsafeRawBufferPointer(start: nil, count: 0))
         }
         recordLock.unlock()
+        pusher.sweepLeftovers(after: job.name, info: info)
         return record(meta, already: false)
     }
 }

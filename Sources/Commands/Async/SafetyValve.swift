@@ -8,7 +8,9 @@ import WALFormat
 ///
 /// Settings (both off by default): `archive-push-queue-max` (bytes of WAL waiting in `.ready`
 /// files) and `archive-push-max-age` (seconds the file being archived has waited since PostgreSQL
-/// marked it ready).
+/// marked it ready). Exceeding a limit is necessary, not sufficient: a file is let go only after
+/// its own push failed for a reason the valve covers (`mayLetGo`) or did not complete within
+/// `archive-push-timeout` (AsyncArchive). A healthy repository that keeps up never causes a skip.
 public struct ValvePolicy: Equatable, Sendable {
     public var queueMax: Int64?
     public var maxAge: TimeInterval?
@@ -32,6 +34,25 @@ public struct ValvePolicy: Equatable, Sendable {
             return "waited \(Int(age)) s since it was ready, more than archive-push-max-age \(Int(a))"
         }
         return nil
+    }
+
+    /// Error codes the valve never lets a file go for: they are not the repository being down but
+    /// a file or a configuration that is wrong, and exit 0 would hide them (an archive-mismatch is
+    /// a second cluster or a forked timeline writing to this repository).
+    public static let neverLetGo: Set<String> = ["archive-mismatch", "invalid-wal", "invalid-name", "config"]
+
+    /// Whether a push that failed with `error` may be let go (when the limits are exceeded).
+    public static func mayLetGo(after error: Error) -> Bool {
+        if let w = error as? WalctlError { return !neverLetGo.contains(w.code) }
+        if error is ConfigurationError { return false }
+        if let a = error as? AsyncError { return mayLetGo(afterMessage: a.reason) }
+        return true
+    }
+
+    /// The same for a failure reported as text, `[code] message` (the pusher's `.error` result).
+    public static func mayLetGo(afterMessage message: String) -> Bool {
+        guard message.hasPrefix("["), let close = message.firstIndex(of: "]") else { return true }
+        return !neverLetGo.contains(String(message[message.index(after: message.startIndex)..<close]))
     }
 
     /// Looks at `pg_wal` now and decides for `name`.

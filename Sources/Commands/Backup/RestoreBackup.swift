@@ -1,6 +1,7 @@
 import Catalog
 import Codec
 import Foundation
+import LocalFS
 import Storage
 import WALFormat
 
@@ -173,12 +174,7 @@ private func prepareDirectory(_ dir: String, force: Bool, what: String, owner: (
     var st = stat()
     if stat(dir, &st) != 0 {
         guard errno == ENOENT else { throw WalctlError.file(operation: "stat", path: dir, errno: errno) }
-        do {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw WalctlError.file(operation: "create directory", path: dir, errno: errno == 0 ? EIO : errno)
-        }
+        do { try LocalFS.makePrivateDirectory(dir, what: what, createParents: true) } catch { throw WalctlError(error) }
         if let o = owner { _ = chown(dir, o.uid, o.gid) }
         return
     }
@@ -202,17 +198,9 @@ private func prepareDirectory(_ dir: String, force: Bool, what: String, owner: (
     }
 }
 
+/// A whole file of the restore (LocalFS's atomic write), synced with the tree at the end (`syncTree`).
 private func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t, owner: (uid: uid_t, gid: gid_t)?) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw WalctlError.file(operation: "create", path: path, errno: errno) }
-    defer { close(fd) }
-    var off = 0
-    while off < bytes.count {
-        let n = bytes[off...].withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; throw WalctlError.file(operation: "write", path: path, errno: errno) }
-        off += n
-    }
-    if let o = owner { _ = fchown(fd, o.uid, o.gid) }
+    do { try LocalFS.writeFile(path, bytes, mode: mode, durability: .none, owner: owner) } catch { throw WalctlError(error) }
 }
 
 #if os(Linux)
@@ -299,8 +287,7 @@ final class RestoreWriter: TarVisitor {
             if symlink(dest, full) != 0 { throw WalctlError.file(operation: "symlink", path: full, errno: errno) }
             if let o = owner { _ = lchown(full, o.uid, o.gid) }
         case .file:
-            fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(e.mode & 0o777))
-            guard fd >= 0 else { throw WalctlError.file(operation: "create", path: full, errno: errno) }
+            do { fd = try LocalFS.createExclusive(full, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
             if let o = owner { _ = fchown(fd, o.uid, o.gid) }
             path = full
             crc = CRC32C()
@@ -313,12 +300,7 @@ final class RestoreWriter: TarVisitor {
     func data(_ b: UnsafeRawBufferPointer) throws {
         crc.update(b)
         written += Int64(b.count)
-        var off = 0
-        while off < b.count {
-            let n = Foundation.write(fd, b.baseAddress! + off, b.count - off)
-            if n < 0 { if errno == EINTR { continue }; throw WalctlError.file(operation: "write", path: path, errno: errno) }
-            off += n
-        }
+        do { try LocalFS.writeAll(fd, b, path: path) } catch { throw WalctlError(error) }
     }
 
     func end(_ e: TarEntry) throws {

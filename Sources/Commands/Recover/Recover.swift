@@ -11,6 +11,13 @@ public struct RecoveryRefused: Error, CustomStringConvertible {
     public var description: String { refusal.message }
 }
 
+/// A user and group that files are given to.
+public struct FileOwner: Equatable, Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public init(uid: uid_t, gid: gid_t) { self.uid = uid; self.gid = gid }
+}
+
 /// What `walctl recover` did (without `--dry-run`).
 public struct RecoverOutcome {
     public var plan: RecoveryPlan
@@ -38,8 +45,9 @@ public struct Recover {
     /// Plans `request`. A ready plan carries every setting to write, `restore_command` first (for
     /// the data directory `pgdata`, which may not exist yet).
     ///
-    /// - Throws: `RecoveryRefused` when the plan is refused; `WalctlError`/`CatalogError` when the
-    ///   repository or catalog cannot be read.
+    /// - Throws: `RecoveryRefused` when the plan is refused (also `missing-object`: an object the
+    ///   plan needs is listed in the catalog but not in the repository); `WalctlError`/`CatalogError`
+    ///   when the repository or catalog cannot be read.
     public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
@@ -47,6 +55,10 @@ public struct Recover {
         case .refused(let r):
             throw RecoveryRefused(refusal: r)
         case .ready(var p):
+            // The catalog may be stale or objects deleted since: prove every object the plan reads
+            // with listings of its prefixes before anything is touched.
+            let missing = try RepositoryProof(repository: access.repository, catalog: catalog).findings(for: p)
+            if !missing.isEmpty { throw RecoveryRefused(refusal: RepositoryProof.refusal(missing, plan: p, repository: access.repository.url)) }
             let writer = RecoverySettingsWriter(walctl: walctl, config: config)
             p.settings.insert(RecoverySetting(name: "restore_command", value: writer.restoreCommand(pgdata: absolutePath(pgdata))), at: 0)
             if let end = writer.recoveryEndCommand() {
@@ -62,10 +74,15 @@ public struct Recover {
     /// Carries out `plan`: restores its backup into `pgdata` (empty, or emptied with `force`), writes
     /// the recovery settings for the PostgreSQL version in `PG_VERSION`, saves the plan and an empty
     /// progress file. Does not start the server.
-    public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool) throws -> RecoverOutcome {
+    ///
+    /// - Parameter owner: run as root, the user that gets everything restored and written
+    ///   (`Recover.owner(forTarget:arguments:)`); nil otherwise.
+    public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool, owner: FileOwner? = nil) throws -> RecoverOutcome {
         let dir = absolutePath(pgdata)
         let repository = try RepositoryFactory.open(config)
-        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, log: note)
+        var options = RestoreOptions()
+        if let owner { options.owner = (owner.uid, owner.gid) }
+        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: note)
         let versionText: String
         do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
             throw WalctlError.refused("the restored backup \(plan.backupLabel) has no readable PG_VERSION in \(dir): it is not a PostgreSQL data directory")
@@ -80,6 +97,12 @@ public struct Recover {
         try writeFile(dir + "/" + RecoveryFiles.plan, try enc.encode(plan), append: false, mode: 0o600)
         try writeFile(dir + "/" + RecoveryFiles.progress, Data(), append: false, mode: 0o600)
         files += [dir + "/" + RecoveryFiles.plan, dir + "/" + RecoveryFiles.progress]
+        if let owner {
+            // Everything under the data directory and its tablespaces: what the restore wrote, the
+            // settings, the plan, the progress file, the target directory itself.
+            try chownTree(dir, to: owner)
+            chownCatalog(to: owner)
+        }
         return RecoverOutcome(plan: plan, restore: report, files: files, startCommand: Self.startCommand(pgdata: dir, pgVersion: plan.backup.pgVersion, major: major),
                               checklist: Self.checklist(plan, pgdata: dir))
     }
@@ -89,16 +112,91 @@ public struct Recover {
         Int(text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").first ?? "") ?? 0
     }
 
-    /// `pg_ctl` run as the data directory's owner, logging to `RecoveryFiles.log` in it.
+    /// `pg_ctl` run as the data directory's owner, logging to `RecoveryFiles.log` in it: through
+    /// `runuser -u OWNER --` when walctl runs as root and runuser is installed, else `sudo -u OWNER`.
     static func startCommand(pgdata: String, pgVersion: Int, major: Int) -> String {
         let candidates = ["/usr/lib/postgresql/\(major)/bin/pg_ctl", "/usr/pgsql-\(major)/bin/pg_ctl"]
         let pgctl = candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "pg_ctl"
         var st = stat()
         var prefix = ""
-        if stat(pgdata, &st) == 0, st.st_uid != geteuid(), let pw = getpwuid(st.st_uid) {
-            prefix = "sudo -u \(String(cString: pw.pointee.pw_name)) "
+        if stat(pgdata, &st) == 0, st.st_uid != geteuid() {
+            prefix = asUser(userName(st.st_uid)) + " "
         }
         return prefix + "\(shellQuote(pgctl)) -D \(shellQuote(pgdata)) -l \(shellQuote(pgdata + "/" + RecoveryFiles.log)) start"
+    }
+
+    /// The command prefix that runs a command as `user`.
+    static func asUser(_ user: String) -> String {
+        if geteuid() == 0, let r = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) {
+            return "\((r as NSString).lastPathComponent) -u \(shellQuote(user)) --"
+        }
+        return "sudo -u \(shellQuote(user))"
+    }
+
+    static func userName(_ uid: uid_t) -> String {
+        if let pw = getpwuid(uid) { return String(cString: pw.pointee.pw_name) }
+        return "#\(uid)"
+    }
+
+    /// Run as root, `walctl recover` gives everything it restores and writes to the owner of the
+    /// target directory when it exists and is not root's, else to the owner of its parent when that
+    /// is not root's (the data directory must belong to the server's user, or PostgreSQL refuses to
+    /// start). When both are root's it refuses before touching anything, with the commands that fix
+    /// it. Not root: nil (files are the running user's).
+    ///
+    /// - Parameter arguments: the command line, for the command printed in the refusal.
+    public static func owner(forTarget pgdata: String, arguments: [String]) throws -> FileOwner? {
+        guard geteuid() == 0 else { return nil }
+        let dir = absolutePath(pgdata)
+        let parent = (dir as NSString).deletingLastPathComponent
+        var st = stat()
+        if stat(dir, &st) == 0, st.st_uid != 0 { return FileOwner(uid: st.st_uid, gid: st.st_gid) }
+        if stat(parent, &st) == 0, st.st_uid != 0 { return FileOwner(uid: st.st_uid, gid: st.st_gid) }
+        let user = getpwnam("postgres") != nil ? "postgres" : "<the server's user>"
+        var words = arguments
+        if !words.isEmpty { words[0] = RecoverySettingsWriter.currentExecutable() }
+        let again = words.map(shellQuote).joined(separator: " ")
+        throw WalctlError.refused("walctl recover runs as root and \(stat(dir, &st) == 0 ? dir : parent) belongs to root: the restored data directory would be root's and PostgreSQL would refuse to start from it; nothing was changed. "
+                                  + "Create the data directory for the server's user, then run recover as that user: `install -d -o \(user) -m 700 \(shellQuote(dir))` then `\(asUser(user)) \(again)`"
+                                  + (asUser(user).hasPrefix("sudo") ? "" : " (or `sudo -u \(user) \(again)`)"))
+    }
+
+    /// Gives `dir` and everything below it (not following links, except into the tablespaces
+    /// `pg_tblspc` links to) to `owner`.
+    func chownTree(_ dir: String, to owner: FileOwner) throws {
+        func walk(_ path: String) throws {
+            var st = stat()
+            guard lstat(path, &st) == 0 else { return }
+            if st.st_uid != owner.uid || st.st_gid != owner.gid, lchown(path, owner.uid, owner.gid) != 0 {
+                throw WalctlError.file(operation: "give to \(Self.userName(owner.uid))", path: path, errno: errno)
+            }
+            guard (st.st_mode & S_IFMT) == S_IFDIR, let d = opendir(path) else { return }
+            var names: [String] = []
+            while let e = readdir(d) {
+                let name = withUnsafePointer(to: e.pointee.d_name) { p in p.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(d)
+            for n in names { try walk(path + "/" + n) }
+        }
+        try walk(dir)
+        for link in (try? FileManager.default.contentsOfDirectory(atPath: dir + "/pg_tblspc")) ?? [] {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/pg_tblspc/" + link), target.hasPrefix("/") {
+                try walk(target)
+            }
+        }
+    }
+
+    /// The catalog this run may have created or opened as root goes to the owner of its directory
+    /// (a root-owned catalog breaks every later command run as the server's user).
+    func chownCatalog(to owner: FileOwner) {
+        guard let path = config["catalog"] else { return }
+        var dst = stat()
+        guard stat((absolutePath(path) as NSString).deletingLastPathComponent, &dst) == 0, dst.st_uid != 0 else { return }
+        for p in [path, path + "-wal", path + "-shm", path + "-journal"] {
+            var st = stat()
+            if lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == 0 { _ = lchown(p, dst.st_uid, dst.st_gid) }
+        }
     }
 
     static func checklist(_ plan: RecoveryPlan, pgdata: String) -> [String] {

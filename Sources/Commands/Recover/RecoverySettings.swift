@@ -1,4 +1,5 @@
 import Foundation
+import LocalFS
 import Planner
 
 /// The files `walctl recover` writes into the restored data directory (docs/recovery.md).
@@ -141,26 +142,19 @@ func confQuote(_ s: String) -> String {
     s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''")
 }
 
-/// Writes (or appends) `data` to `path`, fsyncs it, and gives a new file `mode` and the owner of its directory.
+/// Writes (atomically, LocalFS) or appends `data` to `path`, durably (file and directory synced), and
+/// gives a new file `mode` and, when running as root, the owner of its directory.
 func writeFile(_ path: String, _ data: Data, append: Bool, mode: mode_t) throws {
-    let existed = access(path, F_OK) == 0
-    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), mode)
-    guard fd >= 0 else { throw WalctlError.file(operation: "open", path: path, errno: errno) }
-    defer { close(fd) }
-    try data.withUnsafeBytes { (b: UnsafeRawBufferPointer) in
-        var off = 0
-        while off < b.count {
-            let n = Foundation.write(fd, b.baseAddress! + off, b.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw WalctlError.file(operation: "write", path: path, errno: errno)
-            }
-            off += n
-        }
-    }
-    guard fsync(fd) == 0 else { throw WalctlError.file(operation: "fsync", path: path, errno: errno) }
-    if !existed && geteuid() == 0 {
+    var owner: (uid: uid_t, gid: gid_t)?
+    if geteuid() == 0 {
         var st = stat()
-        if stat((path as NSString).deletingLastPathComponent, &st) == 0 { _ = fchown(fd, st.st_uid, st.st_gid) }
+        if stat(LocalFS.directory(of: path), &st) == 0 { owner = (st.st_uid, st.st_gid) }
     }
+    do {
+        if append {
+            try LocalFS.append(path, Array(data), mode: mode, durability: .full, owner: owner)
+        } else {
+            try LocalFS.writeFile(path, Array(data), mode: mode, durability: .full, owner: owner)
+        }
+    } catch { throw WalctlError(error) }
 }

@@ -1,0 +1,491 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one local-filesystem layer: every file walctl and walctl-fast write goes through here
+/// (docs/architecture.md, "What may write a file, and how"). Glibc only, so the fully static
+/// `walctl-fast` uses the same code as `walctl`.
+///
+/// The rules it enforces, once:
+/// - nothing is created under a guessable name: temporary files are `.<name>.tmp.<pid>.<16 hex digits
+///   from getrandom(2)>` in the target's directory, opened `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC`, mode 0600
+///   unless asked otherwise, so another user's symlink or file at that name is never followed or reused;
+/// - nothing of walctl's own is opened through a symbolic link (`O_NOFOLLOW`), and a descriptor that
+///   must be a regular file is checked with `fstat` after the open (no stat-then-open race);
+/// - durability is one enum (`Durability`): which syncs a write makes, and why, is stated here.
+
+/// A failure of the layer. Callers map `.io` to their `file-io` error and `.refused` to their
+/// "operator must fix" error; the messages are kept whole.
+public enum LocalFSError: Error, CustomStringConvertible, Equatable {
+    /// A system call failed: what was done, on which path, and errno.
+    case io(operation: String, path: String, errno: Int32)
+    /// A precondition the operator must fix (a directory owned by someone else, a missing one); the
+    /// message names the path and the command that fixes it.
+    case refused(String)
+
+    public var description: String {
+        switch self {
+        case .io(let op, let p, let e): return "cannot \(op) \(p): \(String(cString: strerror(e)))"
+        case .refused(let m): return m
+        }
+    }
+
+    /// errno of an `.io` failure (0 for `.refused`).
+    public var errnoValue: Int32 {
+        if case .io(_, _, let e) = self { return e }
+        return 0
+    }
+}
+
+/// How hard a write waits for the disk.
+public enum Durability: Sendable {
+    /// No sync: files whose loss in an OS crash is harmless or detected by their readers (spool
+    /// records and queues, which are re-created from pg_wal / the repository).
+    case none
+    /// `fdatasync` of the file before the rename: its bytes are on disk once the new name can be seen,
+    /// but the rename itself may be lost in an OS crash. For archive-get's `%p` (PostgreSQL makes the
+    /// files it keeps durable itself: `durable_rename` in KeepFileRestoredFromArchive; the others it
+    /// re-fetches after a crash) and for files synced by a later directory or filesystem sync.
+    case data
+    /// `fdatasync` of the file, the rename, then `fsync` of the directory: the new name and its
+    /// contents survive an OS crash. For the repository and for what recover writes.
+    case full
+}
+
+// MARK: - Small primitives
+
+@_silgen_name("getrandom") private func c_getrandom(_ buf: UnsafeMutableRawPointer?, _ len: Int, _ flags: UInt32) -> Int
+
+public enum LocalFS {
+    /// 16 lowercase hex digits from getrandom(2): a name no other user can predict.
+    public static func randomName() -> String {
+        var r: UInt64 = 0
+        var got = 0
+        withUnsafeMutableBytes(of: &r) { p in
+            while got < 8 {
+                let n = c_getrandom(p.baseAddress! + got, 8 - got, 0)
+                if n < 0 { if errno == EINTR { continue }; break }
+                got += n
+            }
+        }
+        // getrandom cannot fail on Linux >= 3.17 once the pool is initialised; should it ever, the
+        // system generator (also getrandom-backed) still gives an unpredictable value.
+        if got < 8 { r = UInt64.random(in: 0...UInt64.max) }
+        let s = String(r, radix: 16)
+        return String(repeating: "0", count: 16 - s.utf8.count) + s
+    }
+
+    /// The directory part of `path` ("." for a bare name), as NSString's last-component removal for
+    /// the paths walctl builds.
+    public static func directory(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return "." }
+        if slash == path.utf8.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// The last component of `path`.
+    public static func baseName(of path: String) -> String {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return path }
+        return String(path[path.utf8.index(after: slash)...])
+    }
+
+    /// Writes all of `bytes` to `fd`, retrying on EINTR and short writes.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(LocalFSError) {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = Glibc.write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(operation: "write", path: path, errno: errno)
+            }
+            p += n
+            left -= n
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(LocalFSError) {
+        let r: LocalFSError? = bytes.withUnsafeBytes { b in
+            do throws(LocalFSError) { try writeAll(fd, b, path: path); return nil } catch { return error }
+        }
+        if let r { throw r }
+    }
+
+    /// `fdatasync(2)`: the file's bytes and the metadata needed to read them back (size, extents),
+    /// not its timestamps, which nothing of walctl's reads.
+    public static func syncData(_ fd: Int32, path: String) throws(LocalFSError) {
+        while fdatasync(fd) != 0 {
+            if errno == EINTR { continue }
+            throw .io(operation: "fdatasync", path: path, errno: errno)
+        }
+    }
+
+    /// `fsync(2)` on a directory, so a new entry or a rename in it survives an OS crash.
+    public static func syncDirectory(_ dir: String) throws(LocalFSError) {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw .io(operation: "open directory", path: dir, errno: errno) }
+        defer { close(fd) }
+        if fsync(fd) != 0 && errno != EINVAL { throw .io(operation: "fsync directory", path: dir, errno: errno) }
+    }
+
+    /// `fstat` of an open descriptor; with `regular`, refuses anything but a regular file (a FIFO, a
+    /// device or a directory where walctl expects its own file).
+    public static func status(_ fd: Int32, path: String, regular: Bool = true) throws(LocalFSError) -> stat {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .io(operation: "stat", path: path, errno: errno) }
+        if regular && (st.st_mode & S_IFMT) != S_IFREG {
+            throw .refused("\(path) is not a regular file: refusing to use it (remove it, walctl creates its own files)")
+        }
+        return st
+    }
+
+    // MARK: - Opening
+
+    /// Opens an existing file for reading, never through a symbolic link (unless `followSymlinks`:
+    /// for files an operator may link, like a configuration file), and checks it is a regular file.
+    /// nil when it does not exist.
+    public static func openRead(_ path: String, followSymlinks: Bool = false) throws(LocalFSError) -> (fd: Int32, status: stat)? {
+        // O_NONBLOCK: opening a FIFO planted under the name must not wait for a writer (the fstat
+        // below then refuses it); reads of regular files ignore the flag.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | (followSymlinks ? 0 : O_NOFOLLOW))
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            if errno == ELOOP { throw .refused("\(path) is a symbolic link: refusing to follow it (walctl's own files are never links)") }
+            throw .io(operation: "open", path: path, errno: errno)
+        }
+        do throws(LocalFSError) {
+            return (fd, try status(fd, path: path))
+        } catch { close(fd); throw error }
+    }
+
+    /// Reads a file whole (`O_NOFOLLOW` unless `followSymlinks`); nil when it does not exist. A file
+    /// larger than `limit` is an error.
+    public static func readFile(_ path: String, limit: Int = Int.max, followSymlinks: Bool = false) throws(LocalFSError) -> [UInt8]? {
+        guard let (fd, st) = try openRead(path, followSymlinks: followSymlinks) else { return nil }
+        defer { close(fd) }
+        let expected = Int(st.st_size)
+        if expected > limit { throw .io(operation: "read", path: path, errno: EFBIG) }
+        var out = [UInt8](repeating: 0, count: Swift.max(expected, 0) + 1)
+        var n = 0
+        while true {
+            if n == out.count {
+                if out.count > limit { throw .io(operation: "read", path: path, errno: EFBIG) }
+                out.append(contentsOf: [UInt8](repeating: 0, count: Swift.max(out.count, 4096)))
+            }
+            let r = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + n, $0.count - n) }
+            if r < 0 { if errno == EINTR { continue }; throw .io(operation: "read", path: path, errno: errno) }
+            if r == 0 { break }
+            n += r
+        }
+        if n > limit { throw .io(operation: "read", path: path, errno: EFBIG) }
+        out.removeSubrange(n...)
+        return out
+    }
+
+    /// Creates `path`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), for writing. For files
+    /// written straight to their final name in a directory walctl just created (restore-backup).
+    public static func createExclusive(_ path: String, mode: mode_t = 0o600) throws(LocalFSError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd < 0 { throw .io(operation: "create", path: path, errno: errno) }
+        return fd
+    }
+
+    /// Opens (creating, mode 0600) an append-only log or progress file; never through a symbolic
+    /// link, and only a regular file.
+    public static func openAppend(_ path: String, mode: mode_t = 0o600) throws(LocalFSError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd < 0 { throw .io(operation: "open", path: path, errno: errno) }
+        do throws(LocalFSError) { _ = try status(fd, path: path) } catch { close(fd); throw error }
+        return fd
+    }
+
+    /// Appends `bytes` to `path` (created with `mode`, and `owner` when given, if missing; never
+    /// through a symbolic link) and syncs it per `durability` (`.full` also syncs the directory).
+    public static func append(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, durability: Durability,
+                              owner: (uid: uid_t, gid: gid_t)? = nil) throws(LocalFSError) {
+        var fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
+        var created = false
+        if fd < 0 && errno == ENOENT {
+            fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            created = fd >= 0
+            if fd < 0 && errno == EEXIST { fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        if fd < 0 { throw .io(operation: "open", path: path, errno: errno) }
+        defer { close(fd) }
+        _ = try status(fd, path: path)
+        if created, let o = owner, fchown(fd, o.uid, o.gid) != 0 { throw .io(operation: "chown", path: path, errno: errno) }
+        try writeAll(fd, bytes, path: path)
+        if durability != .none { try syncData(fd, path: path) }
+        if durability == .full { try syncDirectory(directory(of: path)) }
+    }
+
+    /// Makes `path` a private (0600) regular file: created empty when missing and `create`
+    /// (`O_CREAT|O_EXCL|O_NOFOLLOW`; when running as root, given to the owner of its directory, so a
+    /// root run never leaves a file the PostgreSQL user cannot open), narrowed to 0600 when it is this
+    /// user's and looser; nothing when it is missing and not `create`. Never through a symbolic link.
+    public static func makeFilePrivate(_ path: String, create: Bool) throws(LocalFSError) {
+        var created = false
+        var fd: Int32 = -1
+        if create {
+            fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            created = fd >= 0
+        }
+        if fd < 0 && (!create || errno == EEXIST) { fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        if fd < 0 {
+            if errno == ENOENT && !create { return }
+            if errno == ELOOP { throw .refused("\(path) is a symbolic link: refusing to follow it (walctl's own files are never links)") }
+            throw .io(operation: "open", path: path, errno: errno)
+        }
+        defer { close(fd) }
+        let st = try status(fd, path: path)
+        if created && geteuid() == 0 {
+            var d = stat()
+            if stat(directory(of: path), &d) == 0 && d.st_uid != 0 && fchown(fd, d.st_uid, d.st_gid) != 0 {
+                throw .io(operation: "chown", path: path, errno: errno)
+            }
+        } else if st.st_uid == geteuid() && st.st_mode & 0o077 != 0 && fchmod(fd, 0o600) != 0 {
+            throw .io(operation: "chmod", path: path, errno: errno)
+        }
+    }
+
+    /// Opens (creating, mode 0600) a lock file, never through a symbolic link, only a regular file.
+    /// The caller `flock`s it.
+    public static func openLock(_ path: String) throws(LocalFSError) -> Int32 {
+        let fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if fd < 0 { throw .io(operation: "open lock file", path: path, errno: errno) }
+        do throws(LocalFSError) { _ = try status(fd, path: path) } catch { close(fd); throw error }
+        return fd
+    }
+
+    /// True when some process holds an flock on `path` now (read-only probe, `O_NOFOLLOW`).
+    public static func isLockHeld(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 { return false }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) != 0 { return true }
+        flock(fd, LOCK_UN)
+        return false
+    }
+
+    // MARK: - Whole-file writes
+
+    /// Writes `bytes` to `path` atomically (temporary name, rename), synced per `durability`; the
+    /// file gets `mode` and, when given (root restoring for postgres), `owner`.
+    public static func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600, durability: Durability,
+                                 owner: (uid: uid_t, gid: gid_t)? = nil) throws(LocalFSError) {
+        let w = try AtomicWriter(path: path, mode: mode, durability: durability, owner: owner, buffered: false)
+        do throws(LocalFSError) {
+            try w.write(bytes)
+            try w.commit()
+        } catch {
+            w.abort()
+            throw error
+        }
+    }
+
+    // MARK: - Directories
+
+    /// The name of the user `uid` (or the number when it has none).
+    public static func userName(_ uid: uid_t) -> String {
+        guard let pw = getpwuid(uid), let n = pw.pointee.pw_name else { return String(uid) }
+        return String(cString: n)
+    }
+
+    /// The command that creates `dir` for `user` with mode 0700.
+    public static func installCommand(_ dir: String, user: String) -> String {
+        "install -d -o \(user) -m 700 \(dir)"
+    }
+
+    /// The user a private directory should belong to: the running user, or `postgres` when that is
+    /// root (walctl's files belong to the PostgreSQL OS user; root runs it only by mistake or for
+    /// `recover`).
+    public static func intendedOwnerName() -> String {
+        let uid = geteuid()
+        return uid == 0 ? "postgres" : userName(uid)
+    }
+
+    /// Checks that the existing directory `dir` is private to the running user: owned by it (or, when
+    /// running as root, by root or `allowOwner`) and not writable by group or others. Opened with
+    /// `O_NOFOLLOW|O_DIRECTORY`, checked by descriptor. nil when it does not exist.
+    @discardableResult
+    public static func checkPrivateDirectory(_ dir: String, what: String = "directory") throws(LocalFSError) -> stat? {
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            if errno == ELOOP || errno == ENOTDIR {
+                throw .refused("\(what) \(dir) is not a directory (or is a symbolic link): remove it and create it with `\(installCommand(dir, user: intendedOwnerName()))`")
+            }
+            throw .io(operation: "open directory", path: dir, errno: errno)
+        }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .io(operation: "stat", path: dir, errno: errno) }
+        let me = geteuid()
+        if st.st_uid != me {
+            throw .refused("\(what) \(dir) is owned by \(userName(st.st_uid)), not by \(userName(me)) who runs walctl: another user could replace its files; fix it with `\(installCommand(dir, user: userName(me)))` (or chown it)")
+        }
+        if st.st_mode & 0o022 != 0 {
+            throw .refused("\(what) \(dir) is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8))): another user could replace its files; fix it with `chmod 700 \(dir)` or `\(installCommand(dir, user: userName(me)))`")
+        }
+        return st
+    }
+
+    /// Creates `dir` (mode 0700), or accepts it when it exists and passes `checkPrivateDirectory`.
+    /// With `createParents`, missing parents are created too (0700 each, each checked the same way);
+    /// parents that already exist are not checked (`/var/lib`, a home directory).
+    /// With `durable`, the parent of each created directory is fsynced.
+    public static func makePrivateDirectory(_ dir: String, what: String = "directory", createParents: Bool = false,
+                                            durable: Bool = false) throws(LocalFSError) {
+        if try checkPrivateDirectory(dir, what: what) != nil { return }
+        let parent = directory(of: dir)
+        if createParents && parent != dir && parent != "/" && parent != "." {
+            var st = stat()
+            if lstat(parent, &st) != 0 && errno == ENOENT {
+                try makePrivateDirectory(parent, what: what, createParents: true, durable: durable)
+            }
+        }
+        if mkdir(dir, 0o700) != 0 {
+            if errno == EEXIST { try checkPrivateDirectory(dir, what: what); return }
+            throw .io(operation: "create directory", path: dir, errno: errno)
+        }
+        // mkdir's mode is masked by the umask: a 0077 umask gives 0700 anyway; a looser one cannot
+        // loosen 0700, so the result is private; check it by descriptor all the same.
+        try checkPrivateDirectory(dir, what: what)
+        if durable { try syncDirectory(parent) }
+    }
+
+    /// Creates `dir` and its missing parents with `mode` (the repository's layout directories),
+    /// fsyncing each parent that gained an entry. Existing directories are accepted as they are.
+    public static func makeDirectories(_ dir: String, mode: mode_t) throws(LocalFSError) {
+        var st = stat()
+        if stat(dir, &st) == 0 { return }
+        let parent = directory(of: dir)
+        if parent != dir && parent != "/" && parent != "." { try makeDirectories(parent, mode: mode) }
+        if mkdir(dir, mode) != 0 && errno != EEXIST { throw .io(operation: "mkdir", path: dir, errno: errno) }
+        try syncDirectory(parent)
+    }
+
+    /// Refuses a missing directory that walctl must not create itself (the catalog's): names it and
+    /// the command that creates it with the right owner.
+    public static func requireDirectory(_ dir: String, what: String) throws(LocalFSError) {
+        var st = stat()
+        if stat(dir, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(what) \(dir) is not a directory") }
+            return
+        }
+        if errno != ENOENT && errno != ENOTDIR { throw .io(operation: "stat", path: dir, errno: errno) }
+        throw .refused("\(what) \(dir) does not exist; walctl does not create it (its owner matters): create it with `\(installCommand(dir, user: intendedOwnerName()))`")
+    }
+}
+
+// MARK: - The streaming atomic writer
+
+/// A file written under an unpredictable temporary name in the target's directory (`O_CREAT|O_EXCL|
+/// O_NOFOLLOW|O_CLOEXEC`), then renamed (or hard-linked, if absent) to its name. Until `commit` the
+/// target is untouched; `abort` (or deinit) removes the temporary file.
+public final class AtomicWriter {
+    public let path: String
+    public let temp: String
+    let dir: String
+    let durability: Durability
+    var fd: Int32
+    var done = false
+    var buffer: [UInt8] = []
+    let buffered: Bool
+    static let bufferSize = 1 << 20
+
+    /// - Parameters:
+    ///   - mode: the final file's mode (0600 unless the caller needs group read, as the repository),
+    ///     narrowed by the umask as open(2) does.
+    ///   - owner: when given (running as root for another user), the file's owner, set by descriptor.
+    ///   - buffered: gather small writes into 1 MiB ones (streams of compressor output).
+    public init(path: String, mode: mode_t = 0o600, durability: Durability,
+                owner: (uid: uid_t, gid: gid_t)? = nil, buffered: Bool = true) throws(LocalFSError) {
+        self.path = path
+        self.durability = durability
+        self.buffered = buffered
+        dir = LocalFS.directory(of: path)
+        let prefix = (dir == "." && !path.hasPrefix("./") ? "" : dir + "/") + "." + LocalFS.baseName(of: path) + ".tmp." + String(getpid()) + "."
+        var name = prefix + LocalFS.randomName()
+        var f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        // EEXIST: someone is at that name (64 random bits: not by chance). Try fresh names a few
+        // times, then give up with the error rather than loop.
+        var tries = 1
+        while f < 0 && errno == EEXIST && tries < 4 {
+            name = prefix + LocalFS.randomName()
+            f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+            tries += 1
+        }
+        temp = name
+        fd = f
+        if fd < 0 { throw .io(operation: "create", path: temp, errno: errno) }
+        if let o = owner, fchown(fd, o.uid, o.gid) != 0 {
+            let e = errno; close(fd); fd = -1; unlink(temp)
+            throw .io(operation: "chown", path: temp, errno: e)
+        }
+        if buffered { buffer.reserveCapacity(Self.bufferSize) }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(LocalFSError) {
+        guard buffered else { try LocalFS.writeAll(fd, bytes, path: temp); return }
+        if buffer.count + bytes.count > Self.bufferSize { try flush() }
+        if bytes.count >= Self.bufferSize {
+            try LocalFS.writeAll(fd, bytes, path: temp)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(LocalFSError) {
+        let r: LocalFSError? = bytes.withUnsafeBytes { b in
+            do throws(LocalFSError) { try write(b); return nil } catch { return error }
+        }
+        if let r { throw r }
+    }
+
+    private func flush() throws(LocalFSError) {
+        guard !buffer.isEmpty else { return }
+        let r: LocalFSError? = buffer.withUnsafeBytes { p in
+            do throws(LocalFSError) { try LocalFS.writeAll(fd, p, path: temp); return nil } catch { return error }
+        }
+        buffer.removeAll(keepingCapacity: true)
+        if let r { throw r }
+    }
+
+    private func finishData() throws(LocalFSError) {
+        try flush()
+        if durability != .none { try LocalFS.syncData(fd, path: temp) }
+        close(fd); fd = -1
+    }
+
+    /// Renames the file to its name (replacing what is there), then syncs the directory for `.full`.
+    public func commit() throws(LocalFSError) {
+        try finishData()
+        if rename(temp, path) != 0 { throw .io(operation: "rename to", path: path, errno: errno) }
+        done = true
+        if durability == .full { try LocalFS.syncDirectory(dir) }
+    }
+
+    /// Links the file to its name only if nothing is there (`link(2)`: the repository's commit marker
+    /// semantics); false when the name exists (the temporary file is removed either way).
+    public func commitIfAbsent() throws(LocalFSError) -> Bool {
+        try finishData()
+        let rc = link(temp, path)
+        let e = errno
+        unlink(temp)
+        done = true
+        if rc != 0 {
+            if e == EEXIST { return false }
+            throw .io(operation: "link", path: path, errno: e)
+        }
+        if durability == .full { try LocalFS.syncDirectory(dir) }
+        return true
+    }
+
+    public func abort() {
+        if fd >= 0 { close(fd); fd = -1 }
+        if !done { unlink(temp); done = true }
+    }
+
+    deinit { abort() }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+@testable import LocalFS
+
+private func tempDir() -> String {
+    let d = NSTemporaryDirectory() + "walctl-localfs-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    return d
+}
+
+private func mode(_ p: String) -> Int {
+    var st = stat()
+    guard lstat(p, &st) == 0 else { return -1 }
+    return Int(st.st_mode & 0o7777)
+}
+
+private func entries(_ d: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []).sorted() }
+
+@Suite struct LocalFSTests {
+    @Test func atomicWriteIsPrivateAndLeavesNothingBehind() throws {
+        let d = tempDir()
+        try LocalFS.writeFile(d + "/a", Array("one".utf8), durability: .full)
+        try LocalFS.writeFile(d + "/a", Array("two".utf8), durability: .none)
+        #expect(try LocalFS.readFile(d + "/a") == Array("two".utf8))
+        #expect(mode(d + "/a") == 0o600)
+        #expect(entries(d) == ["a"])
+    }
+
+    @Test func temporaryNamesAreUnpredictable() {
+        let a = LocalFS.randomName(), b = LocalFS.randomName()
+        #expect(a.utf8.count == 16 && b.utf8.count == 16 && a != b)
+        #expect(a.allSatisfy { $0.isHexDigit })
+    }
+
+    @Test func streamingWriterCommitsOrAborts() throws {
+        let d = tempDir()
+        let w = try AtomicWriter(path: d + "/big", durability: .data)
+        #expect(w.temp.hasPrefix(d + "/.big.tmp."))
+        let chunk = [UInt8](repeating: 7, count: 300_000)
+        for _ in 0..<10 { try w.write(chunk) }
+        #expect(!FileManager.default.fileExists(atPath: d + "/big"))
+        try w.commit()
+        #expect(try LocalFS.readFile(d + "/big")?.count == 3_000_000)
+        let aborted = try AtomicWriter(path: d + "/gone", durability: .full)
+        try aborted.write(chunk)
+        aborted.abort()
+        #expect(entries(d) == ["big"])
+    }
+
+    @Test func linkIfAbsentNeverReplaces() throws {
+        let d = tempDir()
+        let first = try AtomicWriter(path: d + "/m", durability: .full)
+        try first.write(Array("first".utf8))
+        #expect(try first.commitIfAbsent())
+        let second = try AtomicWriter(path: d + "/m", durability: .full)
+        try second.write(Array("second".utf8))
+        #expect(try second.commitIfAbsent() == false)
+        #expect(try LocalFS.readFile(d + "/m") == Array("first".utf8))
+        #expect(entries(d) == ["m"])
+    }
+
+    @Test func symbolicLinksAreNeverFollowed() throws {
+        let d = tempDir()
+        try LocalFS.writeFile(d + "/victim", Array("keep".utf8), durability: .none)
+        for name in ["lnk-read", "lnk-lock", "lnk-log"] { symlink(d + "/victim", d + "/" + name) }
+        #expect(throws: LocalFSError.self) { _ = try LocalFS.readFile(d + "/lnk-read") }
+        #expect(try LocalFS.readFile(d + "/lnk-read", followSymlinks: true) == Array("keep".utf8))
+        #expect(throws: LocalFSError.self) { _ = try LocalFS.openLock(d + "/lnk-lock") }
+        #expect(throws: LocalFSError.self) { try LocalFS.append(d + "/lnk-log", Array("x".utf8), durability: .none) }
+        #expect(throws: LocalFSError.self) { try LocalFS.makeFilePrivate(d + "/lnk-read", create: true) }
+        #expect(!LocalFS.isLockHeld(d + "/lnk-lock"))
+        // An atomic write over a link replaces the link, never writes through it.
+        try LocalFS.writeFile(d + "/lnk-read", Array("new".utf8), durability: .none)
+        #expect(try LocalFS.readFile(d + "/victim") == Array("keep".utf8))
+        // A FIFO where a log is expected is refused (no hang, no write).
+        mkfifo(d + "/fifo", 0o600)
+        #expect(throws: LocalFSError.self) { _ = try LocalFS.openLock(d + "/fifo") }
+        #expect(try LocalFS.readFile(d + "/missing") == nil)
+    }
+
+    @Test func appendCreatesPrivateAndAppends() throws {
+        let d = tempDir()
+        try LocalFS.append(d + "/log", Array("a\n".utf8), durability: .none)
+        try LocalFS.append(d + "/log", Array("b\n".utf8), durability: .data)
+        #expect(try LocalFS.readFile(d + "/log") == Array("a\nb\n".utf8))
+        #expect(mode(d + "/log") == 0o600)
+    }
+
+    @Test func privateDirectoriesAreCheckedByOwnerAndMode() throws {
+        let d = tempDir()
+        try LocalFS.makePrivateDirectory(d + "/x/y/z", createParents: true)
+        #expect(mode(d + "/x") == 0o700 && mode(d + "/x/y/z") == 0o700)
+        try LocalFS.makePrivateDirectory(d + "/x/y/z")  // exists, fine
+        mkdir(d + "/open", 0o700); chmod(d + "/open", 0o777)
+        do {
+            try LocalFS.makePrivateDirectory(d + "/open")
+            Issue.record("a world-writable directory was accepted")
+        } catch {
+            #expect(error.description.contains(d + "/open") && error.description.contains("install -d -o "))
+        }
+        symlink(d + "/x", d + "/link")
+        #expect(throws: LocalFSError.self) { try LocalFS.makePrivateDirectory(d + "/link") }
+        #expect(throws: LocalFSError.self) { try LocalFS.requireDirectory(d + "/nope", what: "catalog directory") }
+        try LocalFS.requireDirectory(d + "/x", what: "catalog directory")
+    }
+
+    @Test func pathHelpers() {
+        #expect(LocalFS.directory(of: "/a/b/c") == "/a/b")
+        #expect(LocalFS.directory(of: "/c") == "/")
+        #expect(LocalFS.directory(of: "c") == ".")
+        #expect(LocalFS.baseName(of: "/a/b/c") == "c")
+        #expect(LocalFS.baseName(of: "c") == "c")
+    }
+}
