@@ -21,8 +21,7 @@ public struct StderrLineHandler: LogHandler {
         var line = "walctl: "
         switch event.level {
         case .trace, .debug: line += "debug: "
-        case .info, .notice: break
-        case .warning: line += "warning: "
+        case .info, .notice, .warning: break   // warnings carry their own words (`WARNING: DAMAGED WAL ...`)
         case .error, .critical: line += "error: "
         }
         line += event.message.description

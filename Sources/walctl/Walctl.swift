@@ -176,9 +176,9 @@ struct ConfigCommand: ParsableCommand {
     @Flag(name: .long, help: "Print the reference table of every setting (Markdown) and exit.") var reference = false
     func run() throws {
         if reference {
-            print("| setting | environment | default | meaning |\n|---|---|---|---|")
+            print("| setting | environment | default | allowed values | meaning |\n|---|---|---|---|---|")
             for d in Settings.all {
-                print("| `\(d.name)` | `\(d.environmentName)` | \(d.defaultValue.map { "`\($0)`" } ?? "") | \(d.help) |")
+                print("| `\(d.name)` | `\(d.environmentName)` | \(d.defaultValue.map { "`\($0)`" } ?? "") | \(d.type.allowed) | \(d.help) |")
             }
             return
         }

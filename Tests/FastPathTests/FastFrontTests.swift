@@ -55,6 +55,34 @@ final class FastFrontTests: XCTestCase {
         for d in Settings.all { XCTAssertEqual(environmentName(d.name), d.environmentName) }
     }
 
+    /// FastConfig and Configuration read the same files alike (inline comments, quotes) and refuse
+    /// the same values; where the full binary refuses, the front falls back (nil).
+    func testFastConfigAgreesWithTheFullBinary() throws {
+        let files = [
+            "repository = file:///r   # my repo\nrestore-prefetch = 4\t# four\n",
+            "repository = \"file:///r #x\"  # quoted\n",
+            "s3-key = ab#cd\nrepository = /r\n",
+            "log-level = verbose\n", "archive-get-on-error = ignore\n", "archive-workers = -1\n", "archive-workers = 0\n",
+            "archive-push-timeout = -5\n", "s3-part-size = 0\n", "archive-spool-max = 99999999999999999999\n",
+            "repository = s3://bucket/../../etc\n", "s3-endpoint = http://198.51.100.7\n",
+            "s3-endpoint = http://198.51.100.7 # ok with\ns3-allow-http = yes\n", "compress-type = gzip\ncompress-level = 12\n",
+            "restore-prefetch = +3\n", "repository = \"file:///r\n", "archive-get-retry-time = 60 # seconds\n",
+        ]
+        for (i, text) in files.enumerated() {
+            let path = tmp + "/agree\(i).conf"
+            try write(path, Array(text.utf8))
+            let fast = FastConfig.load(configFlag: path, sets: [], environment: { _ in nil })
+            let full = try? Configuration.load(flags: [:], environment: [:], configPath: path)
+            XCTAssertEqual(fast == nil, full == nil, "\(text): fast \(String(describing: fast)), full \(full.map { "\($0.values)" } ?? "refused")")
+            if let fast, let full {
+                for name in knownSettingNames where full.sources[name] != "default" { XCTAssertEqual(fast[name], full[name], "\(text): \(name)") }
+            }
+        }
+        // --set values and the environment are validated alike.
+        XCTAssertNil(FastConfig.load(configFlag: tmp + "/empty.conf", sets: ["log-level=verbose"], environment: { _ in nil }))
+        XCTAssertNil(FastConfig.load(configFlag: tmp + "/empty.conf", sets: [], environment: { $0 == "WALCTL_ARCHIVE_WORKERS" ? "0" : nil }))
+    }
+
     func testConfigLayersAndRejections() throws {
         try write(tmp + "/a.conf", Array("# c\n[main]\nrepository = \"file:///r\"\nrestore-prefetch=4\n".utf8))
         let c = FastConfig.load(configFlag: tmp + "/a.conf", sets: ["restore-prefetch=8"], environment: { $0 == "WALCTL_ARCHIVE_ASYNC" ? "on" : nil })

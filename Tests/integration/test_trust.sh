@@ -185,8 +185,8 @@ backup_and_batches() {
     start_source
     sql "create table t(id int primary key, pad text)"
     sql "insert into t select g, repeat('x', 100) from generate_series(1, 1000) g"
-    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label trust --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
-        || fail "walctl backup failed"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label trust --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>"$W/backup.err" \
+        || { cat "$W/backup.err" >&2; fail "walctl backup failed"; }
     as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null || fail "catalog rebuild"
     SEGS=()
     local i
@@ -213,7 +213,7 @@ test_repository_vanishes_mid_recovery_no_promotion() {
 #!/bin/sh
 $cmd
 rc=\$?
-if [ "\$1" = "${SEGS[1]}" ] && [ \$rc = 0 ]; then mv "$W/repo" "$W/repo.gone"; fi
+if [ "\$1" = "${SEGS[1]}" ] && [ \$rc = 0 ] && [ ! -e "$W/moved" ]; then touch "$W/moved"; mv "$W/repo" "$W/repo.gone"; fi
 exit \$rc
 EOF
     chmod 755 "$W/restore.sh"
