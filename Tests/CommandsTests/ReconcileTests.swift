@@ -83,6 +83,9 @@ import WALFormat
         #expect(!r.ok)
         #expect(r.missingObjects.map(\.key) == [object])
         #expect(r.gaps.isEmpty)   // the catalog alone still sees no gap: only the listing does
+        let info = try ArchiveInfo(config: try config()).run()
+        #expect(info.statusCode == "missing-objects")
+        #expect(info.status == "MISSING OBJECTS: 1 file in the catalog is not in the repository (\(name(12))); run walctl verify")
         do {
             _ = try recover.plan(RecoveryRequest(target: .latest), pgdata: root + "/restore")
             Issue.record("a plan with a missing data object was accepted")
