@@ -68,7 +68,7 @@ else:
     import boto3
     from concurrent.futures import ThreadPoolExecutor
     s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
-    with ThreadPoolExecutor(8) as ex:
+    with ThreadPoolExecutor(16) as ex:
         list(ex.map(lambda kv: s3.put_object(Bucket=os.environ["MOTO_BUCKET"], Key="prove/" + kv[0], Body=kv[1].encode()), objs.items()))
 PY
 }
@@ -96,7 +96,9 @@ for store in $STORES; do
         MOTO_PID=$!
         for _ in $(seq 1 300); do grep -q '^READY' "$WORK/moto.log" && break; sleep 0.2; done
         # shellcheck disable=SC1090
-        source "$envf"; export MOTO_ENDPOINT MOTO_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION
+        source "$envf"
+        unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
+        export MOTO_ENDPOINT MOTO_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION
         printf 'repository = s3://%s/prove\ns3-endpoint = %s\ns3-region = us-east-1\ns3-uri-style = path\ns3-key = %s\ns3-key-secret = %s\ncatalog = %s\n' \
             "$MOTO_BUCKET" "$MOTO_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$WORK/s3.db" > "$conf"
     else
