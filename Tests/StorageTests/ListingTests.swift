@@ -39,4 +39,11 @@ import Testing
         #expect(l.map(\.size) == [2, 1])
         #expect(l.allSatisfy { $0.modified.map { abs($0.timeIntervalSinceNow) < 600 } == true })
     }
+
+    @Test func lastModifiedParsing() {
+        #expect(S3Store.parseTime("2026-11-30T12:34:56.250Z")?.timeIntervalSince1970 == 1_796_042_096.25)
+        #expect(S3Store.parseTime("1970-01-01T00:00:00Z")?.timeIntervalSince1970 == 0)
+        #expect(S3Store.parseTime("2024-02-29T23:59:59.000Z")?.timeIntervalSince1970 == 1_709_251_199)
+        #expect(S3Store.parseTime("not a time at all") == nil)
+    }
 }
