@@ -19,6 +19,7 @@ repo_delete() {
 setup() {
     require_pg 15
     W="$(new_workdir)"; PORT="$(free_port)"
+    trap teardown EXIT   # each test runs in its own subshell: a failing one stops its server too
     write_config "$W"
     init_cluster 15 "$W/data"
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null || fail "walctl init"
@@ -50,7 +51,7 @@ switch_segments() {
     LAST_SEGMENT="$last"
 }
 
-teardown() { pg_stop 15 "$W/data"; rm -rf "$W"; }
+teardown() { [ -d "$W" ] || return 0; pg_stop 15 "$W/data"; rm -rf "$W"; }
 
 test_deleted_segment_is_missing_and_recover_refuses() {
     setup
