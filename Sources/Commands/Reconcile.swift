@@ -333,6 +333,8 @@ public struct ArchiveInfo {
         stale += repoLabels.subtracting(catalogLabels).sorted().map { "backup \($0)" }
         missing += catalogLabels.subtracting(repoLabels).sorted().map { "backup \($0)" }
 
+        var seen = Set<String>()
+        missing = missing.filter { seen.insert($0).inserted }
         if !missing.isEmpty {
             return ("missing-objects", "MISSING OBJECTS: \(missing.count) file\(missing.count == 1 ? "" : "s") in the catalog \(missing.count == 1 ? "is" : "are") not in the repository (\(missing.prefix(3).joined(separator: ", "))\(missing.count > 3 ? ", ..." : "")); run walctl verify")
         }

@@ -146,12 +146,32 @@ extension S3Store: DetailedListing {
         return out
     }
 
+    /// `2026-11-30T12:00:00.000Z` (S3's `LastModified`, always UTC), parsed by hand: a date
+    /// formatter per entry cost ~0.4 ms each, seconds for a listing of 10^4 objects.
     static func parseTime(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
+        let u = Array(s.utf8)
+        guard u.count >= 20, u[4] == 45, u[7] == 45, u[10] == 84, u[13] == 58, u[16] == 58 else { return nil }
+        func num(_ a: Int, _ b: Int) -> Int? {
+            var v = 0
+            for i in a..<b { guard u[i] >= 48 && u[i] <= 57 else { return nil }; v = v * 10 + Int(u[i] - 48) }
+            return v
+        }
+        guard let y = num(0, 4), let mo = num(5, 7), let d = num(8, 10), let h = num(11, 13), let mi = num(14, 16),
+              let sec = num(17, 19), (1...12).contains(mo), (1...31).contains(d) else { return nil }
+        var frac = 0.0, i = 19
+        if i < u.count, u[i] == 46 {
+            var scale = 0.1
+            i += 1
+            while i < u.count, u[i] >= 48 && u[i] <= 57 { frac += Double(u[i] - 48) * scale; scale /= 10; i += 1 }
+        }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let yy = mo <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        let days = era * 146097 + doe - 719468
+        return Date(timeIntervalSince1970: Double(days * 86400 + h * 3600 + mi * 60 + sec) + frac)
     }
 
     /// ListObjectsV2 pages under `keyPrefix`, following `NextContinuationToken`.

@@ -56,6 +56,8 @@ let histories: [String: TimelineHistory] = ["00000002.history": history2, "00000
         a.catalogPath = ""; b.catalogPath = ""; a.repository = ""; b.repository = ""
         #expect(a.catalogComplete && !b.catalogComplete)   // the push-by-push one never saw a rebuild
         b.catalogComplete = true
+        #expect(a.catalogCheckedAt != nil && b.catalogCheckedAt == nil)   // a complete rebuild is a reconciliation
+        b.catalogCheckedAt = a.catalogCheckedAt
         #expect(a == b)
         #expect(try rebuilt.check(against: repo).isClean)
     }

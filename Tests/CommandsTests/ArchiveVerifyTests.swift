@@ -31,6 +31,7 @@ import WALFormat
     func archive(_ n: XLogSegNo) throws {
         var w = SyntheticWAL(firstSegment: n)
         _ = w.appendCommit(time: PGTimestamp(microseconds: 848_980_022_115_455 + Int64(n) * 1_000_000))
+        _ = w.appendSwitch()   // as PostgreSQL's switched segments end: a zeroed tail without it is damage (issue 12)
         try Data(w.segment(0)).write(to: URL(fileURLWithPath: root + "/pg_wal/" + name(n)))
         _ = try Archiver(config: try config(), warn: { _ in }).push(path: root + "/pg_wal/" + name(n))
     }
