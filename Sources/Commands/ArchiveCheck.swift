@@ -36,7 +36,7 @@ public struct ArchiveCheck {
                   let file = WALFileName(name) else {
                 throw WalctlError.postgres("pg_switch_wal() returned no segment name")
             }
-            let timeout = Double(try config.integer("archive-check-timeout") ?? 60)
+            let timeout = Double(try config.int(.archiveCheckTimeout) ?? 60)
             let start = Date()
             while Date().timeIntervalSince(start) < timeout {
                 if try repository.meta(for: file) != nil { return Result(segment: name, seconds: Date().timeIntervalSince(start)) }

@@ -22,7 +22,7 @@ public struct CatalogAccess {
         } catch let e as StoreError { throw WalctlError.store(e) }
     }
 
-    public var path: String { config["catalog"] ?? Settings.definition("catalog")!.defaultValue! }
+    public var path: String { config[.catalog] ?? Settings.definition("catalog")!.defaultValue! }
 
     /// The catalog, complete: rebuilt from the repository when needed.
     public func open() throws -> Catalog {

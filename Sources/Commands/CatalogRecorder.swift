@@ -8,7 +8,7 @@ struct CatalogRecorder: ArchiveRecorder {
     var path: String
 
     static func make(config: Configuration, warn: @escaping (String) -> Void) -> ArchiveRecorder? {
-        guard let path = config["catalog"] else { return nil }
+        guard let path = config[.catalog] else { return nil }
         return CatalogRecorder(path: path)
     }
 
@@ -32,7 +32,7 @@ struct SkipCatalogRecorder {
 
     /// The configured catalog, or nil when no catalog or repository is configured.
     init?(config: Configuration) {
-        guard let path = config["catalog"], let repository = try? RepositoryFactory.open(config) else { return nil }
+        guard let path = config[.catalog], let repository = try? RepositoryFactory.open(config) else { return nil }
         self.path = path
         repositoryURL = repository.url
     }

@@ -140,7 +140,9 @@ public struct Configuration: Sendable {
         }
     }
 
-    public subscript(_ name: String) -> String? {
+    /// By name: for the typed accessors and `describe` only. Code names a setting by its `Setting`
+    /// key, so a misspelt name does not compile.
+    subscript(_ name: String) -> String? {
         guard let v = values[name], !v.isEmpty else { return nil }
         return v
     }
@@ -177,19 +179,20 @@ public struct Configuration: Sendable {
     /// The log level (`log-level`, default warning).
     public var logLevel: String { self[.logLevel].map { $0.lowercased() } ?? "warning" }
 
-    public func require(_ name: String) throws(ConfigurationError) -> String {
-        guard let v = self[name] else { throw .missing(name: name) }
+    /// The value of a setting that must be set.
+    public func require(_ key: Setting) throws(ConfigurationError) -> String {
+        guard let v = self[key] else { throw .missing(name: key.name) }
         return v
     }
 
-    public func integer(_ name: String) throws(ConfigurationError) -> Int? {
+    func integer(_ name: String) throws(ConfigurationError) -> Int? {
         if let key = Setting(rawValue: name) { return try int(key) }
         guard let v = self[name] else { return nil }
         guard let i = Int(v), i >= 0 else { throw .invalidValue(name: name, value: v, expected: "a non-negative integer", source: sources[name]) }
         return i
     }
 
-    public func bool(_ name: String) throws(ConfigurationError) -> Bool {
+    func bool(_ name: String) throws(ConfigurationError) -> Bool {
         guard let v = self[name]?.lowercased() else { return false }
         switch v {
         case "true", "on", "yes", "1", "y": return true

@@ -7,7 +7,7 @@ public enum RepositoryFactory {
     /// `file:///abs/path` (or a plain absolute path) -> FileStore; `s3://bucket/prefix` -> S3Store.
     /// The URL's form was validated at load (`SettingType.repositoryURL`).
     public static func open(_ config: Configuration, logger: Logger = WalctlLog.silent) throws -> Repository {
-        let url = try config.require("repository")
+        let url = try config.require(.repository)
         let invalid = WalctlError.configuration(.invalidValue(name: "repository", value: url, expected: SettingType.repositoryURL.allowed,
                                                               source: config.sources["repository"]))
         guard SettingType.repositoryURL.accepts(url) else { throw invalid }

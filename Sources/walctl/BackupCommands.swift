@@ -32,7 +32,7 @@ struct BackupCommand: ParsableCommand {
                 var options = BackupOptions()
                 options.label = label
                 options.fastCheckpoint = !spreadCheckpoint
-                options.archiveTimeout = TimeInterval(try config.integer("archive-check-timeout") ?? 60)
+                options.archiveTimeout = TimeInterval(try config.int(.archiveCheckTimeout) ?? 60)
                 let (codec, level) = try config.compression()
                 switch compressWhere {
                 case "auto": options.compression = .automatic(codec, level: level)

@@ -17,16 +17,16 @@ struct InitCommand: ParsableCommand {
             var extra: [String: String] = [:]
             if let pgdata { extra["pgdata"] = pgdata }
             let config = try global.load(extra: extra)
-            let identity = try config["pgdata"].map { try ClusterIdentity.read(pgdata: $0) } ?? ArchiveCheck.identity(conninfo: dbname)
+            let identity = try config[.pgdata].map { try ClusterIdentity.read(pgdata: $0) } ?? ArchiveCheck.identity(conninfo: dbname)
             let info = try RepositoryInit.run(config: config, identity: identity)
             // Create the catalog now, complete (rebuilt from what the repository already holds), so
             // archive-push keeps it complete from the first segment on.
-            if config["catalog"] != nil {
+            if config[.catalog] != nil {
                 do { _ = try CatalogAccess(config: config).open() } catch {
-                    report("warning: catalog \(config["catalog"] ?? ""): \(error) (archiving works without it; `walctl catalog rebuild` creates it later)")
+                    report("warning: catalog \(config[.catalog] ?? ""): \(error) (archiving works without it; `walctl catalog rebuild` creates it later)")
                 }
             }
-            print("repository \(try config.require("repository")) bound to database system \(info.systemIdentifier) (PostgreSQL \(info.pgVersion), \(identity.segmentSize) segments)")
+            print("repository \(try config.require(.repository)) bound to database system \(info.systemIdentifier) (PostgreSQL \(info.pgVersion), \(identity.segmentSize) segments)")
         }
     }
 }

@@ -90,9 +90,9 @@ public struct ArchiveSpool {
     /// `~/.local/state/walctl/<key>` (`$XDG_STATE_HOME/walctl/<key>`), one per WAL directory. Never a
     /// shared directory such as /tmp: `SpoolFS.makeDirectory` refuses one another user can change.
     public static func rootPath(config: Configuration, walDir: String) -> String {
-        if let p = config["spool-path"], !p.isEmpty { return SpoolFS.absolute(p) }
+        if let p = config[.spoolPath], !p.isEmpty { return SpoolFS.absolute(p) }
         if (walDir as NSString).lastPathComponent == "pg_wal" { return (walDir as NSString).deletingLastPathComponent + "/walctl_spool" }
-        if let d = config["pgdata"], !d.isEmpty { return SpoolFS.absolute(d) + "/walctl_spool" }
+        if let d = config[.pgdata], !d.isEmpty { return SpoolFS.absolute(d) + "/walctl_spool" }
         return userStateDirectory() + "/" + spoolKey(walDir)
     }
 
@@ -257,9 +257,9 @@ public struct SpoolStatus: Sendable {
     /// The status for the configured cluster, or nil when neither `spool-path` nor `pgdata` says
     /// where the spool is, or the spool was never used.
     public static func load(config: Configuration) -> SpoolStatus? {
-        var walDir: String? = config["pgdata"].map { $0 + "/pg_wal" }
+        var walDir: String? = config[.pgdata].map { $0 + "/pg_wal" }
         let root: String
-        if let p = config["spool-path"], !p.isEmpty { root = p } else if let w = walDir { root = ArchiveSpool.rootPath(config: config, walDir: w) } else { return nil }
+        if let p = config[.spoolPath], !p.isEmpty { root = p } else if let w = walDir { root = ArchiveSpool.rootPath(config: config, walDir: w) } else { return nil }
         let spool = ArchiveSpool(root: root)
         guard SpoolFS.exists(spool.dir) else { return nil }
         let snap = SpoolFS.decode(DaemonSnapshot.self, spool.statusPath)

@@ -36,7 +36,7 @@ public struct AsyncArchive {
     /// file the valve let go. It is pushed directly, synchronously, outside the valve, and the call
     /// exits on its own result; no spool is touched and no background pusher is started.
     public func pushIfEnabled(path: String, direct: @escaping () throws -> PushOutcome) throws -> PushOutcome? {
-        let async = try config.bool("archive-async")
+        let async = try config.bool(.archiveAsync)
         let valve = try ValvePolicy(config: config)
         guard async || valve.enabled else { return nil }
         let abs = SpoolFS.absolute(path)
@@ -67,7 +67,7 @@ public struct AsyncArchive {
     }
 
     /// The seconds a push may take before the valve, when over its limits, lets the file go.
-    func pushTimeout() throws -> Int { try config.integer("archive-push-timeout") ?? 60 }
+    func pushTimeout() throws -> Int { try config.int(.archivePushTimeout) ?? 60 }
 
     /// Synchronous push under the valve (docs/async.md, "Safety valve"): the push runs on a thread,
     /// this thread waits for it. The file is let go (exit 0, recorded) only while the valve's limits
@@ -120,7 +120,7 @@ public struct AsyncArchive {
     func pushAsync(name: WALFileName, path: String, walDir: String, spool: ArchiveSpool, valve: ValvePolicy) throws -> PushOutcome {
         let timeout = try pushTimeout()
         let deadline = Date().addingTimeInterval(TimeInterval(timeout))
-        let repositorySetting = config["repository"] ?? ""
+        let repositorySetting = config[.repository] ?? ""
         var lastDaemonCheck = Date.distantPast
         var launch = Launch()
         func letGo(_ why: String) -> PushOutcome? {
@@ -252,11 +252,11 @@ public struct AsyncPushDaemon {
             repository = try RepositoryFactory.open(config)
             guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
             var pusher = try ArchivePush(config: config, repository: repository, warn: log)
-            if let path = config["catalog"] { pusher.recorder = DaemonCatalogRecorder(path: path) }
-            let workers = max(1, try config.integer("archive-workers") ?? 2)
-            engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config["repository"] ?? "",
+            if let path = config[.catalog] { pusher.recorder = DaemonCatalogRecorder(path: path) }
+            let workers = max(1, try config.int(.archiveWorkers) ?? 2)
+            engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config[.repository] ?? "",
                                 compressWorkers: workers, uploadWorkers: workers * 2,
-                                stageMax: Int64(try config.integer("archive-spool-max") ?? 1 << 30), log: log)
+                                stageMax: Int64(try config.int(.archiveSpoolMax) ?? 1 << 30), log: log)
         } catch {
             // Once per failed start: the foreground starts the next pusher only after the back-off.
             let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))

@@ -157,12 +157,12 @@ public struct PrefetchGet {
 
     /// A message for `log-level = debug` only.
     func debug(_ message: String) {
-        if config["log-level"] == "debug" { warn(message) }
+        if config[.logLevel] == "debug" { warn(message) }
     }
 
     /// Handles archive-get when `restore-prefetch` > 0; nil otherwise.
     public func getIfEnabled(fileName: String, targetPath: String, direct: (Repository) throws -> GetOutcome) throws -> GetOutcome? {
-        guard let n = try config.integer("restore-prefetch"), n > 0 else { return nil }
+        guard let n = try config.int(.restorePrefetch), n > 0 else { return nil }
         guard let name = WALFileName(fileName) else { throw WalctlError.invalidName(fileName) }
         let spool = PrefetchSpool(targetPath: targetPath)
         let repository = try RepositoryFactory.open(config)
@@ -218,14 +218,14 @@ public struct PrefetchGet {
         guard let rec = spool.record(name), let wal = WALFileName(name) else { return nil }
         let current: ArchivedFileMeta?
         do { current = try repository.meta(for: wal) } catch { return nil }   // in doubt: fetch directly
-        guard let current, current == rec.meta, rec.repository == (config["repository"] ?? ""),
+        guard let current, current == rec.meta, rec.repository == (config[.repository] ?? ""),
               rec.bootID != nil, rec.bootID == PrefetchRecord.currentBootID else {
             spool.remove(name)
             return nil
         }
         // archive-get-fsync: the served file is made durable as a fetched one would be (spool
         // files are written without fsync).
-        if (try? config.bool("archive-get-fsync")) == true {
+        if (try? config.bool(.archiveGetFsync)) == true {
             guard (try? LocalFS.syncFile(spool.dir + "/" + name)) != nil else { return nil }
         }
         unlink(spool.dir + "/" + name + ".rec")
@@ -296,13 +296,13 @@ public final class PrefetchDaemon: @unchecked Sendable {
     public static func make(config: Configuration, spoolDir: String, planPath: String? = nil, log: @escaping (String) -> Void) throws -> PrefetchDaemon {
         let repository = try RepositoryFactory.open(config)
         guard let info = try repository.info(), let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
-        let depth = try config.integer("restore-prefetch") ?? 0
+        let depth = try config.int(.restorePrefetch) ?? 0
         // One fetch at a time keeps a local repository ahead of replay (decompression is faster
         // than replay) while leaving replay a core of its own; S3 hides request latency with more.
-        var workers = try config.integer("restore-workers") ?? 0
+        var workers = try config.int(.restoreWorkers) ?? 0
         if workers <= 0 { workers = repository.store is FileStore ? 1 : 4 }
-        let daemon = PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config["repository"] ?? "",
-                                    depth: depth, spoolMax: Int64(try config.integer("restore-spool-max") ?? 1 << 30),
+        let daemon = PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config[.repository] ?? "",
+                                    depth: depth, spoolMax: Int64(try config.int(.restoreSpoolMax) ?? 1 << 30),
                                     workers: min(workers, 16), segmentSize: size, log: log)
         if let planPath { daemon.planEnd = planEnds(planPath: planPath) }
         return daemon

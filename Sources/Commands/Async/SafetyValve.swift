@@ -18,8 +18,8 @@ public struct ValvePolicy: Equatable, Sendable {
     public init(queueMax: Int64? = nil, maxAge: TimeInterval? = nil) { self.queueMax = queueMax; self.maxAge = maxAge }
 
     public init(config: Configuration) throws {
-        queueMax = try config.integer("archive-push-queue-max").flatMap { $0 > 0 ? Int64($0) : nil }
-        maxAge = try config.integer("archive-push-max-age").flatMap { $0 > 0 ? TimeInterval($0) : nil }
+        queueMax = try config.int(.archivePushQueueMax).flatMap { $0 > 0 ? Int64($0) : nil }
+        maxAge = try config.int(.archivePushMaxAge).flatMap { $0 > 0 ? TimeInterval($0) : nil }
     }
 
     public var enabled: Bool { queueMax != nil || maxAge != nil }

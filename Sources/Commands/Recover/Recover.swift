@@ -188,7 +188,7 @@ public struct Recover {
     /// The catalog this run may have created or opened as root goes to the owner of its directory
     /// (a root-owned catalog breaks every later command run as the server's user).
     func chownCatalog(to owner: FileOwner) {
-        guard let path = config["catalog"] else { return }
+        guard let path = config[.catalog] else { return }
         var dst = stat()
         guard stat((absolutePath(path) as NSString).deletingLastPathComponent, &dst) == 0, dst.st_uid != 0 else { return }
         for p in [path, path + "-wal", path + "-shm", path + "-journal"] {

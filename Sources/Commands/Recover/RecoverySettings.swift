@@ -42,7 +42,7 @@ public struct RecoverySettingsWriter {
     public static let defaultPrefetch = 8
 
     /// `restore-prefetch` was not set anywhere: recover turns prefetching on (`defaultPrefetch`).
-    var prefetchIsDefault: Bool { (config.sources["restore-prefetch"] ?? "default") == "default" }
+    var prefetchIsDefault: Bool { (config.sources[Setting.restorePrefetch.name] ?? "default") == "default" }
 
     /// `walctl-fast` beside `walctl` when installed there, else `walctl`.
     public var program: String {
@@ -87,7 +87,7 @@ public struct RecoverySettingsWriter {
     /// With prefetching on: `walctl archive-get --cleanup`, run by PostgreSQL once recovery has
     /// ended, stops the prefetcher and removes its spool from `pg_wal` (docs/async.md).
     public func recoveryEndCommand() -> String? {
-        if !prefetchIsDefault, let n = try? config.integer("restore-prefetch"), n <= 0 { return nil }
+        if !prefetchIsDefault, let n = try? config.int(.restorePrefetch), n <= 0 { return nil }
         return [walctl, "archive-get", "--cleanup"].map(shellQuote).joined(separator: " ")
     }
 
