@@ -301,8 +301,11 @@ test_damaged_wal_async_push_warns() {
     cp "$W/data/pg_wal/$SEG" "$W/a/pg_wal/$SEG"
     printf '\xa5\x5a\xa5\x5a\xa5\x5a\xa5\x5a' | dd of="$W/a/pg_wal/$SEG" bs=1 seek=$((1048576 + 4001)) conv=notrunc 2>/dev/null
     touch "$W/a/pg_wal/archive_status/$SEG.ready"
+    # As the archiver runs it: the postgres user, in its own tree (walctl refuses a spool whose
+    # parents another user owns, issue 13).
+    chown -R postgres:postgres "$W/a"
     local out rc
-    out="$(WALCTL_ARCHIVE_ASYNC=true "$WALCTL" archive-push "$W/a/pg_wal/$SEG" 2>&1)" && rc=0 || rc=$?
+    out="$(as_pg env WALCTL_ARCHIVE_ASYNC=true "$WALCTL" archive-push "$W/a/pg_wal/$SEG" 2>&1)" && rc=0 || rc=$?
     assert_eq "$rc" "0" "async push of a damaged segment"
     echo "$out" | grep -q "WARNING: DAMAGED WAL in $SEG" || fail "async foreground did not warn: $out"
     wait_until 10 grep -q "WARNING: DAMAGED WAL in $SEG" "$W/a/walctl_spool/archive/daemon.log" || fail "daemon.log has no warning"
