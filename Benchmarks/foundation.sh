@@ -156,8 +156,8 @@ for kind in bulk oltp; do
     [ -n "$OBJ" ] || { echo "foundation.sh: no .zst object for $seg in $WORK/repo" >&2; exit 1; }
     BASE_ROWS=()
     [ -n "$BASELINE" ] && BASE_ROWS=(-n "baseline archive-get" --prepare "rm -f $WORK/tmp/restored" "$BASELINE archive-get $seg $WORK/tmp/restored"
-                                     -n "baseline archive-get (missing)" "$BASELINE archive-get 0000000100000000000000FE $WORK/tmp/missing"
-                                     -n "walctl archive-get (missing)" "$WALCTL archive-get 0000000100000000000000FE $WORK/tmp/missing")
+                                     -n "baseline archive-get (missing)" --prepare "rm -f $WORK/tmp/missing" "$BASELINE archive-get 0000000100000000000000FE $WORK/tmp/missing"
+                                     -n "walctl archive-get (missing)" --prepare "rm -f $WORK/tmp/missing" "$WALCTL archive-get 0000000100000000000000FE $WORK/tmp/missing")
     "${HF[@]}" -i --export-json "$J/get-$kind.json" \
         -n "walctl archive-get" --prepare "rm -f $WORK/tmp/restored" "$WALCTL archive-get $seg $WORK/tmp/restored" \
         -n "zstd -d" --prepare "rm -f $WORK/tmp/restored" "zstd -d -q $OBJ -o $WORK/tmp/restored" \

@@ -53,15 +53,21 @@ public final class FileStore: ObjectStore {
     }
 
     public func list(prefix: String) throws(StoreError) -> [ObjectInfo] {
-        let slash = prefix.lastIndex(of: "/")
-        let dirKey = slash.map { String(prefix[..<$0]) } ?? ""
         var out: [ObjectInfo] = []
-        try walk(dirKey: dirKey, filter: prefix, into: &out)
+        try walkFiles(prefix: prefix, hidden: false) { key, st in out.append(ObjectInfo(key: key, size: Int64(st.st_size))) }
         out.sort { $0.key < $1.key }
         return out
     }
 
-    private func walk(dirKey: String, filter: String, into out: inout [ObjectInfo]) throws(StoreError) {
+    /// Every regular file whose key starts with `prefix`, with its `lstat`, in no particular order.
+    /// `.`-prefixed directories are never entered; `.`-prefixed files (temporary objects) are
+    /// reported only when `hidden` (`listDetailed`).
+    func walkFiles(prefix: String, hidden: Bool, _ emit: (String, stat) -> Void) throws(StoreError) {
+        let slash = prefix.lastIndex(of: "/")
+        try walk(dirKey: slash.map { String(prefix[..<$0]) } ?? "", filter: prefix, hidden: hidden, emit)
+    }
+
+    private func walk(dirKey: String, filter: String, hidden: Bool, _ emit: (String, stat) -> Void) throws(StoreError) {
         let dirPath = dirKey.isEmpty ? root : path(dirKey)
         guard let dir = opendir(dirPath) else {
             if errno == ENOENT || errno == ENOTDIR { return }
@@ -71,17 +77,17 @@ public final class FileStore: ObjectStore {
         var subdirs: [String] = []
         while let ent = readdir(dir) {
             let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name.hasPrefix(".") { continue }
+            if name == "." || name == ".." || (!hidden && name.hasPrefix(".")) { continue }
             let key = dirKey.isEmpty ? name : dirKey + "/" + name
             var st = stat()
             guard lstat(dirPath + "/" + name, &st) == 0 else { continue }
             if (st.st_mode & S_IFMT) == S_IFDIR {
-                if key.hasPrefix(filter) || filter.hasPrefix(key + "/") { subdirs.append(key) }
+                if !name.hasPrefix("."), key.hasPrefix(filter) || filter.hasPrefix(key + "/") { subdirs.append(key) }
             } else if (st.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(filter) {
-                out.append(ObjectInfo(key: key, size: Int64(st.st_size)))
+                emit(key, st)
             }
         }
-        for d in subdirs { try walk(dirKey: d, filter: filter, into: &out) }
+        for d in subdirs { try walk(dirKey: d, filter: filter, hidden: hidden, emit) }
     }
 
     public func delete(key: String) throws(StoreError) {

@@ -88,36 +88,13 @@ extension FileStore: DetailedListing {
     }
 
     public func listDetailed(prefix: String) throws(StoreError) -> [ListedObject] {
-        let slash = prefix.lastIndex(of: "/")
-        let dirKey = slash.map { String(prefix[..<$0]) } ?? ""
         var out: [ListedObject] = []
-        try walkDetailed(dirKey: dirKey, filter: prefix, into: &out)
+        try walkFiles(prefix: prefix, hidden: true) { key, st in
+            let mtime = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+            out.append(ListedObject(key: key, size: Int64(st.st_size), modified: mtime))
+        }
         out.sort { $0.key < $1.key }
         return out
-    }
-
-    private func walkDetailed(dirKey: String, filter: String, into out: inout [ListedObject]) throws(StoreError) {
-        let dirPath = dirKey.isEmpty ? root : path(dirKey)
-        guard let dir = opendir(dirPath) else {
-            if errno == ENOENT || errno == ENOTDIR { return }
-            throw .io(operation: "opendir", path: dirPath, errno: errno)
-        }
-        defer { closedir(dir) }
-        var subdirs: [String] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name == "." || name == ".." { continue }
-            let key = dirKey.isEmpty ? name : dirKey + "/" + name
-            var st = stat()
-            guard lstat(dirPath + "/" + name, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR {
-                if !name.hasPrefix("."), key.hasPrefix(filter) || filter.hasPrefix(key + "/") { subdirs.append(key) }
-            } else if (st.st_mode & S_IFMT) == S_IFREG, key.hasPrefix(filter) {
-                let mtime = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
-                out.append(ListedObject(key: key, size: Int64(st.st_size), modified: mtime))
-            }
-        }
-        for d in subdirs { try walkDetailed(dirKey: d, filter: filter, into: &out) }
     }
 }
 
