@@ -406,13 +406,13 @@ public enum LocalFS {
             // A link on the path (/var/run -> /run): its owner could redirect it, and so could
             // everyone who may write where it points; check the target as a directory too.
             guard st.st_uid == 0 || st.st_uid == me else {
-                throw .refused("\(dir), \(onPath), is a symbolic link owned by \(userName(st.st_uid)): use a directory only \(userName(me)) and root can change")
+                throw .refused("\(dir), \(onPath), is a symbolic link owned by \(userName(st.st_uid)): use a directory only \(me == 0 ? "root" : userName(me) + " and root") can change")
             }
             guard stat(dir, &st) == 0 else { throw .io(operation: "inspect", path: dir, errno: errno) }
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else { throw .refused("\(dir), \(onPath), is not a directory") }
         if st.st_uid != 0 && st.st_uid != me {
-            throw .refused("\(dir), \(onPath), is owned by \(userName(st.st_uid)), who could replace what is below it: use a directory only \(userName(me)) and root can change (e.g. `install -d -o \(userName(me)) -m 700 DIR`)")
+            throw .refused("\(dir), \(onPath), is owned by \(userName(st.st_uid)), who could replace what is below it: use a directory only \(me == 0 ? "root" : userName(me) + " and root") can change (e.g. `install -d -o \(userName(me)) -m 700 DIR`)")
         }
         if st.st_mode & 0o022 != 0 && st.st_mode & S_ISVTX == 0 {
             throw .refused("\(dir), \(onPath), is writable by group or others without the sticky bit (mode \(String(st.st_mode & 0o7777, radix: 8))): run `chmod go-w \(dir)` or use another directory")

@@ -96,12 +96,15 @@ test_fast_front_reports_damaged_wal() {
     cp "$w/data/pg_wal/$seg" "$w/a/pg_wal/$seg"
     printf '\xa5\x5a\xa5\x5a\xa5\x5a\xa5\x5a' | dd of="$w/a/pg_wal/$seg" bs=1 seek=$((1048576 + 4001)) conv=notrunc 2>/dev/null
     touch "$w/a/pg_wal/archive_status/$seg.ready"
+    # As the archiver runs: the postgres user in its own tree (a spool below another user's
+    # directory is refused, issue 13).
+    chown -R postgres:postgres "$w/a"
     # The pusher stores it before PostgreSQL asks (it exits once idle).
-    "$WALCTL" archive-push-async-daemon --config "$w/walctl.conf" --wal-dir "$w/a/pg_wal" --spool "$w/a/walctl_spool" 2>"$w/daemon.err" \
+    as_pg "$WALCTL" archive-push-async-daemon --config "$w/walctl.conf" --wal-dir "$w/a/pg_wal" --spool "$w/a/walctl_spool" 2>"$w/daemon.err" \
         || fail "daemon: $(cat "$w/daemon.err")"
     [ -f "$w/a/walctl_spool/archive/$seg.ok" ] || fail "no result for $seg in the spool"
     local out rc
-    out="$("$FAST" archive-push --config "$w/walctl.conf" "$w/a/pg_wal/$seg" 2>&1)" && rc=0 || rc=$?
+    out="$(as_pg "$FAST" archive-push --config "$w/walctl.conf" "$w/a/pg_wal/$seg" 2>&1)" && rc=0 || rc=$?
     assert_eq "$rc" "0" "front push of a stored damaged segment"
     echo "$out" | grep -q "WARNING: DAMAGED WAL in $seg" || fail "the front consumed the damaged result silently: '$out'"
     [ ! -e "$w/a/walctl_spool/archive/$seg.ok" ] || fail "result not consumed"
