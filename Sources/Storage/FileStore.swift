@@ -20,7 +20,7 @@ public final class FileStore: ObjectStore {
     func path(_ key: String) -> String { root + "/" + key }
 
     public func makeWriter(key: String, options: PutOptions) throws(StoreError) -> ObjectWriter {
-        try FileObjectWriter(final: path(key), ifAbsent: options.ifAbsent, key: key)
+        try FileObjectWriter(final: path(key), ifAbsent: options.ifAbsent, key: key, deferDirectorySync: options.directorySyncedByNextCommit)
     }
 
     public func read(key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws {
@@ -114,12 +114,13 @@ final class FileObjectWriter: ObjectWriter {
     let ifAbsent: Bool
     let file: AtomicWriter
 
-    init(final: String, ifAbsent: Bool, key: String) throws(StoreError) {
+    init(final: String, ifAbsent: Bool, key: String, deferDirectorySync: Bool = false) throws(StoreError) {
         self.key = key
         self.ifAbsent = ifAbsent
         do {
             try LocalFS.makeDirectories(LocalFS.directory(of: final), mode: 0o750)
-            file = try AtomicWriter(path: final, mode: 0o640, durability: .full)
+            // `.data`: the caller's next commit in this directory (the meta) fsyncs the directory.
+            file = try AtomicWriter(path: final, mode: 0o640, durability: deferDirectorySync ? .data : .full)
         } catch { throw StoreError(error) }
     }
 

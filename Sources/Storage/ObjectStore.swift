@@ -12,7 +12,15 @@ public struct PutOptions: Sendable {
     /// Fail with `StoreError.alreadyExists` instead of replacing an existing object
     /// (`link(2)` on a filesystem, `If-None-Match: *` on S3).
     public var ifAbsent: Bool
-    public init(ifAbsent: Bool = false) { self.ifAbsent = ifAbsent }
+    /// The caller commits another object in the same directory (key prefix) right after this one
+    /// and before it reports success (a data object, then its `.meta`): a file store may leave the
+    /// directory's fsync to that commit, which makes both names durable at once (one directory
+    /// fsync per archived segment instead of two). If the process dies between the two, the meta
+    /// was never written and the file was never acknowledged: PostgreSQL pushes it again.
+    public var directorySyncedByNextCommit: Bool
+    public init(ifAbsent: Bool = false, directorySyncedByNextCommit: Bool = false) {
+        self.ifAbsent = ifAbsent; self.directorySyncedByNextCommit = directorySyncedByNextCommit
+    }
 }
 
 /// Storage failures, each naming the object so an operator can find it.

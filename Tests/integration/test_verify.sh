@@ -103,12 +103,13 @@ test_unwritable_catalog_is_stale_then_repaired() {
     wv info > "$W/i0.out" 2>&1 || fail "info"
     head -1 "$W/i0.out" | grep -qx "status: ok" || { cat "$W/i0.out"; fail "info status of a healthy archive"; }
     # archive-push cannot write the catalog: it warns and exits 0 (the segment is durable).
-    chmod 0444 "$W/catalog.db"
+    # (Owned by root: walctl puts its own catalog back to 0600, so a chmod alone would not hold.)
+    chown root:root "$W/catalog.db"; chmod 0644 "$W/catalog.db"
     switch_segments 2
     local stale="$LAST_SEGMENT"
     grep -q "catalog" "$W/data.log" || fail "archive-push did not warn about the catalog in the server log"
-    # (SQLite created -wal and -shm with the file's read-only mode: the operator's fix covers them too.)
-    chmod 0644 "$W"/catalog.db*
+    # The operator's fix: the catalog back to its owner (and -wal/-shm, should SQLite have made any).
+    chown postgres:postgres "$W"/catalog.db*; chmod 0600 "$W"/catalog.db*
     wv info > "$W/i1.out" 2>&1 || fail "info"
     head -1 "$W/i1.out" | grep -q "^status: STALE CATALOG: 2 archived objects missing from the catalog" \
         || { cat "$W/i1.out"; fail "info does not report the stale catalog first"; }

@@ -81,7 +81,7 @@ public struct ArchivePush {
         let key = RepositoryLayout.objectKey(name, crc32c: crc, extension: codec.fileExtension)
         let storedSize: Int64
         logger.debug("\(name): PUT \(repository.url)/\(key) (\(content.count) bytes, \(codec.rawValue))")
-        do { storedSize = try store(content, key: key) } catch { _ = scan?.wait(); throw error }
+        do { storedSize = try store(content, key: key, metaFollows: true) } catch { _ = scan?.wait(); throw error }
         var summary: SegmentSummary?
         if let scan {
             switch scan.wait() {
@@ -289,13 +289,15 @@ public struct ArchivePush {
     }
 
     /// Compresses `content` into a new object at `key`; returns the stored size.
-    func store(_ content: UnsafeRawBufferPointer, key: String) throws -> Int64 {
-        try store(content, key: key, codec: codec, level: level)
+    /// `metaFollows`: the meta is committed in the same directory right after (its directory fsync
+    /// makes the object's name durable too: PutOptions.directorySyncedByNextCommit).
+    func store(_ content: UnsafeRawBufferPointer, key: String, metaFollows: Bool = false) throws -> Int64 {
+        try store(content, key: key, codec: codec, level: level, metaFollows: metaFollows)
     }
 
-    func store(_ content: UnsafeRawBufferPointer, key: String, codec: CodecKind, level: Int32?) throws -> Int64 {
+    func store(_ content: UnsafeRawBufferPointer, key: String, codec: CodecKind, level: Int32?, metaFollows: Bool = false) throws -> Int64 {
         let writer: ObjectWriter
-        do { writer = try repository.store.makeWriter(key: key, options: PutOptions()) } catch { throw WalctlError.store(error) }
+        do { writer = try repository.store.makeWriter(key: key, options: PutOptions(directorySyncedByNextCommit: metaFollows)) } catch { throw WalctlError.store(error) }
         var stored: Int64 = 0
         do {
             let compressor = try codec.makeCompressor(level: level, pledgedSize: UInt64(content.count))

@@ -80,7 +80,8 @@ public struct AsyncArchive {
         let box = Box()
         let done = DispatchSemaphore(value: 0)
         let timeout = try pushTimeout()
-        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+        let started = Date()
+        let deadline = started.addingTimeInterval(TimeInterval(timeout))
         Thread.detachNewThread {
             box.result = Result { try direct() }
             done.signal()
@@ -119,7 +120,8 @@ public struct AsyncArchive {
     /// limits are exceeded at that moment.
     func pushAsync(name: WALFileName, path: String, walDir: String, spool: ArchiveSpool, valve: ValvePolicy) throws -> PushOutcome {
         let timeout = try pushTimeout()
-        let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+        let started = Date()
+        let deadline = started.addingTimeInterval(TimeInterval(timeout))
         let repositorySetting = config[.repository] ?? ""
         var lastDaemonCheck = Date.distantPast
         var launch = Launch()
@@ -163,6 +165,10 @@ public struct AsyncArchive {
             }
             if now > deadline {
                 if let skipped = letGo("its push did not complete within archive-push-timeout \(timeout) s") { return skipped }
+                // A pusher start failed during this call: that is why nothing was stored, say so.
+                if let f = spool.failedStart(), f.failedAt >= started.timeIntervalSince1970 {
+                    throw AsyncError.daemonBackoff(reason: f.reason, failures: f.failures, retryIn: f.remaining(), log: spool.logPath)
+                }
                 throw AsyncError.timedOut(name: name.description, seconds: timeout)
             }
             usleep(Self.pollInterval)

@@ -244,7 +244,7 @@ public final class PushEngine: @unchecked Sendable {
             PushRecord(repository: repositorySetting, sourceSize: Int64(job.size), sourceMTimeNs: job.mtimeNs, meta: m, alreadyArchived: already)
         }
         do {
-            try repository.store.put(key: key, bytes: job.compressed)
+            try repository.store.put(key: key, bytes: job.compressed, options: PutOptions(directorySyncedByNextCommit: true))
         } catch {
             throw WalctlError.store(error)
         }
