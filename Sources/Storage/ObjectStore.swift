@@ -18,7 +18,8 @@ public struct PutOptions: Sendable {
     /// fsync per archived segment instead of two). If the process dies between the two, the meta
     /// was never written and the file was never acknowledged: PostgreSQL pushes it again.
     public var directorySyncedByNextCommit: Bool
-    public init(ifAbsent: Bool = false, directorySyncedByNextCommit: Bool = false) {
+    public init(ifAbsent: Bool = false) { self.init(ifAbsent: ifAbsent, directorySyncedByNextCommit: false) }
+    public init(ifAbsent: Bool = false, directorySyncedByNextCommit: Bool) {
         self.ifAbsent = ifAbsent; self.directorySyncedByNextCommit = directorySyncedByNextCommit
     }
 }
