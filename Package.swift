@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "walctl", dependencies: [
-            "Commands", "LocalFS", "WALFormat", "Catalog", "Planner", "Codec", "FastPath",
+            "Commands", "WALFormat", "Catalog", "Planner", "Codec", "FastPath",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -209,7 +209,7 @@ extension Catalog {
                 metaNames.insert(String(file.dropLast(RepositoryLayout.metaSuffix.count)))
             } else if file.hasSuffix(RepositoryLayout.skippedSuffix) {
                 markerNames.insert(String(file.dropLast(RepositoryLayout.skippedSuffix.count)))
-            } else if let name = Self.walFileName(prefixOf: file) {
+            } else if let name = RepositoryLayout.walFileName(prefixOf: file) {
                 dataNames.insert(name)
             }
         }
@@ -229,17 +229,5 @@ extension Catalog {
         drift.backupsMissingFromCatalog = repoLabels.subtracting(catalogLabels).sorted()
         drift.backupsMissingFromRepository = catalogLabels.subtracting(repoLabels).sorted()
         return drift
-    }
-
-    /// The WAL file name a data object's file name starts with (`<name>.<crc>.<ext>`, `<name>.<ext>`,
-    /// or `<name>`), or nil.
-    static func walFileName(prefixOf file: String) -> String? {
-        let parts = file.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        // Try the longest prefix that is a WAL file name: names have at most two dots (`.backup`).
-        for n in stride(from: min(3, parts.count), through: 1, by: -1) {
-            let candidate = parts[0..<n].joined(separator: ".")
-            if WALFileName(candidate) != nil { return candidate }
-        }
-        return nil
     }
 }

@@ -188,7 +188,7 @@ extension ArchiveVerify {
             if TemporaryObjects.isTemporary(key) {
                 report.leftovers.append(LeftoverObject(key: key, size: o.size, modifiedAt: PGTimestamp(date: modified)))
             } else if !file.hasSuffix(RepositoryLayout.metaSuffix), !file.hasSuffix(RepositoryLayout.skippedSuffix),
-                      let name = Self.walFileName(prefixOf: file), !metaNames.contains(name) {
+                      let name = RepositoryLayout.walFileName(prefixOf: file), !metaNames.contains(name) {
                 report.leftovers.append(LeftoverObject(key: key, size: o.size, modifiedAt: PGTimestamp(date: modified)))
             }
         }
@@ -263,15 +263,6 @@ extension ArchiveVerify {
         return done
     }
 
-    /// The WAL file name a data object's file name starts with (`<name>.<crc>.<ext>`), or nil.
-    static func walFileName(prefixOf file: String) -> String? {
-        let parts = file.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        for n in stride(from: min(3, parts.count), through: 1, by: -1) {
-            let candidate = parts[0..<n].joined(separator: ".")
-            if WALFileName(candidate) != nil { return candidate }
-        }
-        return nil
-    }
 }
 
 /// `walctl info`: the catalog's summary, with one `status` line that compares the catalog with the

@@ -100,6 +100,17 @@ public enum RepositoryLayout {
     public static func metaKey(_ name: WALFileName) -> String {
         directory(for: name) + "/" + name.description + metaSuffix
     }
+    /// The WAL file name a data object's file name starts with (`<name>.<crc>.<ext>`, `<name>.<ext>`,
+    /// or `<name>`), or nil: the longest prefix that is a WAL file name (names have at most two dots:
+    /// `.backup`).
+    public static func walFileName(prefixOf file: String) -> String? {
+        let parts = file.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        for n in stride(from: min(3, parts.count), through: 1, by: -1) {
+            let candidate = parts[0..<n].joined(separator: ".")
+            if WALFileName(candidate) != nil { return candidate }
+        }
+        return nil
+    }
     /// The key of the marker the safety valve stores for a file it let go without storing it.
     public static func skipMarkerKey(_ name: WALFileName) -> String {
         directory(for: name) + "/" + name.description + skippedSuffix

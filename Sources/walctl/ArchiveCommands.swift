@@ -1,7 +1,7 @@
 import ArgumentParser
 import Commands
 import Foundation
-import LocalFS
+import FastPath
 
 struct ArchivePushCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,7 +59,7 @@ struct ArchiveGetCommand: ParsableCommand {
             do {
                 switch try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).get(fileName: walFile, targetPath: path) {
                 case .restored:
-                    if let progressFile { appendProgress(progressFile, name: walFile) }
+                    if let progressFile { FastFront.appendProgress(progressFile, name: walFile) }
                     return
                 case .notFound: throw ExitCode(1)
                 }
@@ -70,14 +70,4 @@ struct ArchiveGetCommand: ParsableCommand {
             }
         }
     }
-}
-
-/// One `NAME SECONDS.NANOSECONDS` line, appended with a single write (O_APPEND): progress for
-/// `walctl recover --status`. Failing to write it never fails the restore.
-func appendProgress(_ file: String, name: String) {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    let nanos = String(ts.tv_nsec)
-    let line = name + " " + String(ts.tv_sec) + "." + String(repeating: "0", count: 9 - nanos.count) + nanos + "\n"
-    try? LocalFS.append(file, Array(line.utf8), durability: .none)
 }
