@@ -60,11 +60,45 @@ public struct RecoveryRequest: Equatable, Sendable {
     public var timeline: TimelineChoice
     public var action: RecoveryAction
     public var costModel: RecoveryCostModel
+    /// For xid targets: what each backup's starting checkpoint says about transaction ids, by backup
+    /// label (read from the archived WAL by the caller; a backup without one is not judged).
+    public var xidHorizons: [String: XidHorizon]
 
     public init(target: RecoveryTarget, inclusive: Bool = true, timeline: TimelineChoice = .latest,
-                action: RecoveryAction = .pause, costModel: RecoveryCostModel = .init()) {
+                action: RecoveryAction = .pause, costModel: RecoveryCostModel = .init(),
+                xidHorizons: [String: XidHorizon] = [:]) {
         self.target = target; self.inclusive = inclusive; self.timeline = timeline
-        self.action = action; self.costModel = costModel
+        self.action = action; self.costModel = costModel; self.xidHorizons = xidHorizons
+    }
+}
+
+/// A checkpoint's view of transaction ids: `nextXid` (with its epoch) and `oldestActiveXid`. Every
+/// transaction before `oldestActiveXid` had ended (its commit or abort record written) before the
+/// checkpoint record, so before any backup that started at that checkpoint is consistent: recovery
+/// from that backup cannot stop at it (PostgreSQL: "requested recovery stop point is before
+/// consistent recovery point").
+public struct XidHorizon: Equatable, Sendable {
+    /// The checkpoint record's LSN.
+    public var checkpoint: LSN
+    public var nextXid: UInt64
+    public var oldestActiveXid: UInt32
+    public init(checkpoint: LSN, nextXid: UInt64, oldestActiveXid: UInt32) {
+        self.checkpoint = checkpoint; self.nextXid = nextXid; self.oldestActiveXid = oldestActiveXid
+    }
+
+    /// `oldestActiveXid` with its epoch (the epoch of `nextXid`, one less when it wrapped since).
+    public var oldestActiveFull: UInt64 {
+        let epoch = nextXid >> 32
+        let wrapped = oldestActiveXid > UInt32(truncatingIfNeeded: nextXid) && epoch > 0
+        return (wrapped ? epoch - 1 : epoch) << 32 | UInt64(oldestActiveXid)
+    }
+
+    /// True when transaction `xid` certainly ended before this checkpoint. `xid` may carry its epoch
+    /// (`pg_current_xact_id()`, 64 bits) or not (`txid`/`xid` columns, 32 bits): a 32-bit id in a
+    /// cluster past its first epoch is compared as PostgreSQL does, modulo 2^32.
+    public func ended(_ xid: UInt64) -> Bool {
+        if xid >> 32 != 0 || nextXid >> 32 == 0 { return xid < oldestActiveFull }
+        return Int32(bitPattern: UInt32(truncatingIfNeeded: xid) &- oldestActiveXid) < 0
     }
 }
 

@@ -252,6 +252,11 @@ struct Planning<C: PlanningCatalog> {
         case .xid(let x):
             planTarget.value = String(x)
             backup = backups[0]
+            if let h = request.xidHorizons[backup.label], h.ended(x) {
+                var r = refuse(.beforeFirstBackup, "transaction \(x) ended before the earliest base backup on timeline \(timeline) (\(backup.label)) was consistent: its starting checkpoint at \(h.checkpoint) records every transaction before \(h.oldestActiveFull) as ended, so recovery cannot stop at it (PostgreSQL would stop with \"requested recovery stop point is before consistent recovery point\"). Choose a later transaction, or a time, LSN or restore point after the backup")
+                r.nearestRecoverableAfter = try earliestTarget(backups)
+                throw r
+            }
             last = try planToEnd(backup: backup, backups: backups)
             expected = "at the \(request.inclusive ? "commit or abort" : "start of the commit or abort") of transaction \(x) (not indexed: planned from the earliest backup to the end of the archive)"
             warnings.append("the catalog does not index transaction ids: the plan replays from the earliest backup on the path (\(backup.label)) to the end of the archive; if transaction \(x) ended before that backup's end, or is not archived, PostgreSQL 13+ stops with \"recovery ended before configured recovery target was reached\"")

@@ -505,9 +505,13 @@ struct SegmentScanner {
             guard let o = mainBytes(WALRecordFormat.checkpointTimeOffset, 8) else { return }
             let secs = Int64(bitPattern: rec.loadLE(UInt64.self, at: o))
             guard secs > Int64.min / 2_000_000, secs < Int64.max / 2_000_000 else { return }
+            let redo = mainBytes(0, 8).map { rec.loadLE(UInt64.self, at: $0) }
+            let next = mainBytes(WALRecordFormat.checkpointNextXidOffset, 8).map { rec.loadLE(UInt64.self, at: $0) }
+            let oldest = mainBytes(WALRecordFormat.checkpointOldestActiveXidOffset, 4).map { rec.loadLE(UInt32.self, at: $0) }
             summary.checkpoints.append(CheckpointInfo(
                 lsn: LSN(lsn), time: PGTimestamp(unixSeconds: secs),
-                shutdown: info & 0xF0 == WALRecordFormat.xlogCheckpointShutdown))
+                shutdown: info & 0xF0 == WALRecordFormat.xlogCheckpointShutdown,
+                redo: redo.flatMap { $0 == 0 ? nil : LSN($0) }, nextXid: next == 0 ? nil : next, oldestActiveXid: oldest == 0 ? nil : oldest))
         case WALRecordFormat.xlogRestorePoint:
             guard let o = mainBytes(0, 8), let m = main else { return }
             let t = PGTimestamp(microseconds: Int64(bitPattern: rec.loadLE(UInt64.self, at: o)))

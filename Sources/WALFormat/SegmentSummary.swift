@@ -13,7 +13,17 @@ public struct CheckpointInfo: Codable, Equatable, Sendable {
     public var time: PGTimestamp
     /// True for a shutdown checkpoint (including the end-of-recovery one).
     public var shutdown: Bool
-    public init(lsn: LSN, time: PGTimestamp, shutdown: Bool) { self.lsn = lsn; self.time = time; self.shutdown = shutdown }
+    /// `CheckPoint.redo`: where replay from this checkpoint starts (a backup's START WAL LOCATION).
+    public var redo: LSN?
+    /// `CheckPoint.nextXid` (epoch in the high 32 bits): the next transaction id to be assigned.
+    public var nextXid: UInt64?
+    /// `CheckPoint.oldestActiveXid`: every transaction id before it had ended when the checkpoint was
+    /// written (0, and so absent, unless `wal_level` is replica or logical and the checkpoint online).
+    public var oldestActiveXid: UInt32?
+    public init(lsn: LSN, time: PGTimestamp, shutdown: Bool, redo: LSN? = nil, nextXid: UInt64? = nil, oldestActiveXid: UInt32? = nil) {
+        self.lsn = lsn; self.time = time; self.shutdown = shutdown
+        self.redo = redo; self.nextXid = nextXid; self.oldestActiveXid = oldestActiveXid
+    }
 }
 
 /// What one WAL segment covers, computed at archive time from the bytes already in memory.

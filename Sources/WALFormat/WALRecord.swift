@@ -47,6 +47,10 @@ public enum WALRecordFormat {
     static let imageCompressedMask15: UInt8 = 0x04 | 0x08 | 0x10  // PGLZ | LZ4 | ZSTD
     /// Offset of `CheckPoint.time` (int64, Unix seconds) in a checkpoint record's main data (12-18).
     static let checkpointTimeOffset = 64
+    /// Offsets in `CheckPoint` (the same in PostgreSQL 15 to 18; 17 added `wal_level` in the padding
+    /// before `nextXid`) of `nextXid` (a FullTransactionId) and `oldestActiveXid`; `redo` is at 0.
+    static let checkpointNextXidOffset = 24
+    static let checkpointOldestActiveXidOffset = 80
     /// Length of `xl_restore_point.rp_name`.
     static let restorePointNameLength = 64
 }

@@ -203,6 +203,35 @@ func setting(_ p: RecoveryPlan, _ n: String) -> String? { p.settings.first { $0.
         #expect(!p.warnings.isEmpty)
     }
 
+    @Test func xidThatEndedBeforeTheEarliestBackupIsRefused() throws {
+        func planXid(_ x: UInt64, _ h: XidHorizon) throws -> PlanResult {
+            try RecoveryPlanner.plan(RecoveryRequest(target: .xid(x), timeline: .number(1), xidHorizons: ["b1": h]), catalog: archive())
+        }
+        let h = XidHorizon(checkpoint: start(3) + 0x60, nextXid: 800, oldestActiveXid: 790)
+        let refused = try #require(try planXid(789, h).refusal)
+        #expect(refused.reason == .beforeFirstBackup)
+        #expect(refused.message.contains("transaction 789") && refused.message.contains("b1"))
+        #expect(refused.nearestRecoverableAfter != nil)
+        #expect(try planXid(790, h).plan != nil)          // still running at the checkpoint: may end later
+        #expect(try planXid(5000, h).plan != nil)
+        // A later backup's horizon is not the earliest backup's: no refusal.
+        #expect(try RecoveryPlanner.plan(RecoveryRequest(target: .xid(10), timeline: .number(1), xidHorizons: ["b2": h]),
+                                         catalog: archive()).plan != nil)
+    }
+
+    @Test func xidHorizonAcrossEpochs() {
+        // Epoch 2, next xid 100: the oldest active xid 4_294_967_000 is from epoch 1 (wrapped since).
+        let h = XidHorizon(checkpoint: start(3) + 0x60, nextXid: 2 << 32 | 100, oldestActiveXid: 4_294_967_000)
+        #expect(h.oldestActiveFull == 1 << 32 | 4_294_967_000)
+        #expect(h.ended(1 << 32 | 4_294_966_999))      // 64-bit ids compare as numbers
+        #expect(!h.ended(2 << 32 | 50))
+        #expect(h.ended(4_294_966_999))                 // 32-bit ids compare modulo 2^32, as PostgreSQL does
+        #expect(!h.ended(50))                           // 50 of epoch 2 (wrapped past the horizon)
+        #expect(!h.ended(4_294_967_000))
+        let e0 = XidHorizon(checkpoint: start(3) + 0x60, nextXid: 800, oldestActiveXid: 790)
+        #expect(e0.ended(3) && e0.ended(789) && !e0.ended(790) && !e0.ended(1 << 32 | 3))
+    }
+
     @Test func timelines() throws {
         #expect(try plan(archive(), .latest, timeline: .number(7)).refusal?.reason == .unknownTimeline)
         let c = archive()

@@ -46,6 +46,24 @@ struct WaldumpComparisonTests {
             rmgr == "XLOG" && desc.hasPrefix("RESTORE_POINT ") ? String(desc.dropFirst("RESTORE_POINT ".count)) : nil
         }
         var isSwitch: Bool { rmgr == "XLOG" && desc.hasPrefix("SWITCH") }
+        /// A checkpoint's `redo X/X`.
+        var redo: LSN? {
+            guard checkpoint != nil, let r = desc.range(of: "redo ") else { return nil }
+            return LSN(desc[r.upperBound...].prefix(while: { $0 != ";" }))
+        }
+        /// A checkpoint's `xid E:N` (next transaction id, with its epoch).
+        var nextXid: UInt64? {
+            guard checkpoint != nil, let r = desc.range(of: "; xid ") else { return nil }
+            let parts = desc[r.upperBound...].prefix(while: { $0 != ";" }).split(separator: ":")
+            guard parts.count == 2, let e = UInt64(parts[0]), let n = UInt64(parts[1]) else { return nil }
+            return e << 32 | n
+        }
+        /// A checkpoint's `oldest running xid N` (nil when 0: not recorded).
+        var oldestActiveXid: UInt32? {
+            guard checkpoint != nil, let r = desc.range(of: "oldest running xid ") else { return nil }
+            let v = UInt32(desc[r.upperBound...].prefix(while: { $0.isNumber }))
+            return v == 0 ? nil : v
+        }
         var checkpoint: Bool? {
             guard rmgr == "XLOG" else { return nil }
             if desc.hasPrefix("CHECKPOINT_SHUTDOWN") { return true }
@@ -123,6 +141,7 @@ struct WaldumpComparisonTests {
 
         var startsInside = 0, incompleteAlone = 0, totalRecords = 0, bodies = 0
         var restorePoints: [RestorePoint] = []
+        var checkpointsWithXids = 0
         for (i, name) in names.enumerated() {
             let data = try Data(contentsOf: URL(fileURLWithPath: archive + "/" + name))
             let nextData: Data? = i + 1 < ids.count && ids[i + 1].segno == ids[i].segno + 1
@@ -158,6 +177,9 @@ struct WaldumpComparisonTests {
             #expect(full.restorePoints.map(\.lsn) == expected.filter { $0.restorePoint != nil }.map(\.lsn), ctx)
             #expect(full.checkpoints.map(\.lsn) == expected.filter { $0.checkpoint != nil }.map(\.lsn), ctx)
             #expect(full.checkpoints.map(\.shutdown) == expected.compactMap(\.checkpoint), ctx)
+            #expect(full.checkpoints.map(\.redo) == expected.filter { $0.checkpoint != nil }.map(\.redo), ctx)
+            #expect(full.checkpoints.map(\.nextXid) == expected.filter { $0.checkpoint != nil }.map(\.nextXid), ctx)
+            #expect(full.checkpoints.map(\.oldestActiveXid) == expected.filter { $0.checkpoint != nil }.map(\.oldestActiveXid), ctx)
             #expect(full.endsWithSwitch == (expected.last?.isSwitch ?? false), ctx)
             #expect(full.firstLSN == expected.first?.lsn && full.lastLSN == expected.last?.lsn, ctx)
             #expect(full.crcFailures == 0 && full.endOfWAL == nil, ctx)
@@ -183,11 +205,13 @@ struct WaldumpComparisonTests {
             totalRecords += full.records
             bodies += checked.bodiesChecked
             restorePoints += full.restorePoints
+            checkpointsWithXids += full.checkpoints.filter { $0.redo != nil && $0.nextXid != nil && $0.oldestActiveXid != nil }.count
         }
 
         // The run as a whole.
         #expect(totalRecords == records.filter { ids.map(\.segno).contains($0.lsn.segment(size: segSize)) }.count)
         #expect(startsInside >= 1, "no archived segment started inside a record: the load was too small")
+        #expect(checkpointsWithXids >= 1, "no online checkpoint with transaction ids was archived")
         let rp = try #require(restorePoints.first { $0.name == "rp_one" }, "rp_one not found")
         #expect(rp.time >= before && rp.time <= after, "restore point time \(rp.time) outside [\(before), \(after)]")
         print("walctl-compare pg\(major) \(segmentMB)MiB: \(names.count) segments, \(totalRecords) records, " +

@@ -337,4 +337,23 @@ test_impossible_targets_refused() {
     return 0
 }
 
+# An xid target whose transaction ended before the earliest backup's starting checkpoint is refused up
+# front (exit 3, reason before-first-backup), not planned for PostgreSQL to fail on at the end.
+test_xid_before_first_backup_refused() {
+    start_source
+    local early late rc out
+    sql "create table x(id int)"
+    early="$(sql "insert into x values (1) returning pg_current_xact_id()")"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label xid --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>"$W/backup.err" \
+        || { cat "$W/backup.err" >&2; fail "walctl backup failed"; }
+    late="$(sql "insert into x values (2) returning pg_current_xact_id()")"
+    switch_and_wait >/dev/null
+    rc=0; out="$(runuser -u postgres -- "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/x" --to-xid "$early" --dry-run 2>&1)" || rc=$?
+    [ "$rc" = 3 ] || fail "--to-xid $early (ended before the backup) exited $rc, expected 3: $out"
+    echo "$out" | grep -q "before-first-backup" || fail "no reason code: $out"
+    echo "$out" | grep -q "transaction $early ended before" || fail "the refusal does not say why: $out"
+    rc=0; out="$(runuser -u postgres -- "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/x" --to-xid "$late" --dry-run 2>&1)" || rc=$?
+    [ "$rc" = 0 ] || fail "--to-xid $late (after the backup) exited $rc: $out"
+}
+
 run_suite "$@"

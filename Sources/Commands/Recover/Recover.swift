@@ -52,6 +52,10 @@ public struct Recover {
     public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
+        var request = request
+        if case .xid = request.target {
+            request.xidHorizons = Self.xidHorizons(try catalog.backups(), repository: access.repository, size: catalog.segmentSize)
+        }
         switch try RecoveryPlanner.plan(request, catalog: catalog) {
         case .refused(let r):
             throw RecoveryRefused(refusal: r)
@@ -70,6 +74,29 @@ public struct Recover {
             }
             return p
         }
+    }
+
+    /// For xid targets: each backup's starting checkpoint (the one whose redo is the backup's start),
+    /// as archive-push recorded it in the metas of the segments from the backup's start to its stop
+    /// (a fast checkpoint is in the first). A backup whose metas cannot be read, or were archived
+    /// before checkpoints carried transaction ids, is left out: the planner then only warns.
+    static func xidHorizons(_ backups: [BackupRecord], repository: Repository, size: WALSegmentSize) -> [String: XidHorizon] {
+        var out: [String: XidHorizon] = [:]
+        for b in backups where b.status == .complete {
+            let first = b.startLSN.segment(size: size)
+            let last = min(b.stopLSN.segment(size: size), first + 63)
+            search: for segno in first...max(first, last) {
+                guard let name = WALFileName(SegmentID(timeline: b.timeline, segno: segno).fileName(size: size)),
+                      let meta = try? repository.meta(for: name), let summary = meta.summary else { break }
+                for cp in summary.checkpoints where cp.redo == b.startLSN && !cp.shutdown {
+                    if let next = cp.nextXid, let oldest = cp.oldestActiveXid {
+                        out[b.label] = XidHorizon(checkpoint: cp.lsn, nextXid: next, oldestActiveXid: oldest)
+                    }
+                    break search
+                }
+            }
+        }
+        return out
     }
 
     /// Carries out `plan`: restores its backup into `pgdata` (empty, or emptied with `force`), writes
