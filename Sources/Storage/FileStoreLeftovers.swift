@@ -1,4 +1,5 @@
 import Foundation
+import LocalFS
 
 /// A store that can remove what interrupted writes left behind.
 ///
@@ -44,5 +45,30 @@ extension FileStore: LeftoverSweeping {
             if unlinkat(fd, name, 0) == 0 { removed.append(name) }
         }
         return removed
+    }
+}
+
+/// A store whose committed objects may sit only in the page cache for a while (a filesystem: another
+/// writer linked them in but may not have reached its directory fsync yet, or crashed before it).
+/// A caller about to report an object it did not write itself as durable (archive-push finding the
+/// segment already archived, or losing the if-absent race) makes it durable first. On S3 an object is
+/// durable once listed or read, so the S3 store does not conform.
+public protocol DurabilityConfirming: AnyObject {
+    /// fdatasync of each object `keys` names, then fsync of each directory holding one.
+    func makeDurable(keys: [String]) throws(StoreError)
+}
+
+extension FileStore: DurabilityConfirming {
+    public func makeDurable(keys: [String]) throws(StoreError) {
+        var directories: [String] = []
+        for key in keys {
+            let p = path(key)
+            do { try LocalFS.syncFile(p) } catch { throw StoreError(error) }
+            let d = LocalFS.directory(of: p)
+            if !directories.contains(d) { directories.append(d) }
+        }
+        for d in directories {
+            do { try LocalFS.syncDirectory(d) } catch { throw StoreError(error) }
+        }
     }
 }

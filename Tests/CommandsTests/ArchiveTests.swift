@@ -46,6 +46,33 @@ import Codec
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == seg)
     }
 
+    /// A FileStore that records which keys it was asked to make durable.
+    final class DurabilityRecorder: ObjectStore, DurabilityConfirming {
+        let inner: FileStore
+        var madeDurable: [[String]] = []
+        init(_ inner: FileStore) { self.inner = inner }
+        var location: String { inner.location }
+        func makeWriter(key: String, options: PutOptions) throws(StoreError) -> ObjectWriter { try inner.makeWriter(key: key, options: options) }
+        func read(key: String, into sink: (UnsafeRawBufferPointer) throws -> Void) throws { try inner.read(key: key, into: sink) }
+        func head(key: String) throws(StoreError) -> ObjectInfo? { try inner.head(key: key) }
+        func list(prefix: String) throws(StoreError) -> [ObjectInfo] { try inner.list(prefix: prefix) }
+        func delete(key: String) throws(StoreError) { try inner.delete(key: key) }
+        func makeDurable(keys: [String]) throws(StoreError) { madeDurable.append(keys); try inner.makeDurable(keys: keys) }
+    }
+
+    /// Exit 0 promises durability also when another push wrote the segment (a crashed attempt, the
+    /// winner of a race still before its directory fsync): the re-push syncs object, meta and directory.
+    @Test func rePushMakesTheArchivedSegmentDurable() throws {
+        let recorder = DurabilityRecorder(FileStore(root: root + "/repo"))
+        let repo = Repository(store: recorder, url: "file://" + root + "/repo")
+        let path = try write(segment(), name: "000000010000000000000001")
+        let push = ArchivePush(repository: repo, codec: .zstd, level: nil)
+        guard case .stored(let meta) = try push.push(path: path) else { Issue.record("not stored"); return }
+        #expect(recorder.madeDurable.isEmpty)          // its own write synced itself
+        guard case .alreadyArchived = try push.push(path: path) else { Issue.record("re-push not recognised"); return }
+        #expect(recorder.madeDurable == [[try #require(meta.objectKey), "wal/0000000100000000/000000010000000000000001.meta"]])
+    }
+
     @Test func identicalRePushSucceedsDifferentIsRefused() throws {
         let seg = segment()
         let path = try write(seg, name: "000000010000000000000001")

@@ -270,12 +270,24 @@ public struct ArchivePush {
             // The meta was kept but its data object is gone (deleted, lost with a disk): this file has
             // the recorded CRC-32C and size, so store it again where the meta points.
             try heal(existing, name: name, content: content)
+            try confirmDurable(existing, name: name)
             return .alreadyArchived(existing)
         }
         guard same, offset == content.count else {
             throw WalctlError.archiveMismatch(name: name.description, archivedCRC: existing.crc32c, newCRC: newCRC + " (byte comparison)")
         }
+        try confirmDurable(existing, name: name)
         return .alreadyArchived(existing)
+    }
+
+    /// Exit 0 promises a durable segment, also when this process did not write it: the pusher that
+    /// did (a crashed earlier attempt, or the winner of an if-absent race still between its link and
+    /// its directory fsync) may not have made it durable yet. On a filesystem: fdatasync of the data
+    /// object and the meta, fsync of their directory (cheap: nothing dirty is left in the usual case).
+    func confirmDurable(_ existing: ArchivedFileMeta, name: WALFileName) throws {
+        guard let store = repository.store as? DurabilityConfirming, let key = existing.objectKey else { return }
+        logger.debug("\(name): fsync of \(key) and its meta (archived by another push)")
+        do { try store.makeDurable(keys: [key, RepositoryLayout.metaKey(name)]) } catch { throw WalctlError.store(error) }
     }
 
     /// Re-push heals: stores `content` again as the data object `existing` names (its codec, its key),
