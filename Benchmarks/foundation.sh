@@ -36,19 +36,13 @@ for tool in hyperfine zstd pgbackrest jq runuser; do
 done
 [ -x "$PGBIN/initdb" ] || { echo "foundation.sh: PostgreSQL 15 not found in $PGBIN" >&2; exit 2; }
 
+# shellcheck source=Benchmarks/lib.sh
+source "$ROOT/Benchmarks/lib.sh"
 # --- 1. build -------------------------------------------------------------------------------------
-if [ -z "${WALCTL:-}" ]; then
-    echo "== building walctl (release, static Swift stdlib) into $SCRATCH" >&2
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
-    WALCTL=$SCRATCH/release/walctl
-fi
+bench_walctl foundation.sh
 
 # --- 2. a throwaway cluster and real WAL ------------------------------------------------------------
-as_pg() { runuser -u postgres -- "$@"; }
-if [ -d "$WORK/pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; fi
-rm -rf "$WORK"
-mkdir -p "$WORK"/{sock,walsrc,pgbr,pgbr-lock,pgbr-log,tmp}
-chown -R postgres "$WORK"
+bench_fresh_work sock walsrc pgbr pgbr-lock pgbr-log tmp
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; }
 stop_load() {
     [ -n "${LOAD_PID:-}" ] && kill "$LOAD_PID" 2>/dev/null
@@ -57,17 +51,7 @@ stop_load() {
 trap 'cleanup; stop_load' EXIT
 
 echo "== PostgreSQL 15 cluster in $WORK/pgdata" >&2
-as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U postgres --no-sync >/dev/null
-cat >>"$WORK/pgdata/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK/sock'
-archive_mode = on
-archive_command = 'cp %p $WORK/walsrc/%f'
-max_wal_size = 1GB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/pg.log" -w start >/dev/null
-PSQL=("$PGBIN/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d postgres -At)
+bench_cluster 1GB
 as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -i -s 10 -q postgres >/dev/null 2>&1
 BULK=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
 as_pg "${PSQL[@]}" -c "select pg_switch_wal()" >/dev/null

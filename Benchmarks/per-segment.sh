@@ -30,36 +30,20 @@ for tool in zstd pgbackrest python3 runuser; do
     command -v "$tool" >/dev/null || { echo "per-segment.sh: $tool is required" >&2; exit 2; }
 done
 [ -x "$PGBIN/initdb" ] || { echo "per-segment.sh: PostgreSQL 15 not found in $PGBIN" >&2; exit 2; }
-if [ -z "${WALCTL:-}" ]; then
-    echo "== building walctl (release, static Swift stdlib) into $SCRATCH" >&2
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
-    WALCTL=$SCRATCH/release/walctl
-fi
+# shellcheck source=Benchmarks/lib.sh
+source "$ROOT/Benchmarks/lib.sh"
+bench_walctl per-segment.sh
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- a throwaway cluster and real WAL ------------------------------------------------------------
-as_pg() { runuser -u postgres -- "$@"; }
-if [ -d "$WORK/pgdata" ]; then as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; fi
-rm -rf "$WORK"
-mkdir -p "$WORK"/{sock,walsrc,pgbr,pgbr-lock,pgbr-log,out}
-chown -R postgres "$WORK"
+bench_fresh_work sock walsrc pgbr pgbr-lock pgbr-log out
 # shellcheck source=Benchmarks/s3-tls.sh
 source "$ROOT/Benchmarks/s3-tls.sh"
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -m immediate stop >/dev/null 2>&1 || true; stop_moto_tls; }
 trap cleanup EXIT
 
 echo "== PostgreSQL 15 cluster and pgbench WAL in $WORK" >&2
-as_pg "$PGBIN/initdb" -D "$WORK/pgdata" -U postgres --no-sync >/dev/null
-cat >>"$WORK/pgdata/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK/sock'
-archive_mode = on
-archive_command = 'cp %p $WORK/walsrc/%f'
-max_wal_size = 4GB
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/pg.log" -w start >/dev/null
-PSQL=("$PGBIN/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d postgres -At)
+bench_cluster 4GB
 first=$(as_pg "${PSQL[@]}" -c "select pg_walfile_name(pg_current_wal_lsn())")
 as_pg "$PGBIN/pgbench" -h "$WORK/sock" -p "$PORT" -U postgres -i -s "${SCALE:-70}" -q postgres >/dev/null 2>&1
 # OLTP (at least 5 s) until SEGMENTS + 2 segments are complete: the end of the load, then OLTP.

@@ -179,6 +179,42 @@ repo_get() {
     fi
 }
 
+# start_archiving_source VERSION [CONF...]: a cluster of PostgreSQL VERSION archiving through walctl
+# into the suite's repository (write_config), with `timezone = 'UTC'` and any further postgresql.conf
+# lines. Sets W, PORT, BIN, V. Installs `trap cleanup EXIT`: the suite defines cleanup.
+start_archiving_source() {
+    V="$1"; shift
+    require_pg "$V"
+    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
+    write_config "$W"
+    init_cluster "$V" "$W/data"
+    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
+    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
+        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "$@"
+    pg_start "$V" "$W/data"
+    trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
+}
+
+# switch_and_wait [PORT]: closes the current segment of the cluster at $W:PORT (default $PORT) and
+# waits until its archiver has stored it; prints the segment's name.
+switch_and_wait() {
+    local port="${1:-$PORT}" last
+    last="$(psql_at "$V" "$W" "$port" "select pg_walfile_name(pg_switch_wal())")"
+    wait_until 60 bash -c "a=\$(runuser -u postgres -- $(pg_bin "$V")/psql -X -h $W -p $port -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
+        || fail "archiver did not reach $last"
+    echo "$last"
+}
+
+# repo_delete DIR KEY: removes one repository object (file or S3).
+repo_delete() {
+    local dir="$1" key="$2"
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then
+        python3 -c 'import sys,boto3,os; boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1").delete_object(Bucket=sys.argv[1], Key=sys.argv[2])' "$MOTO_BUCKET" "$key"
+    else
+        rm -f "$dir/repo/$key"
+    fi
+}
+
 # run_suite: runs every test_* function (or those named in $@); each in its own subshell.
 run_suite() {
     if [ "$WALCTL_TEST_REPO" = s3 ] && [ -z "$MOTO_PID" ]; then

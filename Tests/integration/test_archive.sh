@@ -219,16 +219,6 @@ test_config_precedence() {
 
 # --- Issue 12: what archive-push is handed is checked (trust-push) ---
 
-# repo_delete DIR KEY: removes one repository object.
-repo_delete() {
-    local dir="$1" key="$2"
-    if [ "$WALCTL_TEST_REPO" = s3 ]; then
-        python3 -c 'import sys,boto3,os; boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1").delete_object(Bucket=sys.argv[1], Key=sys.argv[2])' "$MOTO_BUCKET" "$key"
-    else
-        rm -f "$dir/repo/$key"
-    fi
-}
-
 # meta_field DIR NAME FIELD: a field of NAME's meta summary ("None" when absent).
 meta_field() {
     local meta; meta="$(repo_objects "$1" "/$2\.meta$")"

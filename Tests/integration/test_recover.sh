@@ -6,31 +6,12 @@ source "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-# start_source VERSION: a cluster archiving through walctl into a file repository. Sets W, PORT, BIN, V.
-start_source() {
-    V="$1"
-    require_pg "$V"
-    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
-    write_config "$W"
-    init_cluster "$V" "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "log_timezone = 'UTC'"
-    pg_start "$V" "$W/data"
-    trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
-}
+# start_source VERSION: lib.sh's start_archiving_source with log_timezone = 'UTC'. Sets W, PORT, BIN, V.
+start_source() { start_archiving_source "$1" "log_timezone = 'UTC'"; }
 
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
 # now_utc: the server's clock_timestamp as `YYYY-MM-DD HH:MM:SS.ffffff+00`.
 now_utc() { sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
-
-# switch_and_wait [PORT]: closes the current segment and waits until the archiver has stored it.
-switch_and_wait() {
-    local port="${1:-$PORT}" last
-    last="$(psql_at "$V" "$W" "$port" "select pg_walfile_name(pg_switch_wal())")"
-    wait_until 60 bash -c "a=\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
-        || fail "archiver did not reach $last"
-}
 
 # take_backup LABEL [PORT]: a base backup stored in the repository by `walctl backup take` and known to
 # the catalog. No fallback: a failing walctl backup fails the suite (it is part of what is tested).
@@ -82,13 +63,13 @@ demo_story() {
     sql "insert into accounts select g, 'before-backup-' || g from generate_series(1, 1000) g"
     take_backup demo
     sql "insert into accounts select g, 'after-backup-' || g from generate_series(1001, 3000) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local target; target="$(now_utc)"
     sleep 0.3
     sql "insert into accounts select g, 'after-target-' || g from generate_series(3001, 3500) g"
     local dropped_at; dropped_at="$(now_utc)"
     sql "drop table accounts"   # the accident, at $dropped_at
-    switch_and_wait
+    switch_and_wait >/dev/null
     echo "    target $target, DROP TABLE at $dropped_at"
 
     recover_to "$W/rec" --to "$target" || { cat "$W/rec.err" >&2; fail "recover refused"; }
@@ -127,13 +108,13 @@ test_timeline_fork_pg15() {
     sql "create table t(id int, phase text)"
     take_backup tl
     sql "insert into t select g, 'tl1-early' from generate_series(1, 100) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local t0; t0="$(now_utc)"; sleep 0.3
     sql "insert into t select g, 'tl1-mid' from generate_series(1, 100) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local t1; t1="$(now_utc)"; sleep 0.3
     sql "insert into t select g, 'tl1-late' from generate_series(1, 100) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
 
     # Recover to t1 and promote: timeline 2, archiving into the same repository.
     recover_to "$W/rec1" --to "$t1" --action promote || { cat "$W/rec1.err" >&2; fail "recover to t1 refused"; }
@@ -142,10 +123,10 @@ test_timeline_fork_pg15() {
     wait_until 120 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $p1 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "rec1 did not promote"
     assert_eq "$(psql_at 15 "$W" "$p1" "select timeline_id from pg_control_checkpoint()")" "2" "timeline after promotion"
     psql_at 15 "$W" "$p1" "insert into t select g, 'tl2-a' from generate_series(1, 100) g"
-    switch_and_wait "$p1"
+    switch_and_wait "$p1" >/dev/null
     local t2; t2="$(psql_at 15 "$W" "$p1" "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")"; sleep 0.3
     psql_at 15 "$W" "$p1" "insert into t select g, 'tl2-b' from generate_series(1, 100) g"
-    switch_and_wait "$p1"
+    switch_and_wait "$p1" >/dev/null
     wait_until 30 test -n "$(find "$W/repo/wal/history" -name '00000002.history*.meta' 2>/dev/null)" || true
     pg_stop 15 "$W/rec1"
 
@@ -185,7 +166,7 @@ test_target_far_from_backup_pg15() {
         sql "insert into big select g, repeat('x', 200) from generate_series(($i-1)*80000+1, $i*80000) g"
         if [ "$i" -eq 18 ]; then expected="$(sql "select count(*) from big")"; target="$(now_utc)"; sleep 0.2; fi
     done
-    switch_and_wait
+    switch_and_wait >/dev/null
     recover_to "$W/rec" --to "$target" --dry-run --json || { cat "$W/rec.err" >&2; fail "dry run refused"; }
     local n; n="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['segmentCount'])" "$W/rec.out")"
     [ "$n" -ge 20 ] || fail "only $n segments planned: target not far from the backup"
@@ -222,9 +203,9 @@ test_refusals_pg15() {
     sql "create table r(id int)"
     local before_backup; before_backup="$(now_utc)"; sleep 1.2
     take_backup ref
-    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait; done
+    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait >/dev/null; done
     local mid; mid="$(now_utc)"; sleep 0.2
-    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait; done
+    for i in $(seq 1 5); do sql "insert into r select generate_series(1, 10000)"; switch_and_wait >/dev/null; done
     local after_last; after_last="$(date -u -d '+1 hour' '+%Y-%m-%d %H:%M:%S+00')"
 
     expect_refusal before-first-backup --to "$before_backup"
@@ -259,7 +240,7 @@ test_restore_point_pg15() {
     sql "insert into m select generate_series(1, 500)"
     sql "select pg_create_restore_point('before-migration')" >/dev/null
     sql "insert into m select generate_series(501, 800)"
-    switch_and_wait
+    switch_and_wait >/dev/null
     recover_to "$W/rec" --to-name before-migration || { cat "$W/rec.err" >&2; fail "recover to a restore point refused"; }
     grep -q "recovery_target_name = 'before-migration'" "$W/rec/postgresql.auto.conf" || fail "recovery_target_name not written"
     local p2; p2="$(free_port)"
@@ -290,7 +271,7 @@ bench_recovery_pg15() {
         [ $((16#${cur:16:8} + 256 * 16#${cur:8:8} - 16#${first:16:8} - 256 * 16#${first:8:8})) -ge "$want" ] && break
     done
     sql "checkpoint" >/dev/null
-    switch_and_wait
+    switch_and_wait >/dev/null
     local rows; rows="$(sql "select count(*) from w")"
     pg_stop 15 "$W/data"
 
@@ -331,7 +312,7 @@ test_recover_as_root_pg15() {
     sql "create table a(id int)"
     take_backup rootb
     sql "insert into a select generate_series(1, 1234)"
-    switch_and_wait
+    switch_and_wait >/dev/null
     pg_stop "$V" "$W/data"   # the printed start command uses the backed-up server's port
     # A root-owned parent: refused before anything is touched, with the commands that fix it.
     mkdir -m 755 "$W/rootparent"

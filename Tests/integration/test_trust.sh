@@ -10,18 +10,8 @@ V="${PG_VERSIONS%% *}"
 
 # ---------------------------------------------------------------------------------------------- helpers
 
-# start_source: a cluster archiving through walctl into a file repository. Sets W, PORT, BIN.
-start_source() {
-    require_pg "$V"
-    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
-    write_config "$W"
-    init_cluster "$V" "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'"
-    pg_start "$V" "$W/data"
-    trap cleanup EXIT
-}
+# start_source: lib.sh's start_archiving_source on the first of PG_VERSIONS. Sets W, PORT, BIN.
+start_source() { start_archiving_source "$V"; }
 
 cleanup() {
     [ -n "${W:-}" ] && [ -d "$W" ] || return 0
@@ -32,15 +22,6 @@ cleanup() {
 }
 
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
-
-# switch_and_wait: closes the current segment and waits until it is archived; prints its name.
-switch_and_wait() {
-    local last
-    last="$(sql "select pg_walfile_name(pg_switch_wal())")"
-    wait_until 60 bash -c "a=\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
-        || fail "archiver did not reach $last"
-    echo "$last"
-}
 
 # get ARGS...: `walctl archive-get ARGS` as postgres in $CWD (default $W); sets RC and ERR (stderr).
 get() {

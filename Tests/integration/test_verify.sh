@@ -4,16 +4,6 @@
 # a damaged segment. Real PostgreSQL 15; file repository, or S3 (moto) with WALCTL_TEST_REPO=s3.
 source "$(dirname "$0")/lib.sh"
 
-# repo_delete DIR KEY: removes one repository object.
-repo_delete() {
-    local dir="$1" key="$2"
-    if [ "$WALCTL_TEST_REPO" = s3 ]; then
-        python3 -c 'import sys,boto3,os; boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1").delete_object(Bucket=sys.argv[1], Key=sys.argv[2])' "$MOTO_BUCKET" "$key"
-    else
-        rm -f "$dir/repo/$key"
-    fi
-}
-
 # A PostgreSQL 15 cluster archiving through walctl with base backup b1 taken and a few segments
 # archived after it. Sets W, PORT, WC (walctl as postgres with the suite's config).
 setup() {
