@@ -51,13 +51,22 @@ if [ -z "${SKIP_UNIT:-}" ]; then
     rm -f "$log"
 fi
 
+# Integration suites run TEST_JOBS at a time (default 2; 1 = one after another). Each suite's output
+# is printed whole when it ends, so lanes never interleave. A suite whose first 20 lines contain
+# `test.sh: alone` (timing-sensitive ones) runs after the others, by itself.
+JOBS="${TEST_JOBS:-2}"
+OUTDIR="$(mktemp -d /tmp/walctl-test-out.XXXXXX)"
+selected=(); alone=()
 for suite in Tests/integration/test_*.sh; do
     name="$(basename "$suite" .sh)"; name="${name#test_}"
     if [ -n "${SUITES:-}" ] && [[ " $SUITES " != *" $name "* ]]; then continue; fi
-    echo "== integration: $name ($((SECONDS)) s since start) =="
-    out="$(mktemp)"
-    bash "$suite" 2>&1 | tee "$out"
-    line="$(grep -E '^[a-z0-9_-]+(\.sh)?: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
+    if head -20 "$suite" | grep -q "test.sh: alone"; then alone+=("$suite"); else selected+=("$suite"); fi
+done
+
+# tally NAME: adds the summary line of NAME's output to the counts.
+tally() {
+    local name="$1" out="$OUTDIR/$1.out" line p f
+    line="$(grep -E '^[a-z0-9_-]+(\.sh)?(\[s3\])?: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)"
     if [ -z "$line" ]; then
         echo "suite $name printed no summary"; failed=$((failed + 1))
     else
@@ -65,8 +74,42 @@ for suite in Tests/integration/test_*.sh; do
         f="$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')"
         passed=$((passed + p)); failed=$((failed + f))
     fi
-    rm -f "$out"
+}
+
+# run_one SUITE: runs it, output into $OUTDIR/NAME.out, its wall time appended.
+run_one() {
+    local suite="$1" name start
+    name="$(basename "$suite" .sh)"; name="${name#test_}"
+    start=$SECONDS
+    bash "$suite" >"$OUTDIR/$name.out" 2>&1
+    echo "($name took $((SECONDS - start)) s)" >>"$OUTDIR/$name.out"
+    touch "$OUTDIR/$name.done"
+}
+
+# show_done: prints and tallies every suite that has finished since the last call.
+show_done() {
+    local d name
+    for d in "$OUTDIR"/*.done; do
+        [ -e "$d" ] || continue
+        name="$(basename "$d" .done)"
+        echo "== integration: $name ($SECONDS s since start) =="
+        cat "$OUTDIR/$name.out"
+        tally "$name"
+        rm -f "$d"
+    done
+}
+
+for suite in "${selected[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 1; show_done; done
+    run_one "$suite" &
 done
+wait
+show_done
+for suite in "${alone[@]}"; do
+    run_one "$suite"
+    show_done
+done
+rm -rf "$OUTDIR"
 
 echo "all tests took $SECONDS s"
 echo "total: $passed passed, $failed failed"
