@@ -51,6 +51,7 @@ start_moto() {
     python3 "$REPO/scripts/moto-server.py" --port 0 --bucket walctl-test --env-file "$envf" \
         --no-stdin-watch --max-seconds 3600 > "$log" 2>&1 &
     MOTO_PID=$!
+    # Replaces any EXIT trap: a test that starts moto after its cluster sets its cleanup trap again.
     trap 'stop_moto' EXIT
     local end=$((SECONDS + 60))
     until grep -q '^READY' "$log"; do

@@ -135,6 +135,7 @@ test_argument_errors_are_255() {
 test_mistyped_s3_prefix_is_255() {
     start_source
     start_moto || fail "moto"
+    trap cleanup EXIT   # start_moto set its own EXIT trap; cleanup stops moto and the cluster
     local good="s3://$MOTO_BUCKET/trust-$$"
     local s3=(--config "$W/walctl.conf" --repository "$good" --set "s3-endpoint=$MOTO_ENDPOINT" --set s3-uri-style=path
               --set "s3-key=$AWS_ACCESS_KEY_ID" --set "s3-key-secret=$AWS_SECRET_ACCESS_KEY")
