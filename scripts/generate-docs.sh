@@ -32,7 +32,8 @@ done
 
 TOOL="$BUILD_DIR/generate-manual"
 if [ ! -x "$TOOL" ]; then
-    (cd "$REPO" && swift build -c release --scratch-path "$(dirname "$BUILD_DIR")" --product generate-manual 2>&1 | tail -1)
+    # The same flags as walctl's build: other flags in the same scratch directory would rebuild everything.
+    (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path "$(dirname "$BUILD_DIR")" --product generate-manual 2>&1 | tail -1)
 fi
 [ -x "$TOOL" ] || { echo "generate-docs: could not build swift-argument-parser's generate-manual" >&2; exit 1; }
 epoch="${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || date +%s)}"
