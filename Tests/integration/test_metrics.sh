@@ -33,6 +33,11 @@ print("absent")
 PY
 }
 
+# as_pg_exec COMMAND... &: COMMAND as postgres in place of the background subshell (exec, and setpriv
+# execs too, where runuser would fork and stay the parent), so $! is the server and `kill $!` stops
+# it. Only for background use: in the foreground it would replace the test's shell.
+as_pg_exec() { exec setpriv --reuid postgres --regid postgres --init-groups -- "$@"; }
+
 scrape() { curl -sf --max-time 20 "http://127.0.0.1:$MPORT/metrics" -o "$1"; }
 
 setup() {
@@ -50,7 +55,7 @@ setup() {
 }
 
 start_server() {
-    as_pg "$WALCTL" metrics --config "$W/walctl.conf" --pgdata "$W/data" --listen "127.0.0.1:$MPORT" >"$W/metrics.out" 2>"$W/metrics.err" &
+    as_pg_exec "$WALCTL" metrics --config "$W/walctl.conf" --pgdata "$W/data" --listen "127.0.0.1:$MPORT" >"$W/metrics.out" 2>"$W/metrics.err" &
     MPID=$!
     wait_until 20 curl -sf --max-time 5 "http://127.0.0.1:$MPORT/" || fail "metrics server did not answer: $(cat "$W/metrics.err")"
 }
@@ -145,7 +150,7 @@ test_scrape_values_move() {
 
 test_default_listen_is_loopback_and_bad_address_refused() {
     setup
-    as_pg "$WALCTL" metrics --config "$W/walctl.conf" --listen "$MPORT" >/dev/null 2>"$W/err" &
+    as_pg_exec "$WALCTL" metrics --config "$W/walctl.conf" --listen "$MPORT" >/dev/null 2>"$W/err" &
     MPID=$!
     wait_until 20 curl -sf --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$W/s" || fail "port-only --listen did not serve: $(cat "$W/err")"
     ss -ltnH "sport = :$MPORT" | awk '{print $4}' | grep -qx "127.0.0.1:$MPORT" || fail "not bound to loopback only: $(ss -ltnH "sport = :$MPORT")"
