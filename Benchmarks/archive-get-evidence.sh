@@ -6,6 +6,7 @@
 # first command in a group tends to run slower on a shared machine.
 # Environment: RUNS (default 60), PGBIN (default /usr/lib/postgresql/15/bin), WORK (default /tmp/walctl-evidence-bench).
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
 NEW=$1; BASE=$2; RUNS=${RUNS:-60}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}; WORK=${WORK:-/tmp/walctl-evidence-bench}
 rm -rf "$WORK"; mkdir -p "$WORK"; chown postgres "$WORK"

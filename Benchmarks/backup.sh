@@ -26,6 +26,7 @@
 # The database fits in the page cache: reads are warm for every tool alike.
 # Prints a markdown report and writes it to $WORK/report.md.
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCALE="${BENCH_SCALE:-100}"
@@ -35,7 +36,7 @@ SCRATCH="${BENCH_SCRATCH:-$REPO/.build-bbench}"
 PGBIN=/usr/lib/postgresql/15/bin
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
-for t in /usr/bin/time pgbackrest "$PGBIN/postgres"; do command -v "$t" >/dev/null || { echo "missing $t (scripts/install-deps.sh)" >&2; exit 1; }; done
+for t in /usr/bin/time pgbackrest "$PGBIN/postgres"; do command -v "$t" >/dev/null || { echo "missing $t (Benchmarks/install-bench-deps.sh)" >&2; exit 1; }; done
 if [ "$WITH_S3" = 1 ] && ! command -v nginx >/dev/null; then
     echo "nginx not found (apt-get install nginx-light): S3 runs skipped for pgBackRest" >&2
 fi

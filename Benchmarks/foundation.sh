@@ -20,6 +20,7 @@
 #   for the whole measurement, as a busy primary's own I/O competes with its archive_command. Needs root (runuser to the postgres user) and hyperfine, zstd,
 # pgbackrest, postgresql-15, jq. Safe to rerun: $WORK is recreated.
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCRATCH=${SCRATCH:-$ROOT/.build-bench}

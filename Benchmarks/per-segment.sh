@@ -17,6 +17,7 @@
 # PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 70). Needs root, pgbackrest, zstd, python3, postgresql-15.
 # Writes $WORK/report.md and $WORK/calls.csv (one line per call).
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCRATCH=${SCRATCH:-$ROOT/.build-bench}

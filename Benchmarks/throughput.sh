@@ -30,6 +30,7 @@
 # RUNS (3), PREFETCH (8), PGBIN (/usr/lib/postgresql/15/bin), WALCTL, S3=0 skips moto.
 # Needs root (runuser to postgres), pgbackrest, pgbench, python3 with moto for S3. Rerunnable.
 set -euo pipefail
+bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCRATCH=${SCRATCH:-$ROOT/.build-bench}

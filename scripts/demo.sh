@@ -3,18 +3,22 @@
 #   archive through walctl -> base backup -> more writes -> an accidental DROP TABLE ->
 #   disaster (the data directory is gone) -> walctl recover --to a moment before the drop ->
 #   the table and its rows are back, and nothing written after that moment.
-# Installs what it needs (apt packages, PyPI wheels) and builds walctl. Safe to run twice.
-# Run as root (PostgreSQL itself runs as the postgres OS user).
+# Installs only what it needs (build libraries, PostgreSQL 15: install-deps.sh --demo) and builds
+# walctl. Safe to run twice. Needs root (PostgreSQL itself runs as the postgres OS user): run as a
+# user, it re-runs itself through sudo when sudo is installed (scripts/as-root.sh).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# shellcheck source=scripts/as-root.sh
+source scripts/as-root.sh
+as_root demo "$REPO/scripts/demo.sh" "$@"
 DEMO="${WALCTL_DEMO_DIR:-/tmp/walctl-demo}"
 PGBIN=/usr/lib/postgresql/15/bin
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 step "installing dependencies"
-WALCTL_DEPS_SKIP_VERIFY=1 bash scripts/install-deps.sh
+bash scripts/install-deps.sh --demo
 
 step "building walctl (release)"
 for product in walctl walctl-fast; do

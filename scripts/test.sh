@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every walctl test: unit tests (swift test) and the integration suites against real PostgreSQL
 # 15, 16 and 18 servers and a real S3 API (moto_server, started by the suites themselves).
-# Installs what it needs first (apt packages, PyPI wheels). Safe to run twice. Run as root: the
-# suites start PostgreSQL as the `postgres` OS user.
+# Installs what it needs first (apt packages, PyPI wheels). Safe to run twice. Needs root (the
+# suites start PostgreSQL as the `postgres` OS user): run as a user, it re-runs itself through sudo
+# when sudo is installed (scripts/as-root.sh).
 #
 #   scripts/test.sh                 everything
 #   SKIP_UNIT=1 scripts/test.sh     integration suites only
@@ -10,12 +11,16 @@
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# shellcheck source=scripts/as-root.sh
+source scripts/as-root.sh
+as_root test "$REPO/scripts/test.sh" "$@"
 
 bash scripts/install-deps.sh || { echo "test: dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
 
 echo "== build (release) =="
 # Static Swift standard library: half the start-up cost of each archive-push/get process.
-for product in walctl walctl-fast; do
+# generate-manual: swift-argument-parser's man page generator, for test_package.sh (scripts/generate-docs.sh).
+for product in walctl walctl-fast generate-manual; do
     swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$product" 2>&1 | tail -2
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "test: release build of $product failed"; echo "0 passed, 1 failed"; exit 1; }
 done

@@ -104,13 +104,24 @@ public struct Configuration: Sendable {
         }
     }
 
+    /// A config file that is absent is "no such file" (an error only when named); one that exists,
+    /// or may exist behind a directory this user cannot search, and cannot be read is an error
+    /// either way, named "permission denied": never silently read as if there were no file.
     static func readConfigFile(_ path: String, required: Bool) throws(ConfigurationError) -> String? {
-        guard FileManager.default.fileExists(atPath: path) else {
-            if required { throw .unreadable(path: path, reason: "no such file") }
-            return nil
+        func reason(_ e: Int32) -> String {
+            e == EACCES || e == EPERM ? "permission denied (run walctl as a user that can read it and search its directories, e.g. runuser -u postgres --)" : String(cString: strerror(e))
+        }
+        var st = stat()
+        if stat(path, &st) != 0 {
+            let e = errno
+            if e == ENOENT || e == ENOTDIR {
+                if required { throw .unreadable(path: path, reason: "no such file") }
+                return nil
+            }
+            throw .unreadable(path: path, reason: reason(e))
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+        if fd < 0 { throw .unreadable(path: path, reason: reason(errno)) }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)

@@ -7,7 +7,9 @@ struct ArchivePushCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "archive-push",
         abstract: "Archive one WAL file (archive_command = 'walctl archive-push %p').",
-        discussion: "Exits 0 only once the file is durably stored; any failure exits 1 and PostgreSQL retries later."
+        discussion: "Exits 0 only once the file is durably stored; any failure exits 1 and PostgreSQL retries later.\n\n"
+            + examples("archive_command = 'walctl archive-push --config /etc/walctl/walctl.conf %p'",
+                       "walctl archive-push pg_wal/000000010000000000000003")
     )
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Path of the file to archive (%p).") var path: String
@@ -28,11 +30,19 @@ struct ArchiveGetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "archive-get",
         abstract: "Restore one WAL file (restore_command = 'walctl archive-get %f %p').",
+        usage: """
+            walctl archive-get [--config <file>] [--set <name=value> ...] [--progress-file <file>] <wal-file> <path>
+              walctl archive-get --cleanup [<dir>]
+            """,
         discussion: """
             Exit 0: restored and verified. Exit 1: not in the archive (quietly). Any other failure is \
             retried for archive-get-retry-time seconds, then exits 255 so PostgreSQL stops recovery instead \
             of ending it early (archive-get-on-error = not-found makes it exit 1, for standbys).
-            """
+
+
+            """ + examples("restore_command = 'walctl archive-get --config /etc/walctl/walctl.conf %f %p'",
+                           "walctl archive-get 000000010000000000000003 /tmp/000000010000000000000003",
+                           "recovery_end_command = 'walctl archive-get --cleanup'")
     )
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Name of the file to restore (%f).") var walFile: String?

@@ -12,13 +12,18 @@ struct BackupCommand: ParsableCommand {
             Connects with libpq's standard conninfo: --dbname, or the PG* environment \
             (PGHOST=/run/postgresql walctl backup). Succeeds only once every WAL segment from the backup's \
             start to its stop is archived, so every backup it reports is restorable.
-            """,
+
+
+            """ + examples("walctl backup", "walctl backup --label before-upgrade --dbname 'host=/run/postgresql'", "walctl backup list"),
         subcommands: [Take.self, List.self, Show.self],
         defaultSubcommand: Take.self
     )
 
     struct Take: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "take", abstract: "Take a base backup (the default).")
+        static let configuration = CommandConfiguration(
+            commandName: "take", abstract: "Take a base backup (the default).",
+            usage: "walctl backup [take] [--dbname <conninfo>] [--label <label>] [--compress-where auto|server|client]\n  [--spread-checkpoint] [--config <file>] [--set <name=value> ...]",
+            discussion: examples("walctl backup take", "walctl backup take --spread-checkpoint --compress-where client"))
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "libpq connection string or URI (default: the PG* environment).") var dbname: String = ""
         @Option(name: .long, help: "Backup label (default: from the start time).") var label: String?
@@ -48,7 +53,8 @@ struct BackupCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the backups in the repository.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the backups in the repository.",
+                                                        discussion: examples("walctl backup list", "walctl backup list --json"))
         @OptionGroup var global: GlobalOptions
         @Flag(name: .long, help: "Print JSON: an array of backups (label, startLSN, stopLSN, startTime, stopTime, timeline, size, ...).") var json = false
 
@@ -71,7 +77,8 @@ struct BackupCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one backup's record and contents.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one backup's record and contents.",
+                                                        discussion: examples("walctl backup show 20261126-053012F"))
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The backup label.") var label: String
 
@@ -92,7 +99,8 @@ struct RestoreBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore-backup",
         abstract: "Restore a base backup into an empty directory, verifying it against its manifest.",
-        discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings."
+        discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings.\n\n"
+            + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force")
     )
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The backup label (see `walctl backup list`).") var label: String

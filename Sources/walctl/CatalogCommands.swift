@@ -8,7 +8,8 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Backups, archived WAL per timeline with gaps, the recoverable window, the last archived segment.",
-        discussion: "--json prints one object whose keys are documented in docs/catalog.md and kept stable."
+        discussion: "--json prints one object whose keys are documented in docs/catalog.md and kept stable.\n\n"
+            + examples("walctl info", "walctl info --json | jq '.recoverableWindows'", "walctl info --config /etc/walctl/walctl.conf --repository s3://backups/prod")
     )
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print JSON.") var json = false
@@ -27,13 +28,17 @@ struct CatalogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "catalog",
         abstract: "Maintain the local catalog (an index of the repository).",
+        discussion: examples("walctl catalog check", "walctl catalog rebuild", "walctl catalog find --time '2026-11-26 14:03:00+00'"),
         subcommands: [Rebuild.self, Check.self, Find.self]
     )
 
     struct Find: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Find the archived segment by name, by LSN, or the first one whose commits pass a time.",
-            discussion: "--time answers: which segment does recovery to this time stop in (the first with a commit or abort after it)?"
+            usage: "walctl catalog find (--name <segment> | --lsn <X/Y> | --time <time>) [--timeline <N>] [--json]\n  [--config <file>] [--set <name=value> ...]",
+            discussion: "--time answers: which segment does recovery to this time stop in (the first with a commit or abort after it)?\n\n"
+                + examples("walctl catalog find --name 000000010000000000000003", "walctl catalog find --lsn 0/3000028 --timeline 1",
+                           "walctl catalog find --time '2026-11-26 14:03:00+00' --json")
         )
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "Segment file name.") var name: String?
@@ -71,7 +76,8 @@ struct CatalogCommand: ParsableCommand {
     }
 
     struct Rebuild: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Rebuild the catalog from the repository alone.")
+        static let configuration = CommandConfiguration(abstract: "Rebuild the catalog from the repository alone.",
+                                                        discussion: examples("walctl catalog rebuild", "walctl catalog rebuild --catalog /var/lib/walctl/catalog.db"))
         @OptionGroup var global: GlobalOptions
         func run() throws {
             try runCommand {
@@ -84,7 +90,8 @@ struct CatalogCommand: ParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Compare the catalog with the repository; exit 1 on drift.")
+        static let configuration = CommandConfiguration(abstract: "Compare the catalog with the repository; exit 1 on drift.",
+                                                        discussion: examples("walctl catalog check", "walctl catalog check || walctl verify --repair"))
         @OptionGroup var global: GlobalOptions
         func run() throws {
             try runCommand {

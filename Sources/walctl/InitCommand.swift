@@ -6,7 +6,9 @@ struct InitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Bind the repository to a cluster (system identifier, segment size, version).",
-        discussion: "Safe to run again for the same cluster; a repository bound to another cluster is refused."
+        discussion: "Safe to run again for the same cluster; a repository bound to another cluster is refused.\n\n"
+            + examples("walctl init --pgdata /var/lib/postgresql/15/main",
+                       "walctl init --repository s3://backups/prod --dbname 'host=/run/postgresql'")
     )
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "The cluster's data directory (WALCTL_PGDATA); without it, walctl asks the running server.") var pgdata: String?

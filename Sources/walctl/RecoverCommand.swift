@@ -9,12 +9,22 @@ struct RecoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Restore a base backup and configure PostgreSQL to replay archived WAL up to a target.",
+        usage: """
+            walctl recover (--to <time> | --to-lsn <X/Y> | --to-name <name> | --to-xid <xid> | --immediate | --latest)
+                --pgdata <dir> [--timeline <N|latest>] [--action pause|promote|shutdown] [--inclusive | --exclusive]
+                [--time-zone <zone>] [--dry-run] [--json] [--force] [--config <file>] [--set <name=value> ...]
+              walctl recover --status --pgdata <dir> [--log <file>] [--json]
+            """,
         discussion: """
             The plan (backup, timeline path, every segment and history file) is checked against the catalog \
             first, then proven present in the repository (listings of its prefixes); when anything is missing, or the target is before the earliest backup or after the last \
             archived commit, walctl refuses with the reason and the nearest recoverable times, and DIR is not \
             touched. See docs/recovery.md.
-            """
+
+
+            """ + examples("walctl recover --to '2026-11-26 14:03:00+00' --pgdata /srv/restore --dry-run",
+                           "walctl recover --to-name before_migration --action promote --pgdata /srv/r",
+                           "walctl recover --latest --timeline 2 --pgdata /srv/restore --force")
     )
     @OptionGroup var global: GlobalOptions
 

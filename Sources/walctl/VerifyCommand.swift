@@ -16,7 +16,9 @@ struct VerifyCommand: ParsableCommand {
             unreferenced objects older than an hour; not an error). --repair brings the catalog up to date. --deep also \
             reads every object in that range back and checks its CRC-32C. One line per problem. Exit 0: clean; \
             1: problems found; 2: the check could not run. --json keys are documented in docs/catalog.md.
-            """
+
+
+            """ + examples("walctl verify", "walctl verify --deep", "walctl verify --repair")
     )
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print JSON.") var json = false

@@ -18,7 +18,7 @@ struct Walctl: ParsableCommand {
         subcommands: [
             ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
             InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self,
-            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self,
+            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, MetricsCommand.self,
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )
@@ -78,6 +78,11 @@ struct Walctl: ParsableCommand {
         do { try command.run() } catch { fail(error) }
         Foundation.exit(0)
     }
+}
+
+/// The "Examples:" block that ends every subcommand's help (and so its section of the man page).
+func examples(_ lines: String...) -> String {
+    "Examples:\n" + lines.map { "  " + $0 }.joined(separator: "\n")
 }
 
 /// Options every command that touches the repository accepts.
@@ -166,12 +171,15 @@ func describe(_ error: Error) {
 }
 
 struct VersionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print walctl's version.")
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print walctl's version.",
+                                                    discussion: examples("walctl version", "walctl --version"))
     func run() { print("walctl \(Walctl.version)") }
 }
 
 struct ConfigCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "config", abstract: "Show every setting, its value and where it came from (secrets masked).")
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Show every setting, its value and where it came from (secrets masked).",
+                                                    discussion: examples("walctl config", "walctl config --config /etc/walctl/walctl.conf --set log-level=debug",
+                                                                         "walctl config --reference > docs/configuration.md"))
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print the reference table of every setting (Markdown) and exit.") var reference = false
     func run() throws {

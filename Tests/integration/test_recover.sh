@@ -143,6 +143,19 @@ test_timeline_fork_pg15() {
         "tl1-early:100,tl1-mid:100,tl2-a:100" "rows on timeline 2 at t2"
     pg_stop 15 "$W/rec2"
 
+    # The source goes on on timeline 1 past timeline 2's last commit: a time there is refused on the
+    # default timeline (latest = 2) naming the flag that works, and plans with --timeline 1.
+    sql "insert into t select g, 'tl1-later' from generate_series(1, 100) g"
+    switch_and_wait
+    local t3; t3="$(now_utc)"; sleep 0.3
+    sql "insert into t select g, 'tl1-after' from generate_series(1, 10) g"
+    switch_and_wait
+    local rc=0
+    recover_to "$W/rec4" --to "$t3" --dry-run || rc=$?
+    assert_eq "$rc" 3 "a timeline-1 time on the default timeline"
+    grep -q -- "add --timeline 1" "$W/rec4.err" || fail "the refusal does not suggest --timeline 1: $(cat "$W/rec4.err")"
+    recover_to "$W/rec4" --to "$t3" --timeline 1 --dry-run || { cat "$W/rec4.err" >&2; fail "the timeline-1 time was refused with --timeline 1"; }
+
     # A time on timeline 1 before the fork: only tl1-early.
     recover_to "$W/rec3" --to "$t0" --timeline 1 || { cat "$W/rec3.err" >&2; fail "recover to t0 refused"; }
     grep -q "recovery_target_timeline = '1'" "$W/rec3/postgresql.auto.conf" || fail "timeline 1 not written"

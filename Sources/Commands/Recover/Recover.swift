@@ -57,7 +57,10 @@ public struct Recover {
             request.xidHorizons = Self.xidHorizons(try catalog.backups(), repository: access.repository, size: catalog.segmentSize)
         }
         switch try RecoveryPlanner.plan(request, catalog: catalog) {
-        case .refused(let r):
+        case .refused(var r):
+            if let tl = try Self.timelineThatWorks(request, catalog: catalog) {
+                r.message += "; on timeline \(tl) this target can be recovered: add --timeline \(tl)"
+            }
             throw RecoveryRefused(refusal: r)
         case .ready(var p):
             // The catalog may be stale or objects deleted since: prove every object the plan reads
@@ -97,6 +100,22 @@ public struct Recover {
             }
         }
         return out
+    }
+
+    /// For a refusal with `--timeline latest` (the default): the newest older timeline on which the
+    /// same target plans, so the refusal can name the flag that works (`--timeline 1` for a time on a
+    /// branch that a later promotion left). Nil for an explicit timeline or a target that is the
+    /// same everywhere (`--latest`, `--immediate`).
+    static func timelineThatWorks(_ request: RecoveryRequest, catalog: Catalog) throws -> TimeLineID? {
+        guard request.timeline == .latest else { return nil }
+        switch request.target { case .latest, .immediate: return nil; default: break }
+        let all = try catalog.timelines().sorted(by: >)
+        for tl in all.dropFirst() {
+            var other = request
+            other.timeline = .number(tl)
+            if case .ready = try RecoveryPlanner.plan(other, catalog: catalog) { return tl }
+        }
+        return nil
     }
 
     /// Carries out `plan`: restores its backup into `pgdata` (empty, or emptied with `force`), writes
