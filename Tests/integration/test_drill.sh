@@ -13,7 +13,8 @@ FIRST_V="${PG_VERSIONS%% *}"
 start_source() {
     V="$1"; shift
     require_pg "$V"
-    W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
+    W="$(mktemp -d /tmp/walctl-drill-it.XXXXXX)"; chmod 755 "$W"; chown postgres:postgres "$W"
+    PORT="$(free_port)"; BIN="$(pg_bin "$V")"
     write_config "$W" "pg-bin = $BIN"
     init_cluster "$V" "$W/data"
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
