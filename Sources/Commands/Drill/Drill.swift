@@ -221,6 +221,7 @@ public struct Drill {
         var result = DrillResult(key: DrillSummary.key(startedAt: started), startedAt: PGTimestamp(date: started), finishedAt: PGTimestamp(date: started),
                                  passed: false, targetType: options.target.kind, repository: "", host: ProcessInfo.processInfo.hostName,
                                  user: user, scratchDirectory: scratch, kept: options.keep, phases: [], checks: [])
+        if case .time(let t) = options.target { result.targetValue = t.iso8601 }
         var mark = started
         func phase(_ name: String, bytes: Int64? = nil, detail: String? = nil, until end: Date = Date()) {
             let s = max(0, end.timeIntervalSince(mark))
