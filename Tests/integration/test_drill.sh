@@ -184,6 +184,30 @@ test_s3_drill() {
     no_leftovers
 }
 
+test_incident_report() {
+    start_source "$FIRST_V"
+    story
+    pg_stop "$V" "$W/data" immediate
+    local r="$W/restored"
+    as_pg "$WALCTL" recover --config "$W/walctl.conf" --to "$TARGET" --pgdata "$r" --action promote >/dev/null 2>&1 || { fail "recover failed"; return 1; }
+    as_pg sed -i "s/^port = .*/port = $PORT/" "$r/postgresql.conf"
+    as_pg "$BIN/pg_ctl" -D "$r" -l "$r/walctl_recovery.log" -w -t 120 start >/dev/null || { fail "the recovered server did not start"; return 1; }
+    wait_until 60 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "not promoted"
+    assert_eq "$(sql "select count(*) from orders")" "$EXPECTED" "rows recovered"
+    as_pg "$WALCTL" recover --config "$W/walctl.conf" --status --pgdata "$r" --report "$W/incident.md" >/dev/null || { fail "recover --status --report failed"; return 1; }
+    pg_stop "$V" "$r"
+    for h in "## Date and time" "## Cause" "## Actions taken" "## Recovery target" "## Restoration time (RTO)" "## Data loss (RPO)" "## Follow-up"; do
+        grep -qF "$h" "$W/incident.md" || fail "incident report lacks '$h'"
+    done
+    grep -q "_(fill in)_" "$W/incident.md" || fail "no fields left for the operator"
+    for part in restore start-up wal-download replay total; do
+        grep -Eq "^\| $part \| [0-9.]+ s" "$W/incident.md" || { cat "$W/incident.md" >&2; fail "no RTO part $part"; }
+    done
+    grep -q "| total | 0.00 s" "$W/incident.md" && fail "total not measured"
+    # RPO: from the target to the last archived commit (the table created after the drop).
+    grep -Eq "^[0-9.]+ s \([0-9]+ s\): time between the recovered point and the last commit" "$W/incident.md" || { sed -n '/Data loss/,/Checks/p' "$W/incident.md" >&2; fail "no RPO"; }
+}
+
 test_refuses_root() {
     start_source "$FIRST_V"
     local rc=0 err
