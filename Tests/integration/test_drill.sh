@@ -89,7 +89,7 @@ drill_story() {
     assert_eq "$(echo "$OUT" | json_field '[c["status"] for c in d["checks"] if c["name"]=="databases"][0]')" "passed" "databases check"
     local amcheck; amcheck="$(echo "$OUT" | json_field '[c["status"] for c in d["checks"] if c["name"]=="amcheck"][0]')"
     [ "$amcheck" = passed ] || [ "$amcheck" = skipped ] || fail "amcheck: $amcheck"
-    assert_eq "$(echo "$OUT" | json_field '" ".join(p["name"] for p in d["phases"])')" "plan restore start-up wal-download replay checks shutdown" "RTO parts"
+    assert_eq "$(echo "$OUT" | json_field '" ".join(p["name"] for p in d["phases"])')" "plan restore start-up wal-download replay checks shutdown record" "RTO parts"
     # The parts add up to the drill's wall time within 5%.
     local sum; sum="$(echo "$OUT" | json_field 'sum(p["seconds"] for p in d["phases"])')"
     python3 -c "import sys; s,w=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(w-s) <= 0.05*w else 1)" "$sum" "$SECS" \

@@ -26,7 +26,7 @@ public struct DrillOptions {
 
 /// One measured part of a drill's recovery time (`DrillResult.phases`).
 public struct DrillPhase: Codable, Equatable, Sendable {
-    /// `plan`, `restore`, `start-up`, `wal-download`, `replay`, `checks`, `shutdown`.
+    /// `plan`, `restore`, `start-up`, `wal-download`, `replay`, `checks`, `shutdown`, `record`.
     public var name: String
     public var seconds: Double
     /// Bytes the phase moved (restore: read from the repository; wal-download: stored WAL; replay: WAL replayed).
@@ -234,7 +234,12 @@ public struct Drill {
             if !result.passed, result.failure == nil {
                 result.failure = result.checks.first { $0.status == "failed" }.map { "\($0.name): \($0.detail)" }
             }
-            if record { store(result) }
+            if record {
+                store(result)
+                // Printed (and in --report), not in the stored record: it cannot time its own writing.
+                phase("record", detail: "\(result.key) in the repository and the catalog")
+                result.rtoSeconds = result.phases.reduce(0) { $0 + $1.seconds }
+            }
             return result
         }
 

@@ -8,9 +8,13 @@ public enum DrillAge {
     /// A warning line when the last successful drill is older than `maxAge` seconds, or there is
     /// none; nil when it is recent enough or `maxAge` is 0.
     public static func warning(info: CatalogInfo, maxAge: Int, now: Date = Date()) -> String? {
+        warning(lastPassed: info.lastPassedDrill, maxAge: maxAge, now: now)
+    }
+
+    public static func warning(lastPassed: DrillSummary?, maxAge: Int, now: Date = Date()) -> String? {
         guard maxAge > 0 else { return nil }
         let days = Double(maxAge) / 86_400
-        guard let p = info.lastPassedDrill else {
+        guard let p = lastPassed else {
             return "WARNING: no successful drill recorded: prove that the archive restores with `walctl drill` (drill-max-age: \(DrillText.days(days)))"
         }
         let age = now.timeIntervalSince(p.startedAt.date)
@@ -46,17 +50,21 @@ public enum DrillText {
 
     /// `walctl info`'s lines about drills.
     public static func infoLines(_ i: CatalogInfo) -> [String] {
+        infoLines(last: i.lastDrill, lastPassed: i.lastPassedDrill, warning: i.drillWarning)
+    }
+
+    public static func infoLines(last: DrillSummary?, lastPassed: DrillSummary?, warning: String?) -> [String] {
         var out: [String] = []
-        if let d = i.lastDrill {
+        if let d = last {
             let t = d.targetType == "latest" ? "latest" : "\(d.targetType) \(d.targetValue ?? "")"
             out.append("last drill: \(d.startedAt.iso8601)  \(d.passed ? "PASSED" : "FAILED")  target \(t)"
                        + (d.rtoSeconds.map { "  RTO \(duration($0))" } ?? "") + (d.rpoSeconds.map { "  RPO \(duration($0))" } ?? "")
                        + (d.failure.map { "  (\($0))" } ?? ""))
-            if !d.passed, let p = i.lastPassedDrill { out.append("last successful drill: \(p.startedAt.iso8601)") }
+            if !d.passed, let p = lastPassed { out.append("last successful drill: \(p.startedAt.iso8601)") }
         } else {
             out.append("last drill: none")
         }
-        if let w = i.drillWarning { out.append(w) }
+        if let w = warning { out.append(w) }
         return out
     }
 
