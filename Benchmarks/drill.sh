@@ -33,7 +33,7 @@ sql "insert into t select g, md5(g::text) from generate_series(1, 200000) g"
 as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label base --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>&1 || { echo "backup failed"; exit 1; }
 start_lsn="$(sql "select pg_current_wal_lsn()")"
 n=0
-while [ "$(sql "select (pg_current_wal_lsn() - '$start_lsn'::pg_lsn) / 16777216")" -lt "$SEGS" ]; do
+while [ "$(sql "select floor((pg_current_wal_lsn() - '$start_lsn'::pg_lsn) / 16777216)::int")" -lt "$SEGS" ]; do
     sql "insert into t select g, md5(g::text) from generate_series($((n * 100000 + 1000001)), $((n * 100000 + 1100000))) g"; n=$((n + 1))
 done
 sleep 1.1; TARGET="$(sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")"; sleep 1.1

@@ -133,10 +133,15 @@ test_check_sql_false_fails_and_cleans_up() {
 }
 
 test_sigterm_during_replay() {
-    # recovery_min_apply_delay holds replay at the first commit after consistency (it applies to
-    # archive recovery too): the drill is in replay when it is terminated.
-    start_source "$FIRST_V" "recovery_min_apply_delay = '1h'"
+    start_source "$FIRST_V"
     story
+    # pg-bin: a postgres that appends recovery_min_apply_delay = 1h to the drill's settings (the
+    # last -c wins), which holds replay at the first commit after consistency (it applies to archive
+    # recovery too): the drill is in replay when it is terminated.
+    mkdir "$W/bin"
+    printf '#!/bin/sh\n[ "$1" = --version ] && exec %s/postgres --version\nexec %s/postgres "$@" -c recovery_min_apply_delay=1h\n' "$BIN" "$BIN" > "$W/bin/postgres"
+    chmod 755 "$W/bin/postgres"; ln -s "$BIN/psql" "$W/bin/psql"; chown -R postgres "$W/bin"
+    sed -i "/^pg-bin = /d" "$W/walctl.conf"; echo "pg-bin = $W/bin" >> "$W/walctl.conf"
     (cd "$W" && exec runuser -u postgres -- "$WALCTL" drill --config "$W/walctl.conf" --workdir "$W/drills" --latest > "$W/out" 2> "$W/err") &
     local runner=$!
     wait_until 60 bash -c "ls $W/drills/*/data/walctl_recovery_progress 2>/dev/null | grep -q . && grep -q 'consistent recovery state reached' $W/drills/*/data/walctl_recovery.log" \

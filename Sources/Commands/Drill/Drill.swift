@@ -291,7 +291,7 @@ public struct Drill {
                     "-c", "hba_file=\(hba)", "-c", "archive_mode=off", "-c", "archive_command=",
                     "-c", "ssl=off", "-c", "logging_collector=off", "-c", "log_destination=stderr",
                     "-c", "external_pid_file=", "-c", "cluster_name=walctl-drill", "-c", "hot_standby=on",
-                    "-c", "primary_conninfo=", "-c", "log_line_prefix=%m [%p] "]
+                    "-c", "primary_conninfo=", "-c", "recovery_min_apply_delay=0", "-c", "log_line_prefix=%m [%p] "]
         if bins.major < 15 { argv += ["-c", "stats_temp_directory=pg_stat_tmp"] }
         var env = ProcessInfo.processInfo.environment
         env["LC_MESSAGES"] = "C"
