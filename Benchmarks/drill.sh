@@ -49,7 +49,9 @@ bare=(); drill=(); checks=(); nochecks=()
 for i in $(seq 1 "$RUNS"); do
     t0="$(now)"
     as_pg "$WALCTL" recover --config "$W/walctl.conf" --to "$TARGET" --pgdata "$W/bare" --action promote >/dev/null 2>&1 || { echo "recover failed"; exit 1; }
-    as_pg sed -i "s/^port = .*/port = $PORT/" "$W/bare/postgresql.conf"
+    # As the drill does: no archiving from the recovered copy (its promotion would archive a new
+    # timeline into the repository, and the next plan would follow it).
+    as_pg sed -i "s/^port = .*/port = $PORT/; s/^archive_mode = .*/archive_mode = off/" "$W/bare/postgresql.conf"
     as_pg "$BIN/pg_ctl" -D "$W/bare" -l "$W/bare/walctl_recovery.log" -w -t 600 start >/dev/null
     until [ "$(sql "select pg_is_in_recovery()" 2>/dev/null)" = f ]; do sleep 0.05; done
     as_pg "$BIN/pg_ctl" -D "$W/bare" -w -m fast stop >/dev/null
