@@ -130,6 +130,11 @@ test_check_sql_false_fails_and_cleans_up() {
     assert_eq "$RC" 1 "exit status of a drill whose check errors"
     echo "$OUT" | grep -q 'no_such_table' || fail "the SQL error is not reported"
     no_leftovers
+    # --keep: the scratch directory stays (the restored data directory in it), the server does not.
+    drill --latest --keep
+    assert_eq "$RC" 0 "exit status of a passing drill with --keep"
+    [ -f "$(ls -d "$W"/drills/*/ | head -1)data/PG_VERSION" ] || fail "--keep did not keep the scratch directory"
+    if pgrep -u postgres -f "postgres -D $W/drills" >/dev/null; then fail "a drill server is still running after --keep"; fi
 }
 
 test_sigterm_during_replay() {
