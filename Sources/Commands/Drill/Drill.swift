@@ -306,15 +306,24 @@ public struct Drill {
         var status: RecoveryStatus?
         var reached = false
         var serverExited = false
+        // Once the log says promoted, the server must answer within this many seconds (a role
+        // named after the OS user missing, a full connection table): else the drill fails instead
+        // of waiting for ever.
+        let connectGrace = 60.0
+        var promotedAt: Date?
+        var connectError: String?
         while true {
             if !ChildProcess.isRunning(pid) { serverExited = true; break }
             let s = try RecoveryStatus.read(pgdata: data, log: log)
             status = s
             if s.state == "failed" { break }
-            if s.state == "promoted" || s.targetReached == true, let out = try? psql.run(sql: "SELECT pg_is_in_recovery()", database: "postgres"),
-               out.succeeded, out.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "f" {
-                reached = true
-                break
+            if s.state == "promoted" || s.targetReached == true {
+                if s.state == "promoted" { promotedAt = promotedAt ?? Date() }
+                if let out = try? psql.run(sql: "SELECT pg_is_in_recovery()", database: "postgres") {
+                    if out.succeeded && out.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "f" { reached = true; break }
+                    if !out.succeeded { connectError = PSQL.firstError(out) }
+                }
+                if let p = promotedAt, Date().timeIntervalSince(p) > connectGrace { break }
             }
             usleep(50_000)
         }
@@ -339,7 +348,7 @@ public struct Drill {
             let where_ = status?.stoppedAt ?? status?.lastCompletedTransaction.map { "last completed transaction at \($0)" } ?? "end of the archived WAL"
             reachedCheck = DrillCheck(name: "reached-target", status: "passed", detail: "recovery reached the target (\(where_)), promoted and accepts connections", seconds: 0)
         } else {
-            var why = status?.errors.last ?? "the server stopped"
+            var why = status?.errors.last ?? (promotedAt != nil ? "the promoted server did not accept connections as \(user) within \(Int(connectGrace)) s: \(connectError ?? "no answer")" : "the server stopped")
             if let walctlError = Self.lastWalctlError(log) { why = walctlError + "; server: " + why }
             reachedCheck = DrillCheck(name: "reached-target", status: "failed", detail: (serverExited ? "the server exited before reaching the target: " : "") + why, seconds: 0)
             result.failure = "reached-target: " + reachedCheck.detail
