@@ -29,6 +29,7 @@ cleanup() {
     # No drill server may outlive a test, whatever happened.
     pkill -u postgres -f "postgres -D $W/" 2>/dev/null || true
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+    stop_moto   # test_s3_drill's emulator (start_source replaced start_moto's EXIT trap)
 }
 
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
