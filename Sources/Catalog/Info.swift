@@ -32,6 +32,12 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
     /// The problem `status` names as a stable code: `ok`, `missing-objects`, `stale-catalog`,
     /// `damaged-wal`, `skipped`, `gap`, `incomplete-catalog`.
     public var statusCode: String? = nil
+    /// The newest `walctl drill` (docs/drills.md), and the newest one that passed; nil when none.
+    public var lastDrill: DrillSummary? = nil
+    public var lastPassedDrill: DrillSummary? = nil
+    /// Set by `walctl info` (Commands) when the last successful drill is older than `drill-max-age`
+    /// (or there is none): one line for the operator.
+    public var drillWarning: String? = nil
 
     /// One timeline's archived WAL.
     public struct TimelineInfo: Codable, Equatable, Sendable {
@@ -91,11 +97,15 @@ extension Catalog {
                                          ageSeconds: Double(now.microseconds - $0.archivedAt.microseconds) / 1_000_000,
                                          lastXactTime: $0.lastXactTime)
             }
-            return CatalogInfo(repository: repositoryURL, systemIdentifier: sys, walSegmentSize: segmentSize.bytes,
+            let drills = try lastDrills()
+            var info = CatalogInfo(repository: repositoryURL, systemIdentifier: sys, walSegmentSize: segmentSize.bytes,
                                catalogPath: path, catalogComplete: try isComplete(), generatedAt: now,
                                counts: try counts(), backups: try backups(), timelines: tlInfo,
                                recoverableWindows: try recoverableWindows(), lastArchived: last,
                                skippedSegments: try skippedSegments(), catalogCheckedAt: try checkedAt())
+            info.lastDrill = drills.last
+            info.lastPassedDrill = drills.lastPassed
+            return info
         }
     }
 

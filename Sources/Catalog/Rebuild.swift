@@ -74,7 +74,7 @@ extension Catalog {
             try conn.prepare("UPDATE repository SET rebuilt_at=NULL, rebuild_started_at=? WHERE id=?")
                 .run([.int(PGTimestamp(date: started).microseconds), id])
             for t in ["segment", "partial_segment", "run", "timeline_stats", "restore_point", "archived_file", "timeline_history", "backup",
-                      "skipped_segment"] {
+                      "skipped_segment", "drill"] {
                 try conn.prepare("DELETE FROM \(t) WHERE repo=?").run([id])
             }
         }
@@ -130,6 +130,7 @@ extension Catalog {
                 report.unreadable.append("\(key): \(error)")
             }
         }
+        try rebuildDrills(from: repository, report: &report)
         try markComplete()
         report.seconds = Date().timeIntervalSince(started)
         return report

@@ -125,6 +125,9 @@ public struct BackupRecord: Codable, Equatable, Sendable {
     public var pgVersion: Int
     /// Decimal string, as in `repository.json`.
     public var systemIdentifier: String
+    /// Each database and its size (`pg_database_size`) when the backup ended, for `walctl drill`'s
+    /// database check; nil in records of backups taken before walctl recorded it.
+    public var databases: [DatabaseSize]? = nil
 
     public init(label: String, startLSN: LSN, stopLSN: LSN, startTime: PGTimestamp, stopTime: PGTimestamp,
                 timeline: TimeLineID, stopTimeline: TimeLineID? = nil, checkpointLSN: LSN? = nil,
@@ -154,6 +157,13 @@ public struct BackupRecord: Codable, Equatable, Sendable {
         enc.outputFormatting = [.sortedKeys]
         do { return Array(try enc.encode(self)) } catch { throw .invalidInput("cannot encode backup \(label): \(error)") }
     }
+}
+
+/// One database of a backed-up cluster and its size in bytes.
+public struct DatabaseSize: Codable, Equatable, Sendable {
+    public var name: String
+    public var bytes: Int64
+    public init(name: String, bytes: Int64) { self.name = name; self.bytes = bytes }
 }
 
 /// From when to when one timeline can be recovered with what is archived.
@@ -209,6 +219,8 @@ public struct RebuildReport: Codable, Equatable, Sendable {
     /// Safety-valve markers restored as skipped segments (markers of segments archived after all
     /// are not counted: no gap).
     public var skippedSegments = 0
+    /// Drill records (`drill/<timestamp>.json`) read back.
+    public var drills = 0
     /// Meta or backup keys that could not be read or decoded (with the reason), skipped.
     public var unreadable: [String] = []
     public var seconds = 0.0

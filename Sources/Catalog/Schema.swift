@@ -1,5 +1,5 @@
-/// The catalog schema. Version 3 (version 1 lacked `skipped_segment`; version 2 lacked the damage
-/// columns of `segment` / `partial_segment` and `repository.checked_at`). Integers everywhere: times are PostgreSQL microseconds since
+/// The catalog schema. Version 4 (version 1 lacked `skipped_segment`; version 2 lacked the damage
+/// columns of `segment` / `partial_segment` and `repository.checked_at`; version 3 lacked `drill`). Integers everywhere: times are PostgreSQL microseconds since
 /// 2000-01-01 (`PGTimestamp.microseconds`), LSNs are the 64-bit value stored as its int64 bit
 /// pattern, timelines and segment numbers are plain integers.
 ///
@@ -7,7 +7,7 @@
 /// the hot tables are `WITHOUT ROWID`, clustered on their primary key, so every query is a B-tree
 /// seek. See docs/catalog.md for the query-to-index map.
 enum Schema {
-    static let version: Int64 = 3
+    static let version: Int64 = 4
 
     /// Opening a catalog of an older version creates what is missing (every statement below is
     /// `IF NOT EXISTS`) and marks every repository in it incomplete: the older walctl did not record
@@ -140,5 +140,13 @@ enum Schema {
         size INTEGER NOT NULL,
         PRIMARY KEY(repo, timeline, segno)
     ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS drill(
+        repo INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        passed INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        PRIMARY KEY(repo, started_at)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS drill_passed ON drill(repo, passed, started_at);
     """
 }

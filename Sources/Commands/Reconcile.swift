@@ -279,6 +279,7 @@ public struct ArchiveInfo {
         let s = try Self.status(catalog: catalog, repository: access.repository, info: info)
         info.statusCode = s.code
         info.status = s.line
+        info.drillWarning = DrillAge.warning(info: info, maxAge: (try? config.int(.drillMaxAge)) ?? 0)
         return info
     }
 

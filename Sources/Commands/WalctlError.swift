@@ -37,12 +37,14 @@ public enum WalctlError: Error, CustomStringConvertible {
     case plannedSegmentMissing(file: String, repository: String, planPath: String, range: String)
     /// The command line could not be parsed (archive-get reports it as a failure, exit 255).
     case usage(String)
+    /// `walctl drill`: no PostgreSQL server binaries of the backup's major version were found.
+    case serverBinariesMissing(String)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
         "invalid-name", "repo-not-initialised", "file-io", "invalid-wal", "archive-mismatch", "repo-io", "not-found",
         "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
-        "absence-unconfirmed", "planned-segment-missing", "usage",
+        "absence-unconfirmed", "planned-segment-missing", "usage", "pg-binaries-missing",
     ]
 
     /// Stable, searchable code.
@@ -63,6 +65,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .absenceUnconfirmed: return "absence-unconfirmed"
         case .plannedSegmentMissing: return "planned-segment-missing"
         case .usage: return "usage"
+        case .serverBinariesMissing: return "pg-binaries-missing"
         }
     }
 
@@ -88,6 +91,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .plannedSegmentMissing(let f, let r, let p, let range):
             return "\(f) is missing from repository \(r) although it lies inside the planned range \(range) (\(p)): the repository is broken (deleted or lost objects), not at its end; failing (exit 255) so recovery stops instead of ending here"
         case .usage(let m): return m
+        case .serverBinariesMissing(let m): return m
         }
     }
 

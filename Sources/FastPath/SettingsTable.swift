@@ -152,6 +152,8 @@ public enum Setting: String, CaseIterable, Sendable {
     case s3UploadThreads = "s3-upload-threads"
     case s3ConnectTimeout = "s3-connect-timeout"
     case s3StallTimeout = "s3-stall-timeout"
+    case pgBin = "pg-bin"
+    case drillMaxAge = "drill-max-age"
 
     public var name: String { rawValue }
 
@@ -163,7 +165,8 @@ public enum Setting: String, CaseIterable, Sendable {
     public var type: SettingType {
         switch self {
         case .repository: return .repositoryURL
-        case .catalog, .pgdata, .spoolPath, .s3CAFile: return .path
+        case .catalog, .pgdata, .spoolPath, .s3CAFile, .pgBin: return .path
+        case .drillMaxAge: return .seconds(0...3660 * Self.day)
         case .compressType: return .choice(["zstd", "gzip", "none", "zst", "gz", "off"])
         case .compressLevel: return .integer(0...19)
         case .archiveGetRetryTime: return .seconds(0...7 * Self.day)
@@ -209,6 +212,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "2"
         case .s3ConnectTimeout: return "10"
         case .s3StallTimeout: return "30"
+        case .drillMaxAge: return "7948800"
         default: return nil
         }
     }
@@ -251,6 +255,8 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "parallel part uploads of one multipart object"
         case .s3ConnectTimeout: return "seconds to establish a connection"
         case .s3StallTimeout: return "seconds without progress before a transfer is abandoned and retried"
+        case .pgBin: return "directory of the PostgreSQL server binaries `walctl drill` runs (default: `pg_config --bindir` when its major version matches the backup's, else /usr/lib/postgresql/N/bin or /usr/pgsql-N/bin)"
+        case .drillMaxAge: return "seconds after which `walctl info` warns that the last successful drill is too old (default 92 days, a quarter; 0: never)"
         }
     }
 

@@ -136,6 +136,7 @@ enum InfoText {
         } else {
             out.append("last archived: none")
         }
+        out += DrillText.infoLines(i)
         return out.joined(separator: "\n")
     }
 }

@@ -64,12 +64,15 @@ struct RecoverCommand: ParsableCommand {
     var status = false
     @Option(name: .long, help: ArgumentHelp("Server log for --status (default: walctl_recovery.log in --pgdata).", valueName: "file"))
     var log: String?
+    @Option(name: .customLong("report"), help: ArgumentHelp("With --status: write the incident report (Markdown, the runbook's headings: RTO parts, RPO) to this file.", valueName: "file"))
+    var reportFile: String?
 
     func validate() throws {
         if status {
             guard pgdata != nil else { throw ValidationError("--status needs --pgdata DIR") }
             return
         }
+        guard reportFile == nil else { throw ValidationError("--report needs --status") }
         let n = [toTime != nil, toLSN != nil, toName != nil, toXID != nil, immediate, latest].filter { $0 }.count
         guard n == 1 else { throw ValidationError("name exactly one target: --to TIME, --to-lsn, --to-name, --to-xid, --immediate or --latest") }
         guard !(inclusiveFlag && exclusiveFlag) else { throw ValidationError("--inclusive and --exclusive exclude each other") }
@@ -99,6 +102,11 @@ struct RecoverCommand: ParsableCommand {
             let dir = pgdata ?? "."
             if status {
                 let s = try RecoveryStatus.read(pgdata: dir, log: log)
+                if let reportFile {
+                    // The configuration gives the catalog (the RPO); the report is written without it.
+                    let config = try? global.load()
+                    try DrillOutput.write(try IncidentReport.markdown(pgdata: dir, log: log, config: config), to: reportFile)
+                }
                 print(json ? try encodeJSON(s) : s.text)
                 return
             }

@@ -17,7 +17,7 @@ struct Walctl: ParsableCommand {
         version: version,
         subcommands: [
             ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
-            InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self,
+            InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self, DrillCommand.self,
             CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, MetricsCommand.self,
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]

@@ -55,7 +55,7 @@ import WALFormat
                 """)
         }
         let c = try open(d)
-        #expect(try c.conn.scalar("PRAGMA user_version") == 3)
+        #expect(try c.conn.scalar("PRAGMA user_version") == Int64(Catalog.schemaVersion))
         #expect(try c.isComplete() == false)   // readers rebuild: the metas restore the damage columns
         #expect(try c.checkedAt() == nil)
         #expect(try c.segment(timeline: 1, segno: 2)?.damagedLSN == nil)

@@ -155,12 +155,13 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     let stopDate = Date()
 
     let size = result.bytesDone ?? sink.archives.compactMap(\.tarSize).reduce(0, +)
-    let record = BackupRecord(label: label, startLSN: result.start.lsn, stopLSN: result.stop.lsn,
+    var record = BackupRecord(label: label, startLSN: result.start.lsn, stopLSN: result.stop.lsn,
                               startTime: PGTimestamp(date: startDate), stopTime: PGTimestamp(date: stopDate),
                               timeline: result.start.timeline,
                               stopTimeline: result.stop.timeline == result.start.timeline ? nil : result.stop.timeline,
                               size: size, storedSize: sink.storedTotal, status: .complete,
                               pgVersion: version / 10000, systemIdentifier: info.systemIdentifier)
+    record.databases = databaseSizes(conn, label: label, log: log)
     let contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
                                   manifestChecksumAlgorithm: sink.manifestSize != nil ? bb.manifestChecksums : nil,
                                   manifestSize: sink.manifestSize, serverVersionNum: version, walSegmentSize: segBytes,
@@ -180,6 +181,21 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     }
     log("backup \(label): complete, \(size) bytes, \(sink.storedTotal) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(String(format: "%.1f", walWait)) s)")
     return record
+}
+
+/// Every database and its size, for `walctl drill`'s database check (docs/drills.md); nil with a
+/// warning when the server does not answer (the backup does not depend on it).
+private func databaseSizes(_ conn: PGConnection, label: String, log: (String) -> Void) -> [DatabaseSize]? {
+    do {
+        let r = try conn.query("SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END AS bytes FROM pg_database ORDER BY datname")
+        return (0..<r.rows.count).compactMap { i in
+            guard let n = r.value(i, "datname"), let b = r.value(i, "bytes").flatMap({ Int64($0) }) else { return nil }
+            return DatabaseSize(name: n, bytes: b)
+        }
+    } catch {
+        log("backup \(label): warning: could not record database sizes (walctl drill will not compare them): \(error)")
+        return nil
+    }
 }
 
 private func isAutomatic(_ c: BackupCompression) -> Bool {

@@ -129,6 +129,7 @@ public struct Recover {
         let repository = try RepositoryFactory.open(config)
         var options = RestoreOptions()
         if let owner { options.owner = (owner.uid, owner.gid) }
+        let restoreStarted = Date()
         let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: note)
         let versionText: String
         do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
@@ -143,7 +144,10 @@ public struct Recover {
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
         try writeFile(dir + "/" + RecoveryFiles.plan, try enc.encode(plan), append: false, mode: 0o600)
         try writeFile(dir + "/" + RecoveryFiles.progress, Data(), append: false, mode: 0o600)
-        files += [dir + "/" + RecoveryFiles.plan, dir + "/" + RecoveryFiles.progress]
+        let timing = RestoreTiming(restoreStartedAt: restoreStarted.timeIntervalSince1970, restoreFinishedAt: Date().timeIntervalSince1970,
+                                   bytes: report.bytes, storedBytes: report.storedBytes, files: report.files)
+        try writeFile(dir + "/" + RecoveryFiles.timing, try enc.encode(timing), append: false, mode: 0o600)
+        files += [dir + "/" + RecoveryFiles.plan, dir + "/" + RecoveryFiles.progress, dir + "/" + RecoveryFiles.timing]
         if let owner {
             // Everything under the data directory and its tablespaces: what the restore wrote, the
             // settings, the plan, the progress file, the target directory itself.

@@ -13,6 +13,18 @@ public enum RecoveryFiles {
     /// A complete walctl config for the restore command, written only when credentials came from the
     /// environment or the command line (mode 0600).
     public static let config = "walctl_recovery.conf"
+    /// When the restore of the backup started and ended and what it moved (`RestoreTiming`), for
+    /// `walctl recover --status --report`.
+    public static let timing = "walctl_recovery_timing.json"
+}
+
+/// What `walctl recover` measured of its own part of a recovery.
+public struct RestoreTiming: Codable, Equatable, Sendable {
+    public var restoreStartedAt: Double
+    public var restoreFinishedAt: Double
+    public var bytes: Int64
+    public var storedBytes: Int64
+    public var files: Int
 }
 
 /// Builds `restore_command` and writes the recovery settings for the server version.
