@@ -178,12 +178,13 @@ public struct MetricsReport {
                     if let s = b.storedSize { m.add("walctl_newest_backup_stored_bytes", help: "Bytes the newest complete base backup takes in the repository.", Double(s)) }
                 }
                 if let d = extras.lastDrill {
-                    if let t = d.time {
-                        m.add("walctl_last_drill_timestamp_seconds", help: "When the newest recovery drill ran (Unix time).", Self.seconds(t))
-                        m.add("walctl_last_drill_age_seconds", help: "Seconds since the newest recovery drill ran.", age(t))
-                    }
-                    if let p = d.passed { m.add("walctl_last_drill_success", help: "1 when the newest recovery drill passed, 0 when it failed.", p ? 1 : 0) }
+                    m.add("walctl_last_drill_timestamp_seconds", help: "When the newest recovery drill ran (Unix time).", Self.seconds(d.startedAt))
+                    m.add("walctl_last_drill_age_seconds", help: "Seconds since the newest recovery drill ran.", age(d.startedAt))
+                    m.add("walctl_last_drill_success", help: "1 when the newest recovery drill passed, 0 when it failed.", d.passed ? 1 : 0)
                     if let r = d.rtoSeconds { m.add("walctl_last_drill_rto_seconds", help: "Recovery time the newest drill measured (restore + replay until the server accepted connections).", r) }
+                }
+                if let d = extras.lastPassedDrill {
+                    m.add("walctl_last_successful_drill_age_seconds", help: "Seconds since the newest recovery drill that passed.", age(d.startedAt))
                 }
             } catch {
                 m.add("walctl_catalog_up", help: "1 when the catalog could be read.", 0)
