@@ -127,6 +127,19 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// `--no-progress`, for the commands that show progress (backup, restore-backup, recover, catalog
+/// rebuild, verify): never part of GlobalOptions, so archive-push/get do not take it.
+struct ProgressOptions: ParsableArguments {
+    @Flag(name: .customLong("no-progress"), help: "Show no progress line (default: a live line on a terminal, else a line every progress-interval seconds on stderr).")
+    var noProgress = false
+
+    func output(_ config: Configuration) throws -> ProgressOutput {
+        do { return try ProgressOutput.standardError(config: config, enabled: !noProgress) } catch {
+            throw Failure(error: WalctlError.configuration(error), exitCode: 1)
+        }
+    }
+}
+
 /// A failure with the exit code the command contract asks for; printed as one line on stderr.
 struct Failure: Error {
     var error: Error

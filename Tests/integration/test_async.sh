@@ -217,7 +217,7 @@ test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
     # info: the skip in JSON, and the loud line in text.
     as_pg "$WALCTL" info --config "$W/walctl.conf" --json > "$W/info.json" || fail "info --json"
     assert_eq "$(json_names "$W/info.json" skippedSegments)" "$skipped" "info --json skippedSegments"
-    as_pg "$WALCTL" info --config "$W/walctl.conf" | grep -q "PITR broken: 1 segments skipped by the safety valve on timeline 1 ($skipped..$skipped)" \
+    as_pg "$WALCTL" info --config "$W/walctl.conf" | grep -q "PITR broken: 1 segment skipped by the safety valve on timeline 1 ($skipped..$skipped)" \
         || fail "info text: $(as_pg "$WALCTL" info --config "$W/walctl.conf" 2>&1)"
     # verify: exit 1, naming it; --json too.
     local out rc=0

@@ -6,6 +6,8 @@ import WALFormat
 /// data directory (the saved plan, the restore command's progress lines) and the server log. Needs
 /// no connection, so it also works while the server is not accepting connections yet.
 public struct RecoveryStatus: Codable, Equatable, Sendable {
+    /// `recover --status --json` (docs/json.md).
+    public var formatVersion = 1
     public var pgdata: String
     /// `not-started`, `replaying`, `paused-at-target`, `promoted`, `shutdown-at-target`, `failed`, `stopped`.
     public var state: String
@@ -30,6 +32,12 @@ public struct RecoveryStatus: Codable, Equatable, Sendable {
     public var logFile: String?
     /// FATAL and PANIC lines from the log.
     public var errors: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion, pgdata, state, serverRunning, target, backupLabel, plannedSegments = "plannedSegmentCount"
+        case restoredSegments = "restoredSegmentCount", lastRestored, elapsedSeconds, bytesPerSecond, etaSeconds
+        case targetReached, stoppedAt, lastCompletedTransaction, consistent, logFile, errors
+    }
 
     /// Reads the status of the recovery in `pgdata`; `log` overrides the server log's location
     /// (default: `walctl_recovery.log` in `pgdata`, else the newest file in `pgdata/log`).
