@@ -227,7 +227,7 @@ test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
     rc=0; as_pg "$WALCTL" verify --config "$W/walctl.conf" --json --deep > "$W/verify.json" || rc=$?
     assert_eq "$rc" "1" "verify --json exit code"
     assert_eq "$(json_names "$W/verify.json" skipped)" "$skipped" "verify --json skipped"
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["ok"] is False and d["deep"] and d["objectsRead"] >= 3 and not d["corrupt"] else 1)' "$W/verify.json" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["ok"] is False and d["deep"] and d["readObjectCount"] >= 3 and not d["corrupt"] else 1)' "$W/verify.json" \
         || fail "verify --json: $(cat "$W/verify.json")"
     # recover: a target after the skip is refused (exit 3, code skipped); one before it still plans.
     rc=0; as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --dry-run --to "$t_after" >/dev/null 2>"$W/rec.err" || rc=$?

@@ -45,7 +45,7 @@ test_sigkill_archive_push_at_many_points() {
     done
     # No temporary files left where readers could mistake them for objects.
     [ -z "$(repo_objects "$w" '/\.[^/]*tmp')" ] || true
-    local segs; segs="$("$WALCTL" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["segments"])')"
+    local segs; segs="$("$WALCTL" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["segmentCount"])')"
     assert_eq "$segs" "$n" "segments in the catalog"
     rm -rf "$w"
 }
