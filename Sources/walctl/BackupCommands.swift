@@ -24,7 +24,13 @@ struct BackupCommand: ParsableCommand {
         @Option(name: .long, help: "Backup label (default: from the start time).") var label: String?
         @Option(name: .long, help: "Where to compress: auto (in the server for zstd on PostgreSQL 15+), server or client.") var compressWhere: String = "auto"
         @Flag(name: .long, help: "Spread the checkpoint instead of an immediate one.") var spreadCheckpoint = false
+        @Option(name: .customLong("max-rate"), help: ArgumentHelp("Limit the server's transfer rate to this many kB/s (32 to 1048576), as pg_basebackup --max-rate.", valueName: "kB/s"))
+        var maxRate: Int?
         @OptionGroup var progressOptions: ProgressOptions
+
+        func validate() throws {
+            if let r = maxRate, !(32...1_048_576).contains(r) { throw ValidationError("--max-rate must be from 32 to 1048576 (kB/s)") }
+        }
 
         func run() throws {
             try runCommand {
@@ -33,6 +39,7 @@ struct BackupCommand: ParsableCommand {
                 var options = BackupOptions()
                 options.label = label
                 options.fastCheckpoint = !spreadCheckpoint
+                options.maxRateKBps = maxRate
                 options.archiveTimeout = TimeInterval(try config.int(.archiveCheckTimeout) ?? 60)
                 let (codec, level) = try config.compression()
                 switch compressWhere {
