@@ -84,6 +84,14 @@ final class FakeTerminal: @unchecked Sendable {
         #expect(!t.text.hasSuffix("\r\u{1B}[K\r\u{1B}[K"))
     }
 
+    @Test func aLiveLineShowsTheTotalAsSoonAsItIsKnown() {
+        let t = FakeTerminal()
+        let p = t.output(.terminal(redraw: 0.25)).start("catalog rebuild", unit: .objects)
+        #expect(t.text == "\rcatalog rebuild: 0 objects\u{1B}[K")
+        p.setTotal(9)
+        #expect(t.text.hasSuffix("\rcatalog rebuild: 0 of 9 objects (0%)\u{1B}[K"))
+    }
+
     @Test func plainLinesEveryInterval() {
         let t = FakeTerminal()
         let p = t.output(.lines(interval: 10)).start("catalog rebuild", unit: .objects)

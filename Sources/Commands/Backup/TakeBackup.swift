@@ -144,7 +144,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     }
     let streamSeconds = Date().timeIntervalSince(streamStart)
     shown.finish()
-    log("backup \(label): streamed \(sink.storedTotal) bytes stored in \(String(format: "%.1f", streamSeconds)) s; start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
+    log("backup \(label): streamed \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
 
     // Every segment from start to stop must be archived before the backup counts.
     let waitStart = Date()
@@ -186,7 +186,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     if let catalog {
         do { try catalog.recordBackup(record) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
     }
-    log("backup \(label): complete, \(size) bytes, \(sink.storedTotal) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(String(format: "%.1f", walWait)) s)")
+    log("backup \(label): complete, \(Human.bytes(size)), \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
     return record
 }
 

@@ -99,8 +99,15 @@ public final class WorkProgress: ProgressSink, @unchecked Sendable {
         lock.lock(); tickLocked(now: started); lock.unlock()
     }
 
+    /// Sets the total once known; a live line is redrawn at once, so the total shows as soon as it
+    /// is known.
     public func setTotal(_ total: Int64?) {
-        lock.lock(); self.total = total; lock.unlock()
+        if isOff { return }
+        let now = output.now()
+        lock.lock(); defer { lock.unlock() }
+        self.total = total
+        if case .terminal = output.mode { next = min(next, now) }
+        tickLocked(now: now)
     }
 
     public func add(_ n: Int64) {
