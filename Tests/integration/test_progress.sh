@@ -63,7 +63,8 @@ test_progress_on_a_terminal_in_a_log_and_off() {
     on_tty "$W/restore.tty" "$WALCTL" restore-backup t1 --pgdata "$W/r1" --config "$c" || fail "restore-backup: $(cat "$W/restore.tty")"
     has_live_line "$W/restore.tty" "restore t1" || fail "no live progress line for restore-backup: $(cat -v "$W/restore.tty" | head -c 800)"
     as_pg "$WALCTL" restore-backup t1 --pgdata "$W/r2" --config "$c" > "$W/r2.out" 2>&1 || fail "restore-backup (log)"
-    assert_eq "$(grep -c "restored backup t1" "$W/r2.out")" "1" "restore-backup result lines: $(cat "$W/r2.out")"
+    assert_eq "$(grep -c "verified against the manifest" "$W/r2.out")" "1" "restore-backup result lines: $(cat "$W/r2.out")"
+    grep -q "^restored backup t1 into $W/r2: " "$W/r2.out" || fail "no result line: $(cat "$W/r2.out")"
 
     # catalog rebuild, verify --deep, recover's restore step.
     on_tty "$W/rebuild.tty" "$WALCTL" catalog rebuild --config "$c" || fail "catalog rebuild: $(cat "$W/rebuild.tty")"

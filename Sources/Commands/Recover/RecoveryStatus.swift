@@ -162,7 +162,7 @@ public struct RecoveryStatus: Codable, Equatable, Sendable {
         if let p = plannedSegments { progress += " of \(p) planned" + (p > 0 ? String(format: " (%.0f%%)", min(100, Double(restoredSegments) * 100 / Double(p))) : "") }
         if let l = lastRestored { progress += ", last \(l)" }
         out.append(progress)
-        if let b = bytesPerSecond { out.append(String(format: "rate: %.1f MB/s", b / 1e6) + (etaSeconds.map { String(format: ", ETA %.0f s", $0) } ?? "")) }
+        if let b = bytesPerSecond { out.append("rate: \(Human.rate(b))" + (etaSeconds.map { ", ETA \(Human.duration($0))" } ?? "")) }
         if consistent { out.append("consistent: yes") }
         if let r = targetReached { out.append("target reached: \(r ? "yes" : "NO")") }
         if let s = stoppedAt { out.append("stopped: \(s)") }
