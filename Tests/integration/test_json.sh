@@ -2,7 +2,8 @@
 # JSON suite (issue 15): every read command's --json on a real archive is ONE document that matches
 # its section of docs/json.md (Tests/integration/json_schema.py: no undocumented key, no missing key,
 # no wrong type, no escaped slash, `formatVersion` as documented), first on a clean archive, then
-# with a gap (a deleted segment), so the lists of problems are checked too.
+# with a gap (a deleted segment), so the lists of problems are checked too. Also the human forms of the
+# same commands: tables with a header, binary prefixes, singular/plural, no raw Swift values.
 source "$(dirname "$0")/lib.sh"
 
 CHECK="$REPO/Tests/integration/json_schema.py"
@@ -76,6 +77,24 @@ test_every_read_command_matches_docs_json() {
     check_doc catalog-check "$o/check.json"
     w catalog rebuild --json --no-progress > "$o/rebuild.json" || fail "catalog rebuild --json"
     check_doc catalog-rebuild "$o/rebuild.json"
+
+    # The human forms of the same commands: tables with a header, binary prefixes, singular and
+    # plural right, no Swift value printed raw (catalog check printed `CatalogDrift(...)`).
+    w catalog check > "$o/check.txt" || fail "catalog check"
+    grep -q "^catalog .* matches file://.*: ok$" "$o/check.txt" || fail "catalog check text: $(cat "$o/check.txt")"
+    w catalog rebuild --no-progress > "$o/rebuild.txt" || fail "catalog rebuild"
+    grep -qE "^catalog .* rebuilt from .* in [0-9.]+ s: [0-9]+ segments, 0 partial segments, 0 history files, 1 backup history file, 1 backup$" "$o/rebuild.txt" \
+        || fail "catalog rebuild text: $(cat "$o/rebuild.txt")"
+    w backup list > "$o/list.txt" || fail "backup list"
+    head -1 "$o/list.txt" | grep -qE "^LABEL +STATUS +TL +START LSN +STOP LSN +STARTED +STOPPED +SIZE +STORED$" || fail "backup list header: $(cat "$o/list.txt")"
+    grep -qE "^b1 +complete +1 +0/[0-9A-F]+ .* [0-9.]+ MiB +[0-9.]+ [KM]iB$" "$o/list.txt" || fail "backup list row: $(cat "$o/list.txt")"
+    w backup show b1 > "$o/show.txt" || fail "backup show"
+    grep -q "^backup b1: complete" "$o/show.txt" || fail "backup show text: $(cat "$o/show.txt")"
+    w info > "$o/info.txt" || fail "info"
+    grep -qE "^timeline 1: [0-9]+ segments, [0-9.]+ MiB \([0-9.]+ [KM]iB stored\)$" "$o/info.txt" || fail "info timeline line: $(cat "$o/info.txt")"
+    w verify --deep --no-progress > "$o/verify.txt" || fail "verify --deep"
+    grep -qE "^verify: timeline 1, WAL .*, 1 backup, [0-9]+ objects read back$" "$o/verify.txt" || fail "verify text: $(cat "$o/verify.txt")"
+    ! grep -hE "[A-Z][A-Za-z]+\([a-zA-Z]+: |\b1 (segments|backups|files|objects)\b|\(0 MiB" "$o"/*.txt || fail "raw Swift values or wrong plurals above"
 
     # A gap: one archived segment after the backup deleted from the repository.
     local victim; victim="$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["segmentRanges"][-1]; print(r["lastName"][:8] + "%08X%08X" % divmod(r["lastSegno"] - 2, 256))' "$o/plan.json")"
