@@ -119,10 +119,7 @@ PY
     local seg
     for seg in $(python3 - "$W/show.txt" <<'PY'
 import json, sys
-t = open(sys.argv[1]).read()
-d = json.JSONDecoder()
-_, i = d.raw_decode(t)
-c, _ = d.raw_decode(t[i:].lstrip())
+c = json.load(open(sys.argv[1]))["contents"]   # backup show --json: one document
 a, b = c["firstWALSegment"], c["lastWALSegment"]
 per = 0x100000000 // c["walSegmentSize"]
 n = lambda s: int(s[8:16], 16) * per + int(s[16:24], 16)
