@@ -123,6 +123,9 @@ public final class WorkProgress: ProgressSink, @unchecked Sendable {
         lock.lock(); self.done = done; tickLocked(now: now); lock.unlock()
     }
 
+    /// A progress dropped without `finish()` (an error was thrown) still erases its live line.
+    deinit { finish() }
+
     /// Ends the display: the live line is erased. Idempotent.
     public func finish() {
         lock.lock(); defer { lock.unlock() }
