@@ -148,6 +148,7 @@ struct Failure: Error {
 
 /// Writes one line to stderr (PostgreSQL copies archive/restore command stderr into its log).
 func report(_ message: String) {
+    ProgressOutput.clearLiveLine()
     FileHandle.standardError.write(Data(("walctl: " + message + "\n").utf8))
 }
 

@@ -19,6 +19,9 @@ public struct ProgressOutput: Sendable {
     public var write: @Sendable (String) -> Void
     /// Monotonic seconds.
     public var now: @Sendable () -> Double
+    /// True when `write` is the process's stderr (`standardError`): log lines then erase the live
+    /// line first (`clearLiveLine`).
+    var isProcessStandardError = false
 
     public init(mode: Mode, write: @escaping @Sendable (String) -> Void = ProgressOutput.writeStandardError,
                 now: @escaping @Sendable () -> Double = ProgressOutput.monotonicSeconds) {
@@ -34,7 +37,11 @@ public struct ProgressOutput: Sendable {
     /// (`-q`); a live line when stderr is a terminal; else a line every `progress-interval` seconds.
     public static func standardError(config: Configuration, enabled: Bool) throws(ConfigurationError) -> ProgressOutput {
         guard enabled, config.logLevel != "error" else { return .off }
-        if isatty(2) == 1 { return ProgressOutput(mode: .terminal(redraw: 0.25)) }
+        if isatty(2) == 1 {
+            var o = ProgressOutput(mode: .terminal(redraw: 0.25))
+            o.isProcessStandardError = true
+            return o
+        }
         let interval = try config.int(.progressInterval) ?? 10
         return ProgressOutput(mode: .lines(interval: Double(max(1, interval))))
     }
@@ -43,6 +50,27 @@ public struct ProgressOutput: Sendable {
     /// the work to do when known (it can be set later: `setTotal`).
     public func start(_ title: String, unit: WorkProgress.Unit, total: Int64? = nil) -> WorkProgress {
         WorkProgress(title: title, unit: unit, total: total, output: self)
+    }
+
+    /// Whether a live line is on the terminal now (drawn, not yet erased).
+    private static let live = LiveLine()
+    private final class LiveLine: @unchecked Sendable {
+        let lock = NSLock()
+        var shown = false
+    }
+
+    /// Erases the live progress line, if one is shown, before another line goes to stderr (a log
+    /// line would otherwise be glued to it); the progress redraws it at its next update. Called by
+    /// the stderr log handler and the CLI's `report`.
+    public static func clearLiveLine() {
+        live.lock.lock(); defer { live.lock.unlock() }
+        guard live.shown else { return }
+        live.shown = false
+        writeStandardError("\r\u{1B}[K")
+    }
+
+    static func setLiveLine(_ shown: Bool) {
+        live.lock.lock(); live.shown = shown; live.lock.unlock()
     }
 
     @Sendable public static func writeStandardError(_ text: String) {
@@ -131,7 +159,10 @@ public final class WorkProgress: ProgressSink, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         guard !finished else { return }
         finished = true
-        if case .terminal = output.mode, drawn { output.write("\r\u{1B}[K") }
+        if case .terminal = output.mode, drawn {
+            output.write("\r\u{1B}[K")
+            if output.isProcessStandardError { ProgressOutput.setLiveLine(false) }
+        }
     }
 
     private func tickLocked(now: Double) {
@@ -143,6 +174,7 @@ public final class WorkProgress: ProgressSink, @unchecked Sendable {
             output.write("\r" + text + "\u{1B}[K")
             drawn = true
             next = now + redraw
+            if output.isProcessStandardError { ProgressOutput.setLiveLine(true) }
         case .lines(let interval):
             output.write("walctl: " + text + "\n")
             next = now + interval
