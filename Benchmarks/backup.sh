@@ -10,6 +10,9 @@
 #                       nginx terminating TLS: pgBackRest speaks only https to S3); 0 = local only
 #   BENCH_SCRATCH=...   SwiftPM scratch path for the walctl release build (default .build-bbench)
 #   KEEP_TMP=1          keep the work directory
+#   BENCH_ONLY=progress only walctl, local: backup and restore-backup with progress (a line every
+#                       second: --set progress-interval=1) and with --no-progress, alternating in the
+#                       same run (issue 15: progress must cost < 2%); no pgBackRest, pg_basebackup, S3
 #
 # What it does: builds walctl `-c release --static-swift-stdlib`; starts moto (scripts/moto-server.py)
 # and nginx-light in front of it; initdb a throwaway PostgreSQL 15 cluster on a unix socket, runs
@@ -32,11 +35,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCALE="${BENCH_SCALE:-100}"
 RUNS="${BENCH_RUNS:-2}"
 WITH_S3="${BENCH_S3:-1}"
+ONLY="${BENCH_ONLY:-}"
+[ "$ONLY" = progress ] && WITH_S3=0
 SCRATCH="${BENCH_SCRATCH:-$REPO/.build-bbench}"
 PGBIN=/usr/lib/postgresql/15/bin
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
-for t in /usr/bin/time pgbackrest "$PGBIN/postgres"; do command -v "$t" >/dev/null || { echo "missing $t (Benchmarks/install-bench-deps.sh)" >&2; exit 1; }; done
+for t in /usr/bin/time "$PGBIN/postgres" $([ "$ONLY" = progress ] || echo pgbackrest); do command -v "$t" >/dev/null || { echo "missing $t (Benchmarks/install-bench-deps.sh)" >&2; exit 1; }; done
 if [ "$WITH_S3" = 1 ] && ! command -v nginx >/dev/null; then
     echo "nginx not found (apt-get install nginx-light): S3 runs skipped for pgBackRest" >&2
 fi
@@ -144,14 +149,16 @@ if [ "$WITH_S3" = 1 ]; then
     as_pg "$WALCTL" init --config "$WORK/s3.conf" --pgdata "$WORK/data" >/dev/null
     ARCHIVE="$ARCHIVE && $WALCTL archive-push --config $WORK/s3.conf %p"
 fi
-ARCHIVE="$ARCHIVE && pgbackrest --config=$WORK/pgbackrest.conf --stanza=bench archive-push %p"
+[ "$ONLY" = progress ] || ARCHIVE="$ARCHIVE && pgbackrest --config=$WORK/pgbackrest.conf --stanza=bench archive-push %p"
 cat >> "$WORK/data/postgresql.conf" <<EOF
 archive_mode = on
 archive_command = '$ARCHIVE'
 EOF
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w restart >/dev/null
-as_pg "${PGBR[@]}" stanza-create >/dev/null
-as_pg "${PGBR[@]}" check >/dev/null
+if [ "$ONLY" != progress ]; then
+    as_pg "${PGBR[@]}" stanza-create >/dev/null
+    as_pg "${PGBR[@]}" check >/dev/null
+fi
 
 DATA_BYTES="$(du -sb --exclude=pg_wal "$WORK/data" | cut -f1)"
 DATA_MB="$(awk -v b="$DATA_BYTES" 'BEGIN { printf "%.0f", b / 1e6 }')"
@@ -191,7 +198,23 @@ measure() {
 }
 
 : > "$WORK/results.tsv"
+# progress_run RUN: walctl backup and restore-backup, local, with and without progress; the order
+# alternates per run so that neither side always runs on a warmer cache.
+progress_run() {
+    local run="$1" modes=("progress" "no-progress") m
+    [ $((run % 2)) -eq 0 ] && modes=("no-progress" "progress")
+    for m in "${modes[@]}"; do
+        local flags=(--set progress-interval=1) label="p$run"
+        [ "$m" = no-progress ] && { flags=(--no-progress); label="n$run"; }
+        measure "walctl backup, local, $m" "$WORK/repo-local/backup/$label" \
+            "$WALCTL" backup --config "$WORK/local.conf" --label "$label" --dbname "$CONN" "${flags[@]}"
+        measure "walctl restore-backup, local, $m" - \
+            "$WALCTL" restore-backup --config "$WORK/local.conf" "$label" --pgdata "$WORK/restore" "${flags[@]}"
+        rm -rf "$WORK/restore"
+    done
+}
 for run in $(seq 1 "$RUNS"); do
+    if [ "$ONLY" = progress ]; then echo "== run $run" >&2; progress_run "$run"; continue; fi
     echo "== run $run" >&2
     measure "walctl backup, local" "$WORK/repo-local/backup/l$run" \
         "$WALCTL" backup --config "$WORK/local.conf" --label "l$run" --dbname "$CONN"
@@ -265,5 +288,10 @@ ratio("walctl backup, local", "pgbackrest backup, posix", "-")
 ratio("walctl backup, S3 (moto)", "pgbackrest backup, S3 (moto via nginx TLS)", ">= 1.5x")
 ratio("walctl restore-backup, local", "pgbackrest restore, posix", ">= 1x")
 ratio("walctl restore-backup, S3 (moto)", "pgbackrest restore, S3 (moto via nginx TLS)", ">= 1x")
+for what in ("backup", "restore-backup"):
+    a, b = f"walctl {what}, local, progress", f"walctl {what}, local, no-progress"
+    if a in rows and b in rows:
+        ma, mb = statistics.median(rows[a]["s"]), statistics.median(rows[b]["s"])
+        print(f"- walctl {what}: with progress {ma:.2f} s, --no-progress {mb:.2f} s (medians): progress costs {100 * (ma / mb - 1):+.1f}% (goal < 2%)")
 PY
 cat "$WORK/report.md"

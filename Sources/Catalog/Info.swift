@@ -3,11 +3,12 @@ import Storage
 import WALFormat
 
 /// Everything `walctl info` prints, and exactly what `walctl info --json` emits.
-/// The JSON keys are a stable interface documented in docs/catalog.md: keys may be added, never
+/// The JSON keys are a stable interface documented in docs/json.md: keys may be added, never
 /// renamed or removed without bumping `formatVersion`.
 public struct CatalogInfo: Codable, Equatable, Sendable {
-    /// Bumped only on an incompatible change of this JSON. Currently 1.
-    public var formatVersion: Int = 1
+    /// Bumped only on an incompatible change of this JSON. 2: counts are `...Count`, runs carry
+    /// `segmentCount` (docs/json.md).
+    public var formatVersion: Int = 2
     public var repository: String
     public var systemIdentifier: String?
     public var walSegmentSize: UInt64
@@ -51,6 +52,10 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
         /// Archived runs, ascending, and the gaps between them.
         public var ranges: [SegmentRange]
         public var gaps: [SegmentGap]
+
+        enum CodingKeys: String, CodingKey {
+            case timeline, parent, switchPoint, segments = "segmentCount", bytes, storedBytes, ranges, gaps
+        }
     }
 
     /// The most recently archived segment.
@@ -60,15 +65,6 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
         /// Seconds between `archivedAt` and `generatedAt`.
         public var ageSeconds: Double
         public var lastXactTime: PGTimestamp?
-    }
-
-    /// The JSON walctl prints: pretty, sorted keys.
-    public func json() throws(CatalogError) -> String {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do { return String(decoding: try enc.encode(self), as: UTF8.self) } catch {
-            throw .invalidInput("cannot encode catalog info: \(error)")
-        }
     }
 }
 

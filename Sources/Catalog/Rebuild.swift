@@ -27,7 +27,8 @@ extension Catalog {
 
     /// Reads objects `keys` with `parallelism` concurrent readers (each store call is independent, so
     /// this works the same on a filesystem and on S3) and returns bytes or the error, in key order.
-    static func readAll(_ keys: ArraySlice<String>, store: ObjectStore, parallelism: Int) -> [Result<[UInt8]?, Error>] {
+    static func readAll(_ keys: ArraySlice<String>, store: ObjectStore, parallelism: Int,
+                        progress: (any ProgressSink)? = nil) -> [Result<[UInt8]?, Error>] {
         let n = keys.count
         guard n > 0 else { return [] }
         var out = [Result<[UInt8]?, Error>](repeating: .success(nil), count: n)
@@ -41,6 +42,7 @@ extension Catalog {
                 var i = w
                 while i < n {
                     p.value[i] = Result { try box.value.get(key: keyArray[i]) }
+                    progress?.add(1)
                     i += workers
                 }
             }
@@ -60,11 +62,14 @@ extension Catalog {
     /// half-built catalog. An archive-push running at the same time is not lost: the old rows are
     /// cleared before the listing, so a file is either listed or recorded after the clear.
     ///
+    /// - Parameter progress: fed with the number of objects to read (metas and markers, after the
+    ///   listing), then each one read.
     /// - Returns: what was recorded; unreadable metas are skipped and listed in the report.
     @discardableResult
     public func rebuild(from repository: Repository, parallelism: Int = 16, batchSize: Int = 4096,
                         loadHistory: (String) throws -> TimelineHistory? = { _ in nil },
-                        readBackup: (ObjectStore, String) throws -> BackupRecord? = Catalog.readBackupRecord)
+                        readBackup: (ObjectStore, String) throws -> BackupRecord? = Catalog.readBackupRecord,
+                        progress: (any ProgressSink)? = nil)
         throws(CatalogError) -> RebuildReport
     {
         let started = Date()
@@ -88,7 +93,8 @@ extension Catalog {
         }
         var historyNames: [String] = []
         var unreadable: [String] = []
-        try loadInBatches(keys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable,
+        progress?.setTotal(Int64(keys.count + markerKeys.count))
+        try loadInBatches(keys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable, progress: progress,
                           decode: { key, bytes in
                               let m = try Repository.decodeMeta(bytes, key: key)
                               switch WALFileName(m.name) {
@@ -102,7 +108,7 @@ extension Catalog {
                           }, insert: { (m: ArchivedFileMeta) throws(CatalogError) in try insert(m) })
         // After every meta: a marker whose segment is archived (a push that completed after the
         // valve let it go) is no gap, and insertSkipped leaves it out.
-        try loadInBatches(markerKeys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable,
+        try loadInBatches(markerKeys, from: repository.store, parallelism: parallelism, batchSize: batchSize, unreadable: &unreadable, progress: progress,
                           decode: { key, bytes in try SkipRecord.decode(bytes, key: key) },
                           insert: { (r: SkipRecord) throws(CatalogError) in if try insertSkipped(r) { report.skippedSegments += 1 } })
         report.unreadable += unreadable
@@ -140,14 +146,14 @@ extension Catalog {
     /// each and records every batch in one write transaction. Objects deleted since the listing are
     /// passed over; objects that do not decode, and `.invalidInput` refusals, go to `unreadable`.
     private func loadInBatches<T>(_ keys: [String], from store: ObjectStore, parallelism: Int, batchSize: Int,
-                                  unreadable: inout [String], decode: (String, [UInt8]) throws -> T,
+                                  unreadable: inout [String], progress: (any ProgressSink)?, decode: (String, [UInt8]) throws -> T,
                                   insert: (T) throws(CatalogError) -> Void) throws(CatalogError) {
         var start = 0
         while start < keys.count {
             let slice = keys[start..<min(keys.count, start + batchSize)]
             var values: [T] = []
             values.reserveCapacity(slice.count)
-            for (key, r) in zip(slice, Self.readAll(slice, store: store, parallelism: parallelism)) {
+            for (key, r) in zip(slice, Self.readAll(slice, store: store, parallelism: parallelism, progress: progress)) {
                 do {
                     guard let bytes = try r.get() else { continue }   // deleted since the listing
                     values.append(try decode(key, bytes))

@@ -38,6 +38,30 @@ public struct SegmentRecord: Codable, Equatable, Sendable {
     public var damage: String? = nil
 
     public var hasRestorePoints: Bool { restorePoints > 0 }
+
+    // JSON (`walctl catalog find --json`, docs/json.md): counts are `...Count`, the CRC is 8 hex digits.
+    enum CodingKeys: String, CodingKey {
+        case timeline, segno, partial, name, size, storedSize, codec, crc32c, archivedAt
+        case firstCommitTime, lastCommitTime, firstXactTime, lastXactTime
+        case commits = "commitCount", aborts = "abortCount", restorePoints = "restorePointCount"
+        case endsWithSwitch, firstLSN, lastLSN, damagedLSN, damage
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(timeline, forKey: .timeline); try c.encode(segno, forKey: .segno)
+        try c.encode(partial, forKey: .partial); try c.encode(name, forKey: .name)
+        try c.encode(size, forKey: .size); try c.encode(storedSize, forKey: .storedSize)
+        try c.encode(codec, forKey: .codec); try c.encode(ArchivedFileMeta.hex(crc32c), forKey: .crc32c)
+        try c.encode(archivedAt, forKey: .archivedAt)
+        try c.encodeIfPresent(firstCommitTime, forKey: .firstCommitTime); try c.encodeIfPresent(lastCommitTime, forKey: .lastCommitTime)
+        try c.encodeIfPresent(firstXactTime, forKey: .firstXactTime); try c.encodeIfPresent(lastXactTime, forKey: .lastXactTime)
+        try c.encode(commits, forKey: .commits); try c.encode(aborts, forKey: .aborts)
+        try c.encode(restorePoints, forKey: .restorePoints); try c.encode(endsWithSwitch, forKey: .endsWithSwitch)
+        try c.encodeIfPresent(firstLSN, forKey: .firstLSN); try c.encodeIfPresent(lastLSN, forKey: .lastLSN)
+        try c.encodeIfPresent(damagedLSN, forKey: .damagedLSN); try c.encodeIfPresent(damage, forKey: .damage)
+    }
+
 }
 
 /// A named restore point, located.
@@ -50,6 +74,30 @@ public struct RestorePointRecord: Codable, Equatable, Sendable {
     public var segmentName: String
 }
 
+extension SegmentRecord {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        timeline = try c.decode(TimeLineID.self, forKey: .timeline); segno = try c.decode(XLogSegNo.self, forKey: .segno)
+        partial = try c.decode(Bool.self, forKey: .partial); name = try c.decode(String.self, forKey: .name)
+        size = try c.decode(Int64.self, forKey: .size); storedSize = try c.decode(Int64.self, forKey: .storedSize)
+        codec = try c.decode(String.self, forKey: .codec)
+        let hex = try c.decode(String.self, forKey: .crc32c)
+        guard hex.count == 8, let crc = UInt32(hex, radix: 16) else {
+            throw DecodingError.dataCorruptedError(forKey: .crc32c, in: c, debugDescription: "crc32c must be 8 hex digits, got \(hex)")
+        }
+        crc32c = crc
+        archivedAt = try c.decode(PGTimestamp.self, forKey: .archivedAt)
+        firstCommitTime = try c.decodeIfPresent(PGTimestamp.self, forKey: .firstCommitTime)
+        lastCommitTime = try c.decodeIfPresent(PGTimestamp.self, forKey: .lastCommitTime)
+        firstXactTime = try c.decodeIfPresent(PGTimestamp.self, forKey: .firstXactTime)
+        lastXactTime = try c.decodeIfPresent(PGTimestamp.self, forKey: .lastXactTime)
+        commits = try c.decode(Int.self, forKey: .commits); aborts = try c.decode(Int.self, forKey: .aborts)
+        restorePoints = try c.decode(Int.self, forKey: .restorePoints); endsWithSwitch = try c.decode(Bool.self, forKey: .endsWithSwitch)
+        firstLSN = try c.decodeIfPresent(LSN.self, forKey: .firstLSN); lastLSN = try c.decodeIfPresent(LSN.self, forKey: .lastLSN)
+        damagedLSN = try c.decodeIfPresent(LSN.self, forKey: .damagedLSN); damage = try c.decodeIfPresent(String.self, forKey: .damage)
+    }
+}
+
 /// A run of missing segments `first...last` (inclusive) on one timeline.
 public struct SegmentGap: Codable, Equatable, Sendable {
     public var timeline: TimeLineID
@@ -59,6 +107,14 @@ public struct SegmentGap: Codable, Equatable, Sendable {
     public var firstName: String
     public var lastName: String
     public var count: UInt64 { lastSegno - firstSegno + 1 }
+
+    // JSON: every segment run (ranges, gaps, plan ranges) has the same keys (docs/json.md).
+    enum CodingKeys: String, CodingKey { case timeline, firstSegno, lastSegno, firstName, lastName, segmentCount }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(timeline, forKey: .timeline); try c.encode(firstSegno, forKey: .firstSegno); try c.encode(lastSegno, forKey: .lastSegno)
+        try c.encode(firstName, forKey: .firstName); try c.encode(lastName, forKey: .lastName); try c.encode(count, forKey: .segmentCount)
+    }
 }
 
 /// A run of archived segments `first...last` (inclusive, no gap) on one timeline.
@@ -69,6 +125,32 @@ public struct SegmentRange: Codable, Equatable, Sendable {
     public var firstName: String
     public var lastName: String
     public var count: UInt64 { lastSegno - firstSegno + 1 }
+
+    // JSON: every segment run (ranges, gaps, plan ranges) has the same keys (docs/json.md).
+    enum CodingKeys: String, CodingKey { case timeline, firstSegno, lastSegno, firstName, lastName, segmentCount }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(timeline, forKey: .timeline); try c.encode(firstSegno, forKey: .firstSegno); try c.encode(lastSegno, forKey: .lastSegno)
+        try c.encode(firstName, forKey: .firstName); try c.encode(lastName, forKey: .lastName); try c.encode(count, forKey: .segmentCount)
+    }
+}
+
+extension SegmentRange {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        timeline = try c.decode(TimeLineID.self, forKey: .timeline)
+        firstSegno = try c.decode(XLogSegNo.self, forKey: .firstSegno); lastSegno = try c.decode(XLogSegNo.self, forKey: .lastSegno)
+        firstName = try c.decode(String.self, forKey: .firstName); lastName = try c.decode(String.self, forKey: .lastName)
+    }
+}
+
+extension SegmentGap {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        timeline = try c.decode(TimeLineID.self, forKey: .timeline)
+        firstSegno = try c.decode(XLogSegNo.self, forKey: .firstSegno); lastSegno = try c.decode(XLogSegNo.self, forKey: .lastSegno)
+        firstName = try c.decode(String.self, forKey: .firstName); lastName = try c.decode(String.self, forKey: .lastName)
+    }
 }
 
 /// A segment the safety valve reported archived WITHOUT storing it (docs/async.md): recovery cannot
@@ -225,6 +307,13 @@ public struct RebuildReport: Codable, Equatable, Sendable {
     public var unreadable: [String] = []
     public var seconds = 0.0
     public init() {}
+
+    // JSON (`walctl catalog rebuild --json`): counts are `...Count`.
+    enum CodingKeys: String, CodingKey {
+        case segments = "segmentCount", partialSegments = "partialSegmentCount", historyFiles = "historyFileCount"
+        case backupHistoryFiles = "backupHistoryFileCount", histories = "timelineHistoryCount", backups = "backupCount"
+        case skippedSegments = "skippedSegmentCount", unreadable, seconds
+    }
 }
 
 /// Row counts and sizes, kept up to date on every insert (no table scans).
@@ -240,4 +329,11 @@ public struct CatalogCounts: Codable, Equatable, Sendable {
     public var walBytes: Int64 = 0
     public var walStoredBytes: Int64 = 0
     public init() {}
+
+    // JSON (`info --json` `counts`): counts are `...Count`, sizes `...Bytes`.
+    enum CodingKeys: String, CodingKey {
+        case segments = "segmentCount", partialSegments = "partialSegmentCount", historyFiles = "historyFileCount"
+        case backupHistoryFiles = "backupHistoryFileCount", backups = "backupCount", restorePoints = "restorePointCount"
+        case timelines = "timelineCount", walBytes, walStoredBytes
+    }
 }

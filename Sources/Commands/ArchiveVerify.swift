@@ -12,6 +12,8 @@ import WALFormat
 public struct ArchiveVerify {
     public var config: Configuration
     public var note: (String) -> Void
+    /// Where `--deep` shows its progress (objects read back of those in the range).
+    public var progress: ProgressOutput = .off
 
     public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) {
         self.config = config; self.note = note
@@ -40,7 +42,10 @@ public struct ArchiveVerify {
             }
         }
         let reader = ObjectReader(repository: repository)
+        let shown = progress.start("verify --deep", unit: .objects, total: Int64(names.count))
+        defer { shown.finish() }
         for name in names {
+            defer { shown.add(1) }
             guard let file = WALFileName(name) else { continue }
             do {
                 guard let meta = try repository.meta(for: file) else {

@@ -11,6 +11,9 @@ public struct CatalogAccess {
     public var repository: Repository
     public var info: RepositoryInfo
     public var note: (String) -> Void
+    /// Where a rebuild shows its progress (`walctl catalog rebuild`, and the rebuild of an
+    /// incomplete catalog any reader starts).
+    public var progress: ProgressOutput = .off
 
     public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) throws {
         self.config = config
@@ -37,7 +40,9 @@ public struct CatalogAccess {
 
     /// Rebuilds `catalog` from the repository alone.
     public func rebuild(_ catalog: Catalog) throws -> RebuildReport {
-        try catalog.rebuild(from: repository, loadHistory: loadHistory)
+        let shown = progress.start("catalog rebuild", unit: .objects)
+        defer { shown.finish() }
+        return try catalog.rebuild(from: repository, loadHistory: loadHistory, progress: shown)
     }
 
     /// Reads and parses the archived history file `name` (nil when it is not archived).

@@ -28,6 +28,7 @@ public struct StderrLineHandler: LogHandler {
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         if !all.isEmpty { line += " (" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") + ")" }
         line += "\n"
+        ProgressOutput.clearLiveLine()
         _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
     }
 }

@@ -347,7 +347,7 @@ public struct ArchiveInfo {
             return ("skipped", "PITR BROKEN: \(info.skippedSegments.count) segment\(info.skippedSegments.count == 1 ? "" : "s") skipped by the safety valve (first \(s.name)); take a new base backup")
         }
         if let w = info.recoverableWindows.max(by: { $0.timeline < $1.timeline }), let g = w.gaps.first {
-            return ("gap", "GAP: \(w.gaps.reduce(0) { $0 + $1.count }) segments missing on the path of timeline \(w.timeline) (first \(g.firstName)); run walctl verify")
+            return ("gap", "GAP: \(Human.count(w.gaps.reduce(UInt64(0)) { $0 + $1.count }, "segment")) missing on the path of timeline \(w.timeline) (first \(g.firstName)); run walctl verify")
         }
         return ("ok", "ok")
     }

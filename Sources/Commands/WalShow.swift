@@ -17,38 +17,46 @@ public enum WalShow {
         }
     }
 
-    /// One JSON object; absent times are `null` (never omitted), LSNs `X/Y`, times ISO 8601 with offset.
-    public static func json(_ s: SegmentSummary, header: LongPageHeader, file: String) -> String {
-        func t(_ v: PGTimestamp?) -> Any { v.map { $0.iso8601 } ?? NSNull() }
-        func l(_ v: LSN?) -> Any { v.map { $0.description } ?? NSNull() }
-        let object: [String: Any] = [
-            "file": file,
-            "pgVersion": header.majorVersion.map { $0 as Any } ?? NSNull(),
-            "timeline": Int(header.timeline),
-            "segmentSize": Int(header.segmentSize),
-            "records": s.records,
-            "commits": s.commits,
-            "aborts": s.aborts,
-            "firstCommitTime": t(s.firstCommitTime),
-            "lastCommitTime": t(s.lastCommitTime),
-            "firstXactTime": t(s.firstXactTime),
-            "lastXactTime": t(s.lastXactTime),
-            "restorePoints": s.restorePoints.map { ["name": $0.name, "time": $0.time.iso8601, "lsn": $0.lsn.description] },
-            "checkpoints": s.checkpoints.map { ["lsn": $0.lsn.description, "time": $0.time.iso8601, "shutdown": $0.shutdown] as [String: Any] },
-            "endsWithSwitch": s.endsWithSwitch,
-            "crcFailures": s.crcFailures,
-            "crcFailureLSNs": s.crcFailureLSNs.map(\.description),
-            "firstLSN": l(s.firstLSN),
-            "lastLSN": l(s.lastLSN),
-            "continuesIntoNext": s.continuesIntoNext,
-            "hasCommits": s.commits > 0,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+    /// `wal show --json` (docs/json.md): one object; an unknown time or LSN is absent.
+    public struct Document: Encodable, Sendable {
+        public var formatVersion = 1
+        public var file: String
+        public var pgVersion: Int?
+        public var timeline: UInt32
+        public var segmentSize: Int
+        public var recordCount: Int
+        public var commitCount: Int
+        public var abortCount: Int
+        public var hasCommits: Bool
+        public var firstCommitTime: PGTimestamp?
+        public var lastCommitTime: PGTimestamp?
+        public var firstXactTime: PGTimestamp?
+        public var lastXactTime: PGTimestamp?
+        public var restorePoints: [RestorePoint]
+        public var checkpoints: [CheckpointInfo]
+        public var endsWithSwitch: Bool
+        public var crcFailureCount: Int
+        public var crcFailureLSNs: [LSN]
+        public var firstLSN: LSN?
+        public var lastLSN: LSN?
+        public var continuesIntoNext: Bool
+    }
+
+    public static func document(_ s: SegmentSummary, header: LongPageHeader, file: String) -> Document {
+        Document(file: file, pgVersion: header.majorVersion.map { Int($0) }, timeline: UInt32(header.timeline), segmentSize: Int(header.segmentSize),
+                 recordCount: s.records, commitCount: s.commits, abortCount: s.aborts, hasCommits: s.commits > 0,
+                 firstCommitTime: s.firstCommitTime, lastCommitTime: s.lastCommitTime,
+                 firstXactTime: s.firstXactTime, lastXactTime: s.lastXactTime, restorePoints: s.restorePoints,
+                 checkpoints: s.checkpoints, endsWithSwitch: s.endsWithSwitch, crcFailureCount: s.crcFailures,
+                 crcFailureLSNs: s.crcFailureLSNs, firstLSN: s.firstLSN, lastLSN: s.lastLSN, continuesIntoNext: s.continuesIntoNext)
+    }
+
+    public static func json(_ s: SegmentSummary, header: LongPageHeader, file: String) throws -> String {
+        try JSONOutput.render(document(s, header: header, file: file))
     }
 
     public static func text(_ s: SegmentSummary, header: LongPageHeader, file: String) -> String {
-        var out = ["file: \(file)  (PostgreSQL \(header.majorVersion.map(String.init) ?? "?"), timeline \(header.timeline), \(header.segmentSize / 1048576) MiB)"]
+        var out = ["file: \(file)  (PostgreSQL \(header.majorVersion.map(String.init) ?? "?"), timeline \(header.timeline), \(Human.bytes(header.segmentSize)))"]
         out.append("records: \(s.records)  (\(s.firstLSN?.description ?? "-") .. \(s.lastLSN?.description ?? "-"))\(s.continuesIntoNext ? "; the last continues into the next segment" : "")")
         if s.commits + s.aborts == 0 {
             out.append("commits: 0, aborts: 0 (no transaction ends in this segment)")

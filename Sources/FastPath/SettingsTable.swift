@@ -126,6 +126,7 @@ public enum Setting: String, CaseIterable, Sendable {
     case archiveGetFsync = "archive-get-fsync"
     case archiveCheckTimeout = "archive-check-timeout"
     case logLevel = "log-level"
+    case progressInterval = "progress-interval"
     case archiveAsync = "archive-async"
     case archiveWorkers = "archive-workers"
     case archiveSpoolMax = "archive-spool-max"
@@ -173,6 +174,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveGetOnError: return .choice(["abort", "not-found"])
         case .archiveCheckTimeout: return .seconds(1...Self.day)
         case .logLevel: return .choice(["error", "warning", "info", "debug"])
+        case .progressInterval: return .seconds(1...Self.day)
         case .archiveAsync, .archiveGetFsync, .s3AllowHTTP: return .bool
         case .archiveWorkers: return .integer(1...64)
         case .archiveSpoolMax, .restoreSpoolMax: return .bytes(16 * Self.mib...Self.maxBytes)
@@ -199,6 +201,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveGetOnError: return "abort"
         case .archiveCheckTimeout: return "60"
         case .logLevel: return "warning"
+        case .progressInterval: return "10"
         case .archiveAsync, .archiveGetFsync: return "false"
         case .archiveWorkers: return "2"
         case .archiveSpoolMax, .restoreSpoolMax: return "1073741824"
@@ -229,6 +232,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .archiveGetFsync: return "fsync each file archive-get restores before exiting (off: PostgreSQL fsyncs a restored file itself when it keeps it, and fetches it again after a crash; docs/recovery.md)"
         case .archiveCheckTimeout: return "seconds `walctl check` and `walctl backup` wait for WAL to arrive"
         case .logLevel: return "error, warning, info or debug (messages go to stderr: PostgreSQL's log; -q is error, -v is debug)"
+        case .progressInterval: return "seconds between two progress lines of backup, restore-backup, recover, catalog rebuild and verify --deep when stderr is not a terminal (on a terminal the line is live); `--no-progress` or -q: none"
         case .archiveAsync: return "push other ready segments in parallel through a spool"
         case .archiveWorkers: return "parallel workers for asynchronous archiving"
         case .archiveSpoolMax: return "bytes the archive spool may hold"

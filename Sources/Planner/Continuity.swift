@@ -7,10 +7,11 @@ import WALFormat
 /// safety valve let go, the backups whose own WAL (start to stop) is incomplete, and a missing
 /// timeline history file.
 ///
-/// Encoded as `walctl verify --json`; key names are a contract (docs/catalog.md): keys may be added,
-/// none renamed or removed without bumping `formatVersion`.
+/// Encoded as `walctl verify --json`; key names are a contract (docs/json.md): keys may be added,
+/// none renamed or removed without bumping `formatVersion` (2: `gaps[]` as every segment run,
+/// `...Count` for counts).
 public struct ContinuityReport: Codable, Equatable, Sendable {
-    public var formatVersion = 1
+    public var formatVersion = 2
     /// True when nothing below is a problem.
     public var ok: Bool
     /// The newest timeline (nil: nothing is archived).
@@ -44,6 +45,11 @@ public struct ContinuityReport: Codable, Equatable, Sendable {
     /// What `--repair` changed in the catalog.
     public var repaired: [RepositoryFinding] = []
 
+    enum CodingKeys: String, CodingKey {
+        case formatVersion, ok, timeline, timelines, gaps, skipped, backups, missingHistoryFiles, corrupt, deep
+        case objectsRead = "readObjectCount", staleCatalog, missingObjects, leftovers, damaged, repaired
+    }
+
     /// Recomputes `ok` from the findings.
     public mutating func settle() {
         ok = gaps.isEmpty && skipped.isEmpty && backups.allSatisfy(\.walComplete) && missingHistoryFiles.isEmpty && corrupt.isEmpty
@@ -70,14 +76,21 @@ public struct LeftoverObject: Codable, Equatable, Sendable {
     public init(key: String, size: Int64, modifiedAt: PGTimestamp?) { self.key = key; self.size = size; self.modifiedAt = modifiedAt }
 }
 
-/// A run of missing segments, `from` ... `to` (file names, inclusive), on one timeline.
+/// A run of missing segments, `from` ... `to` (file names, inclusive), on one timeline. Its JSON has
+/// the keys of every segment run (`SegmentGap`): `firstName`, `lastName`, `segmentCount`.
 public struct ContinuityGap: Codable, Equatable, Sendable {
     public var timeline: TimeLineID
+    public var firstSegno: XLogSegNo
+    public var lastSegno: XLogSegNo
     public var from: String
     public var to: String
     public var count: UInt64
-    public init(timeline: TimeLineID, from: String, to: String, count: UInt64) {
-        self.timeline = timeline; self.from = from; self.to = to; self.count = count
+    public init(timeline: TimeLineID, firstSegno: XLogSegNo, lastSegno: XLogSegNo, from: String, to: String, count: UInt64) {
+        self.timeline = timeline; self.firstSegno = firstSegno; self.lastSegno = lastSegno
+        self.from = from; self.to = to; self.count = count
+    }
+    enum CodingKeys: String, CodingKey {
+        case timeline, firstSegno, lastSegno, from = "firstName", to = "lastName", count = "segmentCount"
     }
 }
 
@@ -91,6 +104,10 @@ public struct BackupContinuity: Codable, Equatable, Sendable {
     public var walComplete: Bool
     /// Segments of that range not archived.
     public var missingSegments: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case label, timeline, firstSegment, lastSegment, walComplete, missingSegments = "missingSegmentCount"
+    }
 }
 
 /// An archived object that did not read back intact.
@@ -128,7 +145,7 @@ public enum ContinuityChecker {
         if let from = try backups.map(p.startSegment).min() ?? p.firstArchived(), let to = try p.lastArchived(), from <= to {
             report.timelines = p.ranges(from, to)
             for g in try p.gaps(from, to) {
-                report.gaps.append(ContinuityGap(timeline: g.timeline, from: g.firstName, to: g.lastName, count: g.count))
+                report.gaps.append(ContinuityGap(timeline: g.timeline, firstSegno: g.firstSegno, lastSegno: g.lastSegno, from: g.firstName, to: g.lastName, count: g.count))
                 report.skipped += try catalog.planningSkippedSegments(timeline: g.timeline, from: g.firstSegno, to: g.lastSegno)
             }
         }

@@ -147,6 +147,15 @@ public struct PlanSegmentRange: Codable, Equatable, Sendable {
         lastName = SegmentID(timeline: timeline, segno: last).fileName(size: size)
         count = last - first + 1
     }
+
+    // JSON: the keys of every segment run (docs/json.md). Plans saved before `segmentCount` (with
+    // `count`) still decode: the count follows from the segment numbers.
+    enum CodingKeys: String, CodingKey { case timeline, firstSegno, lastSegno, firstName, lastName, segmentCount }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(timeline, forKey: .timeline); try c.encode(firstSegno, forKey: .firstSegno); try c.encode(lastSegno, forKey: .lastSegno)
+        try c.encode(firstName, forKey: .firstName); try c.encode(lastName, forKey: .lastName); try c.encode(count, forKey: .segmentCount)
+    }
 }
 
 /// The target as printed in the plan: `type`, its `value` (time as ISO 8601, LSN `X/Y`, name, xid),
@@ -158,6 +167,19 @@ public struct PlanTarget: Codable, Equatable, Sendable {
     public init(type: String, value: String?, inclusive: Bool?) { self.type = type; self.value = value; self.inclusive = inclusive }
 }
 
+extension PlanSegmentRange {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        timeline = try c.decode(TimeLineID.self, forKey: .timeline)
+        firstSegno = try c.decode(XLogSegNo.self, forKey: .firstSegno); lastSegno = try c.decode(XLogSegNo.self, forKey: .lastSegno)
+        firstName = try c.decode(String.self, forKey: .firstName); lastName = try c.decode(String.self, forKey: .lastName)
+        guard lastSegno >= firstSegno else {
+            throw DecodingError.dataCorruptedError(forKey: .lastSegno, in: c, debugDescription: "lastSegno before firstSegno")
+        }
+        count = lastSegno - firstSegno + 1
+    }
+}
+
 /// One PostgreSQL setting to write, unquoted (the writer quotes it).
 public struct RecoverySetting: Codable, Equatable, Sendable {
     public var name: String
@@ -167,9 +189,10 @@ public struct RecoverySetting: Codable, Equatable, Sendable {
 
 /// A recovery that will work with what is archived, proven from the catalog before anything is
 /// touched. Encoded as the `--dry-run --json` output and saved in PGDATA as
-/// `walctl_recovery_plan.json`; key names are a contract (docs/recovery.md).
+/// `walctl_recovery_plan.json`; key names are a contract (docs/json.md; 2: `segmentRanges[]` carry
+/// `segmentCount`, no longer `count`).
 public struct RecoveryPlan: Codable, Equatable, Sendable {
-    public var formatVersion = 1
+    public var formatVersion = 2
     public var target: PlanTarget
     /// The resolved target timeline.
     public var timeline: TimeLineID
@@ -232,6 +255,8 @@ public enum RefusalReason: String, Codable, Sendable, CaseIterable {
 
 /// A refusal: what is wrong, what is missing, and the nearest times that could be recovered.
 public struct PlanRefusal: Error, Codable, Equatable, Sendable, CustomStringConvertible {
+    /// `recover --dry-run --json`'s refusal document (docs/json.md).
+    public var formatVersion = 1
     public var reason: RefusalReason
     public var message: String
     public var timeline: TimeLineID?

@@ -29,6 +29,13 @@ struct BackupCommand: ParsableCommand {
         @Option(name: .long, help: "Backup label (default: from the start time).") var label: String?
         @Option(name: .long, help: "Where to compress: auto (in the server for zstd on PostgreSQL 15+), server or client.") var compressWhere: String = "auto"
         @Flag(name: .long, help: "Spread the checkpoint instead of an immediate one.") var spreadCheckpoint = false
+        @Option(name: .customLong("max-rate"), help: ArgumentHelp("Limit the server's transfer rate to this many kB/s (32 to 1048576), as pg_basebackup --max-rate.", valueName: "kB/s"))
+        var maxRate: Int?
+        @OptionGroup var progressOptions: ProgressOptions
+
+        func validate() throws {
+            if let r = maxRate, !(32...1_048_576).contains(r) { throw ValidationError("--max-rate must be from 32 to 1048576 (kB/s)") }
+        }
 
         func run() throws {
             try runCommand {
@@ -37,6 +44,7 @@ struct BackupCommand: ParsableCommand {
                 var options = BackupOptions()
                 options.label = label
                 options.fastCheckpoint = !spreadCheckpoint
+                options.maxRateKBps = maxRate
                 options.archiveTimeout = TimeInterval(try config.int(.archiveCheckTimeout) ?? 60)
                 let (codec, level) = try config.compression()
                 switch compressWhere {
@@ -46,8 +54,9 @@ struct BackupCommand: ParsableCommand {
                 default: throw ValidationError("--compress-where must be auto, server or client")
                 }
                 let catalog = try? access.open()
-                let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) })
-                print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(record.size / 1048576) MiB")
+                let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) },
+                                              progress: try progressOptions.output(config))
+                print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
             }
         }
     }
@@ -56,22 +65,15 @@ struct BackupCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List the backups in the repository.",
                                                         discussion: examples("walctl backup list", "walctl backup list --json"))
         @OptionGroup var global: GlobalOptions
-        @Flag(name: .long, help: "Print JSON: an array of backups (label, startLSN, stopLSN, startTime, stopTime, timeline, size, ...).") var json = false
+        @Flag(name: .long, help: "Print JSON: {formatVersion, backups: [label, startLSN, stopLSN, startTime, stopTime, timeline, size, storedSize, ...]} (docs/json.md).") var json = false
 
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
                 let backups = try BackupMetadata.list(repository: access.repository)
-                if json {
-                    let enc = JSONEncoder()
-                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try enc.encode(backups), as: UTF8.self))
-                    return
-                }
+                if json { print(try JSONOutput.render(JSONDocuments.BackupList(backups: backups))); return }
                 if backups.isEmpty { print("no backups in \(access.repository.url)"); return }
-                for b in backups {
-                    print("\(b.label)  timeline \(b.timeline)  \(b.startLSN) .. \(b.stopLSN)  \(b.startTime.iso8601) .. \(b.stopTime.iso8601)  \(b.size / 1048576) MiB  \(b.status)")
-                }
+                for line in BackupText.table(backups) { print(line) }
             }
         }
     }
@@ -81,15 +83,17 @@ struct BackupCommand: ParsableCommand {
                                                         discussion: examples("walctl backup show 20261126-053012F"))
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The backup label.") var label: String
+        @Flag(name: .long, help: "Print JSON: {formatVersion, backup, contents} (docs/json.md).") var json = false
 
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
                 let (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try enc.encode(record), as: UTF8.self))
-                print(String(decoding: try enc.encode(contents), as: UTF8.self))
+                if json {
+                    print(try JSONOutput.render(JSONDocuments.BackupShow(backup: record, contents: contents)))
+                } else {
+                    print(BackupText.show(record, contents).joined(separator: "\n"))
+                }
             }
         }
     }
@@ -106,12 +110,44 @@ struct RestoreBackupCommand: ParsableCommand {
     @Argument(help: "The backup label (see `walctl backup list`).") var label: String
     @Option(name: .long, help: "Target data directory (empty or missing).") var pgdata: String
     @Flag(name: .long, help: "Restore into a non-empty directory, deleting what is there.") var force = false
+    @OptionGroup var progressOptions: ProgressOptions
 
     func run() throws {
         try runCommand {
-            let access = try CatalogAccess(config: try global.load(), note: report)
-            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, log: { report($0) })
-            print("restored backup \(r.label) into \(pgdata): \(r.files) files, \(r.bytes / 1048576) MiB, \(r.verifiedFiles) verified against the manifest, in \(String(format: "%.1f", r.seconds)) s")
+            let config = try global.load()
+            let access = try CatalogAccess(config: config, note: report)
+            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, log: { report($0) },
+                                      progress: try progressOptions.output(config))
+            print("restored backup \(r.label) into \(pgdata): \(Human.count(r.files, "file")), \(Human.bytes(r.bytes)), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
         }
+    }
+}
+
+/// The human `backup list` and `backup show`.
+enum BackupText {
+    static func table(_ backups: [BackupRecord]) -> [String] {
+        Human.table(["LABEL", "STATUS", "TL", "START LSN", "STOP LSN", "STARTED", "STOPPED", "SIZE", "STORED"],
+                    backups.map { b in
+                        [b.label, b.status.rawValue, "\(b.timeline)", b.startLSN.description, b.stopLSN.description,
+                         b.startTime.iso8601, b.stopTime.iso8601, Human.bytes(b.size), b.storedSize.map { Human.bytes($0) } ?? "-"]
+                    },
+                    align: [.left, .left, .right, .left, .left, .left, .left, .right, .right])
+    }
+
+    static func show(_ b: BackupRecord, _ c: BackupContents) -> [String] {
+        var out = [
+            "backup \(b.label): \(b.status.rawValue)",
+            "  timeline:    \(b.timeline)\(b.stopTimeline.map { " (stopped on \($0))" } ?? "")",
+            "  WAL:         \(b.startLSN) .. \(b.stopLSN) (segments \(c.firstWALSegment) .. \(c.lastWALSegment))",
+            "  time:        \(b.startTime.iso8601) .. \(b.stopTime.iso8601)",
+            "  size:        \(Human.bytes(b.size))\(b.storedSize.map { ", \(Human.bytes($0)) stored" } ?? ""), compression \(c.compression)",
+            "  PostgreSQL:  \(c.serverVersionNum), system \(b.systemIdentifier)",
+            "  manifest:    \(c.manifestObject.map { "\($0) (\(c.manifestChecksumAlgorithm ?? "?") checksums)" } ?? "none")",
+        ]
+        out += Human.table(["OBJECT", "CODEC", "BY", "TABLESPACE", "STORED", "CRC32C"],
+                           c.archives.map { a in
+                               [a.object, a.codec, a.compressedBy, a.tablespaceLocation ?? "(data directory)", Human.bytes(a.storedSize), a.storedCRC32C]
+                           }, align: [.left, .left, .left, .left, .right, .left]).map { "  " + $0 }
+        return out
     }
 }

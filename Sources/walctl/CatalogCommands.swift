@@ -8,7 +8,7 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Backups, archived WAL per timeline with gaps, the recoverable window, the last archived segment.",
-        discussion: "--json prints one object whose keys are documented in docs/catalog.md and kept stable.\n\n"
+        discussion: "--json prints one object whose keys are documented in docs/json.md and kept stable.\n\n"
             + examples("walctl info", "walctl info --json | jq '.recoverableWindows'", "walctl info --config /etc/walctl/walctl.conf --repository s3://backups/prod")
     )
     @OptionGroup var global: GlobalOptions
@@ -18,7 +18,7 @@ struct InfoCommand: ParsableCommand {
         try runCommand {
             let config = try global.load()
             let info = try ArchiveInfo(config: config, note: report).run()
-            if json { print(try info.json()) } else { print(InfoText.render(info)) }
+            if json { print(try JSONOutput.render(info)) } else { print(InfoText.render(info)) }
             if !json, let spool = SpoolStatus.load(config: config) { print(spool.lines.joined(separator: "\n")) }  // issue 8: archive backlog
         }
     }
@@ -65,11 +65,9 @@ struct CatalogCommand: ParsableCommand {
                 }
                 guard let s = found else { report("no archived segment matches"); throw ExitCode(1) }
                 if json {
-                    let enc = JSONEncoder()
-                    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try enc.encode(s), as: UTF8.self))
+                    print(try JSONOutput.render(JSONDocuments.CatalogFind(segment: s)))
                 } else {
-                    print("\(s.name)  archived \(s.archivedAt.iso8601)  commits \(s.commits)  \(s.firstXactTime?.iso8601 ?? "-") .. \(s.lastXactTime?.iso8601 ?? "-")")
+                    print("\(s.name)  archived \(s.archivedAt.iso8601)  \(Human.count(s.commits, "commit"))  \(s.firstXactTime?.iso8601 ?? "-") .. \(s.lastXactTime?.iso8601 ?? "-")")
                 }
             }
         }
@@ -79,12 +77,19 @@ struct CatalogCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Rebuild the catalog from the repository alone.",
                                                         discussion: examples("walctl catalog rebuild", "walctl catalog rebuild --catalog /var/lib/walctl/catalog.db"))
         @OptionGroup var global: GlobalOptions
+        @Flag(name: .long, help: "Print JSON (docs/json.md).") var json = false
+        @OptionGroup var progressOptions: ProgressOptions
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
-                let start = Date()
+                let config = try global.load()
+                var access = try CatalogAccess(config: config, note: report)
+                access.progress = try progressOptions.output(config)
                 let r = try access.rebuild(try access.openRaw())
-                print("catalog \(access.path) rebuilt from \(access.repository.url) in \(String(format: "%.2f", Date().timeIntervalSince(start))) s: \(r)")
+                if json {
+                    print(try JSONOutput.render(JSONDocuments.CatalogRebuild(catalogPath: access.path, repository: access.repository.url, rebuild: r)))
+                } else {
+                    print(CatalogText.rebuild(r, path: access.path, repository: access.repository.url).joined(separator: "\n"))
+                }
             }
         }
     }
@@ -93,16 +98,58 @@ struct CatalogCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Compare the catalog with the repository; exit 1 on drift.",
                                                         discussion: examples("walctl catalog check", "walctl catalog check || walctl verify --repair"))
         @OptionGroup var global: GlobalOptions
+        @Flag(name: .long, help: "Print JSON (docs/json.md).") var json = false
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
                 let catalog = try access.openRaw()
                 let drift = try catalog.check(against: access.repository)
                 if drift.isClean { try catalog.markChecked() }
-                print(drift)
+                if json {
+                    print(try JSONOutput.render(JSONDocuments.CatalogCheck(catalogPath: access.path, repository: access.repository.url, drift: drift)))
+                } else {
+                    print(CatalogText.check(drift, path: access.path, repository: access.repository.url).joined(separator: "\n"))
+                }
                 if !drift.isClean { throw ExitCode(1) }
             }
         }
+    }
+}
+
+/// The human `catalog check` and `catalog rebuild`: one line per finding, then a summary.
+enum CatalogText {
+    static func check(_ d: CatalogDrift, path: String, repository: String) -> [String] {
+        var out: [String] = []
+        func list(_ names: [String], _ tag: String, _ what: String) {
+            for n in names { out.append("\(tag) \(n): \(what)") }
+        }
+        list(d.missingFromCatalog, "STALE   ", "archived in the repository, not in the catalog")
+        list(d.missingFromRepository, "MISSING ", "in the catalog, its meta is not in the repository")
+        list(d.metaWithoutObject, "MISSING ", "its meta is in the repository, its data object is not")
+        list(d.backupsMissingFromCatalog, "STALE   ", "backup in the repository, not in the catalog")
+        list(d.backupsMissingFromRepository, "MISSING ", "backup in the catalog, its backup.json is not in the repository")
+        list(d.unreadable, "UNREADABLE", "could not be read or decoded")
+        list(d.skippedMissingFromCatalog, "STALE   ", "skipped by the safety valve (marker in the repository), not in the catalog")
+        list(d.skippedMissingFromRepository, "STALE   ", "skipped in the catalog, no marker in the repository")
+        if d.isClean {
+            out.append("catalog \(path) matches \(repository): ok")
+        } else {
+            let n = d.missingFromCatalog.count + d.missingFromRepository.count + d.metaWithoutObject.count + d.backupsMissingFromCatalog.count
+                + d.backupsMissingFromRepository.count + d.unreadable.count + d.skippedMissingFromCatalog.count + d.skippedMissingFromRepository.count
+            out.append("catalog \(path) differs from \(repository): \(Human.count(n, "difference")); run walctl verify --repair or walctl catalog rebuild")
+        }
+        return out
+    }
+
+    static func rebuild(_ r: RebuildReport, path: String, repository: String) -> [String] {
+        var out = r.unreadable.map { "UNREADABLE \($0)" }
+        var parts = [Human.count(r.segments, "segment"), Human.count(r.partialSegments, "partial segment"),
+                     Human.count(r.historyFiles, "history file"), Human.count(r.backupHistoryFiles, "backup history file"),
+                     Human.count(r.backups, "backup")]
+        if r.skippedSegments > 0 { parts.append(Human.count(r.skippedSegments, "skipped segment")) }
+        if !r.unreadable.isEmpty { parts.append("\(r.unreadable.count) unreadable") }
+        out.append("catalog \(path) rebuilt from \(repository) in \(Human.duration(r.seconds)): \(parts.joined(separator: ", "))")
+        return out
     }
 }
 
@@ -110,29 +157,27 @@ struct CatalogCommand: ParsableCommand {
 enum InfoText {
     static func render(_ i: CatalogInfo) -> String {
         var out = ["status: \(i.status ?? "unknown")"]
-        out += ["repository: \(i.repository)  (system \(i.systemIdentifier ?? "?"), \(i.walSegmentSize / 1048576) MiB segments)"]
+        out += ["repository: \(i.repository)  (system \(i.systemIdentifier ?? "?"), \(Human.bytes(i.walSegmentSize)) segments)"]
         out.append("catalog: \(i.catalogPath)\(i.catalogComplete ? "" : "  (INCOMPLETE: run walctl catalog rebuild)")  (last reconciled with the repository: \(i.catalogCheckedAt?.iso8601 ?? "never"))")
         out.append("backups: \(i.backups.count)")
-        for b in i.backups {
-            out.append("  \(b.label)  timeline \(b.timeline)  \(b.startLSN)..\(b.stopLSN)  \(b.startTime.iso8601) .. \(b.stopTime.iso8601)  \(b.status)")
-        }
+        if !i.backups.isEmpty { out += BackupText.table(i.backups).map { "  " + $0 } }
         for t in i.timelines {
-            out.append("timeline \(t.timeline)\(t.parent.map { " (from \($0) at \(t.switchPoint?.description ?? "?"))" } ?? ""): \(t.segments) segments, \(t.bytes / 1048576) MiB (\(t.storedBytes / 1048576) MiB stored)")
-            for r in t.ranges { out.append("  archived \(r.firstName) .. \(r.lastName)") }
-            for g in t.gaps { out.append("  GAP      \(g.firstName) .. \(g.lastName)  (\(g.count) segments missing)") }
+            out.append("timeline \(t.timeline)\(t.parent.map { " (from \($0) at \(t.switchPoint?.description ?? "?"))" } ?? ""): \(Human.count(t.segments, "segment")), \(Human.bytes(t.bytes)) (\(Human.bytes(t.storedBytes)) stored)")
+            for r in t.ranges { out.append("  archived \(r.firstName) .. \(r.lastName)  (\(Human.count(r.count, "segment")))") }
+            for g in t.gaps { out.append("  GAP      \(g.firstName) .. \(g.lastName)  (\(Human.count(g.count, "segment")) missing)") }
         }
         for w in i.recoverableWindows {
-            out.append("recoverable on timeline \(w.timeline): \(w.from.map { $0.iso8601 } ?? "(no backup)") .. \(w.to.map { $0.iso8601 } ?? "?")\(w.gaps.isEmpty ? "" : "  (broken by \(w.gaps.count) gaps)")")
+            out.append("recoverable on timeline \(w.timeline): \(w.from.map { $0.iso8601 } ?? "(no backup)") .. \(w.to.map { $0.iso8601 } ?? "?")\(w.gaps.isEmpty ? "" : "  (broken by \(Human.count(w.gaps.count, "gap")))")")
         }
         var byTimeline: [(TimeLineID, [SkippedSegment])] = []
         for s in i.skippedSegments {
             if byTimeline.last?.0 == s.timeline { byTimeline[byTimeline.count - 1].1.append(s) } else { byTimeline.append((s.timeline, [s])) }
         }
         for (tl, skipped) in byTimeline {
-            out.append("PITR broken: \(skipped.count) segments skipped by the safety valve on timeline \(tl) (\(skipped[0].name)..\(skipped[skipped.count - 1].name)); take a new base backup")
+            out.append("PITR broken: \(Human.count(skipped.count, "segment")) skipped by the safety valve on timeline \(tl) (\(skipped[0].name)..\(skipped[skipped.count - 1].name)); take a new base backup")
         }
         if let l = i.lastArchived {
-            out.append("last archived: \(l.name) at \(l.archivedAt.iso8601) (\(Int(l.ageSeconds)) s ago)")
+            out.append("last archived: \(l.name) at \(l.archivedAt.iso8601) (\(Human.duration(max(0, l.ageSeconds))) ago)")
         } else {
             out.append("last archived: none")
         }

@@ -66,6 +66,7 @@ struct RecoverCommand: ParsableCommand {
     var log: String?
     @Option(name: .customLong("report"), help: ArgumentHelp("With --status: write the incident report (Markdown, the runbook's headings: RTO parts, RPO) to this file.", valueName: "file"))
     var reportFile: String?
+    @OptionGroup var progressOptions: ProgressOptions
 
     func validate() throws {
         if status {
@@ -107,29 +108,30 @@ struct RecoverCommand: ParsableCommand {
                     let config = try? global.load()
                     try DrillOutput.write(try IncidentReport.markdown(pgdata: dir, log: log, config: config), to: reportFile)
                 }
-                print(json ? try encodeJSON(s) : s.text)
+                print(json ? try JSONOutput.render(s) : s.text)
                 return
             }
             let config = try global.load()
             // Run as root: whose the restored files will be, or a refusal before anything is touched.
             let owner = dryRun ? nil : try Recover.owner(forTarget: dir, arguments: CommandLine.arguments)
-            let recover = Recover(config: config, note: report)
+            var recover = Recover(config: config, note: report)
+            recover.progress = try progressOptions.output(config)
             let plan: RecoveryPlan
             do {
                 plan = try recover.plan(try request(), pgdata: dir)
             } catch let r as RecoveryRefused {
-                if json && dryRun { print(try encodeJSON(r.refusal)) }
+                if json && dryRun { print(try JSONOutput.render(r.refusal)) }
                 describeRefusal(r.refusal)
                 throw ExitCode(3)
             }
             if dryRun {
-                print(json ? try encodeJSON(plan) : describe(plan))
+                print(json ? try JSONOutput.render(plan) : describe(plan))
                 return
             }
             let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner)
             print(describe(plan))
             print("")
-            print("restored backup \(outcome.restore.label): \(outcome.restore.files) files, \(outcome.restore.bytes) bytes in \(String(format: "%.1f", outcome.restore.seconds)) s")
+            print("restored backup \(outcome.restore.label): \(Human.count(outcome.restore.files, "file")), \(Human.bytes(outcome.restore.bytes)) in \(Human.duration(outcome.restore.seconds))")
             print("wrote: \(outcome.files.joined(separator: ", "))")
             print("")
             print("start the recovery:")
@@ -141,13 +143,13 @@ struct RecoverCommand: ParsableCommand {
     }
 
     func describe(_ p: RecoveryPlan) -> String {
-        func mb(_ b: Int64) -> String { String(format: "%.1f MB", Double(b) / 1e6) }
+        func mb(_ b: Int64) -> String { Human.bytes(b) }
         var out = [
             "recovery plan",
             "  target:        \(p.target.type) \(p.target.value ?? "")\(p.target.inclusive.map { $0 ? " (inclusive)" : " (exclusive)" } ?? "")",
             "  timeline:      \(p.timeline), path \(p.timelinePath.map { "\($0.timeline) [\($0.begin)..\($0.end ?? "")]" }.joined(separator: " -> "))",
             "  backup:        \(p.backupLabel) (timeline \(p.backup.timeline), \(p.backup.startLSN)..\(p.backup.stopLSN), stopped \(p.backup.stopTime.postgresLiteral))",
-            "  WAL:           \(p.firstSegment) .. \(p.lastSegment), \(p.segmentCount) segments, \(mb(p.walBytes)) (\(mb(p.walStoredBytes)) stored)",
+            "  WAL:           \(p.firstSegment) .. \(p.lastSegment), \(Human.count(p.segmentCount, "segment")), \(mb(p.walBytes)) (\(mb(p.walStoredBytes)) stored)",
             "  history files: \(p.historyFiles.isEmpty ? "none needed" : p.historyFiles.joined(separator: ", "))",
             "  download:      \(mb(p.bytesToDownload)) (backup \(mb(p.backupStoredBytes)) + WAL \(mb(p.walStoredBytes)))",
             "  estimate:      \(String(format: "%.1f", p.estimatedRecoverySeconds)) s (restore \(String(format: "%.1f", p.estimatedRestoreSeconds)) s, replay \(String(format: "%.1f", p.estimatedReplaySeconds)) s)",
@@ -175,10 +177,4 @@ struct RecoverCommand: ParsableCommand {
         report("  nearest recoverable target after:  \(r.nearestRecoverableAfter?.postgresLiteral ?? "none")")
         report("  nothing was changed")
     }
-}
-
-func encodeJSON<T: Encodable>(_ v: T) throws -> String {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-    return String(decoding: try enc.encode(v), as: UTF8.self)
 }

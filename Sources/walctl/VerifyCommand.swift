@@ -15,7 +15,7 @@ struct VerifyCommand: ParsableCommand {
             catalog, not in the repository), DAMAGED (WAL failing its CRC, no backup after it), LEFTOVER (temporary or \
             unreferenced objects older than an hour; not an error). --repair brings the catalog up to date. --deep also \
             reads every object in that range back and checks its CRC-32C. One line per problem. Exit 0: clean; \
-            1: problems found; 2: the check could not run. --json keys are documented in docs/catalog.md.
+            1: problems found; 2: the check could not run. --json keys are documented in docs/json.md.
 
 
             """ + examples("walctl verify", "walctl verify --deep", "walctl verify --repair")
@@ -24,14 +24,17 @@ struct VerifyCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.") var json = false
     @Flag(name: .long, help: "Read every archived object in the range back and verify its size and CRC-32C.") var deep = false
     @Flag(name: .long, help: "Bring a stale catalog up to date from the repository: insert what it has, remove rows whose objects are gone.") var repair = false
+    @OptionGroup var progressOptions: ProgressOptions
 
     func run() throws {
         var clean = true
         try runCommand(exitCode: 2) {
             let config: Configuration
             do { config = try global.load() } catch let f as Failure { throw Failure(error: f.error, exitCode: 2) }
-            let result = try ArchiveVerify(config: config, note: report).run(deep: deep, repair: repair)
-            print(json ? try encodeJSON(result) : VerifyText.render(result))
+            var verify = ArchiveVerify(config: config, note: report)
+            verify.progress = try progressOptions.output(config)
+            let result = try verify.run(deep: deep, repair: repair)
+            print(json ? try JSONOutput.render(result) : VerifyText.render(result))
             clean = result.ok
         }
         if !clean { throw ExitCode(1) }
@@ -44,7 +47,7 @@ enum VerifyText {
         var out: [String]
         if let tl = r.timeline {
             let span = r.timelines.map { "\($0.firstName) .. \($0.lastName)" }.joined(separator: ", ")
-            out = ["verify: timeline \(tl), WAL \(span.isEmpty ? "(none)" : span), \(r.backups.count) backups\(r.deep ? ", \(r.objectsRead) objects read back" : "")"]
+            out = ["verify: timeline \(tl), WAL \(span.isEmpty ? "(none)" : span), \(Human.count(r.backups.count, "backup"))\(r.deep ? ", \(Human.count(r.objectsRead, "object")) read back" : "")"]
         } else {
             out = ["verify: the catalog lists no archived WAL"]
         }
@@ -55,7 +58,7 @@ enum VerifyText {
             out.append("DAMAGED  \(d.name) at \(d.lsn): \(d.reason); recovery cannot replay past it: take a new base backup")
         }
         for l in r.leftovers {
-            out.append("LEFTOVER \(l.key)  (\(l.size) bytes, modified \(l.modifiedAt?.iso8601 ?? "?")): a temporary or unreferenced object of an interrupted write; safe to delete")
+            out.append("LEFTOVER \(l.key)  (\(Human.bytes(l.size)), modified \(l.modifiedAt?.iso8601 ?? "?")): a temporary or unreferenced object of an interrupted write; safe to delete")
         }
         guard let tl = r.timeline else {
             out.append(r.ok ? "verify: nothing is archived yet: ok" : "verify: PROBLEMS FOUND")
@@ -66,13 +69,13 @@ enum VerifyText {
         }
         for g in r.gaps {
             let inside = r.skipped.filter { $0.timeline == g.timeline && $0.name >= g.from && $0.name <= g.to }.count
-            out.append("GAP      \(g.from) .. \(g.to)  (\(g.count) segments missing\(inside > 0 ? ", \(inside) skipped by the safety valve" : ""))")
+            out.append("GAP      \(g.from) .. \(g.to)  (\(Human.count(g.count, "segment")) missing\(inside > 0 ? ", \(inside) skipped by the safety valve" : ""))")
         }
         for s in r.skipped {
             out.append("SKIPPED  \(s.name)  at \(s.skippedAt.iso8601) by the safety valve (\(s.reason)): PITR cannot cross it; take a new base backup")
         }
         for b in r.backups where !b.walComplete {
-            out.append("BACKUP   \(b.label): its WAL \(b.firstSegment) .. \(b.lastSegment) is incomplete (\(b.missingSegments) segments missing): it cannot be restored")
+            out.append("BACKUP   \(b.label): its WAL \(b.firstSegment) .. \(b.lastSegment) is incomplete (\(Human.count(b.missingSegments, "segment")) missing): it cannot be restored")
         }
         for c in r.corrupt { out.append("CORRUPT  \(c.name): \(c.error)") }
         out.append(r.ok ? "verify: ok" : "verify: PROBLEMS FOUND")

@@ -18,7 +18,7 @@ struct WalCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let (summary, header) = try WalShow.summarize(path: file)
-                print(json ? WalShow.json(summary, header: header, file: file) : WalShow.text(summary, header: header, file: file))
+                print(json ? try WalShow.json(summary, header: header, file: file) : WalShow.text(summary, header: header, file: file))
             }
         }
     }

@@ -132,6 +132,19 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// `--no-progress`, for the commands that show progress (backup, restore-backup, recover, catalog
+/// rebuild, verify): never part of GlobalOptions, so archive-push/get do not take it.
+struct ProgressOptions: ParsableArguments {
+    @Flag(name: .customLong("no-progress"), help: "Show no progress line (default: a live line on a terminal, else a line every progress-interval seconds on stderr).")
+    var noProgress = false
+
+    func output(_ config: Configuration) throws -> ProgressOutput {
+        do { return try ProgressOutput.standardError(config: config, enabled: !noProgress) } catch {
+            throw Failure(error: WalctlError.configuration(error), exitCode: 1)
+        }
+    }
+}
+
 /// A failure with the exit code the command contract asks for; printed as one line on stderr.
 struct Failure: Error {
     var error: Error
@@ -140,6 +153,7 @@ struct Failure: Error {
 
 /// Writes one line to stderr (PostgreSQL copies archive/restore command stderr into its log).
 func report(_ message: String) {
+    ProgressOutput.clearLiveLine()
     FileHandle.standardError.write(Data(("walctl: " + message + "\n").utf8))
 }
 

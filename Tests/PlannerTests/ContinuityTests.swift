@@ -24,9 +24,9 @@ import WALFormat
         c.backups.append(backup("broken", tl: 1, startSeg: 29, stopSeg: 31, stop: 3100))
         let r = try ContinuityChecker.check(catalog: c)
         #expect(!r.ok)
-        #expect(r.gaps == [ContinuityGap(timeline: 1, from: name(1, 30), to: name(1, 30), count: 1),
-                           ContinuityGap(timeline: 1, from: name(1, 40), to: name(1, 40), count: 1),
-                           ContinuityGap(timeline: 2, from: name(2, 70), to: name(2, 70), count: 1)])
+        #expect(r.gaps == [ContinuityGap(timeline: 1, firstSegno: 30, lastSegno: 30, from: name(1, 30), to: name(1, 30), count: 1),
+                           ContinuityGap(timeline: 1, firstSegno: 40, lastSegno: 40, from: name(1, 40), to: name(1, 40), count: 1),
+                           ContinuityGap(timeline: 2, firstSegno: 70, lastSegno: 70, from: name(2, 70), to: name(2, 70), count: 1)])
         #expect(r.skipped.map(\.name) == [name(1, 30)])
         let broken = try #require(r.backups.first { $0.label == "broken" })
         #expect(!broken.walComplete && broken.missingSegments == 1)

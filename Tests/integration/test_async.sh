@@ -217,7 +217,7 @@ test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
     # info: the skip in JSON, and the loud line in text.
     as_pg "$WALCTL" info --config "$W/walctl.conf" --json > "$W/info.json" || fail "info --json"
     assert_eq "$(json_names "$W/info.json" skippedSegments)" "$skipped" "info --json skippedSegments"
-    as_pg "$WALCTL" info --config "$W/walctl.conf" | grep -q "PITR broken: 1 segments skipped by the safety valve on timeline 1 ($skipped..$skipped)" \
+    as_pg "$WALCTL" info --config "$W/walctl.conf" | grep -q "PITR broken: 1 segment skipped by the safety valve on timeline 1 ($skipped..$skipped)" \
         || fail "info text: $(as_pg "$WALCTL" info --config "$W/walctl.conf" 2>&1)"
     # verify: exit 1, naming it; --json too.
     local out rc=0
@@ -227,7 +227,7 @@ test_safety_valve_gap_is_known_to_info_verify_recover_and_rebuild() {
     rc=0; as_pg "$WALCTL" verify --config "$W/walctl.conf" --json --deep > "$W/verify.json" || rc=$?
     assert_eq "$rc" "1" "verify --json exit code"
     assert_eq "$(json_names "$W/verify.json" skipped)" "$skipped" "verify --json skipped"
-    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["ok"] is False and d["deep"] and d["objectsRead"] >= 3 and not d["corrupt"] else 1)' "$W/verify.json" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["ok"] is False and d["deep"] and d["readObjectCount"] >= 3 and not d["corrupt"] else 1)' "$W/verify.json" \
         || fail "verify --json: $(cat "$W/verify.json")"
     # recover: a target after the skip is refused (exit 3, code skipped); one before it still plans.
     rc=0; as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --dry-run --to "$t_after" >/dev/null 2>"$W/rec.err" || rc=$?

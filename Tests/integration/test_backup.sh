@@ -85,14 +85,16 @@ backup_restore() {
     wc_ backup list --json > "$W/list.json"
     python3 - "$W/list.json" <<'PY' || fail "backup list --json: $(cat "$W/list.json")"
 import json, sys
-l = json.load(open(sys.argv[1]))
+d = json.load(open(sys.argv[1]))
+assert d["formatVersion"] == 1, d
+l = d["backups"]
 assert isinstance(l, list) and len(l) == 1, l
 b = l[0]
-for k in ("label", "startLSN", "stopLSN", "startTime", "stopTime", "timeline", "size"):
+for k in ("label", "startLSN", "stopLSN", "startTime", "stopTime", "timeline", "size", "storedSize"):
     assert k in b, "missing key " + k
 assert b["label"] == "b1" and b["timeline"] == 1 and b["size"] > 0, b
 PY
-    wc_ backup show b1 > "$W/show.txt" || fail "backup show failed"
+    wc_ backup show b1 --json > "$W/show.txt" || fail "backup show failed"
     grep -q '"firstWALSegment"' "$W/show.txt" || fail "backup show has no contents"
 
     if [ "$WALCTL_TEST_REPO" = s3 ] && [ "$scale" -ge 10 ]; then
@@ -117,10 +119,7 @@ PY
     local seg
     for seg in $(python3 - "$W/show.txt" <<'PY'
 import json, sys
-t = open(sys.argv[1]).read()
-d = json.JSONDecoder()
-_, i = d.raw_decode(t)
-c, _ = d.raw_decode(t[i:].lstrip())
+c = json.load(open(sys.argv[1]))["contents"]   # backup show --json: one document
 a, b = c["firstWALSegment"], c["lastWALSegment"]
 per = 0x100000000 // c["walSegmentSize"]
 n = lambda s: int(s[8:16], 16) * per + int(s[16:24], 16)
@@ -209,7 +208,7 @@ test_killed_backup_is_not_listed_pg15() {
 
     local list
     list="$(wc_ backup list --json)"
-    assert_eq "$(python3 -c 'import json,sys; print(len(json.load(sys.stdin)))' <<<"$list")" "0" "backups listed after the kills"
+    assert_eq "$(python3 -c 'import json,sys; print(len(json.load(sys.stdin)["backups"]))' <<<"$list")" "0" "backups listed after the kills"
     local out
     for l in k1 k2; do
         if out="$(wc_ restore-backup "$l" --pgdata "$W/r-$l" 2>&1)"; then fail "killed backup $l was restored"; fi
@@ -221,7 +220,7 @@ test_killed_backup_is_not_listed_pg15() {
     rm -f "$W/hold"
     wc_ backup --label b2 --dbname "$CONN" >/dev/null 2>&1 || fail "backup after the kills failed"
     list="$(wc_ backup list --json)"
-    assert_eq "$(python3 -c 'import json,sys; print(",".join(b["label"] for b in json.load(sys.stdin)))' <<<"$list")" "b2" "backups listed"
+    assert_eq "$(python3 -c 'import json,sys; print(",".join(b["label"] for b in json.load(sys.stdin)["backups"]))' <<<"$list")" "b2" "backups listed"
     pg_stop 15 "$W/data"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }

@@ -45,7 +45,7 @@ test_sigkill_archive_push_at_many_points() {
     done
     # No temporary files left where readers could mistake them for objects.
     [ -z "$(repo_objects "$w" '/\.[^/]*tmp')" ] || true
-    local segs; segs="$("$WALCTL" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["segments"])')"
+    local segs; segs="$("$WALCTL" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counts"]["segmentCount"])')"
     assert_eq "$segs" "$n" "segments in the catalog"
     rm -rf "$w"
 }
@@ -79,7 +79,7 @@ test_rebuild_gives_same_answers() {
     "$WALCTL" catalog rebuild > /dev/null || fail "rebuild"
     "$WALCTL" info --json | python3 -c 'import json,sys; d=json.load(sys.stdin); d.pop("generatedAt"); d.pop("catalogCheckedAt", None); d["lastArchived"].pop("ageSeconds"); print(json.dumps(d, sort_keys=True))' > "$w/after.json"
     diff "$w/before.json" "$w/after.json" || fail "info differs after rebuild"
-    grep -q '"restorePoints": 5' "$w/after.json" || fail "restore points lost: $(cat "$w/after.json")"
+    grep -q '"restorePointCount": 5' "$w/after.json" || fail "restore points lost: $(cat "$w/after.json")"
     "$WALCTL" catalog check >/dev/null || fail "check after rebuild"
     rm -rf "$w"
 }

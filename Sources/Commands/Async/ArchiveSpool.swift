@@ -274,10 +274,10 @@ public struct SpoolStatus: Sendable {
 
     /// Lines for the text `walctl info`.
     public var lines: [String] {
-        var out = ["archive backlog: \(readyFiles) files ready (\(readyBytes / 1_048_576) MiB, oldest \(Int(oldestReadyAge)) s) in \(walDir ?? "?"); "
-                   + "async pusher \(daemonRunning ? "running" : "idle"); spool \(spool) (\(pendingOK) ok, \(pendingErrors) errors unreported)"]
+        var out = ["archive backlog: \(Human.count(readyFiles, "file")) ready (\(Human.bytes(readyBytes)), oldest \(Int(oldestReadyAge)) s) in \(walDir ?? "?"); "
+                   + "async pusher \(daemonRunning ? "running" : "idle"); spool \(spool) (\(pendingOK) ok, \(Human.count(pendingErrors, "error")) unreported)"]
         if !skipped.isEmpty {
-            out.append("PITR BROKEN: \(skipped.count) files reported archived WITHOUT being stored (safety valve):")
+            out.append("PITR BROKEN: \(Human.count(skipped.count, "file")) reported archived WITHOUT being stored (safety valve):")
             for s in skipped {
                 out.append("  SKIPPED  \(s.name)  at \(s.skippedAt.iso8601)  \(s.reason)\(s.markerStored ? "" : "  (marker not yet in the repository)")")
             }

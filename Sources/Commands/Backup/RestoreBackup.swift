@@ -49,9 +49,10 @@ public struct RestoreReport: Sendable, Equatable {
 ///   archive member), `.checksumMismatch`, `.codec`, `.store`, `.file`.
 @discardableResult
 public func restoreBackup(label: String, repository: Repository, pgdata: String, force: Bool = false,
-                          options: RestoreOptions = RestoreOptions(), log: @escaping (String) -> Void = { _ in }) throws -> RestoreReport {
+                          options: RestoreOptions = RestoreOptions(), log: @escaping (String) -> Void = { _ in },
+                          progress: ProgressOutput = .off) throws -> RestoreReport {
     let began = Date()
-    let (record, contents) = try BackupMetadata.read(label: label, repository: repository)
+    let (_, contents) = try BackupMetadata.read(label: label, repository: repository)
     let prefix = BackupMetadata.prefix(label: label)
     var target = pgdata
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
@@ -77,6 +78,9 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     // Tablespaces first, so the links base.tar creates point at directories that exist.
     let ordered = contents.archives.filter { $0.tablespaceOID != nil } + contents.archives.filter { $0.tablespaceOID == nil }
     var tablespaceTargets: [String: String] = [:]
+    // Progress: stored bytes read, of the archives' stored sizes (known exactly from backup.json).
+    let shown = progress.start("restore \(label)", unit: .bytes, total: contents.archives.reduce(0) { $0 + $1.storedSize })
+    defer { shown.finish() }
     for a in ordered {
         guard let codec = CodecKind(rawValue: a.codec) else {
             throw WalctlError.refused("backup \(label): archive \(a.object) uses unknown codec \(a.codec)")
@@ -107,6 +111,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
             try repository.store.read(key: prefix + a.object) { chunk in
                 crc.update(chunk)
                 n += Int64(chunk.count)
+                shown.add(Int64(chunk.count))
                 try decompressor.update(chunk) { try tar.feed($0) }
             }
             try decompressor.finish { try tar.feed($0) }
@@ -129,6 +134,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         groupAccess = groupAccess || writer.groupAccess
     }
 
+    shown.finish()
     if let manifest {
         let missing = manifest.files.keys.filter { !seen.contains($0) }.sorted()
         guard missing.isEmpty else {
@@ -145,7 +151,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
 
     let report = RestoreReport(label: label, files: files, bytes: bytes, storedBytes: storedBytes, verifiedFiles: verified,
                                seconds: Date().timeIntervalSince(began))
-    log("restore \(label): \(files) files, \(bytes) bytes (\(verified) verified against the manifest) into \(target) in \(String(format: "%.1f", report.seconds)) s; start LSN \(record.startLSN), consistent at \(record.stopLSN)")
+    // No line here: the caller prints the result once (restore-backup printed it twice).
     return report
 }
 

@@ -47,12 +47,15 @@ public struct BackupOptions: Sendable {
 ///   - catalog: when given, the backup is recorded there as `running`, then `complete` (or `failed`);
 ///     catalog failures are reported through `log` and never fail the backup (the repository is the
 ///     truth and the catalog can be rebuilt from it).
-///   - log: progress and warnings, one line each.
+///   - log: steps and warnings, one line each.
+///   - progress: where the streaming's progress is shown (bytes of the server's estimate, which
+///     asks it for `PROGRESS`: one extra pass over the data directory's file sizes).
 /// - Returns: the record written (also inside `backup.json`).
 /// - Throws: `WalctlError` — `.notInitialised`, `.refused` (another cluster, segment size, archive_mode
 ///   off, tablespace, label taken), `.postgres`, `.store`, `.timeout` (WAL not archived in time).
 public func takeBackup(connection conninfo: String, repository: Repository, options: BackupOptions = BackupOptions(),
-                       catalog: Catalog? = nil, log: @escaping (String) -> Void = { _ in }) throws -> BackupRecord {
+                       catalog: Catalog? = nil, log: @escaping (String) -> Void = { _ in },
+                       progress: ProgressOutput = .off) throws -> BackupRecord {
     guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
     let conn = try pg { try PGConnection(conninfo: conninfo, replication: .database) }
     let ident = try pg { try conn.identifySystem() }
@@ -101,10 +104,14 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     bb.manifest = options.manifest
     bb.serverCompression = server
     bb.maxRateKBps = options.maxRateKBps
+    bb.estimateSize = progress.isOn
     var compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
     log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)")
 
     let sink = RepositoryBackupSink(store: repository.store, prefix: prefix, codec: clientCodec, level: clientLevel)
+    let shown = progress.start("backup \(label)", unit: .bytes)
+    defer { shown.finish() }
+    sink.shown = shown
     sink.onStart = { start in
         guard let catalog else { return }
         let t = PGTimestamp(date: startDate)
@@ -136,7 +143,8 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         throw error
     }
     let streamSeconds = Date().timeIntervalSince(streamStart)
-    log("backup \(label): streamed \(sink.storedTotal) bytes stored in \(String(format: "%.1f", streamSeconds)) s; start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
+    shown.finish()
+    log("backup \(label): streamed \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
 
     // Every segment from start to stop must be archived before the backup counts.
     let waitStart = Date()
@@ -179,7 +187,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     if let catalog {
         do { try catalog.recordBackup(record) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
     }
-    log("backup \(label): complete, \(size) bytes, \(sink.storedTotal) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(String(format: "%.1f", walWait)) s)")
+    log("backup \(label): complete, \(Human.bytes(size)), \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
     return record
 }
 
@@ -259,6 +267,10 @@ final class RepositoryBackupSink: BaseBackupSink {
     var codec: CodecKind
     var level: Int32?
     var onStart: ((BackupPosition) -> Void)?
+    /// Fed with the server's estimate and progress messages (PostgreSQL 15+), else with the tar
+    /// bytes as they arrive.
+    var shown: WorkProgress?
+    private var serverReportsProgress = false
 
     private var writer: ObjectWriter?
     private var compressor: Compressor?
@@ -277,7 +289,14 @@ final class RepositoryBackupSink: BaseBackupSink {
     }
 
     func started(at start: BackupPosition, tablespaces: [BackupTablespace]) throws {
+        let sizes = tablespaces.compactMap(\.estimatedSize)
+        if !sizes.isEmpty { shown?.setTotal(sizes.reduce(0, +)) }
         onStart?(start)
+    }
+
+    func progress(bytesDone: Int64) {
+        serverReportsProgress = true
+        shown?.set(done: bytesDone)
     }
 
     func beginArchive(name: String, tablespaceLocation: String?) throws {
@@ -314,6 +333,7 @@ final class RepositoryBackupSink: BaseBackupSink {
     }
 
     func archiveData(_ bytes: UnsafeRawBufferPointer) throws {
+        if !serverReportsProgress, let p = shown { p.add(Int64(bytes.count)) }
         if let c = compressor {
             raw += Int64(bytes.count)
             try c.update(bytes) { try self.put($0) }

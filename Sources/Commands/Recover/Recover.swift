@@ -38,6 +38,8 @@ public struct Recover {
     /// Absolute path of the walctl executable that `restore_command` runs.
     public var walctl: String
     public var note: (String) -> Void
+    /// Where the restore step shows its progress.
+    public var progress: ProgressOutput = .off
 
     public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), note: @escaping (String) -> Void = { _ in }) {
         self.config = config; self.walctl = walctl; self.note = note
@@ -130,7 +132,7 @@ public struct Recover {
         var options = RestoreOptions()
         if let owner { options.owner = (owner.uid, owner.gid) }
         let restoreStarted = Date()
-        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: note)
+        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: note, progress: progress)
         let versionText: String
         do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
             throw WalctlError.refused("the restored backup \(plan.backupLabel) has no readable PG_VERSION in \(dir): it is not a PostgreSQL data directory")
@@ -140,9 +142,7 @@ public struct Recover {
         let writer = RecoverySettingsWriter(walctl: walctl, config: config)
         var files = try writer.write(settings: plan.settings, pgdata: dir, major: major,
                                      header: "walctl recover: \(plan.target.type) \(plan.target.value ?? "") from backup \(plan.backupLabel), \(PGTimestamp(date: Date()).iso8601)")
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-        try writeFile(dir + "/" + RecoveryFiles.plan, try enc.encode(plan), append: false, mode: 0o600)
+        try writeFile(dir + "/" + RecoveryFiles.plan, try JSONOutput.encoder().encode(plan), append: false, mode: 0o600)
         try writeFile(dir + "/" + RecoveryFiles.progress, Data(), append: false, mode: 0o600)
         let timing = RestoreTiming(restoreStartedAt: restoreStarted.timeIntervalSince1970, restoreFinishedAt: Date().timeIntervalSince1970,
                                    bytes: report.bytes, storedBytes: report.storedBytes, files: report.files)

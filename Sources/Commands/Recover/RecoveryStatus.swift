@@ -6,6 +6,8 @@ import WALFormat
 /// data directory (the saved plan, the restore command's progress lines) and the server log. Needs
 /// no connection, so it also works while the server is not accepting connections yet.
 public struct RecoveryStatus: Codable, Equatable, Sendable {
+    /// `recover --status --json` (docs/json.md).
+    public var formatVersion = 1
     public var pgdata: String
     /// `not-started`, `replaying`, `paused-at-target`, `promoted`, `shutdown-at-target`, `failed`, `stopped`.
     public var state: String
@@ -30,6 +32,12 @@ public struct RecoveryStatus: Codable, Equatable, Sendable {
     public var logFile: String?
     /// FATAL and PANIC lines from the log.
     public var errors: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case formatVersion, pgdata, state, serverRunning, target, backupLabel, plannedSegments = "plannedSegmentCount"
+        case restoredSegments = "restoredSegmentCount", lastRestored, elapsedSeconds, bytesPerSecond, etaSeconds
+        case targetReached, stoppedAt, lastCompletedTransaction, consistent, logFile, errors
+    }
 
     /// Reads the status of the recovery in `pgdata`; `log` overrides the server log's location
     /// (default: `walctl_recovery.log` in `pgdata`, else the newest file in `pgdata/log`).
@@ -154,7 +162,7 @@ public struct RecoveryStatus: Codable, Equatable, Sendable {
         if let p = plannedSegments { progress += " of \(p) planned" + (p > 0 ? String(format: " (%.0f%%)", min(100, Double(restoredSegments) * 100 / Double(p))) : "") }
         if let l = lastRestored { progress += ", last \(l)" }
         out.append(progress)
-        if let b = bytesPerSecond { out.append(String(format: "rate: %.1f MB/s", b / 1e6) + (etaSeconds.map { String(format: ", ETA %.0f s", $0) } ?? "")) }
+        if let b = bytesPerSecond { out.append("rate: \(Human.rate(b))" + (etaSeconds.map { ", ETA \(Human.duration($0))" } ?? "")) }
         if consistent { out.append("consistent: yes") }
         if let r = targetReached { out.append("target reached: \(r ? "yes" : "NO")") }
         if let s = stoppedAt { out.append("stopped: \(s)") }

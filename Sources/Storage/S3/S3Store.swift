@@ -22,8 +22,12 @@ public final class S3Store: ObjectStore {
     /// Key prefix inside the bucket, empty or ending in `/`.
     public let prefix: String
     public let settings: S3Settings
-    /// Receives retry warnings; never given secrets.
+    /// Receives retry, backoff and slow-request warnings and (debug) each request; never given
+    /// secrets. `RepositoryFactory` sets it from `log-level`.
     public var logger: Logger?
+    /// A request with a small answer (everything but streamed bodies) taking longer than this many
+    /// seconds is logged as a warning (a slow or overloaded endpoint, before it turns into timeouts).
+    public var slowRequestWarning: Double = 10
 
     let credentials: S3Credentials
     let signer: SigV4
@@ -298,6 +302,15 @@ public final class S3Store: ObjectStore {
         for attempt in 0...settings.maxRetries {
             if attempt > 0 { backoff(attempt: attempt, after: lastError) }
             let response: HTTPResponse
+            let started = DispatchTime.now().uptimeNanoseconds
+            defer {
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+                if seconds > slowRequestWarning {
+                    logger?.warning("S3 request slow: \(call.method) \(displayKey) took \(String(format: "%.1f", seconds)) s", metadata: [
+                        "bucket": "\(bucket)", "attempt": "\(attempt)",
+                    ])
+                }
+            }
             do {
                 response = try pool.with { client throws(HTTPError) in try self.perform(call, client: client) }
             } catch {
