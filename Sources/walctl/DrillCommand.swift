@@ -57,7 +57,7 @@ struct DrillCommand: ParsableCommand {
             if let reportFile {
                 try DrillOutput.write(DrillText.markdown(result), to: reportFile)
             }
-            print(json ? try encodeJSON(result) : DrillText.render(result))
+            print(json ? try JSONOutput.render(result) : DrillText.render(result))
             code = result.passed ? 0 : (result.refusal != nil ? 3 : 1)
         }
         if code != 0 { throw ExitCode(code) }

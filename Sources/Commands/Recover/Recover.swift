@@ -146,7 +146,7 @@ public struct Recover {
         try writeFile(dir + "/" + RecoveryFiles.progress, Data(), append: false, mode: 0o600)
         let timing = RestoreTiming(restoreStartedAt: restoreStarted.timeIntervalSince1970, restoreFinishedAt: Date().timeIntervalSince1970,
                                    bytes: report.bytes, storedBytes: report.storedBytes, files: report.files)
-        try writeFile(dir + "/" + RecoveryFiles.timing, try enc.encode(timing), append: false, mode: 0o600)
+        try writeFile(dir + "/" + RecoveryFiles.timing, try JSONOutput.encoder().encode(timing), append: false, mode: 0o600)
         files += [dir + "/" + RecoveryFiles.plan, dir + "/" + RecoveryFiles.progress, dir + "/" + RecoveryFiles.timing]
         if let owner {
             // Everything under the data directory and its tablespaces: what the restore wrote, the
