@@ -152,6 +152,9 @@ public enum Setting: String, CaseIterable, Sendable {
     case s3UploadThreads = "s3-upload-threads"
     case s3ConnectTimeout = "s3-connect-timeout"
     case s3StallTimeout = "s3-stall-timeout"
+    case repositoryCipher = "repository-cipher"
+    case repositoryCipherPass = "repository-cipher-pass"
+    case repositoryCipherPassFile = "repository-cipher-pass-file"
 
     public var name: String { rawValue }
 
@@ -185,6 +188,9 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3Retries: return .integer(0...100)
         case .s3UploadThreads: return .integer(1...64)
         case .s3ConnectTimeout, .s3StallTimeout: return .seconds(1...3600)
+        case .repositoryCipher: return .choice(["none", "aes-256-gcm"])
+        case .repositoryCipherPass: return .string
+        case .repositoryCipherPassFile: return .path
         }
     }
 
@@ -209,6 +215,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "2"
         case .s3ConnectTimeout: return "10"
         case .s3StallTimeout: return "30"
+        case .repositoryCipher: return "none"
         default: return nil
         }
     }
@@ -251,11 +258,14 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "parallel part uploads of one multipart object"
         case .s3ConnectTimeout: return "seconds to establish a connection"
         case .s3StallTimeout: return "seconds without progress before a transfer is abandoned and retried"
+        case .repositoryCipher: return "client-side encryption of every object: none or aes-256-gcm (chosen at `walctl init`; docs/encryption.md)"
+        case .repositoryCipherPass: return "the encrypted repository's passphrase (else repository-cipher-pass-file)"
+        case .repositoryCipherPassFile: return "file holding the passphrase (its first line; keep it 0600)"
         }
     }
 
     /// Secrets are never printed (`walctl config`, errors, `--help`).
-    public var secret: Bool { self == .s3KeySecret || self == .s3Token }
+    public var secret: Bool { self == .s3KeySecret || self == .s3Token || self == .repositoryCipherPass }
 
     /// `WALCTL_` + the name in upper case with `-` as `_`: `s3-endpoint` -> `WALCTL_S3_ENDPOINT`.
     public var environmentName: String { FastPath.environmentName(rawValue) }
@@ -278,6 +288,10 @@ public enum Setting: String, CaseIterable, Sendable {
             if !range.contains(l) {
                 return Problem(setting: .compressLevel, value: level, expected: "\(range.lowerBound) to \(range.upperBound) for compress-type \(type)")
             }
+        }
+        if SettingType.lower(value(.repositoryCipher) ?? "none") != "none", value(.repositoryCipherPass) == nil, value(.repositoryCipherPassFile) == nil {
+            return Problem(setting: .repositoryCipher, value: value(.repositoryCipher) ?? "",
+                           expected: "a passphrase with it: repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS")
         }
         if let e = value(.s3Endpoint), let (https, host) = SettingType.endpointHost(e), !https, !SettingType.isLoopback(host),
            SettingType.parseBool(value(.s3AllowHTTP) ?? "false") != true {
