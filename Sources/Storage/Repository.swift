@@ -129,6 +129,8 @@ public final class Repository {
 
     /// True when objects are encrypted on the way in and authenticated on the way out.
     public var isEncrypted: Bool { store is EncryptedStore }
+    /// The store underneath encryption (which driver it is: file or S3).
+    public var baseStore: ObjectStore { (store as? EncryptedStore)?.base ?? store }
 
     /// The binding, or nil when the repository has not been initialised. An encrypted repository
     /// opened without its key is refused here (`CipherError.key`), so nothing writes plaintext

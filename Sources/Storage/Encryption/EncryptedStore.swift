@@ -93,3 +93,28 @@ final class EncryptingWriter: ObjectWriter {
 
     func abort() { base.abort() }
 }
+
+// The capabilities other code finds by casting the store pass through to the base store (listings
+// and sweeps see the stored objects, names in plaintext).
+extension EncryptedStore: DetailedListing {
+    public func childPrefixes(of prefix: String) throws(StoreError) -> [String] {
+        if let d = base as? DetailedListing { return try d.childPrefixes(of: prefix) }
+        var set = Set<String>()
+        for o in try base.list(prefix: prefix) {
+            let rest = o.key.dropFirst(prefix.count)
+            if let slash = rest.firstIndex(of: "/") { set.insert(prefix + rest[..<slash] + "/") }
+        }
+        return set.sorted()
+    }
+
+    public func listDetailed(prefix: String) throws(StoreError) -> [ListedObject] {
+        if let d = base as? DetailedListing { return try d.listDetailed(prefix: prefix) }
+        return try base.list(prefix: prefix).map { ListedObject(key: $0.key, size: $0.size) }
+    }
+}
+
+extension EncryptedStore: LeftoverSweeping {
+    public func removeLeftovers(besideKey key: String, olderThan age: TimeInterval) -> [String] {
+        (base as? LeftoverSweeping)?.removeLeftovers(besideKey: key, olderThan: age) ?? []
+    }
+}
