@@ -39,6 +39,8 @@ int walctl_scrypt(const void *pass, size_t passlen, const void *salt, size_t sal
                   uint64_t n, uint64_t r, uint64_t p, void *out, size_t outlen);
 /* n bytes from libcrypto's CSPRNG. Returns 1 on success. */
 int walctl_random_bytes(void *out, size_t n);
+/* MD5 (Content-MD5 of S3 Object Lock uploads). Returns 1 on success. */
+int walctl_md5(const void *p, size_t n, unsigned char *out16);
 /* Constant-time comparison: 1 when equal. */
 int walctl_constant_time_equal(const void *a, const void *b, size_t n);
 #endif

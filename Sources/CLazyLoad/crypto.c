@@ -17,7 +17,7 @@
     X(EVP_CIPHER_CTX_new) X(EVP_CIPHER_CTX_free) X(EVP_aes_256_gcm) X(EVP_CIPHER_CTX_ctrl) \
     X(EVP_EncryptInit_ex) X(EVP_EncryptUpdate) X(EVP_EncryptFinal_ex) \
     X(EVP_DecryptInit_ex) X(EVP_DecryptUpdate) X(EVP_DecryptFinal_ex) \
-    X(EVP_PBE_scrypt) X(RAND_bytes) X(CRYPTO_memcmp)
+    X(EVP_PBE_scrypt) X(RAND_bytes) X(CRYPTO_memcmp) X(EVP_Digest) X(EVP_md5)
 
 static struct {
 #define SLOT(n) __typeof__(n) *p_##n;
@@ -149,4 +149,11 @@ int walctl_random_bytes(void *out, size_t n) {
 int walctl_constant_time_equal(const void *a, const void *b, size_t n) {
     if (!walctl_crypto_ready()) return 0;
     return fn.p_CRYPTO_memcmp(a, b, n) == 0;
+}
+
+/* MD5 of a body, for the Content-MD5 header S3 Object Lock requires (an integrity check, not security). */
+int walctl_md5(const void *p, size_t n, unsigned char *out16) {
+    if (!walctl_crypto_ready()) return 0;
+    unsigned int len = 0;
+    return fn.p_EVP_Digest(p, n, out16, &len, fn.p_EVP_md5(), NULL) == 1 && len == 16;
 }

@@ -100,6 +100,14 @@ public enum RepositoryInit {
     /// a plaintext repository is refused).
     public static func run(config: Configuration, identity: ClusterIdentity) throws -> RepositoryInfo {
         var repository = try RepositoryFactory.open(config)
+        if let s3 = repository.baseStore as? S3Store, let mode = s3.settings.objectLockMode {
+            // Retention headers on a bucket without Object Lock fail every PUT: refuse now.
+            let enabled: Bool
+            do { enabled = try s3.objectLockEnabled() } catch { throw WalctlError.store(error) }
+            guard enabled else {
+                throw WalctlError.refused("s3-object-lock-mode = \(mode.lowercased()), but bucket \(s3.bucket) has no Object Lock enabled (it can only be enabled when the bucket is created, with versioning): use a bucket created with Object Lock, or unset s3-object-lock-mode")
+            }
+        }
         var info = RepositoryInfo(systemIdentifier: identity.systemIdentifier, walSegmentSize: identity.segmentSize.bytes,
                                   pgVersion: identity.pgVersion, createdAt: PGTimestamp(date: Date()))
         if !repository.isEncrypted, let cipher = try RepositoryFactory.cipherSettings(config) {

@@ -155,6 +155,8 @@ public enum Setting: String, CaseIterable, Sendable {
     case repositoryCipher = "repository-cipher"
     case repositoryCipherPass = "repository-cipher-pass"
     case repositoryCipherPassFile = "repository-cipher-pass-file"
+    case s3ObjectLockMode = "s3-object-lock-mode"
+    case s3ObjectLockDays = "s3-object-lock-days"
 
     public var name: String { rawValue }
 
@@ -191,6 +193,8 @@ public enum Setting: String, CaseIterable, Sendable {
         case .repositoryCipher: return .choice(["none", "aes-256-gcm"])
         case .repositoryCipherPass: return .string
         case .repositoryCipherPassFile: return .path
+        case .s3ObjectLockMode: return .choice(["governance", "compliance"])
+        case .s3ObjectLockDays: return .integer(1...36500)
         }
     }
 
@@ -261,6 +265,8 @@ public enum Setting: String, CaseIterable, Sendable {
         case .repositoryCipher: return "client-side encryption of every object: none or aes-256-gcm (chosen at `walctl init`; docs/encryption.md)"
         case .repositoryCipherPass: return "the encrypted repository's passphrase (else repository-cipher-pass-file)"
         case .repositoryCipherPassFile: return "file holding the passphrase (its first line; keep it 0600)"
+        case .s3ObjectLockMode: return "S3 Object Lock retention on every object stored: governance or compliance (the bucket must have Object Lock enabled; with s3-object-lock-days)"
+        case .s3ObjectLockDays: return "days each stored object is retained by S3 Object Lock (with s3-object-lock-mode)"
         }
     }
 
@@ -292,6 +298,10 @@ public enum Setting: String, CaseIterable, Sendable {
         if SettingType.lower(value(.repositoryCipher) ?? "none") != "none", value(.repositoryCipherPass) == nil, value(.repositoryCipherPassFile) == nil {
             return Problem(setting: .repositoryCipher, value: value(.repositoryCipher) ?? "",
                            expected: "a passphrase with it: repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS")
+        }
+        if (value(.s3ObjectLockMode) == nil) != (value(.s3ObjectLockDays) == nil) {
+            let set: Setting = value(.s3ObjectLockMode) == nil ? .s3ObjectLockDays : .s3ObjectLockMode
+            return Problem(setting: set, value: value(set) ?? "", expected: "s3-object-lock-mode and s3-object-lock-days set together")
         }
         if let e = value(.s3Endpoint), let (https, host) = SettingType.endpointHost(e), !https, !SettingType.isLoopback(host),
            SettingType.parseBool(value(.s3AllowHTTP) ?? "false") != true {
