@@ -21,7 +21,7 @@ public enum RepositoryFactory {
             throw WalctlError.cipher(.key("repository \(base.url) is not encrypted, but repository-cipher = \(cipher.name): encryption is chosen at `walctl init` for a new repository; unset repository-cipher for this one"))
         }
         let key = try cipherCall { () throws(CipherError) in try envelope.unlock(passphrase: cipher.passphrase, repository: base.url, cache: keyCache()) }
-        return Repository(store: EncryptedStore(base: base.store, dataKey: key, chunkSize: envelope.chunkSize), url: base.url)
+        return Repository(store: EncryptedStore(base: base.store, dataKey: key, chunkSize: envelope.chunkSize), url: base.url, justRead: info)
     }
 
     /// The repository without encryption (the binding, listings, `walctl decrypt` of a local file).

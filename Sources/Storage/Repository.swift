@@ -127,6 +127,15 @@ public final class Repository {
 
     public init(store: ObjectStore, url: String) { self.store = store; self.url = url }
 
+    /// The binding as `RepositoryFactory` just read it to find the key: answers the first
+    /// `binding()` call (archive-push reads the binding once, not twice; a GET less on S3), every
+    /// later call reads the store again (long-running processes see changes).
+    public init(store: ObjectStore, url: String, justRead binding: RepositoryInfo) {
+        self.store = store; self.url = url; self.justRead = binding
+    }
+    private var justRead: RepositoryInfo?
+    private let justReadLock = NSLock()
+
     /// True when objects are encrypted on the way in and authenticated on the way out.
     public var isEncrypted: Bool { store is EncryptedStore }
     /// The store underneath encryption (which driver it is: file or S3).
@@ -145,6 +154,11 @@ public final class Repository {
 
     /// The binding as stored, without the encryption check (to find the wrapped key).
     public func binding() throws -> RepositoryInfo? {
+        justReadLock.lock()
+        let first = justRead
+        justRead = nil
+        justReadLock.unlock()
+        if let first { return first }
         guard let bytes = try store.get(key: RepositoryLayout.infoKey) else { return nil }
         do {
             return try JSONDecoder().decode(RepositoryInfo.self, from: Data(bytes))
