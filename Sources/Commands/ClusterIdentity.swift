@@ -95,10 +95,28 @@ public struct ClusterIdentity: Equatable {
 public enum RepositoryInit {
     /// Binds the configured repository to `identity`; idempotent for the same cluster, refuses another.
     @discardableResult
+    /// With `repository-cipher = aes-256-gcm`, a new repository gets a random data key wrapped with
+    /// the passphrase (docs/encryption.md); an existing one is opened with it (a wrong passphrase or
+    /// a plaintext repository is refused).
     public static func run(config: Configuration, identity: ClusterIdentity) throws -> RepositoryInfo {
-        let repository = try RepositoryFactory.open(config)
-        let info = RepositoryInfo(systemIdentifier: identity.systemIdentifier, walSegmentSize: identity.segmentSize.bytes,
+        var repository = try RepositoryFactory.open(config)
+        if let s3 = repository.baseStore as? S3Store, let mode = s3.settings.objectLockMode {
+            // Retention headers on a bucket without Object Lock fail every PUT: refuse now.
+            let enabled: Bool
+            do { enabled = try s3.objectLockEnabled() } catch { throw WalctlError.store(error) }
+            guard enabled else {
+                throw WalctlError.refused("s3-object-lock-mode = \(mode.lowercased()), but bucket \(s3.bucket) has no Object Lock enabled (it can only be enabled when the bucket is created, with versioning): use a bucket created with Object Lock, or unset s3-object-lock-mode")
+            }
+        }
+        var info = RepositoryInfo(systemIdentifier: identity.systemIdentifier, walSegmentSize: identity.segmentSize.bytes,
                                   pgVersion: identity.pgVersion, createdAt: PGTimestamp(date: Date()))
+        if !repository.isEncrypted, let cipher = try RepositoryFactory.cipherSettings(config) {
+            // Not encrypted yet and no binding (open refuses a bound plaintext repository): create the key.
+            let (envelope, key) = try RepositoryFactory.cipherCall { () throws(CipherError) in try RepositoryEncryption.create(passphrase: cipher.passphrase) }
+            info.encryption = envelope
+            RepositoryFactory.keyCache().store(fingerprint: envelope.fingerprint, dataKey: key, passphrase: cipher.passphrase)
+            repository = Repository(store: EncryptedStore(base: repository.store, dataKey: key, chunkSize: envelope.chunkSize), url: repository.url)
+        }
         do { try repository.bind(info) } catch let e as StoreError { throw WalctlError.store(e) }
         return try repository.info() ?? info
     }

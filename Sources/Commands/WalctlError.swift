@@ -39,12 +39,16 @@ public enum WalctlError: Error, CustomStringConvertible {
     case usage(String)
     /// `walctl drill`: no PostgreSQL server binaries of the backup's major version were found.
     case serverBinariesMissing(String)
+    /// Client-side encryption: a wrong or missing passphrase, a configuration that does not match
+    /// the repository (`cipher-key`), or an object that fails authentication (`object-tampered`).
+    case cipher(CipherError)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
         "invalid-name", "repo-not-initialised", "file-io", "invalid-wal", "archive-mismatch", "repo-io", "not-found",
         "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
         "absence-unconfirmed", "planned-segment-missing", "usage", "pg-binaries-missing",
+        "cipher-key", "object-tampered",
     ]
 
     /// Stable, searchable code.
@@ -66,6 +70,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .plannedSegmentMissing: return "planned-segment-missing"
         case .usage: return "usage"
         case .serverBinariesMissing: return "pg-binaries-missing"
+        case .cipher(let e): return e.code
         }
     }
 
@@ -92,7 +97,16 @@ public enum WalctlError: Error, CustomStringConvertible {
             return "\(f) is missing from repository \(r) although it lies inside the planned range \(range) (\(p)): the repository is broken (deleted or lost objects), not at its end; failing (exit 255) so recovery stops instead of ending here"
         case .usage(let m): return m
         case .serverBinariesMissing(let m): return m
+        case .cipher(let e): return e.description
         }
+    }
+
+    /// The WalctlError an error thrown from below is reported as (a CipherError from the
+    /// encrypted store carries its own code), nil for any other error.
+    public static func from(_ error: Error) -> WalctlError? {
+        if let w = error as? WalctlError { return w }
+        if let c = error as? CipherError { return .cipher(c) }
+        return nil
     }
 
     /// True when the failure may go away by retrying (network, server errors).

@@ -181,6 +181,8 @@ public enum FastFront {
         guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
               config.integer("archive-get-retry-time") != .undecided,
               config.bool("archive-get-fsync") == false,   // on: walctl fsyncs what it serves
+              // An encrypted repository's meta cannot be read here: walctl compares and serves.
+              SettingType.lower(config["repository-cipher"] ?? "none") == "none",
               FastWALName.isSegment(fileName), let bootID = env.bootID,
               let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting),
               let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }

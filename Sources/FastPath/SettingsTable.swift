@@ -155,6 +155,11 @@ public enum Setting: String, CaseIterable, Sendable {
     case s3StallTimeout = "s3-stall-timeout"
     case pgBin = "pg-bin"
     case drillMaxAge = "drill-max-age"
+    case repositoryCipher = "repository-cipher"
+    case repositoryCipherPass = "repository-cipher-pass"
+    case repositoryCipherPassFile = "repository-cipher-pass-file"
+    case s3ObjectLockMode = "s3-object-lock-mode"
+    case s3ObjectLockDays = "s3-object-lock-days"
 
     public var name: String { rawValue }
 
@@ -190,6 +195,11 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3Retries: return .integer(0...100)
         case .s3UploadThreads: return .integer(1...64)
         case .s3ConnectTimeout, .s3StallTimeout: return .seconds(1...3600)
+        case .repositoryCipher: return .choice(["none", "aes-256-gcm"])
+        case .repositoryCipherPass: return .string
+        case .repositoryCipherPassFile: return .path
+        case .s3ObjectLockMode: return .choice(["governance", "compliance"])
+        case .s3ObjectLockDays: return .integer(1...36500)
         }
     }
 
@@ -216,6 +226,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3ConnectTimeout: return "10"
         case .s3StallTimeout: return "30"
         case .drillMaxAge: return "7948800"
+        case .repositoryCipher: return "none"
         default: return nil
         }
     }
@@ -261,11 +272,16 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3StallTimeout: return "seconds without progress before a transfer is abandoned and retried"
         case .pgBin: return "directory of the PostgreSQL server binaries `walctl drill` runs (default: `pg_config --bindir` when its major version matches the backup's, else /usr/lib/postgresql/N/bin or /usr/pgsql-N/bin)"
         case .drillMaxAge: return "seconds after which `walctl info` warns that the last successful drill is too old (default 92 days, a quarter; 0: never)"
+        case .repositoryCipher: return "client-side encryption of every object: none or aes-256-gcm (chosen at `walctl init`; docs/encryption.md)"
+        case .repositoryCipherPass: return "the encrypted repository's passphrase (else repository-cipher-pass-file)"
+        case .repositoryCipherPassFile: return "file holding the passphrase (its first line; keep it 0600)"
+        case .s3ObjectLockMode: return "S3 Object Lock retention on every object stored: governance or compliance (the bucket must have Object Lock enabled; with s3-object-lock-days)"
+        case .s3ObjectLockDays: return "days each stored object is retained by S3 Object Lock (with s3-object-lock-mode)"
         }
     }
 
     /// Secrets are never printed (`walctl config`, errors, `--help`).
-    public var secret: Bool { self == .s3KeySecret || self == .s3Token }
+    public var secret: Bool { self == .s3KeySecret || self == .s3Token || self == .repositoryCipherPass }
 
     /// `WALCTL_` + the name in upper case with `-` as `_`: `s3-endpoint` -> `WALCTL_S3_ENDPOINT`.
     public var environmentName: String { FastPath.environmentName(rawValue) }
@@ -288,6 +304,14 @@ public enum Setting: String, CaseIterable, Sendable {
             if !range.contains(l) {
                 return Problem(setting: .compressLevel, value: level, expected: "\(range.lowerBound) to \(range.upperBound) for compress-type \(type)")
             }
+        }
+        if SettingType.lower(value(.repositoryCipher) ?? "none") != "none", value(.repositoryCipherPass) == nil, value(.repositoryCipherPassFile) == nil {
+            return Problem(setting: .repositoryCipher, value: value(.repositoryCipher) ?? "",
+                           expected: "a passphrase with it: repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS")
+        }
+        if (value(.s3ObjectLockMode) == nil) != (value(.s3ObjectLockDays) == nil) {
+            let set: Setting = value(.s3ObjectLockMode) == nil ? .s3ObjectLockDays : .s3ObjectLockMode
+            return Problem(setting: set, value: value(set) ?? "", expected: "s3-object-lock-mode and s3-object-lock-days set together")
         }
         if let e = value(.s3Endpoint), let (https, host) = SettingType.endpointHost(e), !https, !SettingType.isLoopback(host),
            SettingType.parseBool(value(.s3AllowHTTP) ?? "false") != true {

@@ -10,6 +10,9 @@ public struct RepositoryInfo: Codable, Equatable, Sendable {
     public var walSegmentSize: UInt64
     public var pgVersion: Int
     public var createdAt: PGTimestamp
+    /// Client-side encryption (docs/encryption.md): the wrapped data key and how to unwrap it; nil
+    /// (absent from the JSON) for a plaintext repository.
+    public var encryption: RepositoryEncryption?
 
     public init(systemIdentifier: UInt64, walSegmentSize: UInt64, pgVersion: Int, createdAt: PGTimestamp) {
         formatVersion = 1
@@ -124,8 +127,38 @@ public final class Repository {
 
     public init(store: ObjectStore, url: String) { self.store = store; self.url = url }
 
-    /// The binding, or nil when the repository has not been initialised.
+    /// The binding as `RepositoryFactory` just read it to find the key: answers the first
+    /// `binding()` call (archive-push reads the binding once, not twice; a GET less on S3), every
+    /// later call reads the store again (long-running processes see changes).
+    public init(store: ObjectStore, url: String, justRead binding: RepositoryInfo) {
+        self.store = store; self.url = url; self.justRead = binding
+    }
+    private var justRead: RepositoryInfo?
+    private let justReadLock = NSLock()
+
+    /// True when objects are encrypted on the way in and authenticated on the way out.
+    public var isEncrypted: Bool { store is EncryptedStore }
+    /// The store underneath encryption (which driver it is: file or S3).
+    public var baseStore: ObjectStore { (store as? EncryptedStore)?.base ?? store }
+
+    /// The binding, or nil when the repository has not been initialised. An encrypted repository
+    /// opened without its key is refused here (`CipherError.key`), so nothing writes plaintext
+    /// objects into it.
     public func info() throws -> RepositoryInfo? {
+        guard let info = try binding() else { return nil }
+        if info.encryption != nil && !isEncrypted {
+            throw CipherError.key("repository \(url) is encrypted (\(info.encryption?.cipher ?? "")): set repository-cipher = aes-256-gcm and its passphrase (repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS)")
+        }
+        return info
+    }
+
+    /// The binding as stored, without the encryption check (to find the wrapped key).
+    public func binding() throws -> RepositoryInfo? {
+        justReadLock.lock()
+        let first = justRead
+        justRead = nil
+        justReadLock.unlock()
+        if let first { return first }
         guard let bytes = try store.get(key: RepositoryLayout.infoKey) else { return nil }
         do {
             return try JSONDecoder().decode(RepositoryInfo.self, from: Data(bytes))
@@ -134,9 +167,19 @@ public final class Repository {
         }
     }
 
-    /// Writes the binding; refuses to rebind a repository bound to another system.
+    /// Replaces the binding as it is (key rotation: the same cluster, a rewrapped key).
+    public func writeBinding(_ info: RepositoryInfo) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try store.put(key: RepositoryLayout.infoKey, bytes: Array(try enc.encode(info)))
+    }
+
+    /// Writes the binding; refuses to rebind a repository bound to another system. An existing
+    /// binding keeps its encryption envelope.
     public func bind(_ info: RepositoryInfo) throws {
+        var info = info
         if let existing = try self.info() {
+            info.encryption = existing.encryption
             guard existing.systemIdentifier == info.systemIdentifier else {
                 throw StoreError.configuration(
                     "repository \(url) is bound to database system \(existing.systemIdentifier), not \(info.systemIdentifier): use another repository for this cluster")
@@ -146,9 +189,7 @@ public final class Repository {
             }
             if existing.pgVersion == info.pgVersion { return }
         }
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try store.put(key: RepositoryLayout.infoKey, bytes: Array(try enc.encode(info)))
+        try writeBinding(info)
     }
 
     /// The meta of an archived file, or nil when it was never (completely) archived.
@@ -158,6 +199,9 @@ public final class Repository {
     }
 
     public static func decodeMeta(_ bytes: [UInt8], key: String) throws -> ArchivedFileMeta {
+        if ChunkFormat.looksEncrypted(bytes) {
+            throw CipherError.key("archive metadata \(key) is encrypted: set repository-cipher = aes-256-gcm and its passphrase")
+        }
         do {
             return try JSONDecoder().decode(ArchivedFileMeta.self, from: Data(bytes))
         } catch {

@@ -20,6 +20,7 @@ struct Walctl: ParsableCommand {
             InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self, DrillCommand.self,
             CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, MetricsCommand.self,
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
+            DecryptCommand.self, RepositoryCommand.self,
         ]
     )
 
@@ -177,7 +178,7 @@ func runCommand(exitCode: Int32 = 1, _ body: () throws -> Void) throws {
 func describe(_ error: Error) {
     if let c = error as? ConfigurationError {
         describe(WalctlError.configuration(c))
-    } else if let w = error as? WalctlError {
+    } else if let w = WalctlError.from(error) {
         report("error [\(w.code)]: \(w)")
     } else {
         report("error: \(error)")

@@ -32,6 +32,8 @@ public struct ObjectReader {
             throw WalctlError.store(e)
         } catch let e as CodecError {
             throw WalctlError.codec(name: key, e)
+        } catch let e as CipherError {
+            throw WalctlError.cipher(e)
         }
         guard crc.value == expected, size == meta.size else {
             throw WalctlError.checksumMismatch(name: meta.name, expected: meta.crc32c, actual: ArchivedFileMeta.hex(crc.value),

@@ -300,7 +300,7 @@ public final class PrefetchDaemon: @unchecked Sendable {
         // One fetch at a time keeps a local repository ahead of replay (decompression is faster
         // than replay) while leaving replay a core of its own; S3 hides request latency with more.
         var workers = try config.int(.restoreWorkers) ?? 0
-        if workers <= 0 { workers = repository.store is FileStore ? 1 : 4 }
+        if workers <= 0 { workers = repository.baseStore is FileStore ? 1 : 4 }
         let daemon = PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config[.repository] ?? "",
                                     depth: depth, spoolMax: Int64(try config.int(.restoreSpoolMax) ?? 1 << 30),
                                     workers: min(workers, 16), segmentSize: size, log: log)

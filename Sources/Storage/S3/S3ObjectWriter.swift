@@ -1,3 +1,5 @@
+import CCrypto
+import CLazyLoad
 import Foundation
 import HTTP
 
@@ -124,17 +126,43 @@ final class S3ObjectWriter: ObjectWriter {
         spare = []
     }
 
+    /// The retain-until date of this object under Object Lock, fixed when the upload starts.
+    private lazy var retainUntil: String? = store.settings.objectLockDays.map { Self.retainUntil(days: $0) }
+
     private var objectHeaders: [(String, String)] {
         var h: [(String, String)] = []
         if let sse = store.settings.sse { h.append(("x-amz-server-side-encryption", sse)) }
         if let sc = store.settings.storageClass { h.append(("x-amz-storage-class", sc)) }
+        if let mode = store.settings.objectLockMode, let until = retainUntil {
+            // Retained until `s3-object-lock-days` from now (docs/operator-guide.md, "Immutable archives").
+            h.append(("x-amz-object-lock-mode", mode))
+            h.append(("x-amz-object-lock-retain-until-date", until))
+        }
         return h
+    }
+
+    /// ISO 8601 UTC, whole seconds: `2026-12-30T16:00:00Z`.
+    static func retainUntil(days: Int, from now: Date = Date()) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: now.addingTimeInterval(Double(days) * 86_400))
+    }
+
+    /// `content-md5` for a body when Object Lock needs it (S3 refuses locked PUTs and parts without
+    /// an integrity header).
+    static func md5Header(_ body: UnsafeRawBufferPointer, settings: S3Settings) -> [(String, String)] {
+        guard settings.objectLockMode != nil else { return [] }
+        var out = [UInt8](repeating: 0, count: 16)
+        guard out.withUnsafeMutableBytes({ walctl_md5(body.baseAddress, body.count, $0.baseAddress?.assumingMemoryBound(to: UInt8.self)) }) == 1 else { return [] }
+        return [("content-md5", Data(out).base64EncodedString())]
     }
 
     private func putWhole() throws(StoreError) {
         var headers = objectHeaders
         if options.ifAbsent { headers.append(("if-none-match", "*")) }
         let body = UnsafeRawBufferPointer(start: buffer?.baseAddress, count: filled)
+        headers += Self.md5Header(body, settings: store.settings)
         let r = try store.send(S3Store.Call(method: "PUT", key: fullKey, headers: headers, body: body), displayKey: fullKey)
         if r.status == 412 && options.ifAbsent { throw .alreadyExists(key: key) }
         guard (200..<300).contains(r.status) else { throw store.httpError(r, key: fullKey) }
@@ -175,7 +203,8 @@ final class S3ObjectWriter: ObjectWriter {
             defer { slots.signal(); group.leave() }
             let buf = part.bytes
             let body = UnsafeRawBufferPointer(start: buf.baseAddress, count: count)
-            let call = S3Store.Call(method: "PUT", key: fullKey, query: [("partNumber", String(number)), ("uploadId", id)], body: body)
+            let call = S3Store.Call(method: "PUT", key: fullKey, query: [("partNumber", String(number)), ("uploadId", id)],
+                                    headers: S3ObjectWriter.md5Header(body, settings: store.settings), body: body)
             var outcome: StoreError?
             var etag: String?
             do throws(StoreError) {
@@ -216,6 +245,24 @@ final class S3ObjectWriter: ObjectWriter {
         if r.status == 412 && options.ifAbsent { throw .alreadyExists(key: key) }
         guard r.status == 200 else { throw store.httpError(r, key: fullKey) }
         uploadID = nil
+        try confirmRetention()
+    }
+
+    /// Under Object Lock, a completed multipart object's retention is set again explicitly
+    /// (PutObjectRetention, the same mode and date): the headers of CreateMultipartUpload are not
+    /// honoured by every S3-compatible store, and an object must never be left unretained.
+    private func confirmRetention() throws(StoreError) {
+        guard let mode = store.settings.objectLockMode, let until = retainUntil else { return }
+        let xml = Array("<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>\(mode)</Mode><RetainUntilDate>\(until)</RetainUntilDate></Retention>".utf8)
+        let result: Result<HTTP.HTTPResponse, StoreError> = xml.withUnsafeBytes { body in
+            do throws(StoreError) {
+                return .success(try store.send(S3Store.Call(method: "PUT", key: fullKey, query: [("retention", "")],
+                                                            headers: [("content-type", "application/xml")] + Self.md5Header(body, settings: store.settings),
+                                                            body: body), displayKey: fullKey))
+            } catch { return .failure(error) }
+        }
+        let r = try result.get()
+        guard (200..<300).contains(r.status) else { throw store.httpError(r, key: fullKey) }
     }
 }
 

@@ -23,6 +23,10 @@ public struct S3Settings: Sendable, Equatable, CustomStringConvertible, CustomDe
     public var sse: String?
     /// `s3-storage-class`: value of `x-amz-storage-class` (`STANDARD_IA`, ...), nil for the bucket default.
     public var storageClass: String?
+    /// `s3-object-lock-mode`: `GOVERNANCE` or `COMPLIANCE` retention sent with every object, nil for none.
+    public var objectLockMode: String?
+    /// `s3-object-lock-days`: the retention period of every object stored.
+    public var objectLockDays: Int?
     /// `s3-key`: access key id.
     public var key: String?
     /// `s3-key-secret`: secret access key.
@@ -78,6 +82,7 @@ public struct S3Settings: Sendable, Equatable, CustomStringConvertible, CustomDe
         if let caFile { parts.append("ca-file: \(caFile)") }
         if let sse { parts.append("sse: \(sse)") }
         if let storageClass { parts.append("storage-class: \(storageClass)") }
+        if let objectLockMode { parts.append("object-lock: \(objectLockMode) \(objectLockDays ?? 0) days") }
         if let key { parts.append("key: \(key)") }
         if keySecret != nil { parts.append("key-secret: <redacted>") }
         if token != nil { parts.append("token: <redacted>") }
@@ -92,6 +97,10 @@ public struct S3Settings: Sendable, Equatable, CustomStringConvertible, CustomDe
     /// Checks value ranges; throws `.configuration` naming the setting.
     public func validate() throws(StoreError) {
         if region.isEmpty { throw .configuration("s3-region must not be empty") }
+        if let m = objectLockMode, m != "GOVERNANCE" && m != "COMPLIANCE" { throw .configuration("s3-object-lock-mode must be governance or compliance") }
+        if (objectLockMode == nil) != (objectLockDays == nil) || (objectLockDays ?? 1) < 1 {
+            throw .configuration("s3-object-lock-mode and s3-object-lock-days (at least 1) must be set together")
+        }
         if partSize < 1 || partSize > 5 << 30 { throw .configuration("s3-part-size must be between 1 byte and 5 GiB") }
         if uploadThreads < 1 || uploadThreads > 64 { throw .configuration("s3-upload-threads must be between 1 and 64") }
         if maxRetries < 0 || maxRetries > 100 { throw .configuration("s3-max-retries must be between 0 and 100") }

@@ -236,6 +236,15 @@ public final class S3Store: ObjectStore {
         return out
     }
 
+    /// True when the bucket has S3 Object Lock enabled (GetObjectLockConfiguration), false when it
+    /// has no Object Lock configuration.
+    public func objectLockEnabled() throws(StoreError) -> Bool {
+        let r = try send(Call(method: "GET", key: nil, query: [("object-lock", "")]), displayKey: "?object-lock")
+        if r.status == 404 && errorCode(r) == "ObjectLockConfigurationNotFoundError" { return false }
+        guard r.status == 200 else { throw httpError(r, key: "?object-lock") }
+        return S3XML.value(String(decoding: r.body, as: UTF8.self), "ObjectLockEnabled") == "Enabled"
+    }
+
     public func delete(key: String) throws(StoreError) {
         let full = objectKey(key)
         let r = try send(Call(method: "DELETE", key: full), displayKey: full)
