@@ -32,6 +32,8 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
     /// The problem `status` names as a stable code: `ok`, `missing-objects`, `stale-catalog`,
     /// `damaged-wal`, `skipped`, `gap`, `incomplete-catalog`.
     public var statusCode: String? = nil
+    /// The retention settings and windows (docs/retention.md); filled by `walctl info`.
+    public var retention: RetentionStatus? = nil
 
     /// One timeline's archived WAL.
     public struct TimelineInfo: Codable, Equatable, Sendable {

@@ -37,12 +37,16 @@ public enum WalctlError: Error, CustomStringConvertible {
     case plannedSegmentMissing(file: String, repository: String, planPath: String, range: String)
     /// The command line could not be parsed (archive-get reports it as a failure, exit 255).
     case usage(String)
+    /// `walctl expire` without any retention setting: the message names them.
+    case retentionUnset(String)
+    /// Another process holds the repository lease (`walctl expire`, docs/retention.md).
+    case leaseHeld(String)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
         "invalid-name", "repo-not-initialised", "file-io", "invalid-wal", "archive-mismatch", "repo-io", "not-found",
         "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
-        "absence-unconfirmed", "planned-segment-missing", "usage",
+        "absence-unconfirmed", "planned-segment-missing", "usage", "retention-unset", "lease-held",
     ]
 
     /// Stable, searchable code.
@@ -63,6 +67,8 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .absenceUnconfirmed: return "absence-unconfirmed"
         case .plannedSegmentMissing: return "planned-segment-missing"
         case .usage: return "usage"
+        case .retentionUnset: return "retention-unset"
+        case .leaseHeld: return "lease-held"
         }
     }
 
@@ -88,6 +94,8 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .plannedSegmentMissing(let f, let r, let p, let range):
             return "\(f) is missing from repository \(r) although it lies inside the planned range \(range) (\(p)): the repository is broken (deleted or lost objects), not at its end; failing (exit 255) so recovery stops instead of ending here"
         case .usage(let m): return m
+        case .retentionUnset(let m): return m
+        case .leaseHeld(let m): return m
         }
     }
 

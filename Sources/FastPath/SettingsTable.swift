@@ -25,6 +25,9 @@ public enum SettingType: Equatable, Sendable {
     case bytes(ClosedRange<Int64>)
     /// One of these words (any case).
     case choice([String])
+    /// A duration: a positive whole number with a unit, `d` (days), `h` (hours) or `m` (minutes):
+    /// `14d`, `36h`, `90m` (retention-window).
+    case duration
 
     /// The allowed values, for error messages and the reference table.
     public var allowed: String {
@@ -38,6 +41,7 @@ public enum SettingType: Equatable, Sendable {
         case .seconds(let r): return "whole seconds from \(r.lowerBound) to \(r.upperBound)"
         case .bytes(let r): return "a number of bytes from \(r.lowerBound) to \(r.upperBound)"
         case .choice(let words): return "one of " + words.joined(separator: ", ")
+        case .duration: return "a duration: a whole number with d, h or m (14d, 36h, 90m)"
         }
     }
 
@@ -52,6 +56,18 @@ public enum SettingType: Equatable, Sendable {
             guard let i = SettingType.parseInteger(value) else { return false }
             return r.contains(i)
         case .choice(let words): return words.contains(SettingType.lower(value))
+        case .duration: return SettingType.parseDuration(value) != nil
+        }
+    }
+
+    /// Seconds of a duration (`14d`, `36h`, `90m`), nil when it is not one or not positive.
+    public static func parseDuration(_ v: String) -> Int64? {
+        guard let unit = v.utf8.last, let n = parseInteger(String(v.dropLast())), n > 0, n <= 100 * 365 * 24 * 60 else { return nil }
+        switch unit {
+        case 0x64, 0x44: return n <= 100 * 365 ? n * 86_400 : nil   // d
+        case 0x68, 0x48: return n <= 100 * 365 * 24 ? n * 3_600 : nil  // h
+        case 0x6D, 0x4D: return n * 60                                  // m
+        default: return nil
         }
     }
 
@@ -152,6 +168,10 @@ public enum Setting: String, CaseIterable, Sendable {
     case s3UploadThreads = "s3-upload-threads"
     case s3ConnectTimeout = "s3-connect-timeout"
     case s3StallTimeout = "s3-stall-timeout"
+    case retentionWindow = "retention-window"
+    case retentionFull = "retention-full"
+    case retentionArchiveFull = "retention-archive-full"
+    case expireAuto = "expire-auto"
 
     public var name: String { rawValue }
 
@@ -185,6 +205,9 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3Retries: return .integer(0...100)
         case .s3UploadThreads: return .integer(1...64)
         case .s3ConnectTimeout, .s3StallTimeout: return .seconds(1...3600)
+        case .retentionWindow: return .duration
+        case .retentionFull, .retentionArchiveFull: return .integer(1...100_000)
+        case .expireAuto: return .bool
         }
     }
 
@@ -209,6 +232,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "2"
         case .s3ConnectTimeout: return "10"
         case .s3StallTimeout: return "30"
+        case .expireAuto: return "false"
         default: return nil
         }
     }
@@ -251,6 +275,10 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "parallel part uploads of one multipart object"
         case .s3ConnectTimeout: return "seconds to establish a connection"
         case .s3StallTimeout: return "seconds without progress before a transfer is abandoned and retried"
+        case .retentionWindow: return "walctl expire keeps every instant from now minus this window to now recoverable (the newest backup that stopped at or before the window's start, and all WAL from its start on; docs/retention.md)"
+        case .retentionFull: return "walctl expire keeps at least the newest N complete backups"
+        case .retentionArchiveFull: return "how many of the backups kept by retention-full keep their WAL for PITR (older kept backups keep only the WAL from their start to their stop; default: all)"
+        case .expireAuto: return "run walctl expire after each successful walctl backup"
         }
     }
 

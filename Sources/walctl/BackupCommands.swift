@@ -13,7 +13,7 @@ struct BackupCommand: ParsableCommand {
             (PGHOST=/run/postgresql walctl backup). Succeeds only once every WAL segment from the backup's \
             start to its stop is archived, so every backup it reports is restorable.
             """,
-        subcommands: [Take.self, List.self, Show.self],
+        subcommands: [Take.self, List.self, Show.self, Pin.self, Unpin.self],
         defaultSubcommand: Take.self
     )
 
@@ -24,6 +24,7 @@ struct BackupCommand: ParsableCommand {
         @Option(name: .long, help: "Backup label (default: from the start time).") var label: String?
         @Option(name: .long, help: "Where to compress: auto (in the server for zstd on PostgreSQL 15+), server or client.") var compressWhere: String = "auto"
         @Flag(name: .long, help: "Spread the checkpoint instead of an immediate one.") var spreadCheckpoint = false
+        @Option(name: .long, help: ArgumentHelp("An annotation stored with the backup (repeatable); shown by backup show and backup list --json.", valueName: "key=value")) var annotation: [String] = []
 
         func run() throws {
             try runCommand {
@@ -40,9 +41,26 @@ struct BackupCommand: ParsableCommand {
                 case "client": options.compression = .client(codec, level: level)
                 default: throw ValidationError("--compress-where must be auto, server or client")
                 }
+                for a in annotation {
+                    guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
+                        throw ValidationError("--annotation expects key=value, got \(a)")
+                    }
+                    options.annotations[String(a[..<eq])] = String(a[a.index(after: eq)...])
+                }
+                // expire-auto: refuse before the backup, not after it, when no retention rule is set.
+                let autoExpire = try config.bool(.expireAuto)
+                if autoExpire { _ = try Expire.policy(config) }
                 let catalog = try? access.open()
                 let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) })
                 print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(record.size / 1048576) MiB")
+                if autoExpire {
+                    do {
+                        print(try Expire(config: config, note: { report($0) }).run().text)
+                    } catch {
+                        report("backup \(record.label) is complete, but expire-auto failed:")
+                        throw error
+                    }
+                }
             }
         }
     }
@@ -64,7 +82,7 @@ struct BackupCommand: ParsableCommand {
                 }
                 if backups.isEmpty { print("no backups in \(access.repository.url)"); return }
                 for b in backups {
-                    print("\(b.label)  timeline \(b.timeline)  \(b.startLSN) .. \(b.stopLSN)  \(b.startTime.iso8601) .. \(b.stopTime.iso8601)  \(b.size / 1048576) MiB  \(b.status)")
+                    print("\(b.label)  timeline \(b.timeline)  \(b.startLSN) .. \(b.stopLSN)  \(b.startTime.iso8601) .. \(b.stopTime.iso8601)  \(b.size / 1048576) MiB  \(b.status)\(b.pinned == true ? "  pinned" : "")")
                 }
             }
         }
@@ -78,11 +96,40 @@ struct BackupCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
-                let (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
+                var (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
+                if try access.repository.store.head(key: BackupRecord.pinKey(label: label)) != nil { record.pinned = true }
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
                 print(String(decoding: try enc.encode(record), as: UTF8.self))
                 print(String(decoding: try enc.encode(contents), as: UTF8.self))
+            }
+        }
+    }
+}
+
+extension BackupCommand {
+    struct Pin: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "pin", abstract: "Pin a backup: expire never removes it or the WAL it needs to be consistent.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The backup label.") var label: String
+        func run() throws {
+            try runCommand {
+                let access = try CatalogAccess(config: try global.load(), note: report)
+                try BackupMetadata.setPinned(label: label, true, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                print("backup \(label) pinned")
+            }
+        }
+    }
+
+    struct Unpin: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Unpin a backup: the retention settings decide again.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The backup label.") var label: String
+        func run() throws {
+            try runCommand {
+                let access = try CatalogAccess(config: try global.load(), note: report)
+                try BackupMetadata.setPinned(label: label, false, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                print("backup \(label) unpinned")
             }
         }
     }

@@ -98,7 +98,7 @@ struct RecoverCommand: ParsableCommand {
             let recover = Recover(config: config, note: report)
             let plan: RecoveryPlan
             do {
-                plan = try recover.plan(try request(), pgdata: dir)
+                plan = try recover.plan(try request(), pgdata: dir, register: !dryRun)
             } catch let r as RecoveryRefused {
                 if json && dryRun { print(try encodeJSON(r.refusal)) }
                 describeRefusal(r.refusal)

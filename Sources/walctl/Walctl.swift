@@ -18,7 +18,7 @@ struct Walctl: ParsableCommand {
         subcommands: [
             ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
             InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self,
-            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self,
+            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, ExpireCommand.self,
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
         ]
     )

@@ -49,13 +49,26 @@ public struct Recover {
     /// - Throws: `RecoveryRefused` when the plan is refused (also `missing-object`: an object the
     ///   plan needs is listed in the catalog but not in the repository); `WalctlError`/`CatalogError`
     ///   when the repository or catalog cannot be read.
-    public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
+    ///
+    /// With `register`, the plan's backup and WAL are registered in the repository (a hold, 24 h)
+    /// before the proof, and an expire that held the repository lease at that moment is waited for
+    /// and the plan proven again after it: no expire removes what this recovery uses
+    /// (docs/retention.md, "The lease").
+    public func plan(_ request: RecoveryRequest, pgdata: String, register: Bool = false) throws -> RecoveryPlan {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
         switch try RecoveryPlanner.plan(request, catalog: catalog) {
         case .refused(let r):
             throw RecoveryRefused(refusal: r)
         case .ready(var p):
+            if register {
+                _ = try RepositoryLock.register(access.repository.store, kind: "recover", label: p.backupLabel, timeline: p.backup.timeline,
+                                                from: p.backup.startLSN, duration: 24 * 3600)
+                if try RepositoryLock.waitForExpire(access.repository.store, timeout: 3600, log: note) {
+                    // The expire that ran may have removed what the plan chose: plan again, from its catalog.
+                    return try plan(request, pgdata: pgdata, register: false)
+                }
+            }
             // The catalog may be stale or objects deleted since: prove every object the plan reads
             // with listings of its prefixes before anything is touched.
             let missing = try RepositoryProof(repository: access.repository, catalog: catalog).findings(for: p)
