@@ -168,7 +168,7 @@ test_pin_and_annotations_pg15() {
     grep -q "backup a1: keep (pinned)" "$W/exp.out" || { cat "$W/exp.out"; fail "pinned a1 not kept"; }
     grep -q "backup a2: REMOVE (retention-full" "$W/exp.out" || { cat "$W/exp.out"; fail "a2 not released by retention-full"; }
     [ -n "$(repo_objects "$W" 'backup/a1/backup.json')" ] || fail "pinned a1 was removed"
-    wc_ verify >/dev/null 2>&1 || fail "verify not clean"
+    wc_ verify > "$W/v.out" 2>&1 || { cat "$W/v.out"; fail "verify not clean"; }
     wc_ backup unpin a1 >/dev/null || fail "unpin failed"
     wc_ expire > "$W/exp2.out" || fail "expire after unpin failed"
     grep -q "backup a1: REMOVE" "$W/exp2.out" || { cat "$W/exp2.out"; fail "unpinned a1 not released"; }
@@ -183,17 +183,31 @@ test_expire_killed_pg15() {
     local kills="${KILLS:-3}" i
     start_source
     sql "create table t(id int, phase text)"
-    for i in $(seq 1 $((kills + 2))); do some_segments 4; take_backup "k$i"; done
+    for i in $(seq 1 $((kills + 2))); do some_segments 8; take_backup "k$i"; done
     sql "insert into t select g, 'tail' from generate_series(1, 10) g"; switch_and_wait
-    # How long one expire takes here (a dry run plans and lists as much as the real one).
-    local t0 t1; t0="$(date +%s%N)"; wc_ expire --dry-run --set retention-full=$((kills + 2)) >/dev/null; t1="$(date +%s%N)"
-    local span_ms=$(( (t1 - t0) / 1000000 + 100 ))
+    # On a file repository every unlink is slowed by 20 ms (strace fault injection, no change to
+    # walctl), so that the removal phase lasts long enough for random kill points to land inside it.
+    local slow=()
+    [ "$WALCTL_TEST_REPO" = file ] && command -v strace >/dev/null && slow=(strace -f -qq -o /dev/null -e trace=unlink,unlinkat -e inject=unlink,unlinkat:delay_enter=20000)
+    local t0 t1; t0="$(date +%s%N)"
+    as_pg "${slow[@]}" "$WALCTL" expire --dry-run --config "$W/walctl.conf" --set retention-full=$((kills + 2)) >/dev/null
+    t1="$(date +%s%N)"
+    local span_ms=$(( (t1 - t0) / 1000000 + 700 ))   # + the removal phase (~30 objects, 20+ ms each)
     for i in $(seq 1 "$kills"); do
         local keep=$((kills + 2 - i)) delay=$((RANDOM % span_ms))
-        as_pg "$WALCTL" expire --config "$W/walctl.conf" --set retention-full=$keep >/dev/null 2>&1 &
-        local pid=$!
-        sleep "$(printf '0.%03d' "$delay")"
-        kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+        as_pg "${slow[@]}" "$WALCTL" expire --config "$W/walctl.conf" --set retention-full=$keep >/dev/null 2>&1 &
+        local pid=$! target=""
+        local w; for w in $(seq 1 200); do target="$(walctl_under "$pid")"; [ -n "$target" ] && break; sleep 0.01; done
+        [ -n "$target" ] || fail "no walctl process under $pid"
+        if [ "$WALCTL_TEST_REPO" = s3 ] && [ $((i % 2)) -eq 0 ]; then
+            # Even rounds on S3: a random instant (0-30 ms) after the released backup's backup.json is gone.
+            delay="after backup.json + $((RANDOM % 30))"
+            kill_after_gone "backup/k$i/backup.json" "${target:-0}" "${delay##* }"
+        else
+            sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
+            [ -n "$target" ] && kill -9 "$target" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
         wc_ verify > "$W/v$i.out" 2>&1 || { cat "$W/v$i.out"; fail "verify not clean after expire was killed at ${delay} ms (round $i)"; }
         # The killed expire's lease is still there: its process is gone, so the next one takes it over.
         wc_ expire --set retention-full=$keep > "$W/e$i.out" 2>&1 || { cat "$W/e$i.out"; fail "second expire failed (round $i)"; }
@@ -201,10 +215,52 @@ test_expire_killed_pg15() {
         local n; n="$(wc_ backup list | grep -c '^k')"
         assert_eq "$n" "$keep" "backups left after round $i (killed at $delay of ~$span_ms ms)"
         [ -z "$(repo_objects "$W" "backup/k$i/")" ] || fail "objects of k$i remain after round $i"
-        echo "    round $i: killed at ${delay} ms of ~${span_ms} ms; verify clean; second expire finished"
+        local state="before the lease, or after the end"
+        grep -q "taking over" "$W/e$i.out" && state="holding the lease, before the journal"
+        grep -q "finishing" "$W/e$i.out" && state="mid-removal: the second expire finished the journal"
+        echo "    round $i: killed at ${delay} ms (run ~${span_ms} ms; $state); verify clean; second expire finished"
+        [ -n "${DEBUG_KILLS:-}" ] && head -3 "$W/e$i.out" && ls "$W/repo/locks" "$W/repo/backup"
     done
-    recover_rows "$(now_utc)" "tail:10" || true
+    local tt; tt="$(now_utc)"; sleep 0.2
+    sql "insert into t select g, 'after' from generate_series(1, 10) g"; switch_and_wait
+    recover_rows "$tt" "tail:10"
     cleanup
+}
+
+# walctl_under PID: the walctl process in PID's tree (runuser -> [strace ->] walctl).
+walctl_under() {
+    local p="$1" c n
+    for n in 1 2 3; do
+        [ "$(cat /proc/$p/comm 2>/dev/null)" = walctl ] && { echo "$p"; return; }
+        c="$(ps -o pid= --ppid "$p" | tr -d ' ' | head -1)"
+        [ -n "$c" ] || return 0
+        p="$c"
+    done
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = walctl ] && echo "$p"
+}
+
+# kill_after_gone KEY PID DELAY_MS: SIGKILLs PID DELAY_MS after the repository object KEY disappears.
+kill_after_gone() {
+    [ "$2" != 0 ] || return 0
+    python3 - "$@" "$WALCTL_TEST_REPO" "$W" "${MOTO_BUCKET:-}" <<'PY'
+import os, signal, sys, time
+key, pid, delay, kind, work, bucket = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+if kind == "s3":
+    import boto3
+    s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
+    def present():
+        try: s3.head_object(Bucket=bucket, Key=os.path.basename(work) + "/" + key); return True
+        except Exception: return False
+else:
+    present = lambda: os.path.exists(os.path.join(work, "repo", key))
+end = time.time() + 20
+while present() and time.time() < end:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: sys.exit(0)
+time.sleep(delay / 1000)
+try: os.kill(pid, signal.SIGKILL)
+except ProcessLookupError: pass
+PY
 }
 
 test_backup_during_expire_pg15() {

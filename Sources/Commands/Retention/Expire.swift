@@ -184,6 +184,25 @@ public struct Expire {
     }
 }
 
+extension Expire {
+    /// Moves the gaps that no kept interval of the retention plan touches (with the configured
+    /// settings; none: nothing moves) from `gaps` to `expiredGaps`: WAL expire removed on purpose,
+    /// between a backup kept for consistency only (pinned, or past retention-archive-full) and the
+    /// next backup. The plan is the one rule; verify does not judge retention by itself.
+    static func explainGaps(_ report: inout ContinuityReport, catalog: Catalog, config: Configuration) throws {
+        guard !report.gaps.isEmpty, let policy = try? policy(config) else { return }
+        let plan = try RetentionPlanner.plan(policy: policy, now: PGTimestamp(date: Date()), pinned: [], holds: [], catalog: catalog)
+        let size = catalog.segmentSize
+        var kept: [ContinuityGap] = []
+        for g in report.gaps {
+            guard let a = SegmentID(fileName: g.from, size: size)?.segno, let b = SegmentID(fileName: g.to, size: size)?.segno else { kept.append(g); continue }
+            let touched = plan.walKept.contains { $0.timeline == g.timeline && $0.firstSegno <= b && ($0.lastSegno.map { $0 >= a } ?? true) }
+            if touched { kept.append(g) } else { report.expiredGaps.append(g) }
+        }
+        report.gaps = kept
+    }
+}
+
 extension ExpireReport {
     /// The human-readable report.
     public var text: String {
