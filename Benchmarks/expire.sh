@@ -24,7 +24,7 @@ RUNS=${RUNS:-5}
 STORES=${STORES:-file s3}
 WORK=$(mktemp -d /tmp/walctl-expire.XXXXXX)
 MOTO_PID=""
-cleanup() { [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$MOTO_PID" ] && kill "$MOTO_PID" 2>/dev/null; [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 
 # make_repo KIND N DATA(0|1) PREFIX

@@ -279,4 +279,26 @@ test_backup_during_expire_pg15() {
     cleanup
 }
 
+test_recovery_during_expire_pg15() {
+    start_source "retention-full = 1"
+    sql "create table t(id int, phase text)"
+    take_backup r1; some_segments 6
+    take_backup r2
+    sql "insert into t select g, 'p1' from generate_series(1, 100) g"
+    local tt; tt="$(now_utc)"; sleep 0.2
+    sql "insert into t select g, 'p2' from generate_series(1, 100) g"; some_segments 6
+    # A slow expire (every unlink delayed 50 ms on a file repository) holds the lease while recover plans.
+    local slow=()
+    [ "$WALCTL_TEST_REPO" = file ] && command -v strace >/dev/null && slow=(strace -f -qq -o /dev/null -e trace=unlink,unlinkat -e inject=unlink,unlinkat:delay_enter=50000)
+    as_pg "${slow[@]}" "$WALCTL" expire --config "$W/walctl.conf" > "$W/exp.out" 2>&1 &
+    local epid=$!
+    wait_until 10 bash -c "[ -n \"\$(ls $W/repo/locks/expire.lease 2>/dev/null)\" ] || [ \"$WALCTL_TEST_REPO\" = s3 ]" || true
+    recover_rows "$tt" "p1:100"
+    wait "$epid" || { cat "$W/exp.out"; fail "expire failed"; }
+    grep -q "backup r1: REMOVE" "$W/exp.out" || { cat "$W/exp.out"; fail "r1 not released"; }
+    [ "$WALCTL_TEST_REPO" = s3 ] || grep -q "waiting for the expire" "$W"/rec*.err || echo "    (the recovery did not overlap the expire's lease)"
+    wc_ verify > "$W/v.out" 2>&1 || { cat "$W/v.out"; fail "verify not clean"; }
+    cleanup
+}
+
 run_suite "$@"
