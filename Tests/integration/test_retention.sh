@@ -301,4 +301,43 @@ test_recovery_during_expire_pg15() {
     cleanup
 }
 
+# A fork inside the window: timeline 2 from a point after b2. Expire keeps what reaching both
+# timelines needs: timeline 1 from b2's start, timeline 2 from the fork, 00000002.history.
+test_fork_pg15() {
+    start_source "retention-window = 1m"
+    sql "create table t(id int, phase text)"
+    take_backup f1; some_segments 3
+    take_backup f2
+    sql "insert into t select g, 'a' from generate_series(1, 100) g"; some_segments 1
+    local s2; s2="$(stop_time f2)"
+    sleep 2
+    local t1; t1="$(now_utc)"; sleep 0.2
+    sql "insert into t select g, 'b' from generate_series(1, 100) g"; some_segments 2
+    # Recover to t1 and promote: timeline 2 archives into the same repository.
+    local rec="$W/recfork"
+    recover_to "$rec" --to "$t1" --action promote || { cat "$rec.err" >&2; fail "recover to t1 refused"; }
+    local p1; p1="$(free_port)"
+    as_pg "$BIN/pg_ctl" -D "$rec" -l "$rec/walctl_recovery.log" -o "-p $p1" -w -t 120 start >/dev/null 2>&1 || true
+    wait_until 120 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $p1 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" || fail "did not promote"
+    psql_at "$V" "$W" "$p1" "insert into t select g, 'tl2' from generate_series(1, 100) g"
+    local t2; t2="$(psql_at "$V" "$W" "$p1" "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")"; sleep 0.2
+    psql_at "$V" "$W" "$p1" "insert into t select g, 'tl2-late' from generate_series(1, 100) g"
+    local i; for i in 1 2; do psql_at "$V" "$W" "$p1" "select pg_switch_wal()" >/dev/null; psql_at "$V" "$W" "$p1" "insert into t select 1, 'filler'"; done
+    psql_at "$V" "$W" "$p1" "select pg_switch_wal()" >/dev/null
+    wait_until 60 bash -c "runuser -u postgres -- $BIN/psql -X -h $W -p $p1 -d postgres -qAt -c 'select last_archived_wal from pg_stat_archiver' | grep -q '^00000002'" || fail "timeline 2 not archived"
+    sleep 1
+    pg_stop "$V" "$rec"
+    local now; now="$(python3 -c "import sys,datetime; print((datetime.datetime.fromisoformat(sys.argv[1]) + datetime.timedelta(seconds=61)).isoformat())" "$s2")"
+    wc_ expire --now "$now" > "$W/exp.out" || { cat "$W/exp.out"; fail "expire failed"; }
+    grep -q "backup f1: REMOVE" "$W/exp.out" || { cat "$W/exp.out"; fail "f1 not released"; }
+    grep -q "backup f2: keep" "$W/exp.out" || { cat "$W/exp.out"; fail "f2 not kept"; }
+    grep -q "WAL timeline 2: keep from" "$W/exp.out" || { cat "$W/exp.out"; fail "timeline 2 not kept"; }
+    [ -n "$(repo_objects "$W" 'wal/history/00000002\.history\.meta')" ] || fail "00000002.history was removed"
+    wc_ verify > "$W/v.out" 2>&1 || { cat "$W/v.out"; fail "verify not clean"; }
+    recover_rows "$t2" "a:100,tl2:100"
+    local d="$W/rectl1"
+    recover_to "$d" --to "$t1" --timeline 1 --dry-run || { cat "$d.err"; fail "a target on timeline 1 in the window is refused"; }
+    cleanup
+}
+
 run_suite "$@"
