@@ -192,9 +192,10 @@ test_expire_killed_pg15() {
     local t0 t1; t0="$(date +%s%N)"
     as_pg "${slow[@]}" "$WALCTL" expire --dry-run --config "$W/walctl.conf" --set retention-full=$((kills + 2)) >/dev/null
     t1="$(date +%s%N)"
-    local span_ms=$(( (t1 - t0) / 1000000 + 700 ))   # + the removal phase (~30 objects, 20+ ms each)
+    # Kill points: from the end of planning (a dry run's time) through the removal phase (~20 objects, 20+ ms each).
+    local dry_ms=$(( (t1 - t0) / 1000000 )) span_ms=450
     for i in $(seq 1 "$kills"); do
-        local keep=$((kills + 2 - i)) delay=$((RANDOM % span_ms))
+        local keep=$((kills + 2 - i)) delay=$(( (i == 1 ? RANDOM % dry_ms : dry_ms + RANDOM % span_ms) ))
         as_pg "${slow[@]}" "$WALCTL" expire --config "$W/walctl.conf" --set retention-full=$keep >/dev/null 2>&1 &
         local pid=$! target=""
         local w; for w in $(seq 1 200); do target="$(walctl_under "$pid")"; [ -n "$target" ] && break; sleep 0.01; done
@@ -218,7 +219,7 @@ test_expire_killed_pg15() {
         local state="before the lease, or after the end"
         grep -q "taking over" "$W/e$i.out" && state="holding the lease, before the journal"
         grep -q "finishing" "$W/e$i.out" && state="mid-removal: the second expire finished the journal"
-        echo "    round $i: killed at ${delay} ms (run ~${span_ms} ms; $state); verify clean; second expire finished"
+        echo "    round $i: killed at ${delay} ms (planning ~${dry_ms} ms; $state); verify clean; second expire finished"
         [ -n "${DEBUG_KILLS:-}" ] && head -3 "$W/e$i.out" && ls "$W/repo/locks" "$W/repo/backup"
     done
     local tt; tt="$(now_utc)"; sleep 0.2

@@ -76,7 +76,7 @@ public enum RepositoryLock {
         for _ in 0..<3 {
             if let held = try current(store) {
                 // Stale: expired, or its holder ran on this host and its process is gone.
-                let gone = held.host == hostName && held.pid > 0 && kill(held.pid, 0) != 0 && errno == ESRCH
+                let gone = abandoned(held)
                 if held.expiresAt > PGTimestamp(date: now) && !gone {
                     throw WalctlError.leaseHeld("the repository lease is held by \(held.owner) on \(held.host) pid \(held.pid) since \(held.acquiredAt.iso8601), until \(held.expiresAt.iso8601) (\(leaseKey)): another expire is running; wait for it, or delete the object if that process is gone")
                 }
@@ -96,6 +96,11 @@ public enum RepositoryLock {
             if let back = try current(store), back.token == mine.token { return mine }
         }
         throw WalctlError.leaseHeld("could not take the repository lease (\(leaseKey)): another process took it at the same time")
+    }
+
+    /// True when the lease's holder ran on this host and its process is gone (a killed expire).
+    static func abandoned(_ l: RepositoryLease) -> Bool {
+        l.host == hostName && l.pid > 0 && kill(l.pid, 0) != 0 && errno == ESRCH
     }
 
     /// Gives the lease back, if it is still ours.
@@ -138,7 +143,7 @@ public enum RepositoryLock {
     public static func waitForExpire(_ store: ObjectStore, timeout: TimeInterval, log: (String) -> Void) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         var waited = false
-        while let l = try current(store), l.expiresAt > PGTimestamp(date: Date()) {
+        while let l = try current(store), l.expiresAt > PGTimestamp(date: Date()), !abandoned(l) {
             if !waited { log("waiting for the expire of \(l.owner) on \(l.host) pid \(l.pid) to finish (repository lease until \(l.expiresAt.iso8601))") }
             waited = true
             guard Date() < deadline else {
