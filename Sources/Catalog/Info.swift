@@ -39,6 +39,8 @@ public struct CatalogInfo: Codable, Equatable, Sendable {
     /// Set by `walctl info` (Commands) when the last successful drill is older than `drill-max-age`
     /// (or there is none): one line for the operator.
     public var drillWarning: String? = nil
+    /// The retention settings and windows (docs/retention.md); filled by `walctl info`.
+    public var retention: RetentionStatus? = nil
 
     /// One timeline's archived WAL.
     public struct TimelineInfo: Codable, Equatable, Sendable {

@@ -124,9 +124,14 @@ extension Catalog {
                 report.unreadable.append("\(name): \(error)")
             }
         }
+        let pinned: Set<String>
+        do { pinned = Self.pinnedLabels(in: try repository.store.list(prefix: RepositoryLayout.backupPrefix).map(\.key)) } catch {
+            throw .repository("listing \(repository.url)/\(RepositoryLayout.backupPrefix): \(error)")
+        }
         for key in try Self.backupRecordKeys(in: repository) {
             do {
-                if let b = try readBackup(repository.store, key) {
+                if var b = try readBackup(repository.store, key) {
+                    if pinned.contains(b.label) { b.pinned = true }
                     try write { () throws(CatalogError) in try insertBackup(b) }
                     report.backups += 1
                 }

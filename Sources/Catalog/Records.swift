@@ -210,16 +210,27 @@ public struct BackupRecord: Codable, Equatable, Sendable {
     /// Each database and its size (`pg_database_size`) when the backup ended, for `walctl drill`'s
     /// database check; nil in records of backups taken before walctl recorded it.
     public var databases: [DatabaseSize]? = nil
+    /// `walctl backup take --annotation key=value` (nil: none). Stored in `backup.json`.
+    public var annotations: [String: String]? = nil
+    /// True while the backup is pinned (`walctl backup pin`): never expired. The repository's truth
+    /// is the marker object `backup/<label>/pinned` (docs/retention.md); `backup.json` is written
+    /// once and never carries it.
+    public var pinned: Bool? = nil
 
     public init(label: String, startLSN: LSN, stopLSN: LSN, startTime: PGTimestamp, stopTime: PGTimestamp,
                 timeline: TimeLineID, stopTimeline: TimeLineID? = nil, checkpointLSN: LSN? = nil,
-                size: Int64, storedSize: Int64? = nil, status: BackupStatus, pgVersion: Int, systemIdentifier: String) {
+                size: Int64, storedSize: Int64? = nil, status: BackupStatus, pgVersion: Int, systemIdentifier: String,
+                annotations: [String: String]? = nil) {
         self.label = label; self.startLSN = startLSN; self.stopLSN = stopLSN
         self.startTime = startTime; self.stopTime = stopTime; self.timeline = timeline
         self.stopTimeline = stopTimeline; self.checkpointLSN = checkpointLSN
         self.size = size; self.storedSize = storedSize; self.status = status
         self.pgVersion = pgVersion; self.systemIdentifier = systemIdentifier
+        self.annotations = annotations
     }
+
+    /// The key of the pin marker: `backup/<label>/pinned`.
+    public static func pinKey(label: String) -> String { RepositoryLayout.backupPrefix + label + "/pinned" }
 
     /// The repository key of a backup's record: `backup/<label>/backup.json`.
     public static func metadataKey(label: String) -> String { RepositoryLayout.backupPrefix + label + "/backup.json" }

@@ -24,6 +24,7 @@ public struct ArchiveVerify {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
         var report = try ContinuityChecker.check(catalog: catalog)
+        try Expire.explainGaps(&report, catalog: catalog, config: config)
         if deep { try readBack(&report, catalog: catalog, repository: access.repository) }
         try reconcile(&report, catalog: catalog, access: access, repair: repair)
         report.settle()

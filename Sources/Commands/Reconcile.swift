@@ -1,4 +1,5 @@
 import Foundation
+import FastPath
 import Storage
 import Catalog
 import Planner
@@ -172,12 +173,14 @@ extension ArchiveVerify {
 
         // Objects the catalog lacks (stale) and data objects nothing refers to (leftovers).
         let catalogued = try catalog.allFileNames()
+        // What an interrupted expire journaled: its objects still present are neither stale nor leftovers.
+        let expiring = try catalog.expiryFilter()
         var metaNames = Set<String>()
         for key in listed.keys where key.hasSuffix(RepositoryLayout.metaSuffix) {
             let name = String((key.split(separator: "/").last ?? "").dropLast(RepositoryLayout.metaSuffix.count))
             guard WALFileName(name) != nil else { continue }
             metaNames.insert(name)
-            if !catalogued.contains(name) {
+            if !catalogued.contains(name) && !expiring.contains(name: name, segmentSize: catalog.segmentSize) {
                 report.staleCatalog.append(RepositoryFinding(name: name, key: key, detail: "archived in the repository, but not in the catalog"))
             }
         }
@@ -188,7 +191,8 @@ extension ArchiveVerify {
             if TemporaryObjects.isTemporary(key) {
                 report.leftovers.append(LeftoverObject(key: key, size: o.size, modifiedAt: PGTimestamp(date: modified)))
             } else if !file.hasSuffix(RepositoryLayout.metaSuffix), !file.hasSuffix(RepositoryLayout.skippedSuffix),
-                      let name = RepositoryLayout.walFileName(prefixOf: file), !metaNames.contains(name) {
+                      let name = RepositoryLayout.walFileName(prefixOf: file), !metaNames.contains(name),
+                      !expiring.contains(name: name, segmentSize: catalog.segmentSize) {
                 report.leftovers.append(LeftoverObject(key: key, size: o.size, modifiedAt: PGTimestamp(date: modified)))
             }
         }
@@ -279,7 +283,13 @@ public struct ArchiveInfo {
         let s = try Self.status(catalog: catalog, repository: access.repository, info: info)
         info.statusCode = s.code
         info.status = s.line
-        info.drillWarning = DrillAge.warning(info: info, maxAge: (try? config.int(.drillMaxAge)) ?? 0)
+        info.drillWarning = DrillAge.warning(info: info, maxAge: config[.drillMaxAge].flatMap(SettingType.parseDuration).map(Int.init) ?? 0)
+        let window = config[.retentionWindow]
+        let newest = info.recoverableWindows.max { $0.timeline < $1.timeline }
+        info.retention = RetentionStatus(window: window, full: try config.int(.retentionFull), archiveFull: try config.int(.retentionArchiveFull),
+                                         expireAuto: try config.bool(.expireAuto),
+                                         guaranteedFrom: window.flatMap(SettingType.parseDuration).map { PGTimestamp(microseconds: info.generatedAt.microseconds - $0 * 1_000_000) },
+                                         existsFrom: newest?.from, existsFromBackup: newest?.backupLabel)
         return info
     }
 
@@ -305,7 +315,8 @@ public struct ArchiveInfo {
             catalogNames.formUnion(try catalog.partialSegments(timeline: tl, from: from, to: to).map(\.name))
             let dirName = String(last.dropFirst(RepositoryLayout.walPrefix.count).dropLast())
             catalogNames.formUnion(try catalog.archivedFileNames(kind: "backup-history", timeline: tl).filter { $0.hasPrefix(dirName) })
-            stale += repoNames.subtracting(catalogNames).sorted()
+            let expiring = try catalog.expiryFilter()
+            stale += repoNames.subtracting(catalogNames).filter { !expiring.contains(name: $0, segmentSize: catalog.segmentSize) }.sorted()
             missing += catalogNames.subtracting(repoNames).sorted()
             missing += try proof.segmentFindings(timeline: tl, from: from, to: to).filter { !$0.key.hasSuffix(RepositoryLayout.metaSuffix) }.map(\.name)
             // The catalog's newest segment lies beyond the repository's newest directory.
@@ -323,7 +334,8 @@ public struct ArchiveInfo {
         let repoLabels = Set(backupKeys.map(\.key).filter { $0.hasSuffix("/backup.json") }.compactMap { $0.split(separator: "/").dropFirst().first.map(String.init) })
         let catalogLabels = Set(info.backups.map(\.label))
         stale += repoLabels.subtracting(catalogLabels).sorted().map { "backup \($0)" }
-        missing += catalogLabels.subtracting(repoLabels).sorted().map { "backup \($0)" }
+        // A backup being expired (status expired) has lost its backup.json on purpose.
+        missing += Set(info.backups.filter { $0.status != .expired }.map(\.label)).subtracting(repoLabels).sorted().map { "backup \($0)" }
 
         var seen = Set<String>()
         missing = missing.filter { seen.insert($0).inserted }

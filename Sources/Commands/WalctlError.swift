@@ -42,13 +42,17 @@ public enum WalctlError: Error, CustomStringConvertible {
     /// Client-side encryption: a wrong or missing passphrase, a configuration that does not match
     /// the repository (`cipher-key`), or an object that fails authentication (`object-tampered`).
     case cipher(CipherError)
+    /// `walctl expire` without any retention setting: the message names them.
+    case retentionUnset(String)
+    /// Another process holds the repository lease (`walctl expire`, docs/retention.md).
+    case leaseHeld(String)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
         "invalid-name", "repo-not-initialised", "file-io", "invalid-wal", "archive-mismatch", "repo-io", "not-found",
         "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
         "absence-unconfirmed", "planned-segment-missing", "usage", "pg-binaries-missing",
-        "cipher-key", "object-tampered",
+        "cipher-key", "object-tampered", "retention-unset", "lease-held",
     ]
 
     /// Stable, searchable code.
@@ -71,6 +75,8 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .usage: return "usage"
         case .serverBinariesMissing: return "pg-binaries-missing"
         case .cipher(let e): return e.code
+        case .retentionUnset: return "retention-unset"
+        case .leaseHeld: return "lease-held"
         }
     }
 
@@ -98,6 +104,8 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .usage(let m): return m
         case .serverBinariesMissing(let m): return m
         case .cipher(let e): return e.description
+        case .retentionUnset(let m): return m
+        case .leaseHeld(let m): return m
         }
     }
 

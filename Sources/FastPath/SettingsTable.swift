@@ -25,6 +25,9 @@ public enum SettingType: Equatable, Sendable {
     case bytes(ClosedRange<Int64>)
     /// One of these words (any case).
     case choice([String])
+    /// A duration: a positive whole number with a unit, `d` (days), `h` (hours), `m` (minutes) or
+    /// `s` (seconds): `14d`, `36h`, `90m` (retention-window, drill-max-age).
+    case duration
 
     /// The allowed values, for error messages and the reference table.
     public var allowed: String {
@@ -38,6 +41,7 @@ public enum SettingType: Equatable, Sendable {
         case .seconds(let r): return "whole seconds from \(r.lowerBound) to \(r.upperBound)"
         case .bytes(let r): return "a number of bytes from \(r.lowerBound) to \(r.upperBound)"
         case .choice(let words): return "one of " + words.joined(separator: ", ")
+        case .duration: return "a duration: a whole number with d, h, m or s (14d, 36h, 90m)"
         }
     }
 
@@ -52,6 +56,19 @@ public enum SettingType: Equatable, Sendable {
             guard let i = SettingType.parseInteger(value) else { return false }
             return r.contains(i)
         case .choice(let words): return words.contains(SettingType.lower(value))
+        case .duration: return SettingType.parseDuration(value) != nil
+        }
+    }
+
+    /// Seconds of a duration (`14d`, `36h`, `90m`), nil when it is not one or not positive.
+    public static func parseDuration(_ v: String) -> Int64? {
+        guard let unit = v.utf8.last, let n = parseInteger(String(v.dropLast())), n > 0, n <= 100 * 365 * 24 * 60 else { return nil }
+        switch unit {
+        case 0x64, 0x44: return n <= 100 * 365 ? n * 86_400 : nil   // d
+        case 0x68, 0x48: return n <= 100 * 365 * 24 ? n * 3_600 : nil  // h
+        case 0x6D, 0x4D: return n * 60                                  // m
+        case 0x73, 0x53: return n                                       // s
+        default: return nil
         }
     }
 
@@ -160,6 +177,10 @@ public enum Setting: String, CaseIterable, Sendable {
     case repositoryCipherPassFile = "repository-cipher-pass-file"
     case s3ObjectLockMode = "s3-object-lock-mode"
     case s3ObjectLockDays = "s3-object-lock-days"
+    case retentionWindow = "retention-window"
+    case retentionFull = "retention-full"
+    case retentionArchiveFull = "retention-archive-full"
+    case expireAuto = "expire-auto"
 
     public var name: String { rawValue }
 
@@ -172,7 +193,7 @@ public enum Setting: String, CaseIterable, Sendable {
         switch self {
         case .repository: return .repositoryURL
         case .catalog, .pgdata, .spoolPath, .s3CAFile, .pgBin: return .path
-        case .drillMaxAge: return .seconds(0...3660 * Self.day)
+        case .drillMaxAge: return .duration
         case .compressType: return .choice(["zstd", "gzip", "none", "zst", "gz", "off"])
         case .compressLevel: return .integer(0...19)
         case .archiveGetRetryTime: return .seconds(0...7 * Self.day)
@@ -200,6 +221,9 @@ public enum Setting: String, CaseIterable, Sendable {
         case .repositoryCipherPassFile: return .path
         case .s3ObjectLockMode: return .choice(["governance", "compliance"])
         case .s3ObjectLockDays: return .integer(1...36500)
+        case .retentionWindow: return .duration
+        case .retentionFull, .retentionArchiveFull: return .integer(1...100_000)
+        case .expireAuto: return .bool
         }
     }
 
@@ -225,8 +249,9 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3UploadThreads: return "2"
         case .s3ConnectTimeout: return "10"
         case .s3StallTimeout: return "30"
-        case .drillMaxAge: return "7948800"
+        case .drillMaxAge: return "92d"
         case .repositoryCipher: return "none"
+        case .expireAuto: return "false"
         default: return nil
         }
     }
@@ -271,12 +296,16 @@ public enum Setting: String, CaseIterable, Sendable {
         case .s3ConnectTimeout: return "seconds to establish a connection"
         case .s3StallTimeout: return "seconds without progress before a transfer is abandoned and retried"
         case .pgBin: return "directory of the PostgreSQL server binaries `walctl drill` runs (default: `pg_config --bindir` when its major version matches the backup's, else /usr/lib/postgresql/N/bin or /usr/pgsql-N/bin)"
-        case .drillMaxAge: return "seconds after which `walctl info` warns that the last successful drill is too old (default 92 days, a quarter; 0: never)"
+        case .drillMaxAge: return "`walctl info` and `walctl metrics` users are warned when the last successful drill is older than this (default 92d, the runbook's quarter)"
         case .repositoryCipher: return "client-side encryption of every object: none or aes-256-gcm (chosen at `walctl init`; docs/encryption.md)"
         case .repositoryCipherPass: return "the encrypted repository's passphrase (else repository-cipher-pass-file)"
         case .repositoryCipherPassFile: return "file holding the passphrase (its first line; keep it 0600)"
         case .s3ObjectLockMode: return "S3 Object Lock retention on every object stored: governance or compliance (the bucket must have Object Lock enabled; with s3-object-lock-days)"
         case .s3ObjectLockDays: return "days each stored object is retained by S3 Object Lock (with s3-object-lock-mode)"
+        case .retentionWindow: return "walctl expire keeps every instant from now minus this window to now recoverable (the newest backup that stopped at or before the window's start, and all WAL from its start on; docs/retention.md)"
+        case .retentionFull: return "walctl expire keeps at least the newest N complete backups"
+        case .retentionArchiveFull: return "how many of the backups kept by retention-full keep their WAL for PITR (older kept backups keep only the WAL from their start to their stop; default: all)"
+        case .expireAuto: return "run walctl expire after each successful walctl backup"
         }
     }
 

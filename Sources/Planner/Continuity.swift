@@ -20,6 +20,9 @@ public struct ContinuityReport: Codable, Equatable, Sendable {
     public var timelines: [PlanSegmentRange]
     /// Missing segments in that range (skipped ones included), by owning timeline.
     public var gaps: [ContinuityGap]
+    /// Gaps the retention settings explain (`walctl expire` removed that WAL on purpose: it lies
+    /// between a backup kept for consistency only and the next one); reported, not a failure.
+    public var expiredGaps: [ContinuityGap] = []
     /// The segments of `gaps` the safety valve reported archived WITHOUT storing them.
     public var skipped: [SkippedSegment]
     /// Every complete backup on the path, oldest stop first.

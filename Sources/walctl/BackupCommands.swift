@@ -15,7 +15,7 @@ struct BackupCommand: ParsableCommand {
 
 
             """ + examples("walctl backup", "walctl backup --label before-upgrade --dbname 'host=/run/postgresql'", "walctl backup list"),
-        subcommands: [Take.self, List.self, Show.self],
+        subcommands: [Take.self, List.self, Show.self, Pin.self, Unpin.self],
         defaultSubcommand: Take.self
     )
 
@@ -36,6 +36,7 @@ struct BackupCommand: ParsableCommand {
         func validate() throws {
             if let r = maxRate, !(32...1_048_576).contains(r) { throw ValidationError("--max-rate must be from 32 to 1048576 (kB/s)") }
         }
+        @Option(name: .long, help: ArgumentHelp("An annotation stored with the backup (repeatable); shown by backup show and backup list --json.", valueName: "key=value")) var annotation: [String] = []
 
         func run() throws {
             try runCommand {
@@ -53,10 +54,27 @@ struct BackupCommand: ParsableCommand {
                 case "client": options.compression = .client(codec, level: level)
                 default: throw ValidationError("--compress-where must be auto, server or client")
                 }
+                for a in annotation {
+                    guard let eq = a.firstIndex(of: "="), eq != a.startIndex else {
+                        throw ValidationError("--annotation expects key=value, got \(a)")
+                    }
+                    options.annotations[String(a[..<eq])] = String(a[a.index(after: eq)...])
+                }
+                // expire-auto: refuse before the backup, not after it, when no retention rule is set.
+                let autoExpire = try config.bool(.expireAuto)
+                if autoExpire { _ = try Expire.policy(config) }
                 let catalog = try? access.open()
                 let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) },
                                               progress: try progressOptions.output(config))
                 print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
+                if autoExpire {
+                    do {
+                        print(try Expire(config: config, note: { report($0) }).run().text)
+                    } catch {
+                        report("backup \(record.label) is complete, but expire-auto failed:")
+                        throw error
+                    }
+                }
             }
         }
     }
@@ -88,12 +106,41 @@ struct BackupCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let access = try CatalogAccess(config: try global.load(), note: report)
-                let (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
+                var (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
+                if try access.repository.store.head(key: BackupRecord.pinKey(label: label)) != nil { record.pinned = true }
                 if json {
                     print(try JSONOutput.render(JSONDocuments.BackupShow(backup: record, contents: contents)))
                 } else {
                     print(BackupText.show(record, contents).joined(separator: "\n"))
                 }
+            }
+        }
+    }
+}
+
+extension BackupCommand {
+    struct Pin: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "pin", abstract: "Pin a backup: expire never removes it or the WAL it needs to be consistent.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The backup label.") var label: String
+        func run() throws {
+            try runCommand {
+                let access = try CatalogAccess(config: try global.load(), note: report)
+                try BackupMetadata.setPinned(label: label, true, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                print("backup \(label) pinned")
+            }
+        }
+    }
+
+    struct Unpin: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Unpin a backup: the retention settings decide again.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The backup label.") var label: String
+        func run() throws {
+            try runCommand {
+                let access = try CatalogAccess(config: try global.load(), note: report)
+                try BackupMetadata.setPinned(label: label, false, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                print("backup \(label) unpinned")
             }
         }
     }
@@ -128,7 +175,7 @@ enum BackupText {
     static func table(_ backups: [BackupRecord]) -> [String] {
         Human.table(["LABEL", "STATUS", "TL", "START LSN", "STOP LSN", "STARTED", "STOPPED", "SIZE", "STORED"],
                     backups.map { b in
-                        [b.label, b.status.rawValue, "\(b.timeline)", b.startLSN.description, b.stopLSN.description,
+                        [b.label, b.status.rawValue + (b.pinned == true ? ", pinned" : ""), "\(b.timeline)", b.startLSN.description, b.stopLSN.description,
                          b.startTime.iso8601, b.stopTime.iso8601, Human.bytes(b.size), b.storedSize.map { Human.bytes($0) } ?? "-"]
                     },
                     align: [.left, .left, .right, .left, .left, .left, .left, .right, .right])
@@ -144,6 +191,8 @@ enum BackupText {
             "  PostgreSQL:  \(c.serverVersionNum), system \(b.systemIdentifier)",
             "  manifest:    \(c.manifestObject.map { "\($0) (\(c.manifestChecksumAlgorithm ?? "?") checksums)" } ?? "none")",
         ]
+        if b.pinned == true { out.append("  pinned:      yes (walctl backup unpin \(b.label) to release it)") }
+        for (k, v) in (b.annotations ?? [:]).sorted(by: { $0.key < $1.key }) { out.append("  annotation:  \(k)=\(v)") }
         out += Human.table(["OBJECT", "CODEC", "BY", "TABLESPACE", "STORED", "CRC32C"],
                            c.archives.map { a in
                                [a.object, a.codec, a.compressedBy, a.tablespaceLocation ?? "(data directory)", Human.bytes(a.storedSize), a.storedCRC32C]

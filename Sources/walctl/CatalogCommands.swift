@@ -176,6 +176,11 @@ enum InfoText {
         for (tl, skipped) in byTimeline {
             out.append("PITR broken: \(Human.count(skipped.count, "segment")) skipped by the safety valve on timeline \(tl) (\(skipped[0].name)..\(skipped[skipped.count - 1].name)); take a new base backup")
         }
+        if let r = i.retention {
+            let set = [r.window.map { "retention-window \($0)" }, r.full.map { "retention-full \($0)" }, r.archiveFull.map { "retention-archive-full \($0)" }].compactMap { $0 }
+            out.append("retention: \(set.isEmpty ? "none set (walctl expire refuses; the repository grows)" : set.joined(separator: ", "))\(r.expireAuto ? ", expire-auto" : "")")
+            out.append("  window guaranteed: \(r.guaranteedFrom.map { "from " + $0.iso8601 } ?? (r.full != nil ? "the newest \(r.full!) backups" : "-"))  window that exists: \(r.existsFrom.map { "from " + $0.iso8601 + " (backup \(r.existsFromBackup ?? "?"))" } ?? "none (no backup)")")
+        }
         if let l = i.lastArchived {
             out.append("last archived: \(l.name) at \(l.archivedAt.iso8601) (\(Human.duration(max(0, l.ageSeconds))) ago)")
         } else {

@@ -118,7 +118,7 @@ struct RecoverCommand: ParsableCommand {
             recover.progress = try progressOptions.output(config)
             let plan: RecoveryPlan
             do {
-                plan = try recover.plan(try request(), pgdata: dir)
+                plan = try recover.plan(try request(), pgdata: dir, register: !dryRun)
             } catch let r as RecoveryRefused {
                 if json && dryRun { print(try JSONOutput.render(r.refusal)) }
                 describeRefusal(r.refusal)

@@ -71,6 +71,9 @@ enum VerifyText {
             let inside = r.skipped.filter { $0.timeline == g.timeline && $0.name >= g.from && $0.name <= g.to }.count
             out.append("GAP      \(g.from) .. \(g.to)  (\(Human.count(g.count, "segment")) missing\(inside > 0 ? ", \(inside) skipped by the safety valve" : ""))")
         }
+        for g in r.expiredGaps {
+            out.append("EXPIRED  \(g.from) .. \(g.to)  (\(g.count) segments removed by walctl expire: the retention settings keep only the backups' own WAL here; not a problem)")
+        }
         for s in r.skipped {
             out.append("SKIPPED  \(s.name)  at \(s.skippedAt.iso8601) by the safety valve (\(s.reason)): PITR cannot cross it; take a new base backup")
         }

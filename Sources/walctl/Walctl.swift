@@ -18,7 +18,7 @@ struct Walctl: ParsableCommand {
         subcommands: [
             ArchivePushCommand.self, ArchiveGetCommand.self, InitCommand.self, CheckCommand.self,
             InfoCommand.self, VerifyCommand.self, BackupCommand.self, RestoreBackupCommand.self, RecoverCommand.self, DrillCommand.self,
-            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, MetricsCommand.self,
+            CatalogCommand.self, WalCommand.self, ConfigCommand.self, VersionCommand.self, MetricsCommand.self, ExpireCommand.self,
             ArchivePushAsyncDaemonCommand.self, ArchiveGetPrefetchDaemonCommand.self,
             DecryptCommand.self, RepositoryCommand.self,
         ]

@@ -11,6 +11,8 @@ final class FakeCatalog: PlanningCatalog {
     var restorePoints: [PlanningRestorePoint] = []
     /// Segments the safety valve let go (they must not be in `segments`, as in the real catalog).
     var skipped: [SkippedSegment] = []
+    /// `.partial`, `.history` and `.backup` files (RetentionCatalog).
+    var files: [RetentionFile] = []
 
     func planningTimelines() throws -> [TimeLineID] { Array(Set(segments.keys).union(histories.keys)).sorted() }
     func planningHistory(of timeline: TimeLineID) throws -> TimelineHistory? { histories[timeline] }

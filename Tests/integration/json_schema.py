@@ -75,6 +75,9 @@ class Checker:
         elif t in BASE:
             if not BASE[t](v):
                 self.problem(where, f"is {json.dumps(v)[:60]}, not a {t}")
+        elif t == "map of string":
+            if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+                self.problem(where, "is not an object of strings")
         elif t == "object":
             if not isinstance(v, dict):
                 self.problem(where, "is not an object")

@@ -110,8 +110,8 @@ drill_story() {
     as_pg "$WALCTL" catalog rebuild --config "$W/walctl.conf" >/dev/null
     assert_eq "$(as_pg "$WALCTL" info --json --config "$W/walctl.conf" | json_field 'd["lastDrill"]["passed"]')" "True" "lastDrill after catalog rebuild"
     # drill-max-age: an old drill is warned about.
-    as_pg "$WALCTL" info --config "$W/walctl.conf" --set drill-max-age=1 | grep -q "WARNING: the last successful drill" || { sleep 2; as_pg "$WALCTL" info --config "$W/walctl.conf" --set drill-max-age=1 | grep -q "WARNING: the last successful drill"; } \
-        || fail "no warning with drill-max-age = 1"
+    as_pg "$WALCTL" info --config "$W/walctl.conf" --set drill-max-age=1s | grep -q "WARNING: the last successful drill" || { sleep 2; as_pg "$WALCTL" info --config "$W/walctl.conf" --set drill-max-age=1s | grep -q "WARNING: the last successful drill"; } \
+        || fail "no warning with drill-max-age = 1s"
 }
 
 test_story() { for v in $PG_VERSIONS; do ( set -e; drill_story "$v" ) || return 1; done; }

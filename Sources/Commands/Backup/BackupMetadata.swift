@@ -88,14 +88,38 @@ public enum BackupMetadata {
     /// Every committed backup in the repository, oldest first. Objects of a backup that never wrote
     /// its `backup.json` (killed, failed) are not listed.
     public static func list(repository: Repository) throws -> [BackupRecord] {
-        let keys = try repository.store.list(prefix: RepositoryLayout.backupPrefix)
-            .map(\.key).filter { $0.hasSuffix("/backup.json") }
+        let all = try repository.store.list(prefix: RepositoryLayout.backupPrefix).map(\.key)
+        let keys = all.filter { $0.hasSuffix("/backup.json") }
+        let pinned = Catalog.pinnedLabels(in: all)
         var out: [BackupRecord] = []
         for k in keys {
             guard let bytes = try repository.store.get(key: k) else { continue }
-            out.append(try BackupRecord.decode(bytes, key: k))
+            var b = try BackupRecord.decode(bytes, key: k)
+            if pinned.contains(b.label) { b.pinned = true }
+            out.append(b)
         }
         return out.sorted { ($0.startTime, $0.label) < ($1.startTime, $1.label) }
+    }
+
+    /// Pins (`walctl backup pin`) or unpins a complete backup: the marker object
+    /// `backup/<label>/pinned` (the repository's truth; `backup.json` is never rewritten), then the
+    /// catalog's row. Waits for a running expire first, so a pin never races its removal.
+    public static func setPinned(label: String, _ pinned: Bool, repository: Repository, catalog: Catalog?, log: (String) -> Void) throws {
+        try validateLabel(label)
+        _ = try RepositoryLock.waitForExpire(repository.store, timeout: 600, log: log)
+        guard try repository.store.head(key: key(label: label)) != nil else {
+            throw WalctlError.refused("no backup \(label) in \(repository.url) (see `walctl backup list`)")
+        }
+        let marker = BackupRecord.pinKey(label: label)
+        if pinned {
+            let body = Array("{\"pinnedAt\":\"\(PGTimestamp(date: Date()).iso8601)\"}".utf8)
+            try repositoryCall { () throws(StoreError) in try repository.store.put(key: marker, bytes: body) }
+        } else {
+            try repositoryCall { () throws(StoreError) in try repository.store.delete(key: marker) }
+        }
+        if let catalog {
+            do { try catalog.setPinned(label: label, pinned) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
+        }
     }
 
     /// Labels are object key components: letters, digits, `-`, `_`, `.`; 1 to 64 characters; no

@@ -30,6 +30,8 @@ public struct BackupOptions: Sendable {
     public var archivePollInterval: TimeInterval = 0.2
     /// Rate limit in kB/s for the server's reads (`MAX_RATE`), nil for none.
     public var maxRateKBps: Int?
+    /// `--annotation key=value`, stored in `backup.json`.
+    public var annotations: [String: String] = [:]
     public init() {}
 }
 
@@ -98,6 +100,10 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     guard try repository.store.list(prefix: prefix).isEmpty else {
         throw WalctlError.refused("backup label \(label) is already used in \(repository.url): choose another label (or wait a second)")
     }
+
+    // Registered while it runs, so an expire on any host leaves its objects alone (docs/retention.md).
+    let holdKey = try RepositoryLock.register(repository.store, kind: "backup", label: label, timeline: nil, from: nil, duration: 24 * 3600)
+    defer { RepositoryLock.unregister(repository.store, key: holdKey) }
 
     var bb = BaseBackupOptions(label: "walctl " + label)
     bb.fastCheckpoint = options.fastCheckpoint
@@ -168,7 +174,8 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
                               timeline: result.start.timeline,
                               stopTimeline: result.stop.timeline == result.start.timeline ? nil : result.stop.timeline,
                               size: size, storedSize: sink.storedTotal, status: .complete,
-                              pgVersion: version / 10000, systemIdentifier: info.systemIdentifier)
+                              pgVersion: version / 10000, systemIdentifier: info.systemIdentifier,
+                              annotations: options.annotations.isEmpty ? nil : options.annotations)
     record.databases = databaseSizes(conn, label: label, log: log)
     let contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
                                   manifestChecksumAlgorithm: sink.manifestSize != nil ? bb.manifestChecksums : nil,

@@ -51,7 +51,12 @@ public struct Recover {
     /// - Throws: `RecoveryRefused` when the plan is refused (also `missing-object`: an object the
     ///   plan needs is listed in the catalog but not in the repository); `WalctlError`/`CatalogError`
     ///   when the repository or catalog cannot be read.
-    public func plan(_ request: RecoveryRequest, pgdata: String) throws -> RecoveryPlan {
+    ///
+    /// With `register`, the plan's backup and WAL are registered in the repository (a hold, 24 h)
+    /// before the proof, and an expire that held the repository lease at that moment is waited for
+    /// (at most 5 minutes) and the plan made again after it: no expire removes what this recovery
+    /// uses (docs/retention.md, "The lease").
+    public func plan(_ request: RecoveryRequest, pgdata: String, register: Bool = false) throws -> RecoveryPlan {
         let access = try CatalogAccess(config: config, note: note)
         let catalog = try access.open()
         var request = request
@@ -65,6 +70,20 @@ public struct Recover {
             }
             throw RecoveryRefused(refusal: r)
         case .ready(var p):
+            if register {
+                _ = try RepositoryLock.register(access.repository.store, kind: "recover", label: p.backupLabel, timeline: p.backup.timeline,
+                                                from: p.backup.startLSN, duration: 24 * 3600)
+                do {
+                    if try RepositoryLock.waitForExpire(access.repository.store, timeout: 300, log: note) {
+                        // The expire that ran may have removed what the plan chose: plan again, from its catalog.
+                        return try plan(request, pgdata: pgdata, register: false)
+                    }
+                } catch let e as WalctlError where e.code == "lease-held" {
+                    // A lease of a process on another host that may be gone: do not hold a recovery for
+                    // up to an hour. The proof below still refuses a plan whose objects are gone.
+                    note("warning: \(e); planning anyway (the repository proof below checks every object the plan reads)")
+                }
+            }
             // The catalog may be stale or objects deleted since: prove every object the plan reads
             // with listings of its prefixes before anything is touched.
             let missing = try RepositoryProof(repository: access.repository, catalog: catalog).findings(for: p)

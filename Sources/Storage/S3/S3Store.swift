@@ -436,3 +436,43 @@ final class ClientPool: @unchecked Sendable {
         return try body(client)
     }
 }
+
+extension S3Store: BatchDeleting {
+    public var deleteBatchLimit: Int { 1000 }
+
+    /// DeleteObjects (`POST /?delete`, quiet mode: the answer lists only the keys not deleted). The
+    /// body's SHA-256 goes in `x-amz-checksum-sha256` (S3 requires an integrity header on this call;
+    /// Content-MD5 is the older alternative). The request is retried as a whole by `send`.
+    public func deleteBatch(_ keys: [String]) throws(StoreError) -> [(key: String, error: StoreError)] {
+        guard !keys.isEmpty else { return [] }
+        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
+        for k in keys { xml += "<Object><Key>" + S3XML.escape(objectKey(k)) + "</Key></Object>" }
+        xml += "</Delete>"
+        let body = Array(xml.utf8)
+        let display = objectKey(keys[0]) + (keys.count > 1 ? " (+\(keys.count - 1) more)" : "")
+        let result: Result<HTTPResponse, StoreError> = body.withUnsafeBytes { (b: UnsafeRawBufferPointer) -> Result<HTTPResponse, StoreError> in
+            let sha = Digest.sha256(b)
+            let checksum = Data(sha).base64EncodedString()
+            do throws(StoreError) {
+                return .success(try send(Call(method: "POST", key: nil, query: [("delete", "")],
+                                              headers: [("content-type", "application/xml"), ("x-amz-checksum-sha256", checksum),
+                                                        ("x-amz-sdk-checksum-algorithm", "SHA256")],
+                                              body: b, payloadHash: Digest.hex(sha)), displayKey: display))
+            } catch { return .failure(error) }
+        }
+        let r: HTTPResponse
+        switch result { case .success(let x): r = x; case .failure(let e): throw e }
+        guard (200..<300).contains(r.status) else { throw httpError(r, key: display) }
+        let text = String(decoding: r.body, as: UTF8.self)[...]
+        var failed: [(key: String, error: StoreError)] = []
+        for e in S3XML.blocks(text, "Error") {
+            guard let full = S3XML.value(e, "Key") else { continue }
+            let code = S3XML.value(e, "Code") ?? "InternalError"
+            if code == "NoSuchKey" { continue }
+            let key = full.hasPrefix(prefix) ? String(full.dropFirst(prefix.count)) : full
+            let status = code == "AccessDenied" ? 403 : 500
+            failed.append((key, .http(status: status, code: code, message: S3XML.value(e, "Message") ?? "", bucket: bucket, key: full)))
+        }
+        return failed
+    }
+}
