@@ -7,6 +7,7 @@ import Testing
         #expect(SettingType.parseDuration("36h") == Int64(36 * 3_600))
         #expect(SettingType.parseDuration("90m") == Int64(90 * 60))
         #expect(SettingType.parseDuration("2D") == Int64(2 * 86_400))
+        #expect(SettingType.parseDuration("30s") == Int64(30))
         for bad in ["14", "d", "0d", "-1d", "1.5h", "14x", "", "h14", "99999999999999999d"] {
             #expect(SettingType.parseDuration(bad) == nil, "\(bad) accepted")
         }
