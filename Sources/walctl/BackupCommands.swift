@@ -22,7 +22,7 @@ struct BackupCommand: ParsableCommand {
     struct Take: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "take", abstract: "Take a base backup (the default).",
-            usage: "walctl backup [take] [--dbname <conninfo>] [--label <label>] [--compress-where auto|server|client]\n  [--spread-checkpoint] [--config <file>] [--set <name=value> ...]",
+            usage: "walctl backup [take] [--dbname <conninfo>] [--label <label>] [--compress-where auto|server|client]\n  [--spread-checkpoint] [--max-rate <kB/s>] [--annotation <key=value> ...] [--no-progress]\n  [--config <file>] [--set <name=value> ...]",
             discussion: examples("walctl backup take", "walctl backup take --spread-checkpoint --compress-where client"))
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "libpq connection string or URI (default: the PG* environment).") var dbname: String = ""
@@ -150,6 +150,7 @@ struct RestoreBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore-backup",
         abstract: "Restore a base backup into an empty directory, verifying it against its manifest.",
+        usage: "walctl restore-backup <label> --pgdata <dir> [--force] [--no-progress] [--config <file>] [--set <name=value> ...]",
         discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings.\n\n"
             + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force")
     )

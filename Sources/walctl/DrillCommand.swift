@@ -8,6 +8,10 @@ struct DrillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drill",
         abstract: "Prove the archive restores: recover into a scratch directory, start PostgreSQL there, run checks, clean up.",
+        usage: """
+            walctl drill [--to <time> [--time-zone <zone>] | --latest] [--workdir <dir>] [--port <n>]
+                [--check-sql <file> ...] [--keep] [--json] [--report <file>] [--config <file>] [--set <name=value> ...]
+            """,
         discussion: """
             Plans like `walctl recover` (same refusals), restores into a new scratch directory, starts the backup's \
             PostgreSQL version on a private Unix socket with archiving off, waits until recovery reached the target and \

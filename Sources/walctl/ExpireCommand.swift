@@ -27,9 +27,7 @@ struct ExpireCommand: ParsableCommand {
             }
             let result = try Expire(config: try global.load(), note: { report($0) }).run(options)
             if json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try enc.encode(result), as: UTF8.self))
+                print(try JSONOutput.render(result))
             } else {
                 print(result.text)
             }

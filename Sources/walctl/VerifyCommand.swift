@@ -8,6 +8,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check the archive's continuity: gaps, segments skipped by the safety valve, backups without their WAL.",
+        usage: "walctl verify [--deep] [--repair] [--json] [--no-progress] [--config <file>] [--set <name=value> ...]",
         discussion: """
             Along the newest timeline's path, from the oldest backup's start segment (or the first archived \
             segment) to the newest archived segment, from the catalog (rebuilt first when incomplete), reconciled \

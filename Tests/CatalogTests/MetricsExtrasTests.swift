@@ -20,9 +20,9 @@ import WALFormat
     @Test func newestDrillAndNewestPassedDrill() throws {
         let c = try catalog()
         #expect(try c.metricsExtras().lastDrill == nil)
-        func drill(_ t: Double, passed: Bool) -> DrillSummary {
+        func drill(_ t: Int64, passed: Bool) -> DrillSummary {
             DrillSummary(startedAt: at(t), passed: passed, targetType: "latest", targetValue: nil, backupLabel: "b1",
-                         rtoSeconds: t / 10, rpoSeconds: 1, failure: passed ? nil : "check", key: "drill/\(Int(t)).json")
+                         rtoSeconds: Double(t) / 10, rpoSeconds: 1, failure: passed ? nil : "check", key: "drill/\(t).json")
         }
         try c.recordDrill(drill(100, passed: true))
         try c.recordDrill(drill(1300, passed: false))

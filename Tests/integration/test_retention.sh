@@ -41,8 +41,8 @@ some_segments() {
 take_backup() {
     wc_ backup take --label "$1" --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>&1 || { fail "walctl backup take $1 failed"; return 1; }
 }
-stop_time() { wc_ backup list --json | python3 -c "import json,sys; print([b['stopTime'] for b in json.load(sys.stdin) if b['label']==sys.argv[1]][0])" "$1"; }
-first_wal() { wc_ backup show "$1" | python3 -c "import sys,re; print(re.search(r'\"firstWALSegment\" : \"([0-9A-F]{24})\"', sys.stdin.read()).group(1))"; }
+stop_time() { wc_ backup list --json | python3 -c "import json,sys; print([b['stopTime'] for b in json.load(sys.stdin)['backups'] if b['label']==sys.argv[1]][0])" "$1"; }
+first_wal() { wc_ backup show "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['contents']['firstWALSegment'])"; }
 # mid_plus SECONDS T1 T2: the instant halfway between T1 and T2, plus SECONDS (ISO 8601 with zone).
 mid_plus() { python3 -c "
 import sys, datetime
@@ -70,7 +70,7 @@ info_summary() {
 import json, sys
 i = json.load(sys.stdin)
 print(json.dumps({'backups': [(b['label'], b['status']) for b in i['backups']], 'counts': i['counts'],
-                  'timelines': [(t['timeline'], t['segments'], t['ranges']) for t in i['timelines']],
+                  'timelines': [(t['timeline'], t['segmentCount'], t['ranges']) for t in i['timelines']],
                   'windows': i['recoverableWindows']}, sort_keys=True))"
 }
 
@@ -158,7 +158,8 @@ test_pin_and_annotations_pg15() {
     sql "create table t(id int, phase text)"
     wc_ backup take --label a1 --annotation ticket=OPS-1 --annotation "note=before upgrade" --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
         || fail "backup with annotations failed"
-    wc_ backup show a1 | grep -q '"ticket" : "OPS-1"' || fail "backup show lacks the annotation"
+    wc_ backup show a1 | grep -q 'annotation: *ticket=OPS-1' || fail "backup show lacks the annotation"
+    wc_ backup show a1 --json | grep -q '"ticket" : "OPS-1"' || fail "backup show --json lacks the annotation"
     wc_ backup list --json | grep -q '"note" : "before upgrade"' || fail "backup list --json lacks the annotation"
     some_segments 2; take_backup a2
     some_segments 2; take_backup a3

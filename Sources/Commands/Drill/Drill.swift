@@ -371,9 +371,7 @@ public struct Drill {
     /// are warnings (the drill's outcome stands).
     func store(_ result: DrillResult) {
         do {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            let bytes = Array(try enc.encode(result))
+            let bytes = Array(try JSONOutput.encoder().encode(result))
             let repository = try RepositoryFactory.open(config)
             try repository.store.put(key: result.key, bytes: bytes, options: PutOptions(ifAbsent: true))
         } catch {

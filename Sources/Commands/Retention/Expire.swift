@@ -18,6 +18,7 @@ public struct ExpireOptions: Sendable {
 
 /// What `walctl expire` did (or, with `--dry-run`, would do). `walctl expire --json` prints it.
 public struct ExpireReport: Codable, Sendable {
+    public var formatVersion = 1
     public var dryRun: Bool
     public var plan: RetentionPlan
     /// Items an earlier, interrupted expire journaled and this run finished.
