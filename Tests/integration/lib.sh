@@ -196,6 +196,9 @@ start_archiving_source() {
     trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
 }
 
+# now_utc: the clock_timestamp of the cluster at $W:$PORT (version $V) as `YYYY-MM-DD HH:MM:SS.ffffff+00`.
+now_utc() { psql_at "$V" "$W" "$PORT" "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
+
 # switch_and_wait [PORT]: closes the current segment of the cluster at $W:PORT (default $PORT) and
 # waits until its archiver has stored it; prints the segment's name.
 switch_and_wait() {

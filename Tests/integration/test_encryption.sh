@@ -30,14 +30,6 @@ cleanup() {
     return 0
 }
 sql() { psql_at $V "$W" "$PORT" "$@"; }
-now_utc() { sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
-switch_and_wait() {
-    local last
-    last="$(sql "select pg_walfile_name(pg_switch_wal())")"
-    wait_until 60 bash -c "a=\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
-        || fail "archiver did not reach $last"
-    LAST_SEGMENT="$last"
-}
 wc_() { as_pg "$WALCTL" "$@" --config "$W/walctl.conf"; }
 # object_key NAME: the data object's key of an archived segment (from its decrypted meta).
 object_key() {
@@ -63,12 +55,12 @@ test_story_encrypted_s3() {
     sql "insert into accounts select g, 'before-backup-' || g from generate_series(1, 1000) g"
     wc_ backup take --label enc --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null || fail "backup take on an encrypted repository failed"
     sql "insert into accounts select g, 'after-backup-' || g from generate_series(1001, 3000) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local target; target="$(now_utc)"
     sleep 0.3
     sql "insert into accounts select g, 'after-target-' || g from generate_series(3001, 3500) g"
     sql "drop table accounts"
-    switch_and_wait
+    LAST_SEGMENT="$(switch_and_wait)"
     # Nothing but the binding is stored in plaintext: every object starts with the format's magic.
     local k n=0
     for k in $(repo_objects "$W" '/(wal|backup)/'); do
@@ -109,9 +101,9 @@ test_tamper_and_passphrases_file() {
     setup file
     sql "create table t(id int, v text)"
     sql "insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 60000) g"   # > 64 KiB compressed
-    switch_and_wait; local a="$LAST_SEGMENT"
+    local a; a="$(switch_and_wait)"
     sql "insert into t select g, repeat(md5(g::text), 8) from generate_series(1, 60000) g"
-    switch_and_wait; local b="$LAST_SEGMENT"
+    local b; b="$(switch_and_wait)"
     wc_ backup take --label b1 --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null || fail "backup take failed"
     local ka kb; ka="$(object_key "$a")"; kb="$(object_key "$b")"
     local f="$W/repo/$ka" size; size="$(stat -c %s "$f")"
@@ -206,7 +198,7 @@ test_async_push_and_prefetch_encrypted_file() {
     local i first=""
     for i in 1 2 3 4 5 6; do
         sql "insert into t select g, md5(g::text) from generate_series(1, 20000) g" >/dev/null
-        switch_and_wait; [ -n "$first" ] || first="$LAST_SEGMENT"
+        local last; last="$(switch_and_wait)"; [ -n "$first" ] || first="$last"
     done
     local k n=0
     for k in $(repo_objects "$W" '^wal/'); do

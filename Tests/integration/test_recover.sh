@@ -10,8 +10,6 @@ source "$(dirname "$0")/lib.sh"
 start_source() { start_archiving_source "$1" "log_timezone = 'UTC'"; }
 
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
-# now_utc: the server's clock_timestamp as `YYYY-MM-DD HH:MM:SS.ffffff+00`.
-now_utc() { sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
 
 # take_backup LABEL [PORT]: a base backup stored in the repository by `walctl backup take` and known to
 # the catalog. No fallback: a failing walctl backup fails the suite (it is part of what is tested).
@@ -146,10 +144,10 @@ test_timeline_fork_pg15() {
     # The source goes on on timeline 1 past timeline 2's last commit: a time there is refused on the
     # default timeline (latest = 2) naming the flag that works, and plans with --timeline 1.
     sql "insert into t select g, 'tl1-later' from generate_series(1, 100) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local t3; t3="$(now_utc)"; sleep 0.3
     sql "insert into t select g, 'tl1-after' from generate_series(1, 10) g"
-    switch_and_wait
+    switch_and_wait >/dev/null
     local rc=0
     recover_to "$W/rec4" --to "$t3" --dry-run || rc=$?
     assert_eq "$rc" 3 "a timeline-1 time on the default timeline"

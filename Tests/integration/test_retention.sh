@@ -26,17 +26,10 @@ cleanup() {
 }
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
 wc_() { as_pg "$WALCTL" "$@" --config "$W/walctl.conf"; }
-now_utc() { sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'"; }
-switch_and_wait() {
-    local last
-    last="$(sql "select pg_walfile_name(pg_switch_wal())")"
-    wait_until 60 bash -c "a=\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select coalesce(last_archived_wal, 0::text) from pg_stat_archiver'); [ \"\${a:0:24}\" \\> '$last' ] || [ \"\${a:0:24}\" = '$last' ]" \
-        || fail "archiver did not reach $last"
-}
 # some_segments N: N more archived segments, each with a commit.
 some_segments() {
     local i; for i in $(seq 1 "$1"); do sql "insert into t select g, 'filler' from generate_series(1, 10) g"; sql "select pg_switch_wal()" >/dev/null; done
-    switch_and_wait
+    switch_and_wait >/dev/null
 }
 take_backup() {
     wc_ backup take --label "$1" --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>&1 || { fail "walctl backup take $1 failed"; return 1; }
@@ -93,7 +86,7 @@ test_window_pg15() {
     take_backup b4
     sql "insert into t select g, 'p5' from generate_series(1, 100) g"; some_segments 1
     local t_b; t_b="$(now_utc)"; sleep 0.2         # after backup 4
-    sql "insert into t select g, 'p6' from generate_series(1, 100) g"; switch_and_wait
+    sql "insert into t select g, 'p6' from generate_series(1, 100) g"; switch_and_wait >/dev/null
     local s3; s3="$(stop_time b3)"
     # The window (1 minute) starts halfway between b2's and b3's stop.
     local now; now="$(mid_plus 60 "$s2" "$s3")"
@@ -185,7 +178,7 @@ test_expire_killed_pg15() {
     start_source
     sql "create table t(id int, phase text)"
     for i in $(seq 1 $((kills + 2))); do some_segments 8; take_backup "k$i"; done
-    sql "insert into t select g, 'tail' from generate_series(1, 10) g"; switch_and_wait
+    sql "insert into t select g, 'tail' from generate_series(1, 10) g"; switch_and_wait >/dev/null
     # On a file repository every unlink is slowed by 20 ms (strace fault injection, no change to
     # walctl), so that the removal phase lasts long enough for random kill points to land inside it.
     local slow=()
@@ -224,7 +217,7 @@ test_expire_killed_pg15() {
         [ -n "${DEBUG_KILLS:-}" ] && head -3 "$W/e$i.out" && ls "$W/repo/locks" "$W/repo/backup"
     done
     local tt; tt="$(now_utc)"; sleep 0.2
-    sql "insert into t select g, 'after' from generate_series(1, 10) g"; switch_and_wait
+    sql "insert into t select g, 'after' from generate_series(1, 10) g"; switch_and_wait >/dev/null
     recover_rows "$tt" "tail:10"
     cleanup
 }
