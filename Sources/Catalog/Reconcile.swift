@@ -134,48 +134,11 @@ extension Catalog {
     /// the segments after it are updated, so it becomes an ordinary gap.
     public func removeSegment(timeline: TimeLineID, segno: XLogSegNo) throws(CatalogError) {
         try write { () throws(CatalogError) in
-            let tl = Int64(timeline), n = Int64(bitPattern: segno)
-            let old = try conn.prepare("SELECT size, stored_size FROM segment WHERE repo=? AND timeline=? AND segno=?")
-            try old.bind([.int(repo), .int(tl), .int(n)])
-            guard try old.step() else { old.reset(); return }
-            let size = old.int64(0), stored = old.int64(1)
-            old.reset()
-            try conn.prepare("DELETE FROM segment WHERE repo=? AND timeline=? AND segno=?").run([.int(repo), .int(tl), .int(n)])
-            try conn.prepare("DELETE FROM restore_point WHERE repo=? AND timeline=? AND segno=?").run([.int(repo), .int(tl), .int(n)])
-            try conn.prepare("UPDATE timeline_stats SET segments=segments-1, bytes=bytes-?, stored_bytes=stored_bytes-? WHERE repo=? AND timeline=?")
-                .run([.int(size), .int(stored), .int(repo), .int(tl)])
-            try conn.prepare("DELETE FROM timeline_stats WHERE repo=? AND timeline=? AND segments<=0").run([.int(repo), .int(tl)])
-            // Split the run holding it.
-            let r = try conn.prepare("SELECT first_segno, last_segno FROM run WHERE repo=? AND timeline=? AND first_segno<=? ORDER BY first_segno DESC LIMIT 1")
-            try r.bind([.int(repo), .int(tl), .int(n)])
-            var run: (Int64, Int64)?
-            if try r.step() { run = (r.int64(0), r.int64(1)) }
-            r.reset()
-            if let (first, last) = run, last >= n {
-                try conn.prepare("DELETE FROM run WHERE repo=? AND timeline=? AND first_segno=?").run([.int(repo), .int(tl), .int(first)])
-                if first < n {
-                    try conn.prepare("INSERT INTO run(repo, timeline, first_segno, last_segno) VALUES(?,?,?,?)").run([.int(repo), .int(tl), .int(first), .int(n - 1)])
-                }
-                if n < last {
-                    try conn.prepare("INSERT INTO run(repo, timeline, first_segno, last_segno) VALUES(?,?,?,?)").run([.int(repo), .int(tl), .int(n + 1), .int(last)])
-                }
-            }
-            // reach after it: the running maximum from its predecessor on.
-            let pred = try conn.scalar("SELECT reach FROM segment WHERE repo=? AND timeline=? AND segno<? ORDER BY segno DESC LIMIT 1",
-                                       [.int(repo), .int(tl), .int(n)])
-            var running = pred
-            let s = try conn.prepare("SELECT segno, last_xact, reach FROM segment WHERE repo=? AND timeline=? AND segno>? ORDER BY segno")
-            try s.bind([.int(repo), .int(tl), .int(n)])
-            var updates: [(Int64, Int64?)] = []
-            while try s.step() {
-                let next = maxOpt(running, s.int64OrNil(1))
-                if next == s.int64OrNil(2) { break }
-                updates.append((s.int64(0), next)); running = next
-            }
-            s.reset()
-            for (m, v) in updates {
-                try conn.prepare("UPDATE segment SET reach=? WHERE repo=? AND timeline=? AND segno=?").run([.opt(v), .int(repo), .int(tl), .int(m)])
-            }
+            let exists = try conn.scalar("SELECT count(*) FROM segment WHERE repo=? AND timeline=? AND segno=?",
+                                         [.int(repo), .int(Int64(timeline)), .int(Int64(bitPattern: segno))]) ?? 0
+            guard exists > 0 else { return }
+            // The same bookkeeping as expire's range removal (counters, run split, restore points, reach).
+            try removeSegmentRows(timeline: timeline, from: segno, to: segno)
         }
     }
 
