@@ -14,7 +14,11 @@
 #
 # Environment: WALCTL (binary; default: build release into $SCRATCH), SCRATCH (.build-bench), WORK
 # (/tmp/walctl-per-segment), SEGMENTS (64), S3 (auto: when nginx and moto are available; 0 = off),
-# PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 70). Needs root, pgbackrest, zstd, python3, postgresql-15.
+# PGBIN (/usr/lib/postgresql/15/bin), SCALE (pgbench -i scale, 70), BASELINE (another walctl binary, e.g. the
+# previous commit's: pushed into its own file repository and fetched back, interleaved with walctl, for a
+# same-run before/after). Needs root, pgbackrest, zstd, python3, postgresql-15.
+# The durable floor: `zstd -3 -q -f SEG -o OUT`, then fsync of OUT and of its directory (what a push that
+# promises durability must at least do; the plain floor syncs nothing).
 # Writes $WORK/report.md and $WORK/calls.csv (one line per call).
 set -euo pipefail
 bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh"   # pgBackRest, hyperfine, nginx, GNU time (and the test dependencies)
@@ -82,6 +86,11 @@ repository = file://$WORK/repo
 catalog = $WORK/catalog-file.db
 CONF
 "$WALCTL" init --config "$WORK/walctl-file.conf" --pgdata "$WORK/pgdata" >&2
+if [ -n "${BASELINE:-}" ]; then
+    printf 'repository = file://%s/repo-base\ncatalog = %s/catalog-base.db\n' "$WORK" "$WORK" > "$WORK/walctl-base.conf"
+    "$BASELINE" init --config "$WORK/walctl-base.conf" --pgdata "$WORK/pgdata" >&2
+    "$BASELINE" archive-push --config "$WORK/walctl-base.conf" "$WORK/walsrc/000000010000000000000001" >&2
+fi
 if [ "$S3" = 1 ]; then
     cat > "$WORK/walctl-s3.conf" <<CONF
 repository = s3://$MOTO_BUCKET/walctl-seg
@@ -101,11 +110,11 @@ fi
 
 # --- measurements ---------------------------------------------------------------------------------
 echo "== measuring ${#SEGS[@]} segments (S3: $S3)" >&2
-export WALCTL WORK S3
+export WALCTL WORK S3 BASELINE=${BASELINE:-}
 printf '%s\n' "${SEGS[@]}" > "$WORK/segments.txt"
 python3 - <<'PY'
 import os, shutil, statistics, subprocess, sys, time, glob
-W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"
+W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"; BASE = os.environ.get("BASELINE", "")
 segs = open(W + "/segments.txt").read().split()
 pgbr = shutil.which("pgbackrest"); zstd = shutil.which("zstd")
 env = {k: v for k, v in os.environ.items() if not k.startswith("WALCTL_")}
@@ -127,13 +136,26 @@ def run(tool, phase, seg, argv, extra_env=None):
         sys.exit(f"per-segment.sh: {tool} {phase} {seg} exited {rc}: {argv}")
     calls.append((phase, tool, seg, wall, (ru.ru_utime + ru.ru_stime) * 1000))
 
-def walctl(conf, *args): return [WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
+def run_durable_floor(seg, src, dst):
+    # zstd -3, then fsync of the output and of its directory, inside the timed window (the CPU
+    # column is zstd's own; the fsyncs are this process's).
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(zstd, [zstd, "-3", "-q", "-f", src, "-o", dst], env)
+    _, status, ru = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0: sys.exit("per-segment.sh: zstd failed on " + seg)
+    for p, flags in [(dst, os.O_RDONLY), (os.path.dirname(dst), os.O_RDONLY | os.O_DIRECTORY)]:
+        fd = os.open(p, flags); os.fsync(fd); os.close(fd)
+    calls.append(("push-file", "zstd -3 + fsync", seg, (time.perf_counter() - t0) * 1000, (ru.ru_utime + ru.ru_stime) * 1000))
+
+def walctl(conf, *args, binary=None): return [binary or WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
 out = W + "/out"
 for s in segs:
     src = W + "/walsrc/" + s
     run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src))
     run("pgbackrest", "push-file", s, PGBR_FILE + ZST + ["archive-push", src])
     run("zstd -3", "push-file", s, [zstd, "-3", "-q", "-f", src, "-o", out + "/" + s + ".zst"])
+    run_durable_floor(s, src, out + "/durable-" + s + ".zst")
+    if BASE: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE))
     if S3:
         run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src))
         run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])
@@ -148,6 +170,7 @@ for s in segs:
     fresh(); run("walctl, archive-get-fsync", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt), {"WALCTL_ARCHIVE_GET_FSYNC": "true"})
     fresh(); run("pgbackrest", "get-file", s, PGBR_FILE + ["archive-get", s, tgt])
     fresh(); run("zstd -d", "get-file", s, [zstd, "-d", "-q", "-f", obj, "-o", tgt])
+    if BASE: fresh(); run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))
     if S3:
         fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
         fresh(); run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt])
@@ -174,6 +197,16 @@ with open(W + "/table.md", "w") as t:
     t.write("| per segment (median of %d) | floor | pgBackRest | walctl | walctl vs floor | walctl vs pgBackRest | walctl, archive-get-fsync = true |\n" % len(segs))
     t.write("|---|---:|---:|---:|---:|---:|---:|\n")
     t.write("\n".join(rows) + "\n")
+    t.write("\n| push, file repo (median of %d) | `zstd -3` + fsync of file and directory (durable floor) | walctl | walctl vs durable floor |\n|---|---:|---:|---:|\n" % len(segs))
+    for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
+        d = med("push-file", "zstd -3 + fsync", i); w = med("push-file", "walctl", i)
+        t.write(f"| {unit} | {f(d)} | {f(w)} | {r(w, d)} |\n")
+    if BASE:
+        t.write("\n| same run, file repo (median of %d) | baseline walctl | walctl | walctl vs baseline |\n|---|---:|---:|---:|\n" % len(segs))
+        for phase, what in [("push-file", "push"), ("get-file", "get")]:
+            for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
+                b = med(phase, "walctl (baseline)", i); w = med(phase, "walctl", i)
+                t.write(f"| {what}, {unit} | {f(b)} | {f(w)} | {r(w, b)} |\n")
 PY
 OBJBYTES=$(du -cb "$WORK"/repo/wal/*/*.zst | tail -1 | cut -f1)
 {

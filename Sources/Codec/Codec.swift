@@ -61,6 +61,22 @@ public protocol Compressor: AnyObject {
     /// Abandons any frame in progress and starts a new one with the same settings, keeping the
     /// allocated state (a pusher compressing file after file saves the allocation and page faults).
     func reset(pledgedSize: UInt64?) throws
+    /// Compresses the whole of `content`, which stays valid and unmodified for the call, and ends
+    /// the frame. The output still reaches `sink` in chunks while the rest compresses.
+    func compress(_ content: UnsafeRawBufferPointer, into sink: ByteSink) throws
+}
+
+extension Compressor {
+    /// `update` in 4 MiB slices, then `finish`.
+    public func compress(_ content: UnsafeRawBufferPointer, into sink: ByteSink) throws {
+        var offset = 0
+        while offset < content.count {
+            let n = min(4 << 20, content.count - offset)
+            try update(UnsafeRawBufferPointer(rebasing: content[offset..<(offset + n)]), into: sink)
+            offset += n
+        }
+        try finish(into: sink)
+    }
 }
 
 /// A streaming decompressor: feed stored bytes with `update`; `finish` throws when the frame is

@@ -14,9 +14,13 @@ struct ArchivePushCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Path of the file to archive (%p).") var path: String
 
-    func run() throws {
+    func run() throws { try Self.run(load: { try global.load() }, path: path) }
+
+    /// The command's body over plain values: `Walctl.main` calls it directly for the shapes
+    /// PostgreSQL runs, without ArgumentParser (docs/benchmarks.md, "Per-call overhead").
+    static func run(load: () throws -> Configuration, path: String) throws {
         try runCommand {
-            let config = try global.load()
+            let config = try load()
             let logger = WalctlLog.make(level: config.logLevel)
             let outcome = try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).push(path: path)
             if case .alreadyArchived(let m) = outcome {
@@ -57,13 +61,18 @@ struct ArchiveGetCommand: ParsableCommand {
             PrefetchSpool(dir: (walFile ?? "pg_wal") + "/walctl_prefetch").remove()
             return
         }
+        try Self.run(load: { try global.load() }, walFile: walFile, path: path, progressFile: progressFile)
+    }
+
+    /// The command's body over plain values (see `ArchivePushCommand.run(load:path:)`).
+    static func run(load: () throws -> Configuration, walFile: String?, path: String?, progressFile: String?) throws {
         var errorExit: Int32 = 255
         try runCommand(exitCode: 255) {
             guard let walFile, let path else { throw Failure(error: WalctlError.usage("archive-get needs %f and %p (or --cleanup)"), exitCode: 255) }
             // A configuration archive-get cannot load is a failure (255), never "not found" (1):
             // exit 1 would end recovery early (docs/errors.md, "The exit-1 rule").
             let config: Configuration
-            do { config = try global.load() } catch let f as Failure { throw Failure(error: f.error, exitCode: 255) }
+            do { config = try load() } catch let f as Failure { throw Failure(error: f.error, exitCode: 255) }
             if config[.archiveGetOnError]?.lowercased() == "not-found" { errorExit = 1 }
             let logger = WalctlLog.make(level: config.logLevel)
             do {

@@ -53,8 +53,8 @@ struct Walctl: ParsableCommand {
     /// ArgumentParser builds and type-checks the whole command tree first: ~18 M instructions of
     /// Swift runtime type lookups, a fifth of a 16 MiB archive-get (docs/benchmarks.md, "Per-call
     /// overhead"). The shapes PostgreSQL runs (`--config`, `--set NAME=VALUE`, `--progress-file`,
-    /// the positionals: FastFront's grammar) are parsed by the subcommand alone; everything else,
-    /// and anything that does not parse, goes through the root.
+    /// the positionals: FastFront's grammar) skip ArgumentParser: the commands' bodies are called
+    /// with the values FastFront parsed. Everything else goes through the root.
     static func main() {
         let raw = CommandLine.arguments
         let args = preprocess(Array(raw.dropFirst()))
@@ -68,11 +68,19 @@ struct Walctl: ParsableCommand {
             exit(withError: error)
         }
         if let inv = FastFront.Invocation.parse(raw), inv.sets.allSatisfy({ kv in kv.firstIndex(of: "=").map { $0 != kv.startIndex } ?? false }) {
-            let type: ParsableCommand.Type = inv.command == "archive-get" ? ArchiveGetCommand.self : ArchivePushCommand.self
-            if var command = try? type.parseAsRoot(Array(raw.dropFirst(2))) {
-                do { try command.run() } catch { fail(error) }
-                Foundation.exit(0)
+            let load = { try GlobalOptions.load(config: inv.config, sets: inv.sets) }
+            do {
+                if inv.command == "archive-get" {
+                    try ArchiveGetCommand.run(load: load, walFile: inv.positionals[0], path: inv.positionals[1], progressFile: inv.progressFile)
+                } else {
+                    try ArchivePushCommand.run(load: load, path: inv.positionals[0])
+                }
+            } catch let code as ExitCode {
+                Foundation.exit(code.rawValue)
+            } catch {
+                fail(error)
             }
+            Foundation.exit(0)
         }
         var command: ParsableCommand
         do { command = try parseAsRoot(args) } catch { fail(error) }
@@ -109,22 +117,33 @@ struct GlobalOptions: ParsableArguments {
 
     /// The resolved configuration: file, environment, then these flags.
     func load(extra: [String: String] = [:]) throws -> Configuration {
+        var named: [String: String] = [:]
+        var sources: [String: String] = [:]
+        if let repository { named["repository"] = repository; sources["repository"] = "--repository" }
+        if let catalog { named["catalog"] = catalog; sources["catalog"] = "--catalog" }
+        if let compressType { named["compress-type"] = compressType; sources["compress-type"] = "--compress-type" }
+        if let compressLevel { named["compress-level"] = compressLevel; sources["compress-level"] = "--compress-level" }
+        if let logLevel { named["log-level"] = logLevel; sources["log-level"] = "--log-level" }
+        if verbose { named["log-level"] = "debug"; sources["log-level"] = "-v" }
+        if quiet { named["log-level"] = "error"; sources["log-level"] = "-q" }
+        return try Self.load(config: config, sets: set, extra: extra, named: named, namedSources: sources)
+    }
+
+    /// The one resolution of the command line's settings over the file and the environment:
+    /// `extra` (the command's own), then each `--set NAME=VALUE`, then the named flags; the later wins.
+    static func load(config: String?, sets: [String], extra: [String: String] = [:],
+                     named: [String: String] = [:], namedSources: [String: String] = [:]) throws -> Configuration {
         var flags = extra
         var sources: [String: String] = [:]
-        for kv in set {
+        for kv in sets {
             guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else {
                 throw Failure(error: WalctlError.configuration(.invalidValue(name: "--set", value: kv, expected: "NAME=VALUE", source: "command line")), exitCode: 1)
             }
             flags[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
             sources[String(kv[..<eq])] = "--set " + kv[..<eq]
         }
-        if let repository { flags["repository"] = repository; sources["repository"] = "--repository" }
-        if let catalog { flags["catalog"] = catalog; sources["catalog"] = "--catalog" }
-        if let compressType { flags["compress-type"] = compressType; sources["compress-type"] = "--compress-type" }
-        if let compressLevel { flags["compress-level"] = compressLevel; sources["compress-level"] = "--compress-level" }
-        if let logLevel { flags["log-level"] = logLevel; sources["log-level"] = "--log-level" }
-        if verbose { flags["log-level"] = "debug"; sources["log-level"] = "-v" }
-        if quiet { flags["log-level"] = "error"; sources["log-level"] = "-q" }
+        flags.merge(named) { _, flag in flag }
+        sources.merge(namedSources) { _, flag in flag }
         do {
             return try Configuration.load(flags: flags, environment: ProcessInfo.processInfo.environment, configPath: config, flagSources: sources)
         } catch {

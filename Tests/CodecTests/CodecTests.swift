@@ -55,6 +55,30 @@ func decompress(_ kind: CodecKind, _ stored: [UInt8], chunk: Int = 65536) throws
         #expect(try decompress(kind, stored) == input)
     }
 
+    /// `compress` (the whole input at once: zstd's stable input buffer) gives the same content as
+    /// the sliced path, and a context used that way still compresses slice by slice afterwards (the
+    /// stable-input parameter is cleared: moving slices would otherwise be refused).
+    @Test(arguments: CodecKind.allCases)
+    func wholeInputThenSlicesOnOneContext(kind: CodecKind) throws {
+        let first = sampleBytes(5 << 20, seed: 7), second = sampleBytes(3 << 20, seed: 9)
+        let c = try kind.makeCompressor(level: nil, pledgedSize: UInt64(first.count))
+        var whole: [UInt8] = []
+        try first.withUnsafeBytes { raw in try c.compress(raw) { whole.append(contentsOf: $0) } }
+        #expect(try decompress(kind, whole) == first)
+        try c.reset(pledgedSize: UInt64(second.count))
+        var sliced: [UInt8] = []
+        try second.withUnsafeBytes { raw in
+            var off = 0
+            while off < raw.count {
+                let n = min(1 << 20, raw.count - off)
+                try c.update(UnsafeRawBufferPointer(rebasing: raw[off..<(off + n)])) { sliced.append(contentsOf: $0) }
+                off += n
+            }
+        }
+        try c.finish { sliced.append(contentsOf: $0) }
+        #expect(try decompress(kind, sliced) == second)
+    }
+
     /// zstd frames carry an XXH64 of the content in their last 4 bytes: verified by default,
     /// skipped on request (for readers that check their own CRC-32C of the output).
     @Test func zstdFrameChecksumVerifiedUnlessAskedNotTo() throws {

@@ -314,14 +314,7 @@ public struct ArchivePush {
         do {
             let compressor = try codec.makeCompressor(level: level, pledgedSize: UInt64(content.count))
             let sink: ByteSink = { chunk in try writer.write(chunk); stored += Int64(chunk.count) }
-            // Feed in 4 MiB slices so output reaches the store while the rest compresses.
-            var offset = 0
-            while offset < content.count {
-                let n = min(4 << 20, content.count - offset)
-                try compressor.update(UnsafeRawBufferPointer(rebasing: content[offset..<(offset + n)]), into: sink)
-                offset += n
-            }
-            try compressor.finish(into: sink)
+            try compressor.compress(content, into: sink)
             try writer.commit()
         } catch let e as StoreError {
             writer.abort()

@@ -180,17 +180,11 @@ public final class PushEngine: @unchecked Sendable {
             }
             guard let c = compressor else { throw CodecError.initFailed("no compressor") }
             let sink: ByteSink = { out.append(contentsOf: $0) }
-            // Slices of 256 KiB: each is checksummed right after zstd read it, while it is still
-            // in the CPU cache, instead of a second pass over the whole file.
-            var offset = 0
-            while offset < content.count {
-                let n = min(1 << 18, content.count - offset)
-                let slice = UnsafeRawBufferPointer(rebasing: content[offset..<(offset + n)])
-                try c.update(slice, into: sink)
-                crc.update(slice)
-                offset += n
-            }
-            try c.finish(into: sink)
+            // The whole buffer at once (zstd reads it in place instead of copying it into its
+            // window: more than the cache locality of checksumming slice by slice saved), then
+            // the CRC-32C pass (hardware CRC, ~1 ms for 16 MiB).
+            try c.compress(content, into: sink)
+            crc.update(content)
         } catch let e as CodecError {
             compressor = nil
             throw WalctlError.codec(name: file.name, e)
