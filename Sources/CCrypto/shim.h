@@ -19,6 +19,12 @@ void walctl_sha256_free(EVP_MD_CTX *c);
 /* The message saying why libcrypto cannot be loaded, NULL when it is usable. */
 const char *walctl_crypto_load_error(void);
 
+/* Asks for libcrypto's lean initialisation when it is first loaded: no configuration file, no legacy
+ * name tables (OPENSSL_INIT_NO_LOAD_CONFIG | NO_ADD_ALL_CIPHERS | NO_ADD_ALL_DIGESTS), about 5 M
+ * instructions less per process. Only for a process that will make no TLS connection (libssl would
+ * then run without the system's OpenSSL configuration). No effect once libcrypto is initialised. */
+void walctl_crypto_prefer_lean_init(void);
+
 /* One-shot HMAC-SHA-256 into out (32 bytes). Returns 1 on success. */
 int walctl_hmac_sha256(const void *key, size_t keylen, const void *msg, size_t n, unsigned char *out);
 

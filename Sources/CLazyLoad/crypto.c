@@ -6,6 +6,7 @@
 #include "walctl_lazyload.h"
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
     X(EVP_CIPHER_CTX_new) X(EVP_CIPHER_CTX_free) X(EVP_aes_256_gcm) X(EVP_CIPHER_CTX_ctrl) \
     X(EVP_EncryptInit_ex) X(EVP_EncryptUpdate) X(EVP_EncryptFinal_ex) \
     X(EVP_DecryptInit_ex) X(EVP_DecryptUpdate) X(EVP_DecryptFinal_ex) \
-    X(EVP_PBE_scrypt) X(RAND_bytes) X(CRYPTO_memcmp) X(EVP_Digest) X(EVP_md5)
+    X(EVP_PBE_scrypt) X(RAND_bytes) X(CRYPTO_memcmp) X(EVP_Digest) X(EVP_md5) \
+    X(OPENSSL_init_crypto)
 
 static struct {
 #define SLOT(n) __typeof__(n) *p_##n;
@@ -27,6 +29,7 @@ static struct {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded;
+static int lean;
 static char error[512];
 
 static void load(void) {
@@ -38,7 +41,11 @@ static void load(void) {
         NULL};
     loaded = walctl_lazy_open(names, "needed for S3 requests and repository encryption", "libssl3", symbols, (void **)&fn,
                               error, sizeof error);
+    if (loaded && lean)
+        fn.p_OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL);
 }
+
+void walctl_crypto_prefer_lean_init(void) { lean = 1; }
 
 /* 1 when libcrypto is loaded (loading it now if needed). */
 int walctl_crypto_ready(void) {

@@ -22,6 +22,9 @@ public enum RepositoryFactory {
         guard let envelope = info.encryption else {
             throw WalctlError.cipher(.key("repository \(base.url) is not encrypted, but repository-cipher = \(cipher.name): encryption is chosen at `walctl init` for a new repository; unset repository-cipher for this one"))
         }
+        // A file repository's process makes no TLS connection: libcrypto may start lean (a third of
+        // the encrypted archive-get's extra instructions; docs/benchmarks.md, "Encryption").
+        if base.store is FileStore { CipherPrimitives.preferLeanLibraryInit() }
         let key = try cipherCall { () throws(CipherError) in try envelope.unlock(passphrase: cipher.passphrase, repository: base.url, cache: keyCache()) }
         return Repository(store: EncryptedStore(base: base.store, dataKey: key, chunkSize: envelope.chunkSize), url: base.url, justRead: info)
     }

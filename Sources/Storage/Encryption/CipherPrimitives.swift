@@ -38,6 +38,10 @@ public enum CipherPrimitives {
         return .library("libcrypto refused \(what)")
     }
 
+    /// libcrypto without its configuration file and legacy name tables (`walctl_crypto_prefer_lean_init`):
+    /// for a process that reads a file repository and makes no TLS connection. Call before the first use.
+    public static func preferLeanLibraryInit() { walctl_crypto_prefer_lean_init() }
+
     /// `n` bytes from libcrypto's CSPRNG.
     public static func random(_ n: Int) throws(CipherError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: n)
