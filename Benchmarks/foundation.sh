@@ -200,6 +200,7 @@ f() { awk -v a="$1" 'BEGIN { printf "%.1f", a }'; }
     echo
     echo "Push and get rows run in hyperfine's shell mode (its shell start-up subtracted), start-up rows"
     echo "with -N. Every push starts from a fresh repository (hyperfine --prepare, then sync)."
-    echo "walctl archive-get fsyncs the restored file before renaming it into place (the issue asks for"
-    echo "it); plain zstd -d does not, so the same-durability floor is zstd -d && sync FILE."
+    echo "walctl archive-get does not fsync the restored file by default (archive-get-fsync, docs/recovery.md:"
+    echo "PostgreSQL syncs what it keeps), so zstd -d is its floor; zstd -d && sync FILE is the floor of"
+    echo "archive-get-fsync = true."
 } | tee "$WORK/report.md"

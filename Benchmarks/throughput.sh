@@ -325,6 +325,12 @@ measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --conf
 FAST="$(dirname "$WALCTL")/walctl-fast"
 [ -x "$FAST" ] && measure_recovery "walctl-fast prefetch $PREFETCH" archive "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
 measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON --pg1-path=$WORK/rec --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-get %f \"%p\""
+# From S3 through TLS: the repositories the last S3 archive runs filled (walctl-fast's, and
+# pgBackRest's first S3 stanza), so those archive rows must have run in this invocation.
+if [ "$S3" = 1 ] && [ -n "${TLS_PORT:-}" ]; then
+    [ -x "$FAST" ] && [ -f "$WORK/wt.conf" ] && measure_recovery "walctl-fast prefetch $PREFETCH, S3 (TLS)" archive "$FAST archive-get --config $WORK/wt.conf --set restore-prefetch=$PREFETCH %f %p"
+    [ -f "$WORK/pgbr-s3-1.conf" ] && measure_recovery "pgBackRest async archive-get, S3 (TLS)" archive "pgbackrest $(pgbr_s3 1) --pg1-path=$WORK/rec --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-get %f \"%p\""
+fi
 
 # --- 5. report ---------------------------------------------------------------------------------------
 {
@@ -345,7 +351,8 @@ measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
     fl=${REC["floor (segments in pg_wal)"]:-}
-    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get"; do
+    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get" \
+             "walctl-fast prefetch $PREFETCH, S3 (TLS)" "pgBackRest async archive-get, S3 (TLS)"; do
         [ -n "${REC[$k]:-}" ] || continue
         ratio="-"; [ -n "$fl" ] && [ "$fl" != nan ] && ratio="$(echo "scale=2; ${REC[$k]} / $fl" | bc)x"
         echo "| $k | ${REC[$k]} | $ratio |"
