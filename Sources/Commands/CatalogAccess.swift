@@ -25,7 +25,9 @@ public struct CatalogAccess {
         } catch let e as StoreError { throw WalctlError.store(e) }
     }
 
-    public var path: String { config[.catalog] ?? Settings.definition("catalog")!.defaultValue! }
+    public var path: String { Self.path(config) }
+    /// The configured catalog's path (`catalog`, else its default), without opening anything.
+    public static func path(_ config: Configuration) -> String { config[.catalog] ?? Settings.definition("catalog")!.defaultValue! }
 
     /// The catalog, complete: rebuilt from the repository when needed.
     public func open() throws -> Catalog {

@@ -208,6 +208,13 @@ public struct MetricsReport {
             }
         }
 
+        // Synchronous archive-push failures, counted beside the catalog (PushFailures).
+        let failures = PushFailures.load(catalog: CatalogAccess.path(config))
+        m.add("walctl_archive_push_failures_total", .counter, help: "archive-push runs that failed in synchronous mode (not through the asynchronous pusher), counted beside the catalog since it was created.", Double(failures?.failures ?? 0))
+        if let t = failures?.lastFailureAt {
+            m.add("walctl_archive_push_last_failure_timestamp_seconds", help: "When the last synchronous archive-push failed (Unix time; absent: none failed).", labels: [("code", failures?.lastCode ?? "error")], t)
+        }
+
         // The async pusher's spool (archive-async) and the safety valve's records.
         if let spool = SpoolStatus.load(config: config) {
             skippedNames.formUnion(spool.skipped.map(\.name))
