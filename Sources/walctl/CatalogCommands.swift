@@ -131,6 +131,9 @@ enum CatalogText {
         list(d.unreadable, "UNREADABLE", "could not be read or decoded")
         list(d.skippedMissingFromCatalog, "STALE   ", "skipped by the safety valve (marker in the repository), not in the catalog")
         list(d.skippedMissingFromRepository, "STALE   ", "skipped in the catalog, no marker in the repository")
+        if !d.expiring.isEmpty {
+            out.append("expiring: \(Human.count(d.expiring.count, "item")) an interrupted walctl expire has not finished removing (not drift; the next walctl expire finishes them)")
+        }
         if d.isClean {
             out.append("catalog \(path) matches \(repository): ok")
         } else {
