@@ -6,6 +6,8 @@
 # same commands: tables with a header, binary prefixes, singular/plural, no raw Swift values.
 source "$(dirname "$0")/lib.sh"
 
+cleanup() { pg_stop "$V" "$W/data" immediate; }
+
 CHECK="$REPO/Tests/integration/json_schema.py"
 DOC="$REPO/docs/json.md"
 
@@ -16,16 +18,8 @@ check_doc() {
 }
 
 test_every_read_command_matches_docs_json() {
-    require_pg 15
-    local port
-    W="$(new_workdir)"; port="$(free_port)"
-    trap 'pg_stop 15 "$W/data" immediate' EXIT
-    write_config "$W" "archive-check-timeout = 60"
-    init_cluster 15 "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$port" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'"
-    pg_start 15 "$W/data"
+    start_archiving_source 15 "walctl:archive-check-timeout = 60"
+    local port="$PORT"
     local conn="host=$W port=$port user=postgres dbname=postgres"
     w() { as_pg "$WALCTL" "$@" --config "$W/walctl.conf"; }
     sql() { psql_at 15 "$W" "$port" "$@"; }
