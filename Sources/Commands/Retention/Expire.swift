@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Logging
 import Planner
 import Storage
 import WALFormat
@@ -44,8 +45,8 @@ public struct ExpireReport: Codable, Sendable {
 /// finishes the journal before it plans again.
 public struct Expire {
     public var config: Configuration
-    public var note: (String) -> Void
-    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) { self.config = config; self.note = note }
+    public var logger: Logger
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) { self.config = config; self.logger = logger }
 
     /// The retention settings; throws `retention-unset` when none says what to keep.
     public static func policy(_ config: Configuration) throws -> RetentionPolicy {
@@ -67,12 +68,12 @@ public struct Expire {
     public func run(_ options: ExpireOptions = ExpireOptions()) throws -> ExpireReport {
         let started = Date()
         let policy = try Self.policy(config)
-        let access = try CatalogAccess(config: config, note: note)
+        let access = try CatalogAccess(config: config, logger: logger)
         let store = access.repository.store
         let catalog = try access.open()
         var lease: RepositoryLease?
         if !options.dryRun {
-            lease = try RepositoryLock.acquire(store, owner: "walctl expire", duration: options.leaseSeconds, now: options.now, log: note)
+            lease = try RepositoryLock.acquire(store, owner: "walctl expire", duration: options.leaseSeconds, now: options.now, logger: logger)
         }
         defer { if let lease { RepositoryLock.release(store, lease) } }
         var count = DeletionCount()
@@ -83,7 +84,7 @@ public struct Expire {
         if !options.dryRun {
             resumed = try catalog.pendingExpiry()
             if !resumed.isEmpty {
-                note("finishing \(resumed.count) item(s) an interrupted expire left in the catalog's journal")
+                logger.info("finishing \(resumed.count) item(s) an interrupted expire left in the catalog's journal")
                 let refused = try remove(resumed, access: access, catalog: catalog, count: &count, lock: &lock)
                 try catalog.finishExpiry(Self.finished(resumed, refused: refused, size: catalog.segmentSize))
             }
