@@ -226,9 +226,10 @@ test_expire_killed_pg15() {
 # from the 4th on fails, by strace fault injection) leaves a released backup without backup.json
 # and WAL half removed; catalog check is clean and lists them as expiring. A segment deleted by
 # hand (no expire record) is still reported missing. The next expire finishes; check clean again.
-test_catalog_check_after_interrupted_expire_pg15() {
+# File repository only (the interruption is strace's fault injection on unlink): not defined on S3,
+# so it is neither run nor counted there.
+[ "$WALCTL_TEST_REPO" = file ] && test_catalog_check_after_interrupted_expire_pg15() {
     start_source
-    [ "$WALCTL_TEST_REPO" = file ] || { echo "    (file repository only: the interruption is strace's fault injection on unlink)"; cleanup; return 0; }
     command -v strace >/dev/null || { fail "strace is needed to interrupt expire"; return 1; }
     sql "create table t(id int, phase text)"
     some_segments 4; take_backup c1
