@@ -36,3 +36,80 @@ CONF
     as_pg "$PGBIN/pg_ctl" -D "$WORK/pgdata" -l "$WORK/pg.log" -w start >/dev/null
     PSQL=("$PGBIN/psql" -X -q -h "$WORK/sock" -p "$PORT" -U postgres -d postgres -At)
 }
+
+# synthetic_repo KIND N DATA PREFIX LABEL:SEGNO...: a repository of N fake archived segments on
+# timeline 1 (a valid .meta with a summary each, commit times one second apart, and with DATA=1 a
+# 64-byte data object each: expire and the proof list objects, they never read WAL) and one base
+# backup per LABEL:SEGNO (backup.json + a tiny base.tar.zst, starting and stopping in segment SEGNO).
+# KIND file: under $WORK/PREFIX; s3: under PREFIX/ in $MOTO_BUCKET (bench_moto), 16 uploads at once.
+synthetic_repo() {
+    local kind="$1" n="$2" data="$3" prefix="$4"; shift 4
+    python3 - "$kind" "$n" "$data" "$WORK" "$prefix" "$@" <<'PY'
+import json, os, sys
+kind, n, data, work, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", sys.argv[4], sys.argv[5]
+backups = [(b.split(":")[0], int(b.split(":")[1])) for b in sys.argv[6:]]
+sysid = "7441234567890123456"
+seg = 16 << 20
+def name(s): return "%08X%08X%08X" % (1, s >> 8, s & 0xFF)
+def lsn(v): return "%X/%X" % (v >> 32, v & 0xFFFFFFFF)
+def ts(sec): return "2026-%02d-%02dT%02d:%02d:%02d.000000+00:00" % (1 + sec // (28 * 86400), 1 + sec // 86400 % 28, sec // 3600 % 24, sec // 60 % 60, sec % 60)
+objs = {"repository.json": json.dumps({"formatVersion": 1, "systemIdentifier": sysid, "walSegmentSize": seg,
+                                         "pgVersion": 15, "createdAt": ts(0)})}
+for s in range(1, n + 1):
+    crc = "%08x" % (s * 2654435761 % (1 << 32))
+    d = "wal/%s/" % name(s)[:16]
+    summ = {"records": 10, "commits": 1, "aborts": 0, "firstCommitTime": ts(s), "lastCommitTime": ts(s),
+            "firstXactTime": ts(s), "lastXactTime": ts(s), "restorePoints": [], "checkpoints": [],
+            "endsWithSwitch": True, "crcFailures": 0, "crcFailureLSNs": [], "firstLSN": lsn(s * seg + 40),
+            "lastLSN": lsn(s * seg + 4000), "continuesIntoNext": False}
+    objs[d + name(s) + ".meta"] = json.dumps({"name": name(s), "size": seg, "storedSize": 64, "codec": "zstd",
+                                               "crc32c": crc, "archivedAt": ts(s + 1), "summary": summ}, sort_keys=True)
+    if data: objs[d + name(s) + "." + crc + ".zst"] = "x" * 64
+for label, s in backups:
+    rec = {"label": label, "startLSN": lsn(s * seg + 0x28), "stopLSN": lsn(s * seg + 0x100), "checkpointLSN": lsn(s * seg + 0x28),
+           "startTime": ts(s), "stopTime": ts(s), "timeline": 1, "size": 1 << 20, "storedSize": 3, "status": "complete",
+           "pgVersion": 15, "systemIdentifier": sysid,
+           "contents": {"formatVersion": 1, "archives": [{"object": "base.tar.zst", "serverName": "base.tar", "codec": "zstd",
+                                                          "compressedBy": "client", "storedSize": 3, "storedCRC32C": "00000000"}],
+                        "serverVersionNum": 150000, "walSegmentSize": seg, "firstWALSegment": name(s), "lastWALSegment": name(s),
+                        "streamSeconds": 0, "walWaitSeconds": 0, "compression": "zstd"}}
+    objs["backup/%s/backup.json" % label] = json.dumps(rec)
+    objs["backup/%s/base.tar.zst" % label] = "abc"
+if kind == "file":
+    for k, v in objs.items():
+        p = os.path.join(work, prefix, k)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f: f.write(v)
+else:
+    import boto3
+    from concurrent.futures import ThreadPoolExecutor
+    s3 = boto3.client("s3", endpoint_url=os.environ["MOTO_ENDPOINT"], region_name="us-east-1")
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(lambda kv: s3.put_object(Bucket=os.environ["MOTO_BUCKET"], Key=prefix + "/" + kv[0], Body=kv[1].encode()), objs.items()))
+PY
+}
+
+# bench_moto BUCKET MAX_SECONDS: starts moto_server (scripts/moto-server.py) with BUCKET, logging to
+# $WORK/moto.log; sets MOTO_PID and exports MOTO_ENDPOINT, MOTO_BUCKET and the AWS_ variables
+# (the WALCTL_ repository variables are unset: the benchmark's config file says everything).
+bench_moto() {
+    local envf="$WORK/moto.env"
+    python3 "$ROOT/scripts/moto-server.py" --port 0 --bucket "$1" --env-file "$envf" --no-stdin-watch --max-seconds "$2" > "$WORK/moto.log" 2>&1 &
+    MOTO_PID=$!
+    for _ in $(seq 1 300); do grep -q '^READY' "$WORK/moto.log" && break; sleep 0.2; done
+    # shellcheck disable=SC1090
+    source "$envf"
+    unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
+    export MOTO_ENDPOINT MOTO_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION
+}
+
+# bench_s3_conf PREFIX CATALOG [LINE...]: walctl config lines for s3://$MOTO_BUCKET/PREFIX on moto.
+bench_s3_conf() {
+    local prefix="$1" catalog="$2"; shift 2
+    printf 'repository = s3://%s/%s\ns3-endpoint = %s\ns3-region = us-east-1\ns3-uri-style = path\ns3-key = %s\ns3-key-secret = %s\ncatalog = %s\n' \
+        "$MOTO_BUCKET" "$prefix" "$MOTO_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$catalog"
+    local l; for l in "$@"; do echo "$l"; done
+}
+
+# bench_median: the median of the numbers on stdin, one a line.
+bench_median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }

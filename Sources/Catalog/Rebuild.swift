@@ -225,10 +225,18 @@ extension Catalog {
                 dataNames.insert(name)
             }
         }
+        // What expire journaled (an interrupted run; docs/retention.md) is on its way out: its
+        // objects still present or already gone are neither stale nor missing, and expired backup
+        // rows (kept until their objects are gone) are not missing either.
+        let expiring = try expiryFilter()
+        let size = segmentSize
+        let isExpiring = { (name: String) in !expiring.isEmpty && expiring.contains(name: name, segmentSize: size) }
         let catalogued = try allFileNames()
-        drift.missingFromCatalog = metaNames.subtracting(catalogued).sorted()
-        drift.missingFromRepository = catalogued.subtracting(metaNames).sorted()
-        drift.metaWithoutObject = metaNames.subtracting(dataNames).sorted()
+        let stale = metaNames.subtracting(catalogued), gone = catalogued.subtracting(metaNames), hollow = metaNames.subtracting(dataNames)
+        drift.missingFromCatalog = stale.filter { !isExpiring($0) }.sorted()
+        drift.missingFromRepository = gone.filter { !isExpiring($0) }.sorted()
+        drift.metaWithoutObject = hollow.filter { !isExpiring($0) }.sorted()
+        var being = Set(stale.union(gone).union(hollow).filter(isExpiring))
         // Gaps: markers of complete segments that were not archived after all.
         let repoSkipped = markerNames.subtracting(metaNames).filter { if case .segment? = WALFileName($0) { return true }; return false }
         let catalogSkipped = Set(try skippedSegments().map(\.name))
@@ -237,9 +245,13 @@ extension Catalog {
         let repoLabels = Set(try Self.backupRecordKeys(in: repository).map {
             String($0.dropFirst(RepositoryLayout.backupPrefix.count).split(separator: "/")[0])
         })
-        let catalogLabels = Set(try backups().map(\.label))
-        drift.backupsMissingFromCatalog = repoLabels.subtracting(catalogLabels).sorted()
-        drift.backupsMissingFromRepository = catalogLabels.subtracting(repoLabels).sorted()
+        let rows = try backups()
+        let catalogLabels = Set(rows.map(\.label))
+        let expiredLabels = Set(rows.filter { $0.status == .expired }.map(\.label)).union(expiring.labels)
+        drift.backupsMissingFromCatalog = repoLabels.subtracting(catalogLabels).subtracting(expiring.labels).sorted()
+        drift.backupsMissingFromRepository = catalogLabels.subtracting(repoLabels).subtracting(expiredLabels).sorted()
+        being.formUnion(expiredLabels.map { "backup \($0)" })
+        drift.expiring = being.sorted()
         return drift
     }
 }

@@ -292,6 +292,9 @@ public struct CatalogDrift: Codable, Equatable, Sendable {
     /// catalog, and skip rows whose marker is not (or not yet) in the repository: file names.
     public var skippedMissingFromCatalog: [String] = []
     public var skippedMissingFromRepository: [String] = []
+    /// Not drift: files (names) and backups (`backup LABEL`) an expire journaled or marked
+    /// `expired` and has not finished removing (an interrupted run; the next expire finishes it).
+    public var expiring: [String] = []
 
     public init() {}
     public var isClean: Bool {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Storage
 import Catalog
 import Planner
@@ -11,17 +12,17 @@ import WALFormat
 /// the repository and verified against the size and CRC-32C of its meta, as archive-get does.
 public struct ArchiveVerify {
     public var config: Configuration
-    public var note: (String) -> Void
+    public var logger: Logger
     /// Where `--deep` shows its progress (objects read back of those in the range).
     public var progress: ProgressOutput = .off
 
-    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) {
-        self.config = config; self.note = note
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) {
+        self.config = config; self.logger = logger
     }
 
     /// - Parameter repair: bring a stale catalog up to date from the repository (see `reconcile`).
     public func run(deep: Bool, repair: Bool = false) throws -> ContinuityReport {
-        let access = try CatalogAccess(config: config, note: note)
+        let access = try CatalogAccess(config: config, logger: logger)
         let catalog = try access.open()
         var report = try ContinuityChecker.check(catalog: catalog)
         try Expire.explainGaps(&report, catalog: catalog, config: config)

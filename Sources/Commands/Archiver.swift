@@ -17,7 +17,7 @@ public struct Archiver {
     /// configured (docs/async.md), else synchronous.
     public func push(path: String) throws -> PushOutcome {
         // Before the asynchronous path and the safety valve: neither may wait for, or let go, a FIFO.
-        _ = try ArchivePush.checkInput(path: path)
+        do { _ = try ArchivePush.checkInput(path: path) } catch { recordFailure(error); throw error }
         if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
             return outcome
         }
@@ -25,10 +25,20 @@ public struct Archiver {
     }
 
     /// The synchronous archive-push of the file at `path`.
+    /// A failure is counted beside the catalog (`PushFailures`, `walctl_archive_push_failures_total`).
     public func pushDirect(path: String) throws -> PushOutcome {
-        var push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config, logger: logger), warn: warn)
-        push.logger = logger
-        return try push.push(path: path)
+        do {
+            var push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config, logger: logger), warn: warn)
+            push.logger = logger
+            return try push.push(path: path)
+        } catch {
+            recordFailure(error)
+            throw error
+        }
+    }
+
+    func recordFailure(_ error: Error) {
+        PushFailures.record(catalog: CatalogAccess.path(config), code: WalctlError.from(error)?.code ?? "error")
     }
 
     /// archive-get of `fileName` into `targetPath`.

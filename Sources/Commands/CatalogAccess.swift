@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Storage
 import Catalog
 import WALFormat
@@ -10,14 +11,14 @@ public struct CatalogAccess {
     public var config: Configuration
     public var repository: Repository
     public var info: RepositoryInfo
-    public var note: (String) -> Void
+    public var logger: Logger
     /// Where a rebuild shows its progress (`walctl catalog rebuild`, and the rebuild of an
     /// incomplete catalog any reader starts).
     public var progress: ProgressOutput = .off
 
-    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) throws {
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) throws {
         self.config = config
-        self.note = note
+        self.logger = logger
         repository = try RepositoryFactory.open(config)
         do {
             guard let i = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
@@ -25,14 +26,16 @@ public struct CatalogAccess {
         } catch let e as StoreError { throw WalctlError.store(e) }
     }
 
-    public var path: String { config[.catalog] ?? Settings.definition("catalog")!.defaultValue! }
+    public var path: String { Self.path(config) }
+    /// The configured catalog's path (`catalog`, else its default), without opening anything.
+    public static func path(_ config: Configuration) -> String { config[.catalog] ?? Settings.definition("catalog")!.defaultValue! }
 
     /// The catalog, complete: rebuilt from the repository when needed.
     public func open() throws -> Catalog {
         guard let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
         let catalog = try Catalog(path: path, repositoryURL: repository.url, segmentSize: size, systemIdentifier: info.systemIdentifier)
         if try !catalog.isComplete() {
-            note("catalog \(path) is incomplete: rebuilding it from \(repository.url)")
+            logger.info("catalog \(path) is incomplete: rebuilding it from \(repository.url)")
             _ = try rebuild(catalog)
         }
         return catalog

@@ -50,6 +50,20 @@ public enum WalctlLog {
         return Logger(label: "walctl", factory: { _ in StderrLineHandler(level: l) })
     }
 
+    /// The logger of an interactive command (info, verify, recover, expire, drill, metrics, ...):
+    /// what the operator asked to see is logged at info, and printed whatever `log-level` says
+    /// (as before the logger: `-q` and `log-level = error` silence progress, not these lines);
+    /// debug detail only with `log-level = debug` / `-v`.
+    public static func interactive(level: String) -> Logger {
+        let l = min(self.level(level), .info)
+        return Logger(label: "walctl", factory: { _ in StderrLineHandler(level: l) })
+    }
+
     /// A logger that prints nothing (library defaults, tests).
     public static let silent = Logger(label: "walctl", factory: { _ in SwiftLogNoOpLogHandler() })
+}
+
+extension Configuration {
+    /// The logger an interactive command passes down (`WalctlLog.interactive`).
+    public var interactiveLogger: Logger { WalctlLog.interactive(level: logLevel) }
 }

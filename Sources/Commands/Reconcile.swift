@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import FastPath
 import Storage
 import Catalog
@@ -273,11 +274,11 @@ extension ArchiveVerify {
 /// newest part of the repository (see `ArchiveInfo.status`).
 public struct ArchiveInfo {
     public var config: Configuration
-    public var note: (String) -> Void
-    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) { self.config = config; self.note = note }
+    public var logger: Logger
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) { self.config = config; self.logger = logger }
 
     public func run() throws -> CatalogInfo {
-        let access = try CatalogAccess(config: config, note: note)
+        let access = try CatalogAccess(config: config, logger: logger)
         let catalog = try access.open()
         var info = try catalog.info()
         let s = try Self.status(catalog: catalog, repository: access.repository, info: info)

@@ -41,7 +41,7 @@ struct BackupCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let config = try global.load()
-                let access = try CatalogAccess(config: config, note: report)
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 var options = BackupOptions()
                 options.label = label
                 options.fastCheckpoint = !spreadCheckpoint
@@ -69,7 +69,7 @@ struct BackupCommand: ParsableCommand {
                 print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
                 if autoExpire {
                     do {
-                        print(try Expire(config: config, note: { report($0) }).run().text)
+                        print(try Expire(config: config, logger: config.interactiveLogger).run().text)
                     } catch {
                         report("backup \(record.label) is complete, but expire-auto failed:")
                         throw error
@@ -87,7 +87,8 @@ struct BackupCommand: ParsableCommand {
 
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
+                let config = try global.load()
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 let backups = try BackupMetadata.list(repository: access.repository)
                 if json { print(try JSONOutput.render(JSONDocuments.BackupList(backups: backups))); return }
                 if backups.isEmpty { print("no backups in \(access.repository.url)"); return }
@@ -105,7 +106,8 @@ struct BackupCommand: ParsableCommand {
 
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
+                let config = try global.load()
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 var (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
                 if try access.repository.store.head(key: BackupRecord.pinKey(label: label)) != nil { record.pinned = true }
                 if json {
@@ -125,8 +127,9 @@ extension BackupCommand {
         @Argument(help: "The backup label.") var label: String
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
-                try BackupMetadata.setPinned(label: label, true, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                let config = try global.load()
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
+                try BackupMetadata.setPinned(label: label, true, repository: access.repository, catalog: try? access.open(), logger: access.logger)
                 print("backup \(label) pinned")
             }
         }
@@ -138,8 +141,9 @@ extension BackupCommand {
         @Argument(help: "The backup label.") var label: String
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
-                try BackupMetadata.setPinned(label: label, false, repository: access.repository, catalog: try? access.open(), log: { report($0) })
+                let config = try global.load()
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
+                try BackupMetadata.setPinned(label: label, false, repository: access.repository, catalog: try? access.open(), logger: access.logger)
                 print("backup \(label) unpinned")
             }
         }
@@ -163,7 +167,7 @@ struct RestoreBackupCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            let access = try CatalogAccess(config: config, note: report)
+            let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
             let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, log: { report($0) },
                                       progress: try progressOptions.output(config))
             print("restored backup \(r.label) into \(pgdata): \(Human.count(r.files, "file")), \(Human.bytes(r.bytes)), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")

@@ -17,7 +17,7 @@ struct InfoCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            let info = try ArchiveInfo(config: config, note: report).run()
+            let info = try ArchiveInfo(config: config, logger: config.interactiveLogger).run()
             if json { print(try JSONOutput.render(info)) } else { print(InfoText.render(info)) }
             if !json, let spool = SpoolStatus.load(config: config) { print(spool.lines.joined(separator: "\n")) }  // issue 8: archive backlog
         }
@@ -49,7 +49,8 @@ struct CatalogCommand: ParsableCommand {
 
         func run() throws {
             try runCommand {
-                let catalog = try CatalogAccess(config: try global.load(), note: report).open()
+                let config = try global.load()
+                let catalog = try CatalogAccess(config: config, logger: config.interactiveLogger).open()
                 let tli = try timeline ?? catalog.timelines().max() ?? 1
                 let found: SegmentRecord?
                 if let name {
@@ -82,7 +83,7 @@ struct CatalogCommand: ParsableCommand {
         func run() throws {
             try runCommand {
                 let config = try global.load()
-                var access = try CatalogAccess(config: config, note: report)
+                var access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 access.progress = try progressOptions.output(config)
                 let r = try access.rebuild(try access.openRaw())
                 if json {
@@ -101,7 +102,8 @@ struct CatalogCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON (docs/json.md).") var json = false
         func run() throws {
             try runCommand {
-                let access = try CatalogAccess(config: try global.load(), note: report)
+                let config = try global.load()
+                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 let catalog = try access.openRaw()
                 let drift = try catalog.check(against: access.repository)
                 if drift.isClean { try catalog.markChecked() }
@@ -131,6 +133,9 @@ enum CatalogText {
         list(d.unreadable, "UNREADABLE", "could not be read or decoded")
         list(d.skippedMissingFromCatalog, "STALE   ", "skipped by the safety valve (marker in the repository), not in the catalog")
         list(d.skippedMissingFromRepository, "STALE   ", "skipped in the catalog, no marker in the repository")
+        if !d.expiring.isEmpty {
+            out.append("expiring: \(Human.count(d.expiring.count, "item")) an interrupted walctl expire has not finished removing (not drift; the next walctl expire finishes them)")
+        }
         if d.isClean {
             out.append("catalog \(path) matches \(repository): ok")
         } else {

@@ -56,7 +56,7 @@ struct DrillCommand: ParsableCommand {
             for f in files where !FileManager.default.isReadableFile(atPath: f) {
                 throw WalctlError.refused("--check-sql \(f): cannot read it")
             }
-            let drill = Drill(config: config, note: { report($0) })
+            let drill = Drill(config: config, logger: config.interactiveLogger)
             let result = try drill.run(DrillOptions(target: target, workdir: workdir, port: port, checkSQL: files, keep: keep))
             if let reportFile {
                 try DrillOutput.write(DrillText.markdown(result), to: reportFile)

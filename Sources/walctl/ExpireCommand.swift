@@ -25,7 +25,8 @@ struct ExpireCommand: ParsableCommand {
                 guard let t = PGTimestamp(parsing: now) else { throw ValidationError("--now needs a time with a zone, e.g. '2026-11-30 14:03:00+00'") }
                 options.now = t.date
             }
-            let result = try Expire(config: try global.load(), note: { report($0) }).run(options)
+            let config = try global.load()
+            let result = try Expire(config: config, logger: config.interactiveLogger).run(options)
             if json {
                 print(try JSONOutput.render(result))
             } else {

@@ -28,7 +28,7 @@ struct MetricsCommand: ParsableCommand {
             var extra: [String: String] = [:]
             if let pgdata { extra["pgdata"] = pgdata }
             let config = try global.load(extra: extra)
-            let report = MetricsReport(config: config, version: Walctl.version, note: { walctlReport($0) })
+            let report = MetricsReport(config: config, version: Walctl.version, logger: config.interactiveLogger)
             guard let listen else {
                 print(report.render(), terminator: "")
                 return

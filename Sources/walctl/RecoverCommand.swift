@@ -114,7 +114,7 @@ struct RecoverCommand: ParsableCommand {
             let config = try global.load()
             // Run as root: whose the restored files will be, or a refusal before anything is touched.
             let owner = dryRun ? nil : try Recover.owner(forTarget: dir, arguments: CommandLine.arguments)
-            var recover = Recover(config: config, note: report)
+            var recover = Recover(config: config, logger: config.interactiveLogger)
             recover.progress = try progressOptions.output(config)
             let plan: RecoveryPlan
             do {

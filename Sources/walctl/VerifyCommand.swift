@@ -32,7 +32,7 @@ struct VerifyCommand: ParsableCommand {
         try runCommand(exitCode: 2) {
             let config: Configuration
             do { config = try global.load() } catch let f as Failure { throw Failure(error: f.error, exitCode: 2) }
-            var verify = ArchiveVerify(config: config, note: report)
+            var verify = ArchiveVerify(config: config, logger: config.interactiveLogger)
             verify.progress = try progressOptions.output(config)
             let result = try verify.run(deep: deep, repair: repair)
             print(json ? try JSONOutput.render(result) : VerifyText.render(result))

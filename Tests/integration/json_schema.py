@@ -10,7 +10,8 @@ array `timelines`), `lastArchived.name` (a member of the object `lastArchived`).
 
     int, number (int or float), bool, string, lsn ("X/Y" in hex), time (ISO 8601, UTC, microseconds:
     2026-11-30T10:15:00.123456+00:00), crc (8 lower-case hex digits), object, array of T, Name (a
-    schema-type), const N (formatVersion), and `, optional` (the key may be absent).
+    schema-type), document NAME (another section's document, embedded), const N (formatVersion),
+    and `, optional` (the key may be absent).
 
 Fails (exit 1, one line per problem) on: more or less than one JSON document, an escaped slash,
 an undocumented key, a missing key, a wrong type.
@@ -60,8 +61,9 @@ def parse_doc(path):
 
 
 class Checker:
-    def __init__(self, types):
+    def __init__(self, types, sections=None):
         self.types = types
+        self.sections = sections or {}
         self.problems = []
 
     def problem(self, where, what):
@@ -90,6 +92,11 @@ class Checker:
                 return
             for i, e in enumerate(v):
                 self.value(e, inner, table, path + "[]", f"{where}[{i}]")
+        elif t.startswith("document ") and t[len("document "):] in self.sections:
+            if not isinstance(v, dict):
+                self.problem(where, f"is not an object ({t})")
+            else:
+                self.object(v, self.sections[t[len("document "):]], "", where)
         elif t in self.types:
             if not isinstance(v, dict):
                 self.problem(where, f"is not an object ({t})")
@@ -127,7 +134,7 @@ def main():
     except json.JSONDecodeError as e:
         print(f"{section}: not one JSON document: {e}", file=sys.stderr)
         return 1
-    c = Checker(types)
+    c = Checker(types, sections)
     if not isinstance(value, dict):
         c.problem("", "the document is not an object")
     else:

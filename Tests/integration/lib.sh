@@ -182,16 +182,21 @@ repo_get() {
 
 # start_archiving_source VERSION [CONF...]: a cluster of PostgreSQL VERSION archiving through walctl
 # into the suite's repository (write_config), with `timezone = 'UTC'` and any further postgresql.conf
-# lines. Sets W, PORT, BIN, V. Installs `trap cleanup EXIT`: the suite defines cleanup.
+# lines; a CONF written `walctl:LINE` is a walctl.conf line instead (`walctl:archive-check-timeout = 60`).
+# Sets W, PORT, BIN, V. Installs `trap cleanup EXIT`: the suite defines cleanup.
 start_archiving_source() {
     V="$1"; shift
     require_pg "$V"
     W="$(new_workdir)"; PORT="$(free_port)"; BIN="$(pg_bin "$V")"
-    write_config "$W"
+    local walctl_lines=() pg_lines=() l
+    for l in "$@"; do
+        if [ "${l#walctl:}" != "$l" ]; then walctl_lines+=("${l#walctl:}"); else pg_lines+=("$l"); fi
+    done
+    write_config "$W" "${walctl_lines[@]}"
     init_cluster "$V" "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
+    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null || { fail "walctl init failed"; return 1; }
     configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "$@"
+        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "${pg_lines[@]}"
     pg_start "$V" "$W/data"
     trap cleanup EXIT   # each test runs in its own subshell: stop its servers however it ends
 }

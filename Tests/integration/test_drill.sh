@@ -11,17 +11,8 @@ FIRST_V="${PG_VERSIONS%% *}"
 
 # start_source VERSION [extra postgresql.conf lines...]: a cluster archiving through walctl. Sets W, PORT, BIN, V.
 start_source() {
-    V="$1"; shift
-    require_pg "$V"
-    W="$(mktemp -d /tmp/walctl-drill-it.XXXXXX)"; chmod 755 "$W"; chown postgres:postgres "$W"
-    PORT="$(free_port)"; BIN="$(pg_bin "$V")"
-    write_config "$W" "pg-bin = $BIN"
-    init_cluster "$V" "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "log_timezone = 'UTC'" "$@"
-    pg_start "$V" "$W/data"
-    trap cleanup EXIT
+    local v="$1"; shift
+    start_archiving_source "$v" "walctl:pg-bin = $(pg_bin "$v")" "log_timezone = 'UTC'" "$@"
 }
 
 cleanup() {

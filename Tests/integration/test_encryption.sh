@@ -12,21 +12,14 @@ BIN="$(pg_bin $V)"
 # setup [s3|file]: a cluster archiving into an encrypted repository. Sets W, PORT, PASSF.
 setup() {
     WALCTL_TEST_REPO="$1"
-    require_pg $V
-    W="$(new_workdir)"; PORT="$(free_port)"
-    PASSF="$W/pass"; echo "first passphrase" > "$PASSF"; chown postgres "$PASSF"; chmod 600 "$PASSF"
-    write_config "$W" "repository-cipher = aes-256-gcm" "repository-cipher-pass-file = $PASSF"
-    init_cluster $V "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null || { fail "walctl init of an encrypted repository failed"; return 1; }
-    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'" "log_timezone = 'UTC'"
-    pg_start $V "$W/data"
-    trap cleanup EXIT
+    # The passphrase file exists before walctl init (in start_archiving_source): beside the work directory.
+    PASSF="$(mktemp /tmp/walctl-it-pass.XXXXXX)"; echo "first passphrase" > "$PASSF"; chown postgres "$PASSF"; chmod 600 "$PASSF"
+    start_archiving_source $V "walctl:repository-cipher = aes-256-gcm" "walctl:repository-cipher-pass-file = $PASSF" "log_timezone = 'UTC'"
 }
 cleanup() {
     [ -n "${W:-}" ] && [ -d "$W" ] || return 0
     local d; for d in "$W"/data "$W"/rec*; do [ -f "$d/postmaster.pid" ] && pg_stop $V "$d" immediate; done
-    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W" "${PASSF:-}"
     return 0
 }
 sql() { psql_at $V "$W" "$PORT" "$@"; }

@@ -6,6 +6,8 @@
 # same commands: tables with a header, binary prefixes, singular/plural, no raw Swift values.
 source "$(dirname "$0")/lib.sh"
 
+cleanup() { pg_stop "$V" "$W/data" immediate; }
+
 CHECK="$REPO/Tests/integration/json_schema.py"
 DOC="$REPO/docs/json.md"
 
@@ -16,16 +18,8 @@ check_doc() {
 }
 
 test_every_read_command_matches_docs_json() {
-    require_pg 15
-    local port
-    W="$(new_workdir)"; port="$(free_port)"
-    trap 'pg_stop 15 "$W/data" immediate' EXIT
-    write_config "$W" "archive-check-timeout = 60"
-    init_cluster 15 "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$port" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'"
-    pg_start 15 "$W/data"
+    start_archiving_source 15 "walctl:archive-check-timeout = 60"
+    local port="$PORT"
     local conn="host=$W port=$port user=postgres dbname=postgres"
     w() { as_pg "$WALCTL" "$@" --config "$W/walctl.conf"; }
     sql() { psql_at 15 "$W" "$port" "$@"; }
@@ -119,6 +113,21 @@ test_every_read_command_matches_docs_json() {
     rc=0; w recover --latest --dry-run --json --pgdata "$W/target" > "$o/refusal-gap.json" 2>/dev/null || rc=$?
     assert_eq "$rc" 3 "recover across a gap: exit status"
     check_doc recover-refusal "$o/refusal-gap.json"
+
+    # expire (dry run, then for real: b1 released by retention-full = 1 once b2 exists) and drill.
+    w backup --label b2 --dbname "$conn" --no-progress >/dev/null 2>&1 || fail "backup b2"
+    sql "insert into t select generate_series(1, 10)"
+    last="$(sql "select pg_walfile_name(pg_switch_wal())")"
+    wait_until 60 bash -c "[ -n \"\$(find '$W/repo/wal' -name '$last.meta')\" ]" || fail "archiver did not reach $last"
+    w expire --dry-run --json --set retention-full=1 > "$o/expire-dry.json" || fail "expire --dry-run --json"
+    check_doc expire "$o/expire-dry.json"
+    w expire --json --set retention-full=1 > "$o/expire.json" || fail "expire --json"
+    check_doc expire "$o/expire.json"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert not d["dryRun"] and d["objectsRemoved"] > 0 and [b["label"] for b in d["plan"]["backups"] if b["action"] == "remove"] == ["b1"], d' "$o/expire.json" \
+        || fail "expire --json did not remove b1: $(head -c 600 "$o/expire.json")"
+    rc=0; (cd "$W" && as_pg "$WALCTL" drill --latest --json --config "$W/walctl.conf" --workdir "$W/drills" --port "$(free_port)") > "$o/drill.json" 2>"$o/drill.err" || rc=$?
+    assert_eq "$rc" 0 "drill --latest exit status ($(tail -3 "$o/drill.err"))"
+    check_doc drill "$o/drill.json"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }
 

@@ -174,11 +174,22 @@ test_oneshot_textfile_and_unreachable_repository() {
     assert_eq "$(metric "$W/walctl.prom" walctl_repository_up)" 1 "one-shot up"
     [ "$(metric "$W/walctl.prom" walctl_archived_segments timeline=1)" -ge 1 ] || fail "one-shot segments"
     grep -q "^walctl_build_info{version=\"$("$WALCTL" version | awk '{print $2}')\"} 1$" "$W/walctl.prom" || fail "build info: $(grep build_info "$W/walctl.prom")"
+    assert_eq "$(metric "$W/walctl.prom" walctl_archive_push_failures_total)" 0 "sync push failures before"
+    assert_eq "$(metric "$W/walctl.prom" walctl_archive_push_last_failure_timestamp_seconds)" absent "last push failure before"
     # The repository goes away (unmounted): still exit 0 and parseable, up 0, the reason on stderr.
     mv "$W/repo" "$W/repo.away"
+    # Synchronous archive-push fails meanwhile (twice, as PostgreSQL retries): counted beside the catalog.
+    local seg; seg="$(ls "$W/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | sort | tail -1)"
+    cp "$W/data/pg_wal/$seg" "$W/$seg"; chown postgres "$W/$seg"
+    as_pg "$WALCTL" archive-push --config "$W/walctl.conf" "$W/$seg" 2>/dev/null && fail "archive-push succeeded without its repository"
+    as_pg "$WALCTL" archive-push --config "$W/walctl.conf" "$W/$seg" 2>/dev/null && fail "archive-push succeeded without its repository"
     local rc=0
     as_pg "$WALCTL" metrics --config "$W/walctl.conf" --pgdata "$W/data" >"$W/down.prom" 2>"$W/err" || rc=$?
     mv "$W/repo.away" "$W/repo"
+    assert_eq "$(metric "$W/down.prom" walctl_archive_push_failures_total)" 2 "sync push failures counted"
+    grep -q '^walctl_archive_push_last_failure_timestamp_seconds{.*code="[a-z-]*"' "$W/down.prom" || fail "last push failure's code: $(grep push_last "$W/down.prom")"
+    local lastf; lastf="$(metric "$W/down.prom" walctl_archive_push_last_failure_timestamp_seconds)"
+    "$PARSE" -c "import sys,time; sys.exit(0 if abs(time.time() - float('$lastf')) < 120 else 1)" || fail "last push failure time $lastf"
     assert_eq "$rc" 0 "exit with the repository away"
     assert_eq "$(metric "$W/down.prom" walctl_repository_up)" 0 "repository up while away"
     [ "$(metric "$W/down.prom" walctl_archive_backlog_ready_files)" != absent ] || fail "backlog missing while the repository is away"

@@ -6,6 +6,8 @@
 # archive-get never show progress (and do not take --no-progress).
 source "$(dirname "$0")/lib.sh"
 
+cleanup() { pg_stop "$V" "$W/data" immediate; }
+
 # on_tty OUT CMD...: runs CMD (as postgres) with stdin, stdout and stderr on a pseudo-terminal; the
 # transcript goes to OUT.
 on_tty() {
@@ -25,16 +27,8 @@ PY
 }
 
 test_progress_on_a_terminal_in_a_log_and_off() {
-    require_pg 15
-    local port
-    W="$(new_workdir)"; port="$(free_port)"
-    trap 'pg_stop 15 "$W/data" immediate' EXIT
-    write_config "$W" "archive-check-timeout = 60"
-    init_cluster 15 "$W/data"
-    as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    configure_cluster "$W/data" "$port" "$W" "archive_mode = on" \
-        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'"
-    pg_start 15 "$W/data"
+    start_archiving_source 15 "walctl:archive-check-timeout = 60"
+    local port="$PORT"
     local conn="host=$W port=$port user=postgres dbname=postgres" c="$W/walctl.conf"
     psql_at 15 "$W" "$port" "create table t as select g, md5(g::text) as m from generate_series(1, 100000) g"
 

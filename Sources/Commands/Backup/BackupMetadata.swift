@@ -1,6 +1,7 @@
 import Catalog
 import Codec
 import Foundation
+import Logging
 import Storage
 import WALFormat
 
@@ -104,9 +105,9 @@ public enum BackupMetadata {
     /// Pins (`walctl backup pin`) or unpins a complete backup: the marker object
     /// `backup/<label>/pinned` (the repository's truth; `backup.json` is never rewritten), then the
     /// catalog's row. Waits for a running expire first, so a pin never races its removal.
-    public static func setPinned(label: String, _ pinned: Bool, repository: Repository, catalog: Catalog?, log: (String) -> Void) throws {
+    public static func setPinned(label: String, _ pinned: Bool, repository: Repository, catalog: Catalog?, logger: Logger) throws {
         try validateLabel(label)
-        _ = try RepositoryLock.waitForExpire(repository.store, timeout: 600, log: log)
+        _ = try RepositoryLock.waitForExpire(repository.store, timeout: 600, logger: logger)
         guard try repository.store.head(key: key(label: label)) != nil else {
             throw WalctlError.refused("no backup \(label) in \(repository.url) (see `walctl backup list`)")
         }
@@ -118,7 +119,7 @@ public enum BackupMetadata {
             try repositoryCall { () throws(StoreError) in try repository.store.delete(key: marker) }
         }
         if let catalog {
-            do { try catalog.setPinned(label: label, pinned) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
+            do { try catalog.setPinned(label: label, pinned) } catch { logger.warning("warning: catalog: \(error) (run walctl catalog rebuild)") }
         }
     }
 

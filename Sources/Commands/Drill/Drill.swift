@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Logging
 import LocalFS
 import Planner
 import Storage
@@ -106,9 +107,9 @@ final class DrillCleanup: @unchecked Sendable {
     private var pgwal: String?
     private var keep = false
     private var sources: [DispatchSourceSignal] = []
-    let note: (String) -> Void
+    let logger: Logger
 
-    init(note: @escaping (String) -> Void) { self.note = note }
+    init(logger: Logger) { self.logger = logger }
 
     func set(scratch: String, pgwal: String, keep: Bool) {
         lock.lock(); defer { lock.unlock() }
@@ -127,7 +128,7 @@ final class DrillCleanup: @unchecked Sendable {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { [self] in
-                note("drill interrupted (signal \(sig)): stopping the server and cleaning up")
+                logger.notice("drill interrupted (signal \(sig)): stopping the server and cleaning up")
                 stopServer()
                 removeScratch()
                 _exit(128 + sig)
@@ -175,10 +176,10 @@ final class DrillCleanup: @unchecked Sendable {
 public struct Drill {
     public var config: Configuration
     public var walctl: String
-    public var note: (String) -> Void
+    public var logger: Logger
 
-    public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), note: @escaping (String) -> Void = { _ in }) {
-        self.config = config; self.walctl = walctl; self.note = note
+    public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), logger: Logger = WalctlLog.silent) {
+        self.config = config; self.walctl = walctl; self.logger = logger
     }
 
     /// The longest Unix socket path PostgreSQL accepts (sun_path less the terminator).
@@ -195,7 +196,7 @@ public struct Drill {
             throw WalctlError.refused("walctl drill starts PostgreSQL, which does not run as root: run the drill as the server's user, e.g. `runuser -u postgres -- \(again.map(shellQuote).joined(separator: " "))`")
         }
         let started = Date()
-        let cleanup = DrillCleanup(note: note)
+        let cleanup = DrillCleanup(logger: logger)
         cleanup.installSignalHandlers()
 
         // The scratch directory: new, private, removed at the end unless --keep.
@@ -215,7 +216,7 @@ public struct Drill {
             cleanup.stopServer()
             cleanup.removeScratch()
         }
-        note("drill: scratch directory \(scratch)\(options.keep ? " (kept)" : "")")
+        logger.info("drill: scratch directory \(scratch)\(options.keep ? " (kept)" : "")")
 
         let user = LocalFS.userName(geteuid())
         var result = DrillResult(key: DrillSummary.key(startedAt: started), startedAt: PGTimestamp(date: started), finishedAt: PGTimestamp(date: started),
@@ -244,8 +245,8 @@ public struct Drill {
         }
 
         // 1. Plan (and the server binaries, so a missing server fails before the download).
-        let recover = Recover(config: config, walctl: walctl, note: note)
-        let access = try CatalogAccess(config: config, note: note)
+        let recover = Recover(config: config, walctl: walctl, logger: logger)
+        let access = try CatalogAccess(config: config, logger: logger)
         result.repository = access.repository.url
         let plan: RecoveryPlan
         do {
@@ -298,7 +299,7 @@ public struct Drill {
         env["TZ"] = "UTC"
         let pid = try ChildProcess.startDetached(argv, log: log, environment: env)
         cleanup.set(server: pid)
-        note("drill: PostgreSQL \(bins.major) (\(bins.bindir)) started on \(socket), pid \(pid)")
+        logger.info("drill: PostgreSQL \(bins.major) (\(bins.bindir)) started on \(socket), pid \(pid)")
 
         // 4. Wait: recovery reaches the target, promotes, the server accepts connections; or the
         // server exits (archive-get failed, the target was not reached, a start-up error).
@@ -375,13 +376,13 @@ public struct Drill {
             let repository = try RepositoryFactory.open(config)
             try repository.store.put(key: result.key, bytes: bytes, options: PutOptions(ifAbsent: true))
         } catch {
-            note("warning: could not store the drill record \(result.key) in the repository: \(error)")
+            logger.warning("warning: could not store the drill record \(result.key) in the repository: \(error)")
         }
         do {
-            let access = try CatalogAccess(config: config, note: note)
+            let access = try CatalogAccess(config: config, logger: logger)
             try access.open().recordDrill(result.summary)
         } catch {
-            note("warning: could not record the drill in the catalog: \(error) (walctl catalog rebuild reads it back from the repository)")
+            logger.warning("warning: could not record the drill in the catalog: \(error) (walctl catalog rebuild reads it back from the repository)")
         }
     }
 

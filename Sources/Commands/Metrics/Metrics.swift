@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Glibc
 import Catalog
 import Storage
@@ -89,15 +90,15 @@ public struct PrometheusText {
 public struct MetricsReport {
     public var config: Configuration
     public var version: String
-    public var note: (String) -> Void
+    public var logger: Logger
 
     /// Every `statusCode` `walctl info` can report, for the `walctl_status` state set.
     public static let statusCodes = ["ok", "missing-objects", "stale-catalog", "damaged-wal", "skipped", "gap", "incomplete-catalog"]
 
-    public init(config: Configuration, version: String, note: @escaping (String) -> Void = { _ in }) {
+    public init(config: Configuration, version: String, logger: Logger = WalctlLog.silent) {
         self.config = config
         self.version = version
-        self.note = note
+        self.logger = logger
     }
 
     static func seconds(_ t: PGTimestamp) -> Double { Double(t.unixMicroseconds) / 1_000_000 }
@@ -114,12 +115,12 @@ public struct MetricsReport {
 
         // The repository and the catalog.
         var catalogAccess: CatalogAccess?
-        do { catalogAccess = try CatalogAccess(config: config, note: note) } catch {
-            note("metrics: repository \(repositoryURL): \(Self.describe(error))")
+        do { catalogAccess = try CatalogAccess(config: config, logger: logger) } catch {
+            logger.warning("metrics: repository \(repositoryURL): \(Self.describe(error))")
         }
         var catalog: Catalog?
         if let catalogAccess {
-            do { catalog = try catalogAccess.openRaw() } catch { note("metrics: catalog \(catalogAccess.path): \(Self.describe(error))") }
+            do { catalog = try catalogAccess.openRaw() } catch { logger.warning("metrics: catalog \(catalogAccess.path): \(Self.describe(error))") }
         }
         var skippedNames = Set<String>()
         var repositoryUp = catalogAccess != nil
@@ -142,7 +143,7 @@ public struct MetricsReport {
                     }
                 } catch {
                     repositoryUp = false
-                    note("metrics: repository \(repositoryURL): \(Self.describe(error))")
+                    logger.warning("metrics: repository \(repositoryURL): \(Self.describe(error))")
                 }
                 if let l = info.lastArchived {
                     m.add("walctl_last_archived_segment_timestamp_seconds", help: "When the most recently archived WAL segment was archived (Unix time).", Self.seconds(l.archivedAt))
@@ -188,7 +189,7 @@ public struct MetricsReport {
                 }
             } catch {
                 m.add("walctl_catalog_up", help: "1 when the catalog could be read.", 0)
-                note("metrics: catalog \(access.path): \(Self.describe(error))")
+                logger.warning("metrics: catalog \(access.path): \(Self.describe(error))")
             }
         } else if catalogAccess != nil {
             m.add("walctl_catalog_up", help: "1 when the catalog could be read.", 0)
@@ -204,8 +205,15 @@ public struct MetricsReport {
                 m.add("walctl_archive_backlog_ready_bytes", help: "Bytes of the WAL files waiting to be archived.", Double(backlog.bytes))
                 m.add("walctl_archive_backlog_oldest_age_seconds", help: "Seconds the oldest waiting WAL file has been ready (0: none waiting).", backlog.oldestAge)
             } else {
-                note("metrics: cannot read \(walDir)/archive_status: \(String(cString: strerror(errno))) (run as the cluster's owner); the backlog metrics are left out")
+                logger.warning("metrics: cannot read \(walDir)/archive_status: \(String(cString: strerror(errno))) (run as the cluster's owner); the backlog metrics are left out")
             }
+        }
+
+        // Synchronous archive-push failures, counted beside the catalog (PushFailures).
+        let failures = PushFailures.load(catalog: CatalogAccess.path(config))
+        m.add("walctl_archive_push_failures_total", .counter, help: "archive-push runs that failed in synchronous mode (not through the asynchronous pusher), counted beside the catalog since it was created.", Double(failures?.failures ?? 0))
+        if let t = failures?.lastFailureAt {
+            m.add("walctl_archive_push_last_failure_timestamp_seconds", help: "When the last synchronous archive-push failed (Unix time; absent: none failed).", labels: [("code", failures?.lastCode ?? "error")], t)
         }
 
         // The async pusher's spool (archive-async) and the safety valve's records.

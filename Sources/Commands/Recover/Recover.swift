@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Logging
 import LocalFS
 import Planner
 import Storage
@@ -37,12 +38,12 @@ public struct Recover {
     public var config: Configuration
     /// Absolute path of the walctl executable that `restore_command` runs.
     public var walctl: String
-    public var note: (String) -> Void
+    public var logger: Logger
     /// Where the restore step shows its progress.
     public var progress: ProgressOutput = .off
 
-    public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), note: @escaping (String) -> Void = { _ in }) {
-        self.config = config; self.walctl = walctl; self.note = note
+    public init(config: Configuration, walctl: String = RecoverySettingsWriter.currentExecutable(), logger: Logger = WalctlLog.silent) {
+        self.config = config; self.walctl = walctl; self.logger = logger
     }
 
     /// Plans `request`. A ready plan carries every setting to write, `restore_command` first (for
@@ -57,7 +58,7 @@ public struct Recover {
     /// (at most 5 minutes) and the plan made again after it: no expire removes what this recovery
     /// uses (docs/retention.md, "The lease").
     public func plan(_ request: RecoveryRequest, pgdata: String, register: Bool = false) throws -> RecoveryPlan {
-        let access = try CatalogAccess(config: config, note: note)
+        let access = try CatalogAccess(config: config, logger: logger)
         let catalog = try access.open()
         var request = request
         if case .xid = request.target {
@@ -74,14 +75,14 @@ public struct Recover {
                 _ = try RepositoryLock.register(access.repository.store, kind: "recover", label: p.backupLabel, timeline: p.backup.timeline,
                                                 from: p.backup.startLSN, duration: 24 * 3600)
                 do {
-                    if try RepositoryLock.waitForExpire(access.repository.store, timeout: 300, log: note) {
+                    if try RepositoryLock.waitForExpire(access.repository.store, timeout: 300, logger: logger) {
                         // The expire that ran may have removed what the plan chose: plan again, from its catalog.
                         return try plan(request, pgdata: pgdata, register: false)
                     }
                 } catch let e as WalctlError where e.code == "lease-held" {
                     // A lease of a process on another host that may be gone: do not hold a recovery for
                     // up to an hour. The proof below still refuses a plan whose objects are gone.
-                    note("warning: \(e); planning anyway (the repository proof below checks every object the plan reads)")
+                    logger.warning("warning: \(e); planning anyway (the repository proof below checks every object the plan reads)")
                 }
             }
             // The catalog may be stale or objects deleted since: prove every object the plan reads
@@ -151,7 +152,7 @@ public struct Recover {
         var options = RestoreOptions()
         if let owner { options.owner = (owner.uid, owner.gid) }
         let restoreStarted = Date()
-        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: note, progress: progress)
+        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: { [logger] in logger.info("\($0)") }, progress: progress)
         let versionText: String
         do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
             throw WalctlError.refused("the restored backup \(plan.backupLabel) has no readable PG_VERSION in \(dir): it is not a PostgreSQL data directory")

@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Logging
 import Planner
 import Storage
 import WALFormat
@@ -30,6 +31,8 @@ public struct ExpireReport: Codable, Sendable {
     public var objectsRemoved = 0
     public var requests = 0
     public var seconds = 0.0
+    /// S3 Object Lock: what stays because it is still retained (absent: nothing, or no Object Lock).
+    public var objectLock: ObjectLockKept?
 }
 
 /// `walctl expire`: plans with `RetentionPlanner` and removes what the plan releases.
@@ -42,8 +45,8 @@ public struct ExpireReport: Codable, Sendable {
 /// finishes the journal before it plans again.
 public struct Expire {
     public var config: Configuration
-    public var note: (String) -> Void
-    public init(config: Configuration, note: @escaping (String) -> Void = { _ in }) { self.config = config; self.note = note }
+    public var logger: Logger
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) { self.config = config; self.logger = logger }
 
     /// The retention settings; throws `retention-unset` when none says what to keep.
     public static func policy(_ config: Configuration) throws -> RetentionPolicy {
@@ -65,24 +68,25 @@ public struct Expire {
     public func run(_ options: ExpireOptions = ExpireOptions()) throws -> ExpireReport {
         let started = Date()
         let policy = try Self.policy(config)
-        let access = try CatalogAccess(config: config, note: note)
+        let access = try CatalogAccess(config: config, logger: logger)
         let store = access.repository.store
         let catalog = try access.open()
         var lease: RepositoryLease?
         if !options.dryRun {
-            lease = try RepositoryLock.acquire(store, owner: "walctl expire", duration: options.leaseSeconds, now: options.now, log: note)
+            lease = try RepositoryLock.acquire(store, owner: "walctl expire", duration: options.leaseSeconds, now: options.now, logger: logger)
         }
         defer { if let lease { RepositoryLock.release(store, lease) } }
         var count = DeletionCount()
+        var lock = ObjectLockExpire(store: store, now: options.now)
 
         // 1. Finish what an interrupted expire journaled.
         var resumed: [ExpiryItem] = []
         if !options.dryRun {
             resumed = try catalog.pendingExpiry()
             if !resumed.isEmpty {
-                note("finishing \(resumed.count) item(s) an interrupted expire left in the catalog's journal")
-                try remove(resumed, access: access, catalog: catalog, count: &count)
-                try catalog.finishExpiry(resumed)
+                logger.info("finishing \(resumed.count) item(s) an interrupted expire left in the catalog's journal")
+                let refused = try remove(resumed, access: access, catalog: catalog, count: &count, lock: &lock)
+                try catalog.finishExpiry(Self.finished(resumed, refused: refused, size: catalog.segmentSize))
             }
         }
 
@@ -90,8 +94,9 @@ public struct Expire {
         let backupObjects = try repositoryCall { () throws(StoreError) in try access.repository.listDetailed(prefix: RepositoryLayout.backupPrefix) }
         let pinned = Catalog.pinnedLabels(in: backupObjects.map(\.key))
         let (live, expiredHolds) = try RepositoryLock.holds(store, now: options.now)
-        let plan = try RetentionPlanner.plan(policy: policy, now: PGTimestamp(date: options.now), pinned: pinned,
+        var plan = try RetentionPlanner.plan(policy: policy, now: PGTimestamp(date: options.now), pinned: pinned,
                                              holds: live.map(\.retentionHold), catalog: catalog)
+        try lock?.trim(&plan, catalog: catalog)
         var report = ExpireReport(dryRun: options.dryRun, plan: plan, resumed: resumed, holds: live)
 
         // Killed backups: objects under backup/<label>/ without backup.json, all older than leftoverAge,
@@ -111,6 +116,7 @@ public struct Expire {
         }
         report.leftoverBackups.sort()
         if options.dryRun {
+            report.objectLock = lock?.finish()
             report.seconds = Date().timeIntervalSince(started)
             return report
         }
@@ -120,15 +126,16 @@ public struct Expire {
         items += plan.walRemoved.map { .wal(timeline: $0.timeline, first: $0.firstSegno, last: $0.lastSegno) }
         items += plan.filesRemoved.map { .file(name: $0) }
         try catalog.beginExpiry(items)
-        try remove(items, access: access, catalog: catalog, count: &count)
-        try catalog.finishExpiry(items)
+        let refused = try remove(items, access: access, catalog: catalog, count: &count, lock: &lock)
+        try catalog.finishExpiry(Self.finished(items, refused: refused, size: catalog.segmentSize))
 
         // 4. Leftovers of killed backups, and expired registrations.
         for label in report.leftoverBackups {
             let keys = (byLabel[label] ?? []).map(\.key)
-            try repositoryCall { () throws(StoreError) in try store.deleteAll(keys, count: &count) }
+            _ = try Self.delete(keys, store: store, count: &count, lock: &lock)
         }
         try repositoryCall { () throws(StoreError) in try store.deleteAll(expiredHolds, count: &count) }
+        report.objectLock = lock?.finish()
         report.objectsRemoved = count.objects
         report.requests = count.requests
         report.seconds = Date().timeIntervalSince(started)
@@ -138,14 +145,21 @@ public struct Expire {
     /// Removes the repository objects of `items`: backups (`backup.json` first), then every WAL
     /// item's metas, then their data objects. Listings, not names: data objects left without a
     /// meta by an earlier kill are found too.
-    func remove(_ items: [ExpiryItem], access: CatalogAccess, catalog: Catalog, count: inout DeletionCount) throws {
+    /// Returns the keys S3 Object Lock still retains (left in place).
+    func remove(_ items: [ExpiryItem], access: CatalogAccess, catalog: Catalog, count: inout DeletionCount,
+                lock: inout ObjectLockExpire?) throws -> Set<String> {
         let store = access.repository.store
         let size = catalog.segmentSize
+        var refused = Set<String>()
         for case .backup(let label) in items {
-            try repositoryCall { () throws(StoreError) in try store.delete(key: BackupRecord.metadataKey(label: label)) }
-            count.objects += 1; count.requests += 1
+            if lock != nil {
+                refused.formUnion(try Self.delete([BackupRecord.metadataKey(label: label)], store: store, count: &count, lock: &lock))
+            } else {
+                try repositoryCall { () throws(StoreError) in try store.delete(key: BackupRecord.metadataKey(label: label)) }
+                count.objects += 1; count.requests += 1
+            }
             let rest = try repositoryCall { () throws(StoreError) in try store.list(prefix: BackupMetadata.prefix(label: label)) }.map(\.key)
-            try repositoryCall { () throws(StoreError) in try store.deleteAll(rest, count: &count) }
+            refused.formUnion(try Self.delete(rest.filter { !refused.contains($0) }, store: store, count: &count, lock: &lock))
         }
         // WAL: the directories the items touch, listed once each.
         var ranges: [TimeLineID: [ClosedRange<XLogSegNo>]] = [:]
@@ -180,8 +194,41 @@ public struct Expire {
                 if file.hasSuffix(RepositoryLayout.metaSuffix) || file.hasSuffix(RepositoryLayout.skippedSuffix) { metas.append(o.key) } else { data.append(o.key) }
             }
         }
-        try repositoryCall { () throws(StoreError) in try store.deleteAll(metas, count: &count) }
-        try repositoryCall { () throws(StoreError) in try store.deleteAll(data, count: &count) }
+        refused.formUnion(try Self.delete(metas, store: store, count: &count, lock: &lock))
+        refused.formUnion(try Self.delete(data, store: store, count: &count, lock: &lock))
+        return refused
+    }
+
+    /// Deletes `keys`: every version of each under S3 Object Lock (refused ones returned), else `deleteAll`.
+    static func delete(_ keys: [String], store: ObjectStore, count: inout DeletionCount, lock: inout ObjectLockExpire?) throws -> Set<String> {
+        if lock != nil { return try lock!.deleteAll(keys, count: &count) }
+        try repositoryCall { () throws(StoreError) in try store.deleteAll(keys, count: &count) }
+        return []
+    }
+
+    /// The items whose objects are all gone: an item with a key S3 Object Lock refused stays in the
+    /// journal (the next expire tries it again).
+    static func finished(_ items: [ExpiryItem], refused: Set<String>, size: WALSegmentSize) -> [ExpiryItem] {
+        guard !refused.isEmpty else { return items }
+        var labels = Set<String>(), names = Set<String>()
+        for k in refused {
+            if k.hasPrefix(RepositoryLayout.backupPrefix) {
+                if let l = k.dropFirst(RepositoryLayout.backupPrefix.count).split(separator: "/").first { labels.insert(String(l)) }
+            } else if let n = RepositoryLayout.walFileName(prefixOf: String(k.split(separator: "/").last ?? "")) {
+                names.insert(n)
+            }
+        }
+        return items.filter { item in
+            switch item {
+            case .backup(let label): return !labels.contains(label)
+            case .file(let name): return !names.contains(name)
+            case .wal(let tl, let a, let b):
+                return !names.contains { n in
+                    guard case .segment(let s)? = WALFileName(n), let id = SegmentID(fileName: s, size: size) else { return false }
+                    return id.timeline == tl && (a...b).contains(id.segno)
+                }
+            }
+        }
     }
 }
 
@@ -229,6 +276,7 @@ extension ExpireReport {
         if let from = p.recoverableFrom {
             lines.append("window: recoverable from \(from.iso8601) (backup \(p.recoverableFromBackup ?? "?")) to the latest archived commit")
         }
+        if let k = objectLock { lines.append(k.text) }
         lines.append("\(dryRun ? "would free" : "freed") \(p.bytesFreed) bytes (\(mib(p.bytesFreed)) stored)\(dryRun ? "" : "; removed \(objectsRemoved) objects in \(requests) requests in \(String(format: "%.1f", seconds)) s")")
         return lines.joined(separator: "\n")
     }

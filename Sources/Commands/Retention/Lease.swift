@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Planner
 import Storage
 import WALFormat
@@ -70,7 +71,7 @@ public enum RepositoryLock {
     /// has not expired; takes over an expired one, or one whose holder ran on this host and whose
     /// process is gone (deleted, then written if-absent, then read back).
     public static func acquire(_ store: ObjectStore, owner: String, duration: TimeInterval, now: Date = Date(),
-                               log: (String) -> Void) throws -> RepositoryLease {
+                               logger: Logger) throws -> RepositoryLease {
         let mine = RepositoryLease(owner: owner, host: hostName, pid: getpid(), token: token(), acquiredAt: PGTimestamp(date: now),
                                    expiresAt: PGTimestamp(date: now.addingTimeInterval(duration)))
         for _ in 0..<3 {
@@ -80,7 +81,7 @@ public enum RepositoryLock {
                 if held.expiresAt > PGTimestamp(date: now) && !gone {
                     throw WalctlError.leaseHeld("the repository lease is held by \(held.owner) on \(held.host) pid \(held.pid) since \(held.acquiredAt.iso8601), until \(held.expiresAt.iso8601) (\(leaseKey)): another expire is running; wait for it, or delete the object if that process is gone")
                 }
-                log("taking over the \(gone ? "abandoned" : "expired") repository lease of \(held.owner) on \(held.host) pid \(held.pid) (\(gone ? "the process is gone" : "expired \(held.expiresAt.iso8601)"))")
+                logger.notice("taking over the \(gone ? "abandoned" : "expired") repository lease of \(held.owner) on \(held.host) pid \(held.pid) (\(gone ? "the process is gone" : "expired \(held.expiresAt.iso8601)"))")
                 try repositoryCall { () throws(StoreError) in try store.delete(key: leaseKey) }
             } else if try store.get(key: leaseKey) != nil {
                 // Present but unreadable: a torn write of a killed holder. Stale.
@@ -140,11 +141,11 @@ public enum RepositoryLock {
 
     /// Waits while another process's expire lease is live (at most `timeout` seconds); returns
     /// true when it waited for one.
-    public static func waitForExpire(_ store: ObjectStore, timeout: TimeInterval, log: (String) -> Void) throws -> Bool {
+    public static func waitForExpire(_ store: ObjectStore, timeout: TimeInterval, logger: Logger) throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         var waited = false
         while let l = try current(store), l.expiresAt > PGTimestamp(date: Date()), !abandoned(l) {
-            if !waited { log("waiting for the expire of \(l.owner) on \(l.host) pid \(l.pid) to finish (repository lease until \(l.expiresAt.iso8601))") }
+            if !waited { logger.notice("waiting for the expire of \(l.owner) on \(l.host) pid \(l.pid) to finish (repository lease until \(l.expiresAt.iso8601))") }
             waited = true
             guard Date() < deadline else {
                 throw WalctlError.leaseHeld("an expire holds the repository lease (\(l.owner) on \(l.host) pid \(l.pid), until \(l.expiresAt.iso8601)); waited \(Int(timeout)) s")

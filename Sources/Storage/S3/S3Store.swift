@@ -344,13 +344,29 @@ public final class S3Store: ObjectStore {
     }
 
     /// Transient server answers: 5xx, 429, 408, `RequestTimeout`, `ConditionalRequestConflict`
-    /// (AWS asks to retry it), and a 200 whose body is an `<Error>` (CompleteMultipartUpload).
+    /// (AWS asks to retry it), and a 200 whose body is an `<Error>` (CompleteMultipartUpload): its
+    /// root element, not an `<Error>` inside a DeleteObjects `<DeleteResult>` (a key not deleted).
     func isRetryable(_ r: HTTPResponse) -> Bool {
         if r.status >= 500 || r.status == 429 || r.status == 408 { return true }
         let code = errorCode(r)
         if r.status == 400 && code == "RequestTimeout" { return true }
         if r.status == 409 && code == "ConditionalRequestConflict" { return true }
-        if r.status == 200, !r.body.isEmpty, String(decoding: r.body.prefix(512), as: UTF8.self).contains("<Error>") { return true }
+        if r.status == 200, !r.body.isEmpty, Self.rootIsError(String(decoding: r.body.prefix(512), as: UTF8.self)) { return true }
+        return false
+    }
+
+    /// True when the first element of `xml` (after the declaration) is `<Error>`.
+    static func rootIsError(_ xml: String) -> Bool {
+        var rest = xml[...]
+        while let lt = rest.firstIndex(of: "<") {
+            let tail = rest[lt...]
+            if tail.hasPrefix("<?") || tail.hasPrefix("<!") {
+                guard let gt = tail.firstIndex(of: ">") else { return false }
+                rest = tail[tail.index(after: gt)...]
+                continue
+            }
+            return tail.hasPrefix("<Error>") || tail.hasPrefix("<Error ")
+        }
         return false
     }
 
@@ -440,16 +456,12 @@ final class ClientPool: @unchecked Sendable {
 extension S3Store: BatchDeleting {
     public var deleteBatchLimit: Int { 1000 }
 
-    /// DeleteObjects (`POST /?delete`, quiet mode: the answer lists only the keys not deleted). The
-    /// body's SHA-256 goes in `x-amz-checksum-sha256` (S3 requires an integrity header on this call;
-    /// Content-MD5 is the older alternative). The request is retried as a whole by `send`.
-    public func deleteBatch(_ keys: [String]) throws(StoreError) -> [(key: String, error: StoreError)] {
-        guard !keys.isEmpty else { return [] }
-        var xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
-        for k in keys { xml += "<Object><Key>" + S3XML.escape(objectKey(k)) + "</Key></Object>" }
-        xml += "</Delete>"
+    /// One DeleteObjects request (quiet) naming `objects` (`<Object>...</Object>` elements); the
+    /// answer's text (the `<Error>`s of what was not deleted).
+    func postDelete(_ objects: [String], display: String) throws(StoreError) -> Substring {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>"
+            + objects.joined() + "</Delete>"
         let body = Array(xml.utf8)
-        let display = objectKey(keys[0]) + (keys.count > 1 ? " (+\(keys.count - 1) more)" : "")
         let result: Result<HTTPResponse, StoreError> = body.withUnsafeBytes { (b: UnsafeRawBufferPointer) -> Result<HTTPResponse, StoreError> in
             let sha = Digest.sha256(b)
             let checksum = Data(sha).base64EncodedString()
@@ -463,7 +475,16 @@ extension S3Store: BatchDeleting {
         let r: HTTPResponse
         switch result { case .success(let x): r = x; case .failure(let e): throw e }
         guard (200..<300).contains(r.status) else { throw httpError(r, key: display) }
-        let text = String(decoding: r.body, as: UTF8.self)[...]
+        return String(decoding: r.body, as: UTF8.self)[...]
+    }
+
+    /// DeleteObjects (`POST /?delete`, quiet mode: the answer lists only the keys not deleted). The
+    /// body's SHA-256 goes in `x-amz-checksum-sha256` (S3 requires an integrity header on this call;
+    /// Content-MD5 is the older alternative). The request is retried as a whole by `send`.
+    public func deleteBatch(_ keys: [String]) throws(StoreError) -> [(key: String, error: StoreError)] {
+        guard !keys.isEmpty else { return [] }
+        let objects = keys.map { "<Object><Key>" + S3XML.escape(objectKey($0)) + "</Key></Object>" }
+        let text = try postDelete(objects, display: objectKey(keys[0]) + (keys.count > 1 ? " (+\(keys.count - 1) more)" : ""))
         var failed: [(key: String, error: StoreError)] = []
         for e in S3XML.blocks(text, "Error") {
             guard let full = S3XML.value(e, "Key") else { continue }
