@@ -208,8 +208,8 @@ struct ConfigCommand: ParsableCommand {
         }
         try runCommand {
             let c = try global.load()
-            if let f = c.configFile { print("# config file: \(f)") } else { print("# no config file") }
             if json { print(try JSONOutput.render(ConfigReport.document(c))); return }
+            if let f = c.configFile { print("# config file: \(f)") } else { print("# no config file") }
             for s in c.describe() { print("\(s.name) = \(s.value)    # \(s.source)") }
             if let cred = ConfigReport.credentials(c) { print("# credentials: \(cred.summary)") }
         }

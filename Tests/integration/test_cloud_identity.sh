@@ -78,6 +78,9 @@ class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # STS, forwarded to moto
         self.hit()
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if b"revoked" in body:  # what STS answers a token it does not accept (moto accepts any)
+            return self.answer(400, "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code>"
+                               "<Message>Token is revoked</Message></Error></ErrorResponse>", "text/xml")
         req = urllib.request.Request(moto + "/", data=body, method="POST", headers={"Content-Type": self.headers.get("Content-Type", "")})
         try:
             with urllib.request.urlopen(req) as r: self.answer(r.status, r.read(), "text/xml")
@@ -154,9 +157,10 @@ PY
     rm -rf "$W/state/walctl/credentials"
     sed -i "s|^repository = .*|repository = s3://$MOTO_BUCKET/$(basename "$W")|" "$W/walctl.conf"
     local rc=0
-    AWS_ROLE_ARN="not-an-arn" walc archive-push --config "$W/walctl.conf" "$W/data/pg_wal/$SEG" 2>"$W/err" || rc=$?
+    echo "revoked-token" > "$W/token"
+    walc archive-push --config "$W/walctl.conf" "$W/data/pg_wal/$SEG" 2>"$W/err" || rc=$?
     [ "$rc" != 0 ] || fail "push with a refused web identity succeeded"
-    [ "$(wc -l < "$W/err")" = 1 ] && grep -q "error \[credentials\]: AWS credentials from web-identity (role not-an-arn): STS" "$W/err" || fail "message: $(cat "$W/err")"
+    [ "$(wc -l < "$W/err")" = 1 ] && grep -q "error \[credentials\]: AWS credentials from web-identity (role $ROLE_ARN): STS AssumeRoleWithWebIdentity answered 400 InvalidIdentityToken: Token is revoked$" "$W/err" || fail "message: $(cat "$W/err")"
 }
 
 test_container_credentials() {

@@ -93,6 +93,11 @@ public final class AWSCredentialProvider: @unchecked Sendable {
     private let lock = NSLock()
     private var resolved: Resolved?
     private var fetcher: TemporarySourceFetcher?
+    /// When this process last fetched (or read from the cache) temporary credentials.
+    private var fetchedAt: Date?
+    /// Credentials due for refresh but not expired are fetched again at most this often by one
+    /// process (a source that hands out credentials living under 5 minutes is not asked per request).
+    static let minimumRefreshInterval: TimeInterval = 60
 
     public init(settings: S3Settings, environment: [String: String], cacheDirectory: String?) {
         self.settings = settings
@@ -104,10 +109,20 @@ public final class AWSCredentialProvider: @unchecked Sendable {
     public func resolve() throws(StoreError) -> Resolved {
         lock.lock()
         defer { lock.unlock() }
-        if let resolved, resolved.expiration.map({ !Self.needsRefresh(expiration: $0, now: now()) }) ?? true { return resolved }
+        let at = now()
+        if let resolved {
+            guard let exp = resolved.expiration else { return resolved }
+            if !Self.needsRefresh(expiration: exp, now: at) { return resolved }
+            if at < exp, let f = fetchedAt, at.timeIntervalSince(f) < Self.minimumRefreshInterval { return resolved }
+        }
         if let fetcher {
-            let r = try fetch(fetcher)
+            let r: Resolved
+            do { r = try fetch(fetcher) } catch {
+                if resolved != nil { fetchedAt = at }  // keep the current ones; ask again in a minute
+                throw error
+            }
             resolved = r
+            fetchedAt = at
             return r
         }
         if let (c, source, detail) = try staticCredentials() {
@@ -120,6 +135,7 @@ public final class AWSCredentialProvider: @unchecked Sendable {
             fetcher = f
             let r = try fetch(f)
             resolved = r
+            fetchedAt = at
             return r
         }
         let file = credentialsFile
@@ -136,7 +152,8 @@ public final class AWSCredentialProvider: @unchecked Sendable {
         let r = resolved
         lock.unlock()
         guard let r else { return try? resolve().credentials }
-        guard let exp = r.expiration, Self.needsRefresh(expiration: exp, now: now()) else { return r.credentials }
+        guard r.expiration != nil else { return r.credentials }
+        let exp = r.expiration!
         do { return try resolve().credentials } catch {
             logger?.warning("AWS credentials could not be refreshed; using the current ones until they expire", metadata: [
                 "source": "\(r.source.rawValue)", "error": "\(error)", "expires": "\(AWSTime.format(exp))",
