@@ -141,6 +141,7 @@ test_web_identity_and_cache() {
     walc config --config "$W/walctl.conf" > "$W/config.out" 2>&1 || fail "config failed: $(cat "$W/config.out")"
     grep -q "^# credentials: web-identity (role $ROLE_ARN, cached, valid until " "$W/config.out" || fail "config: $(grep credentials "$W/config.out")"
     walc config --config "$W/walctl.conf" --json > "$W/config.json" 2>&1 || fail "config --json failed"
+    python3 "$REPO/Tests/integration/json_schema.py" "$REPO/docs/json.md" config "$W/config.json" || fail "config --json does not match docs/json.md"
     python3 - "$W/config.json" <<'PY' || fail "config --json: $(cat "$W/config.json")"
 import json, sys
 d = json.load(open(sys.argv[1]))
