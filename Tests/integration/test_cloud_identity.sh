@@ -292,5 +292,44 @@ PY
     cmp -s "$W/got" "$W/data/pg_wal/$SEG" || fail "bytes after re-wrap"
 }
 
+# The archive/recover story once on a KMS repository: backup, WAL, recovery to a time with the key
+# cache emptied, so restore_command unwraps the data key through KMS in the server's environment.
+test_kms_backup_and_recover() {
+    cloud_env
+    export AWS_ENDPOINT_URL_KMS="$MOTO_ENDPOINT" AWS_EC2_METADATA_DISABLED=true
+    local k1 tag; tag="$(basename "$W" | tr -dc 'a-zA-Z0-9')"
+    k1="$(make_kms_key "walctl-$tag-r")"
+    { echo "s3-key = $MOTO_KEY"; echo "s3-key-secret = $MOTO_SECRET"; echo "repository-cipher = aes-256-gcm"
+      echo "repository-cipher-kms-key = alias/walctl-$tag-r"; } >> "$W/walctl.conf"
+    PORT="$(free_port)"; BIN="$(pg_bin $V)"
+    walc init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null 2>"$W/err" || fail "init: $(cat "$W/err")"
+    configure_cluster "$W/data" "$PORT" "$W" "archive_mode = on" \
+        "archive_command = '$WALCTL archive-push --config $W/walctl.conf %p'" "timezone = 'UTC'"
+    trap 'pg_stop $V "$W/data" immediate; pg_stop $V "$W/rec" immediate; [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"' EXIT
+    pg_start $V "$W/data"
+    sql() { psql_at $V "$W" "$PORT" "$@"; }
+    sql "create table accounts(id int primary key, owner text)"
+    sql "insert into accounts select g, 'before-backup-' || g from generate_series(1, 1000) g"
+    walc backup take --config "$W/walctl.conf" --label kms --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null 2>"$W/err" \
+        || fail "backup on a KMS repository: $(cat "$W/err")"
+    sql "insert into accounts select g, 'after-backup-' || g from generate_series(1001, 2000) g"
+    switch_and_wait >/dev/null
+    local target; target="$(now_utc)"
+    sleep 0.3
+    sql "insert into accounts select g, 'after-target-' || g from generate_series(2001, 2500) g"
+    switch_and_wait >/dev/null
+    pg_stop $V "$W/data"
+    rm -rf "$W/state/walctl/keys"
+    walc recover --config "$W/walctl.conf" --pgdata "$W/rec" --to "$target" >"$W/rec.out" 2>"$W/rec.err" || fail "recover: $(cat "$W/rec.err")"
+    rm -rf "$W/state/walctl/keys"   # recover cached it: restore_command must ask KMS itself
+    local port2; port2="$(free_port)"
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin AWS_ENDPOINT_URL_KMS="$MOTO_ENDPOINT" XDG_STATE_HOME="$W/state" AWS_EC2_METADATA_DISABLED=true \
+        runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
+    wait_until 120 bash -c "runuser -u postgres -- $WALCTL recover --status --json --pgdata $W/rec | grep -q '\"state\" : \"paused-at-target\"'" \
+        || { tail -5 "$W/rec/walctl_recovery.log" >&2; fail "recovery did not reach the target"; }
+    assert_eq "$(psql_at $V "$W" "$port2" "select count(*) from accounts")" "2000" "rows at the target"
+    [ -n "$(ls "$W/state/walctl/keys/")" ] || fail "restore_command did not cache the KMS-unwrapped key"
+}
+
 start_moto || { echo "test_cloud_identity: 0 passed, 1 failed (moto_server did not start)"; exit 1; }
 run_suite "$@"
