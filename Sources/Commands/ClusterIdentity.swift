@@ -112,9 +112,23 @@ public enum RepositoryInit {
                                   pgVersion: identity.pgVersion, createdAt: PGTimestamp(date: Date()))
         if !repository.isEncrypted, let cipher = try RepositoryFactory.cipherSettings(config) {
             // Not encrypted yet and no binding (open refuses a bound plaintext repository): create the key.
-            let (envelope, key) = try RepositoryFactory.cipherCall { () throws(CipherError) in try RepositoryEncryption.create(passphrase: cipher.passphrase) }
+            let envelope: RepositoryEncryption
+            let key: [UInt8]
+            switch cipher.key {
+            case .passphrase(let passphrase):
+                (envelope, key) = try RepositoryFactory.cipherCall { () throws(CipherError) in try RepositoryEncryption.create(passphrase: passphrase) }
+                RepositoryFactory.keyCache().store(fingerprint: envelope.fingerprint, dataKey: key, passphrase: passphrase)
+            case .kms(let keyID):
+                // KMS GenerateDataKey: the plaintext is the data key, the blob goes into the binding.
+                let generated = try RepositoryFactory.kmsCall { try makeKMSClient(config).generateDataKey(keyID: keyID) }
+                let wrapping = RepositoryEncryption.KMSWrapping(keyId: keyID, keyArn: generated.keyARN,
+                                                                ciphertextBlob: Data(generated.ciphertextBlob).base64EncodedString())
+                envelope = try RepositoryFactory.cipherCall { () throws(CipherError) in try RepositoryEncryption.create(kmsDataKey: generated.plaintext, wrapping: wrapping) }
+                key = generated.plaintext
+                RepositoryFactory.keyCache().store(fingerprint: envelope.fingerprint, dataKey: key,
+                                                   passphrase: RepositoryEncryption.kmsCacheSecret(configuredKey: keyID))
+            }
             info.encryption = envelope
-            RepositoryFactory.keyCache().store(fingerprint: envelope.fingerprint, dataKey: key, passphrase: cipher.passphrase)
             repository = Repository(store: EncryptedStore(base: repository.store, dataKey: key, chunkSize: envelope.chunkSize), url: repository.url)
         }
         do { try repository.bind(info) } catch let e as StoreError { throw WalctlError.store(e) }

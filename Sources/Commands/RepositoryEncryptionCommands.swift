@@ -68,19 +68,24 @@ public enum DecryptObject {
     }
 }
 
-/// `walctl repository rotate-key`: wraps the repository's data key with a new passphrase. Objects
-/// are not rewritten (they stay encrypted with the same data key); the binding is replaced.
+/// `walctl repository rotate-key`: wraps the repository's data key with a new passphrase, or with an
+/// AWS KMS key (KMS Encrypt: `newKMSKey`, or the configured `repository-cipher-kms-key` again for a
+/// KMS repository when neither is given). Objects are not rewritten (they stay encrypted with the
+/// same data key); the binding is replaced.
 public enum RotateKey {
     public struct Result {
         public var repository: String
         public var oldFingerprint: String
         public var newFingerprint: String
+        /// What wraps the key now: `the new passphrase` or `AWS KMS key ARN`.
+        public var wrappedBy: String
     }
 
-    public static func run(config: Configuration, newPassphrase: [UInt8]) throws -> Result {
-        guard !newPassphrase.isEmpty else { throw WalctlError.cipher(.key("the new passphrase is empty")) }
+    public static func run(config: Configuration, newPassphrase: [UInt8]?, newKMSKey: String? = nil) throws -> Result {
+        if let p = newPassphrase, p.isEmpty { throw WalctlError.cipher(.key("the new passphrase is empty")) }
+        if newPassphrase != nil && newKMSKey != nil { throw WalctlError.usage("rotate-key takes a new passphrase or a new KMS key, not both") }
         guard let cipher = try RepositoryFactory.cipherSettings(config) else {
-            throw WalctlError.cipher(.key("repository-cipher is not set: rotate-key needs the current passphrase (repository-cipher = aes-256-gcm with repository-cipher-pass or repository-cipher-pass-file)"))
+            throw WalctlError.cipher(.key("repository-cipher is not set: rotate-key needs the current passphrase or KMS key (repository-cipher = aes-256-gcm with repository-cipher-pass, repository-cipher-pass-file or repository-cipher-kms-key)"))
         }
         let plain = try RepositoryFactory.openPlain(config)
         let info: RepositoryInfo?
@@ -90,12 +95,31 @@ public enum RotateKey {
             throw WalctlError.cipher(.key("repository \(plain.url) is not encrypted: there is no key to rotate"))
         }
         let cache = RepositoryFactory.keyCache()
-        let key = try RepositoryFactory.cipherCall { () throws(CipherError) in try envelope.unlock(passphrase: cipher.passphrase, repository: plain.url, cache: cache) }
-        let next = try RepositoryFactory.cipherCall { () throws(CipherError) in try envelope.rewrapped(dataKey: key, newPassphrase: newPassphrase) }
+        let key = try RepositoryFactory.unlock(envelope, with: cipher.key, repository: plain.url, config: config)
+        var targetKMS = newKMSKey
+        if newPassphrase == nil, targetKMS == nil {
+            guard case .kms(let current) = cipher.key else {
+                throw WalctlError.usage("rotate-key needs the new passphrase (--new-pass-file FILE or WALCTL_REPOSITORY_CIPHER_NEW_PASS) or a KMS key (--new-kms-key KEY)")
+            }
+            targetKMS = current
+        }
+        let next: RepositoryEncryption
+        let cacheSecret: [UInt8]
+        if let target = targetKMS {
+            let wrapped = try RepositoryFactory.kmsCall { try makeKMSClient(config).encrypt(plaintext: key, keyID: target) }
+            next = envelope.rewrapped(kms: RepositoryEncryption.KMSWrapping(keyId: target, keyArn: wrapped.keyARN,
+                                                                            ciphertextBlob: Data(wrapped.ciphertextBlob).base64EncodedString()))
+            cacheSecret = RepositoryEncryption.kmsCacheSecret(configuredKey: target)
+        } else {
+            let p = newPassphrase!
+            next = try RepositoryFactory.cipherCall { () throws(CipherError) in try envelope.rewrapped(dataKey: key, newPassphrase: p) }
+            cacheSecret = p
+        }
         info.encryption = next
         do { try plain.writeBinding(info) } catch let e as StoreError { throw WalctlError.store(e) }
         cache.remove(fingerprint: envelope.fingerprint)
-        cache.store(fingerprint: next.fingerprint, dataKey: key, passphrase: newPassphrase)
-        return Result(repository: plain.url, oldFingerprint: envelope.fingerprint, newFingerprint: next.fingerprint)
+        cache.store(fingerprint: next.fingerprint, dataKey: key, passphrase: cacheSecret)
+        return Result(repository: plain.url, oldFingerprint: envelope.fingerprint, newFingerprint: next.fingerprint,
+                      wrappedBy: next.kms.map { "AWS KMS key \($0.keyArn)" } ?? "the new passphrase")
     }
 }

@@ -22,10 +22,11 @@ public enum RepositoryFactory {
         guard let envelope = info.encryption else {
             throw WalctlError.cipher(.key("repository \(base.url) is not encrypted, but repository-cipher = \(cipher.name): encryption is chosen at `walctl init` for a new repository; unset repository-cipher for this one"))
         }
-        // A file repository's process makes no TLS connection: libcrypto may start lean (a third of
-        // the encrypted archive-get's extra instructions; docs/benchmarks.md, "Encryption").
-        if base.store is FileStore { CipherPrimitives.preferLeanLibraryInit() }
-        let key = try cipherCall { () throws(CipherError) in try envelope.unlock(passphrase: cipher.passphrase, repository: base.url, cache: keyCache()) }
+        // A file repository's process with a passphrase makes no TLS connection (KMS would): libcrypto
+        // may start lean (a third of the encrypted archive-get's extra instructions;
+        // docs/benchmarks.md, "Encryption").
+        if base.store is FileStore, case .passphrase = cipher.key { CipherPrimitives.preferLeanLibraryInit() }
+        let key = try unlock(envelope, with: cipher.key, repository: base.url, config: config)
         return Repository(store: EncryptedStore(base: base.store, dataKey: key, chunkSize: envelope.chunkSize), url: base.url, justRead: info)
     }
 
@@ -48,11 +49,40 @@ public enum RepositoryFactory {
         throw invalid
     }
 
-    /// `repository-cipher` and the passphrase, nil for `none`.
-    public static func cipherSettings(_ config: Configuration) throws -> (name: String, passphrase: [UInt8])? {
+    /// What opens an encrypted repository's data key: a passphrase, or an AWS KMS key.
+    public enum CipherKey {
+        case passphrase([UInt8])
+        /// `repository-cipher-kms-key`.
+        case kms(String)
+    }
+
+    /// `repository-cipher` and its passphrase or KMS key, nil for `none`.
+    public static func cipherSettings(_ config: Configuration) throws -> (name: String, key: CipherKey)? {
         let name = (config[.repositoryCipher] ?? "none").lowercased()
         if name == "none" { return nil }
-        return (name, try passphrase(config, setting: .repositoryCipherPass, file: .repositoryCipherPassFile))
+        if let k = config[.repositoryCipherKMSKey] { return (name, .kms(k)) }
+        return (name, .passphrase(try passphrase(config, setting: .repositoryCipherPass, file: .repositoryCipherPassFile)))
+    }
+
+    /// The data key of `envelope` (from the key cache, else by scrypt or KMS Decrypt). A mismatch
+    /// (a passphrase for a KMS-wrapped key, a KMS key for a passphrase-wrapped one, another KMS key,
+    /// KMS refusing) is refused with one line naming the key and, for KMS, its error code.
+    static func unlock(_ envelope: RepositoryEncryption, with key: CipherKey, repository: String, config: Configuration) throws -> [UInt8] {
+        switch key {
+        case .passphrase(let p):
+            return try cipherCall { () throws(CipherError) in try envelope.unlock(passphrase: p, repository: repository, cache: keyCache()) }
+        case .kms(let keyID):
+            return try kmsCall {
+                try envelope.unlock(kmsKey: keyID, repository: repository, cache: keyCache()) { blob in
+                    try makeKMSClient(config).decrypt(ciphertextBlob: blob, keyID: keyID).plaintext
+                }
+            }
+        }
+    }
+
+    /// Runs `body`, reporting a CipherError or StoreError (credentials) as a WalctlError.
+    static func kmsCall<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as CipherError { throw WalctlError.cipher(e) } catch let e as StoreError { throw WalctlError.store(e) }
     }
 
     /// The passphrase from a setting (or its WALCTL_ variable), else the first line of a file.

@@ -2,8 +2,24 @@ import Foundation
 import Logging
 import Storage
 
+/// Where temporary AWS credentials are cached for this user (the spool's state-directory rule).
+func credentialCacheDirectory() -> String { ArchiveSpool.userStateDirectory() + "/credentials" }
+
 /// Builds the S3 store from `s3://bucket/prefix` and the `s3-*` settings (validated at load).
 func makeS3Store(url: String, config: Configuration, logger: Logger = WalctlLog.silent) throws -> ObjectStore {
+    let s = try s3Settings(config)
+    do {
+        try s.validate()
+        let store = try S3Store.make(url: url, settings: s)
+        store.logger = logger
+        return store
+    } catch {
+        throw WalctlError.store(error)
+    }
+}
+
+/// The `s3-*` settings (also the credentials and region of KMS).
+func s3Settings(_ config: Configuration) throws -> S3Settings {
     var s = S3Settings()
     s.endpoint = config[.s3Endpoint]
     if let r = config[.s3Region] { s.region = r }
@@ -27,12 +43,22 @@ func makeS3Store(url: String, config: Configuration, logger: Logger = WalctlLog.
     if let t = try config.int(.s3UploadThreads) { s.uploadThreads = max(1, t) }
     if let t = try config.int(.s3ConnectTimeout) { s.connectTimeout = Double(t) }
     if let t = try config.int(.s3StallTimeout) { s.stallTimeout = t }
+    s.credentialCacheDirectory = credentialCacheDirectory()
+    return s
+}
+
+/// The credentials chain of the configuration (`walctl config` names its source; KMS signs with it).
+func credentialProvider(_ config: Configuration, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AWSCredentialProvider {
+    let s = try s3Settings(config)
+    return AWSCredentialProvider(settings: s, environment: environment, cacheDirectory: s.credentialCacheDirectory)
+}
+
+/// The KMS client of `repository-cipher-kms-key` (region `s3-region`, the S3 credentials chain).
+func makeKMSClient(_ config: Configuration, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> KMSClient {
+    let s = try s3Settings(config)
     do {
-        try s.validate()
-        let store = try S3Store.make(url: url, settings: s)
-        store.logger = logger
-        return store
-    } catch {
-        throw WalctlError.store(error)
-    }
+        return try KMSClient(region: s.region, environment: environment,
+                             provider: AWSCredentialProvider(settings: s, environment: environment, cacheDirectory: s.credentialCacheDirectory),
+                             caFile: s.caFile)
+    } catch { throw WalctlError.store(error) }
 }

@@ -53,6 +53,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         "object-corrupt", "checksum-mismatch", "config", "postgres", "timeout", "refused",
         "absence-unconfirmed", "planned-segment-missing", "usage", "pg-binaries-missing",
         "cipher-key", "object-tampered", "retention-unset", "lease-held",
+        "credentials",
     ]
 
     /// Stable, searchable code.
@@ -63,7 +64,10 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .file: return "file-io"
         case .invalidWAL: return "invalid-wal"
         case .archiveMismatch: return "archive-mismatch"
-        case .store(let e): if case .notFound = e { return "not-found" }; return "repo-io"
+        case .store(let e):
+            if case .notFound = e { return "not-found" }
+            if case .credentials = e { return "credentials" }
+            return "repo-io"
         case .codec: return "object-corrupt"
         case .checksumMismatch: return "checksum-mismatch"
         case .configuration: return "config"

@@ -175,6 +175,7 @@ public enum Setting: String, CaseIterable, Sendable {
     case repositoryCipher = "repository-cipher"
     case repositoryCipherPass = "repository-cipher-pass"
     case repositoryCipherPassFile = "repository-cipher-pass-file"
+    case repositoryCipherKMSKey = "repository-cipher-kms-key"
     case s3ObjectLockMode = "s3-object-lock-mode"
     case s3ObjectLockDays = "s3-object-lock-days"
     case retentionWindow = "retention-window"
@@ -219,6 +220,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .repositoryCipher: return .choice(["none", "aes-256-gcm"])
         case .repositoryCipherPass: return .string
         case .repositoryCipherPassFile: return .path
+        case .repositoryCipherKMSKey: return .string
         case .s3ObjectLockMode: return .choice(["governance", "compliance"])
         case .s3ObjectLockDays: return .integer(1...36500)
         case .retentionWindow: return .duration
@@ -300,6 +302,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .repositoryCipher: return "client-side encryption of every object: none or aes-256-gcm (chosen at `walctl init`; docs/encryption.md)"
         case .repositoryCipherPass: return "the encrypted repository's passphrase (else repository-cipher-pass-file)"
         case .repositoryCipherPassFile: return "file holding the passphrase (its first line; keep it 0600)"
+        case .repositoryCipherKMSKey: return "AWS KMS key (arn:..., alias/... or a key id) that wraps the data key instead of a passphrase (chosen at `walctl init`; endpoint AWS_ENDPOINT_URL_KMS, else AWS_ENDPOINT_URL; docs/encryption.md)"
         case .s3ObjectLockMode: return "S3 Object Lock retention on every object stored: governance or compliance (the bucket must have Object Lock enabled; with s3-object-lock-days)"
         case .s3ObjectLockDays: return "days each stored object is retained by S3 Object Lock (with s3-object-lock-mode)"
         case .retentionWindow: return "walctl expire keeps every instant from now minus this window to now recoverable (the newest backup that stopped at or before the window's start, and all WAL from its start on; docs/retention.md)"
@@ -334,9 +337,19 @@ public enum Setting: String, CaseIterable, Sendable {
                 return Problem(setting: .compressLevel, value: level, expected: "\(range.lowerBound) to \(range.upperBound) for compress-type \(type)")
             }
         }
-        if SettingType.lower(value(.repositoryCipher) ?? "none") != "none", value(.repositoryCipherPass) == nil, value(.repositoryCipherPassFile) == nil {
+        if SettingType.lower(value(.repositoryCipher) ?? "none") != "none", value(.repositoryCipherPass) == nil, value(.repositoryCipherPassFile) == nil,
+           value(.repositoryCipherKMSKey) == nil {
             return Problem(setting: .repositoryCipher, value: value(.repositoryCipher) ?? "",
-                           expected: "a passphrase with it: repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS")
+                           expected: "a passphrase with it: repository-cipher-pass, repository-cipher-pass-file or WALCTL_REPOSITORY_CIPHER_PASS (or an AWS KMS key: repository-cipher-kms-key)")
+        }
+        if let k = value(.repositoryCipherKMSKey) {
+            if SettingType.lower(value(.repositoryCipher) ?? "none") == "none" {
+                return Problem(setting: .repositoryCipherKMSKey, value: k, expected: "repository-cipher = aes-256-gcm with it")
+            }
+            if value(.repositoryCipherPass) != nil || value(.repositoryCipherPassFile) != nil {
+                return Problem(setting: .repositoryCipherKMSKey, value: k,
+                               expected: "no passphrase with it (a repository's data key is wrapped by KMS or by a passphrase, not both): unset repository-cipher-pass / repository-cipher-pass-file")
+            }
         }
         if (value(.s3ObjectLockMode) == nil) != (value(.s3ObjectLockDays) == nil) {
             let set: Setting = value(.s3ObjectLockMode) == nil ? .s3ObjectLockDays : .s3ObjectLockMode

@@ -38,6 +38,9 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case transport(message: String, key: String)
     /// The store is configured wrongly (bad URL, missing credentials, unknown setting).
     case configuration(String)
+    /// No AWS credentials could be had from `source` (the chain, web identity, container, instance
+    /// metadata): `message` says why, never a secret.
+    case credentials(source: String, message: String)
 
     /// True when retrying the same request later may succeed.
     public var isTransient: Bool {
@@ -58,6 +61,7 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
             return "S3 \(s) \(c) on bucket \(b) key \(k)\(m.isEmpty ? "" : ": " + m)"
         case .transport(let m, let k): return "S3 request for \(k) failed: \(m)"
         case .configuration(let m): return m
+        case .credentials(let source, let m): return "AWS credentials from \(source): \(m)"
         }
     }
 }

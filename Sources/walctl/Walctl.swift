@@ -216,6 +216,7 @@ struct ConfigCommand: ParsableCommand {
                                                                          "walctl config --reference > docs/configuration.md"))
     @OptionGroup var global: GlobalOptions
     @Flag(name: .long, help: "Print the reference table of every setting (Markdown) and exit.") var reference = false
+    @Flag(name: .long, help: "One JSON document (docs/json.md): settings and the credentials' source.") var json = false
     func run() throws {
         if reference {
             print("| setting | environment | default | allowed values | meaning |\n|---|---|---|---|---|")
@@ -226,8 +227,10 @@ struct ConfigCommand: ParsableCommand {
         }
         try runCommand {
             let c = try global.load()
+            if json { print(try JSONOutput.render(ConfigReport.document(c))); return }
             if let f = c.configFile { print("# config file: \(f)") } else { print("# no config file") }
             for s in c.describe() { print("\(s.name) = \(s.value)    # \(s.source)") }
+            if let cred = ConfigReport.credentials(c) { print("# credentials: \(cred.summary)") }
         }
     }
 }

@@ -140,20 +140,20 @@ import Testing
     @Test func createUnlockRotate() throws {
         let (env, key) = try RepositoryEncryption.create(passphrase: pass)
         #expect(key.count == 32)
-        #expect(env.cipher == "aes-256-gcm" && env.chunkSize == 65536 && env.kdf.algorithm == "scrypt")
-        #expect(!env.wrappedKey.contains(CipherPrimitives.hex(key)))
+        #expect(env.cipher == "aes-256-gcm" && env.chunkSize == 65536 && env.kdf?.algorithm == "scrypt" && env.kms == nil)
+        #expect(!env.wrappedKey!.contains(CipherPrimitives.hex(key)))
         #expect(try env.unlock(passphrase: pass, repository: "r") == key)
         #expect(throws: CipherError.self) { try env.unlock(passphrase: Array("wrong".utf8), repository: "r") }
         let next = try env.rewrapped(dataKey: key, newPassphrase: Array("new one".utf8))
-        #expect(next.keyCheck == env.keyCheck && next.wrappedKey != env.wrappedKey && next.kdf.salt != env.kdf.salt)
+        #expect(next.keyCheck == env.keyCheck && next.wrappedKey != env.wrappedKey && next.kdf?.salt != env.kdf?.salt)
         #expect(try next.unlock(passphrase: Array("new one".utf8), repository: "r") == key)
         #expect(throws: CipherError.self) { try next.unlock(passphrase: pass, repository: "r") }
         // A binding whose wrapped key was changed: refused.
         var bad = env
-        bad.wrappedKey = String(bad.wrappedKey.dropLast()) + (bad.wrappedKey.hasSuffix("0") ? "1" : "0")
+        bad.wrappedKey = String(bad.wrappedKey!.dropLast()) + (bad.wrappedKey!.hasSuffix("0") ? "1" : "0")
         #expect(throws: CipherError.self) { try bad.unlock(passphrase: pass, repository: "r") }
         // Unreasonable KDF parameters (a planted binding) are refused without running them.
-        var huge = env; huge.kdf.n = 1 << 30
+        var huge = env; huge.kdf?.n = 1 << 30
         #expect(throws: CipherError.self) { try huge.unlock(passphrase: pass, repository: "r") }
     }
 

@@ -64,7 +64,7 @@ import Testing
         // Errors name the problem, never a secret.
         #expect(throws: StoreError.self) { try S3Credentials.resolve(settings: S3Settings(profile: "nope"), environment: env) }
         #expect(throws: StoreError.self) { try S3Credentials.resolve(settings: S3Settings(key: "K"), environment: [:]) }
-        #expect(throws: StoreError.self) { try S3Credentials.resolve(settings: s, environment: ["AWS_SHARED_CREDENTIALS_FILE": dir + "/none"]) }
+        #expect(throws: StoreError.self) { try S3Credentials.resolve(settings: s, environment: ["AWS_SHARED_CREDENTIALS_FILE": dir + "/none", "AWS_EC2_METADATA_DISABLED": "true"]) }
     }
 
     @Test func xml() {

@@ -35,12 +35,31 @@ public struct RepositoryEncryption: Codable, Equatable, Sendable {
     public var cipher: String
     /// Plaintext bytes per chunk of every object (65536).
     public var chunkSize: Int
-    /// How the key-encryption key is derived from the passphrase.
-    public var kdf: ScryptParameters
-    /// hex(nonce(12) || AES-256-GCM(KEK, data key, AAD "walctl data key v1") (32) || tag(16)).
-    public var wrappedKey: String
+    /// How the key-encryption key is derived from the passphrase (nil: the key is wrapped by KMS).
+    public var kdf: ScryptParameters?
+    /// hex(nonce(12) || AES-256-GCM(KEK, data key, AAD "walctl data key v1") (32) || tag(16)); nil
+    /// when the key is wrapped by KMS.
+    public var wrappedKey: String?
     /// hex(HMAC-SHA-256(data key, "walctl key check v1")): which data key this repository uses.
     public var keyCheck: String
+    /// The data key wrapped by AWS KMS instead of a passphrase (`repository-cipher-kms-key`).
+    public var kms: KMSWrapping?
+
+    /// A data key wrapped by AWS KMS: the CiphertextBlob that KMS Decrypt turns back into it.
+    public struct KMSWrapping: Codable, Equatable, Sendable {
+        /// `repository-cipher-kms-key` as set when the key was wrapped (an ARN, `alias/...` or a key id).
+        public var keyId: String
+        /// The key's ARN as KMS reported it.
+        public var keyArn: String
+        /// base64 of KMS's CiphertextBlob.
+        public var ciphertextBlob: String
+
+        public init(keyId: String, keyArn: String, ciphertextBlob: String) {
+            self.keyId = keyId
+            self.keyArn = keyArn
+            self.ciphertextBlob = ciphertextBlob
+        }
+    }
 
     public static let cipherName = "aes-256-gcm"
     static let wrapAAD = Array("walctl data key v1".utf8)
@@ -61,16 +80,41 @@ public struct RepositoryEncryption: Codable, Equatable, Sendable {
     /// The same data key wrapped with `newPassphrase` (fresh salt): objects are not rewritten.
     public func rewrapped(dataKey: [UInt8], newPassphrase: [UInt8]) throws(CipherError) -> RepositoryEncryption {
         var kdf = try ScryptParameters.fresh()
-        kdf.n = max(kdf.n, self.kdf.acceptable ? self.kdf.n : kdf.n)
+        if let old = self.kdf, old.acceptable { kdf.n = max(kdf.n, old.n) }
         var e = self
         e.kdf = kdf
+        e.kms = nil
         e.wrappedKey = CipherPrimitives.hex(try GCM.sealMessage(key: try kdf.derive(newPassphrase), aad: Self.wrapAAD, dataKey))
         return e
     }
 
+    /// A new repository key from KMS GenerateDataKey: `dataKey` is its Plaintext, `wrapping` holds
+    /// its CiphertextBlob.
+    public static func create(kmsDataKey dataKey: [UInt8], wrapping: KMSWrapping) throws(CipherError) -> RepositoryEncryption {
+        guard dataKey.count == 32 else { throw .key("AWS KMS returned a data key of \(dataKey.count) bytes, not 32") }
+        return RepositoryEncryption(cipher: cipherName, chunkSize: ChunkFormat.defaultChunkSize, kdf: nil, wrappedKey: nil,
+                                    keyCheck: try keyCheck(dataKey), kms: wrapping)
+    }
+
+    /// The same data key wrapped by KMS (`wrapping`, from Encrypt): objects are not rewritten.
+    public func rewrapped(kms wrapping: KMSWrapping) -> RepositoryEncryption {
+        var e = self
+        e.kdf = nil
+        e.wrappedKey = nil
+        e.kms = wrapping
+        return e
+    }
+
+    /// How the data key is wrapped, for messages: `a passphrase` or `AWS KMS key ARN`.
+    public var wrappingDescription: String { kms.map { "AWS KMS key \($0.keyArn)" } ?? "a passphrase" }
+
     /// Which wrapping this is (names the key cache entry; public data only).
     public var fingerprint: String {
-        let text = "\(cipher) \(chunkSize) \(kdf.algorithm) \(kdf.salt) \(kdf.n) \(kdf.r) \(kdf.p) \(wrappedKey) \(keyCheck)"
+        let wrap: String
+        if let kms { wrap = "kms \(kms.keyId) \(kms.keyArn) \(kms.ciphertextBlob)" } else if let kdf {
+            wrap = "\(kdf.algorithm) \(kdf.salt) \(kdf.n) \(kdf.r) \(kdf.p) \(wrappedKey ?? "")"
+        } else { wrap = "none" }
+        let text = "\(cipher) \(chunkSize) \(wrap) \(keyCheck)"
         return (try? CipherPrimitives.sha256(Array(text.utf8))).map { CipherPrimitives.hex(Array($0.prefix(16))) } ?? "unknown"
     }
 
@@ -80,11 +124,14 @@ public struct RepositoryEncryption: Codable, Equatable, Sendable {
         guard cipher == Self.cipherName else { throw .key("repository \(repository) uses cipher \(cipher), which this walctl does not know") }
         guard ChunkFormat.chunkSizeRange.contains(chunkSize) else { throw .key("repository \(repository): invalid chunk size \(chunkSize) in its binding") }
         guard let check = CipherPrimitives.unhex(keyCheck), check.count == 32 else { throw .key("repository \(repository): its binding has no valid key check value") }
+        if let kms {
+            throw .key("repository \(repository)'s data key is wrapped by AWS KMS key \(kms.keyArn), not a passphrase: set repository-cipher-kms-key (and no passphrase)")
+        }
         if let cache, let key = cache.load(fingerprint: fingerprint, passphrase: passphrase),
            (try? Self.keyCheck(key)) == keyCheck {
             return key
         }
-        guard let wrapped = CipherPrimitives.unhex(wrappedKey), wrapped.count == 12 + 32 + 16 else {
+        guard let kdf, let wrappedKey, let wrapped = CipherPrimitives.unhex(wrappedKey), wrapped.count == 12 + 32 + 16 else {
             throw .key("repository \(repository): its binding's wrapped key is malformed")
         }
         guard let key = try GCM.openMessage(key: try kdf.derive(passphrase), aad: Self.wrapAAD, wrapped), key.count == 32 else {
@@ -94,6 +141,35 @@ public struct RepositoryEncryption: Codable, Equatable, Sendable {
             throw .key("repository \(repository): the unwrapped key does not match the binding's key check value (binding damaged)")
         }
         cache?.store(fingerprint: fingerprint, dataKey: key, passphrase: passphrase)
+        return key
+    }
+
+    /// What the key cache verifies a KMS-wrapped entry with: the configured key, so a different
+    /// `repository-cipher-kms-key` is not served from the cache but asked of KMS (which refuses it).
+    public static func kmsCacheSecret(configuredKey: String) -> [UInt8] { Array("walctl kms v1 \(configuredKey)".utf8) }
+
+    /// The data key of a KMS-wrapped repository: from `cache` when it holds this wrapping for
+    /// `configuredKey`, else `decrypt(ciphertextBlob)` (KMS Decrypt with `configuredKey`), checked
+    /// against the key check value, then cached. A passphrase repository is refused.
+    public func unlock(kmsKey configuredKey: String, repository: String, cache: KeyCache? = nil,
+                       decrypt: ([UInt8]) throws -> [UInt8]) throws -> [UInt8] {
+        guard cipher == Self.cipherName else { throw CipherError.key("repository \(repository) uses cipher \(cipher), which this walctl does not know") }
+        guard ChunkFormat.chunkSizeRange.contains(chunkSize) else { throw CipherError.key("repository \(repository): invalid chunk size \(chunkSize) in its binding") }
+        guard let kms else {
+            throw CipherError.key("repository \(repository)'s data key is wrapped by a passphrase, not AWS KMS: unset repository-cipher-kms-key and set repository-cipher-pass or repository-cipher-pass-file (rotate-key --new-kms-key moves it to KMS)")
+        }
+        let secret = Self.kmsCacheSecret(configuredKey: configuredKey)
+        if let cache, let key = cache.load(fingerprint: fingerprint, passphrase: secret), (try? Self.keyCheck(key)) == keyCheck {
+            return key
+        }
+        guard let blob = Data(base64Encoded: kms.ciphertextBlob), !blob.isEmpty else {
+            throw CipherError.key("repository \(repository): its binding's KMS ciphertext blob is malformed")
+        }
+        let key = try decrypt(Array(blob))
+        guard key.count == 32, CipherPrimitives.equal(Array(try Self.keyCheck(key).utf8), Array(keyCheck.utf8)) else {
+            throw CipherError.key("repository \(repository): the key AWS KMS (\(configuredKey)) unwrapped does not match the binding's key check value (binding damaged)")
+        }
+        cache?.store(fingerprint: fingerprint, dataKey: key, passphrase: secret)
         return key
     }
 }

@@ -19,40 +19,9 @@ public struct S3Credentials: Sendable, Equatable, CustomStringConvertible, Custo
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: ["accessKeyID": accessKeyID, "secretAccessKey": "<redacted>"]) }
 
-    /// Finds credentials, first match wins:
-    /// 1. `s3-key` + `s3-key-secret` (+ `s3-token`) from the settings;
-    /// 2. the profile named by `s3-profile` in the shared credentials file;
-    /// 3. `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`) from the environment;
-    /// 4. the profile named by `AWS_PROFILE` (or `default`) in the shared credentials file
-    ///    (`AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`).
-    ///
-    /// Errors name the setting or file that is wrong, never a secret.
+    /// Finds credentials with the whole chain (`AWSCredentialProvider`, without a cache).
     public static func resolve(settings: S3Settings, environment: [String: String]) throws(StoreError) -> S3Credentials {
-        func nonEmpty(_ s: String?) -> String? { (s?.isEmpty ?? true) ? nil : s }
-        if let key = nonEmpty(settings.key) {
-            guard let secret = nonEmpty(settings.keySecret) else {
-                throw .configuration("s3-key is set but s3-key-secret is missing")
-            }
-            return S3Credentials(accessKeyID: key, secretAccessKey: secret, sessionToken: nonEmpty(settings.token))
-        }
-        if settings.keySecret != nil && settings.key == nil {
-            throw .configuration("s3-key-secret is set but s3-key is missing")
-        }
-        let file = nonEmpty(environment["AWS_SHARED_CREDENTIALS_FILE"])
-            ?? (nonEmpty(environment["HOME"]) ?? NSHomeDirectory()) + "/.aws/credentials"
-        if let profile = nonEmpty(settings.profile) {
-            return try fromProfile(profile, file: file, required: true)!
-        }
-        if let key = nonEmpty(environment["AWS_ACCESS_KEY_ID"]) {
-            guard let secret = nonEmpty(environment["AWS_SECRET_ACCESS_KEY"]) else {
-                throw .configuration("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is missing")
-            }
-            return S3Credentials(accessKeyID: key, secretAccessKey: secret, sessionToken: nonEmpty(environment["AWS_SESSION_TOKEN"]))
-        }
-        let profile = nonEmpty(environment["AWS_PROFILE"])
-        if let c = try fromProfile(profile ?? "default", file: file, required: profile != nil) { return c }
-        throw .configuration("no S3 credentials: set s3-key and s3-key-secret, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-            + "or a profile (s3-profile / AWS_PROFILE) in \(file)")
+        try AWSCredentialProvider(settings: settings, environment: environment, cacheDirectory: nil).resolve().credentials
     }
 
     /// Reads `[profile]` from an INI credentials file. Returns nil when not `required` and absent.

@@ -51,6 +51,9 @@ public struct S3Settings: Sendable, Equatable, CustomStringConvertible, CustomDe
     public var connectTimeout: Double
     /// `s3-stall-timeout`: seconds without any byte moving before a transfer counts as timed out.
     public var stallTimeout: Int
+    /// Where temporary AWS credentials (web identity, container, instance metadata) are cached: the
+    /// running user's state directory + `/credentials` (set by the command layer); nil: not cached.
+    public var credentialCacheDirectory: String?
 
     public init(endpoint: String? = nil, region: String = "us-east-1", uriStyle: URIStyle = .host,
                 caFile: String? = nil, sse: String? = nil, storageClass: String? = nil,

@@ -24,13 +24,17 @@ public final class S3Store: ObjectStore {
     public let settings: S3Settings
     /// Receives retry, backoff and slow-request warnings and (debug) each request; never given
     /// secrets. `RepositoryFactory` sets it from `log-level`.
-    public var logger: Logger?
+    public var logger: Logger? { didSet { credentialProvider?.logger = logger } }
     /// A request with a small answer (everything but streamed bodies) taking longer than this many
     /// seconds is logged as a warning (a slow or overloaded endpoint, before it turns into timeouts).
     public var slowRequestWarning: Double = 10
 
-    let credentials: S3Credentials
-    let signer: SigV4
+    /// The chain that supplied the credentials (nil: given explicitly); temporary ones are
+    /// refreshed from it before they expire.
+    public let credentialProvider: AWSCredentialProvider?
+    private let fixedCredentials: S3Credentials
+    /// The credentials the next request is signed with.
+    var credentials: S3Credentials { credentialProvider?.current() ?? fixedCredentials }
     let scheme: String
     let hostHeader: String
     let pool: ClientPool
@@ -43,7 +47,8 @@ public final class S3Store: ObjectStore {
 
     /// Opens the store of a repository URL `s3://bucket[/prefix]`.
     ///
-    /// Credentials are resolved now (see `S3Credentials.resolve`); no request is sent.
+    /// Credentials are resolved now (`AWSCredentialProvider`: settings, environment, profile, web
+    /// identity, container, instance metadata; temporary ones cached in `settings.credentialCacheDirectory`).
     public static func make(url: String, settings: S3Settings,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws(StoreError) -> S3Store {
         guard url.hasPrefix("s3://") else { throw .configuration("not an S3 repository URL (s3://bucket/prefix): \(url)") }
@@ -57,12 +62,14 @@ public final class S3Store: ObjectStore {
     /// Opens the store for `bucket` with keys under `prefix` (leading and trailing `/` ignored).
     public static func make(bucket: String, prefix: String, settings: S3Settings,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws(StoreError) -> S3Store {
-        let credentials = try S3Credentials.resolve(settings: settings, environment: environment)
-        return try S3Store(bucket: bucket, prefix: prefix, settings: settings, credentials: credentials)
+        let provider = AWSCredentialProvider(settings: settings, environment: environment, cacheDirectory: settings.credentialCacheDirectory)
+        let credentials = try provider.resolve().credentials
+        return try S3Store(bucket: bucket, prefix: prefix, settings: settings, credentials: credentials, provider: provider)
     }
 
-    /// Opens the store with explicit credentials.
-    public init(bucket: String, prefix: String, settings: S3Settings, credentials: S3Credentials) throws(StoreError) {
+    /// Opens the store with explicit credentials (or those of `provider`, refreshed when due).
+    public init(bucket: String, prefix: String, settings: S3Settings, credentials: S3Credentials,
+                provider: AWSCredentialProvider? = nil) throws(StoreError) {
         try settings.validate()
         guard S3Store.isValidBucket(bucket) else {
             throw .configuration("invalid S3 bucket name '\(bucket)' (3-63 characters: a-z 0-9 . -)")
@@ -73,8 +80,8 @@ public final class S3Store: ObjectStore {
         self.bucket = bucket
         self.prefix = p.isEmpty ? "" : p + "/"
         self.settings = settings
-        self.credentials = credentials
-        signer = SigV4(credentials: credentials, region: settings.region, service: "s3")
+        fixedCredentials = credentials
+        credentialProvider = provider
 
         var endpoint = settings.endpoint ?? "https://s3.\(settings.region).amazonaws.com"
         if !endpoint.contains("://") { endpoint = "https://" + endpoint }
@@ -287,8 +294,10 @@ public final class S3Store: ObjectStore {
         let payloadHash = call.payloadHash ?? call.body.map { Digest.sha256Hex($0) } ?? Digest.emptySHA256
         let amzDate = SigV4.amzDate(Date())
         var headers: [(String, String)] = [("host", hostHeader), ("x-amz-date", amzDate), ("x-amz-content-sha256", payloadHash)]
+        let credentials = self.credentials
         if let token = credentials.sessionToken { headers.append(("x-amz-security-token", token)) }
         headers += call.headers
+        let signer = SigV4(credentials: credentials, region: settings.region, service: "s3")
         let signed = signer.sign(method: call.method, canonicalURI: path, query: call.query, headers: headers,
                                  payloadHash: payloadHash, amzDate: amzDate)
         headers.append(("authorization", signed.authorization))
