@@ -37,9 +37,9 @@ echo "|---|---|---|---|---|---|"
 for store in $STORES; do
     conf="$WORK/$store.conf"
     if [ "$store" = s3 ]; then
-        bench_moto walctl-expire 7200
+        synthetic_repo jsonl "$N" 1 expire old:1 new:$((N - 9))
+        bench_moto walctl-expire 7200 "$WORK/expire.jsonl"
         bench_s3_conf expire "$WORK/s3.db" "retention-full = 1" > "$conf"
-        synthetic_repo s3 "$N" 1 expire old:1 new:$((N - 9))
     else
         printf 'repository = file://%s/repo\ncatalog = %s\nretention-full = 1\n' "$WORK" "$WORK/file.db" > "$conf"
         synthetic_repo file "$N" 1 repo old:1 new:$((N - 9))

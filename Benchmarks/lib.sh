@@ -41,7 +41,8 @@ CONF
 # timeline 1 (a valid .meta with a summary each, commit times one second apart, and with DATA=1 a
 # 64-byte data object each: expire and the proof list objects, they never read WAL) and one base
 # backup per LABEL:SEGNO (backup.json + a tiny base.tar.zst, starting and stopping in segment SEGNO).
-# KIND file: under $WORK/PREFIX; s3: under PREFIX/ in $MOTO_BUCKET (bench_moto), 16 uploads at once.
+# KIND file: under $WORK/PREFIX; s3: under PREFIX/ in $MOTO_BUCKET (bench_moto), 16 uploads at once;
+# jsonl: $WORK/PREFIX.jsonl for `bench_moto BUCKET SECONDS $WORK/PREFIX.jsonl` (loaded before READY).
 synthetic_repo() {
     local kind="$1" n="$2" data="$3" prefix="$4"; shift 4
     python3 - "$kind" "$n" "$data" "$WORK" "$prefix" "$@" <<'PY'
@@ -75,7 +76,10 @@ for label, s in backups:
                         "streamSeconds": 0, "walWaitSeconds": 0, "compression": "zstd"}}
     objs["backup/%s/backup.json" % label] = json.dumps(rec)
     objs["backup/%s/base.tar.zst" % label] = "abc"
-if kind == "file":
+if kind == "jsonl":   # for bench_moto's preload: one {"k": key, "b": body} a line
+    with open(os.path.join(work, prefix + ".jsonl"), "w") as f:
+        for k, v in objs.items(): f.write(json.dumps({"k": prefix + "/" + k, "b": v}) + "\n")
+elif kind == "file":
     for k, v in objs.items():
         p = os.path.join(work, prefix, k)
         os.makedirs(os.path.dirname(p), exist_ok=True)
@@ -89,14 +93,17 @@ else:
 PY
 }
 
-# bench_moto BUCKET MAX_SECONDS: starts moto_server (scripts/moto-server.py) with BUCKET, logging to
+# bench_moto BUCKET MAX_SECONDS [PRELOAD]: starts moto_server (scripts/moto-server.py) with BUCKET (and
+# the objects of PRELOAD, synthetic_repo jsonl, stored through moto's model: seconds for 2 x 10^5
+# objects, where 16 uploaders took hours on a loaded machine), logging to
 # $WORK/moto.log; sets MOTO_PID and exports MOTO_ENDPOINT, MOTO_BUCKET and the AWS_ variables
 # (the WALCTL_ repository variables are unset: the benchmark's config file says everything).
 bench_moto() {
     local envf="$WORK/moto.env"
-    python3 "$ROOT/scripts/moto-server.py" --port 0 --bucket "$1" --env-file "$envf" --no-stdin-watch --max-seconds "$2" > "$WORK/moto.log" 2>&1 &
+    python3 "$ROOT/scripts/moto-server.py" --port 0 --bucket "$1" --env-file "$envf" --no-stdin-watch --max-seconds "$2" \
+        ${3:+--preload "$3"} > "$WORK/moto.log" 2>&1 &
     MOTO_PID=$!
-    for _ in $(seq 1 300); do grep -q '^READY' "$WORK/moto.log" && break; sleep 0.2; done
+    for _ in $(seq 1 6000); do grep -q '^READY' "$WORK/moto.log" && break; sleep 0.2; done
     # shellcheck disable=SC1090
     source "$envf"
     unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET

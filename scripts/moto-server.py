@@ -131,6 +131,8 @@ def main() -> int:
     ap.add_argument("--part-min-size", type=int, help="moto's minimum multipart part size (S3: 5 MiB)")
     ap.add_argument("--max-seconds", type=float, default=3600)
     ap.add_argument("--no-stdin-watch", action="store_true", help="do not exit on stdin EOF")
+    ap.add_argument("--preload", help="JSON lines {\"k\": key, \"b\": body} stored in --bucket before READY, "
+                    "through moto's model instead of HTTP (benchmarks: 10^5 objects in seconds, not hours)")
     args = ap.parse_args()
 
     os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = str(NO_AUTH_CALLS)
@@ -144,6 +146,14 @@ def main() -> int:
     server.start()
     endpoint = f"http://{args.host}:{port}"
     creds = setup(endpoint, args.bucket, args.region)
+    if args.preload:
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        with open(args.preload, encoding="utf-8") as f:
+            for line in f:
+                o = json.loads(line)
+                backend.put_object(args.bucket, o["k"], o["b"].encode())
 
     env = {
         "AWS_ACCESS_KEY_ID": creds["id"],

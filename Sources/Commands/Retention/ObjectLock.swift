@@ -71,10 +71,13 @@ struct ObjectLockExpire {
         return out
     }
 
-    /// Takes out of `plan` what is still retained: backups with a retained object, segments whose
-    /// meta or data object is retained (their range is split), and retained small files.
+    /// Takes out of `plan` what is still retained: backups with a retained object (with the WAL
+    /// from their start to their stop, so a kept backup stays restorable), segments whose meta or
+    /// data object is retained (their range is split), and retained small files.
     mutating func trim(_ plan: inout RetentionPlan, catalog: Catalog) throws {
         let size = catalog.segmentSize
+        // WAL a kept backup needs to be consistent (start..stop): kept with it, retained or not.
+        var protected: [(timeline: TimeLineID, range: ClosedRange<XLogSegNo>)] = []
         for i in plan.backups.indices where plan.backups[i].action == "remove" {
             let label = plan.backups[i].label
             let r = try retainedKeys(BackupMetadata.prefix(label: label))
@@ -85,6 +88,11 @@ struct ObjectLockExpire {
             plan.backups[i].action = "keep"
             plan.backups[i].rule = "object-lock: \(r.count) object\(r.count == 1 ? "" : "s") still retained"
             plan.bytesFreed -= plan.backups[i].storedSize ?? 0
+            if let b = try catalog.backup(label: label) {
+                let a = b.startLSN.segment(size: size), z = max(a, b.stopLSN.segment(size: size))
+                protected.append((b.stopTimeline ?? b.timeline, a...z))
+                if b.stopTimeline != nil, b.stopTimeline != b.timeline { protected.append((b.timeline, a...z)) }
+            }
         }
         // WAL: retained segment numbers per timeline, from the directories the ranges touch.
         let perLog = size.segmentsPerXLogID
@@ -103,6 +111,10 @@ struct ObjectLockExpire {
                     kept.retainedObjectCount += 1
                 }
                 log += 1
+            }
+            for p in protected where p.timeline == r.timeline {
+                let lo = max(p.range.lowerBound, r.firstSegno), hi = min(p.range.upperBound, r.lastSegno)
+                if lo <= hi { retained.formUnion(lo...hi) }
             }
             guard !retained.isEmpty else { ranges.append(r); continue }
             plan.bytesFreed -= r.storedBytes
