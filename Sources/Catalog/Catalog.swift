@@ -114,13 +114,12 @@ public final class Catalog {
             do throws(CatalogError) {
                 let v = try conn.scalar("PRAGMA user_version") ?? 0
                 if v < Schema.version {
-                    if v > 0 && v < 3 {
-                        for c in Schema.addedInVersion3 {
-                            let info = try conn.prepare("SELECT count(*) FROM pragma_table_info('\(c.table)') WHERE name='\(c.column)'")
-                            let present = try info.step() && info.int64(0) > 0
-                            info.reset()
-                            if !present { try conn.exec("ALTER TABLE \(c.table) ADD COLUMN \(c.column) \(c.type)") }
-                        }
+                    let added = (v > 0 && v < 3 ? Schema.addedInVersion3 : []) + (v > 0 && v < 5 ? Schema.addedInVersion5 : [])
+                    for c in added {
+                        let info = try conn.prepare("SELECT count(*) FROM pragma_table_info('\(c.table)') WHERE name='\(c.column)'")
+                        let present = try info.step() && info.int64(0) > 0
+                        info.reset()
+                        if !present { try conn.exec("ALTER TABLE \(c.table) ADD COLUMN \(c.column) \(c.type)") }
                     }
                     try conn.exec(Schema.create)
                     if v > 0 { try conn.exec(Schema.upgrade) }
@@ -425,10 +424,11 @@ public final class Catalog {
     func insertBackup(_ b: BackupRecord) throws(CatalogError) {
         let json = String(decoding: try b.encoded(), as: UTF8.self)
         try conn.prepare("""
-            INSERT OR REPLACE INTO backup(repo, label, timeline, start_lsn, stop_lsn, start_time, stop_time, status, record)
-            VALUES(?,?,?,?,?,?,?,?,?)
+            INSERT OR REPLACE INTO backup(repo, label, timeline, start_lsn, stop_lsn, start_time, stop_time, status, record, type, parent)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?)
             """).run([.int(repo), .text(b.label), .int(Int64(b.timeline)), .int(dbLSN(b.startLSN)), .int(dbLSN(b.stopLSN)),
-                      .int(b.startTime.microseconds), .int(b.stopTime.microseconds), .text(b.status.rawValue), .text(json)])
+                      .int(b.startTime.microseconds), .int(b.stopTime.microseconds), .text(b.status.rawValue), .text(json),
+                      .text(b.type.rawValue), b.parent.map { .text($0) } ?? .null])
     }
 
     /// Removes a backup's row (after expiry deleted its data).

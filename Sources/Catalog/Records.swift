@@ -183,6 +183,14 @@ public enum BackupStatus: String, Codable, Sendable, CaseIterable {
     case expired
 }
 
+/// Full or incremental (docs/backup.md): an incremental backup stores only what changed since its
+/// `parent` and is restored together with its chain (the full backup it descends from and every
+/// incremental between).
+public enum BackupType: String, Codable, Sendable, CaseIterable {
+    case full
+    case incremental
+}
+
 /// A base backup as recorded by the backup command, and as stored in the repository as
 /// `backup/<label>/backup.json` (this struct's JSON, see docs/catalog.md).
 public struct BackupRecord: Codable, Equatable, Sendable {
@@ -216,17 +224,68 @@ public struct BackupRecord: Codable, Equatable, Sendable {
     /// is the marker object `backup/<label>/pinned` (docs/retention.md); `backup.json` is written
     /// once and never carries it.
     public var pinned: Bool? = nil
+    /// `full`, or `incremental` (records written before incremental backups existed decode as full).
+    public var type: BackupType = .full
+    /// The backup an incremental one builds on (the newest complete backup of the same system,
+    /// timeline history and PostgreSQL major version when it was taken); nil for a full backup.
+    /// Encoded as `null` then (docs/json.md), never absent.
+    public var parent: String? = nil
 
     public init(label: String, startLSN: LSN, stopLSN: LSN, startTime: PGTimestamp, stopTime: PGTimestamp,
                 timeline: TimeLineID, stopTimeline: TimeLineID? = nil, checkpointLSN: LSN? = nil,
                 size: Int64, storedSize: Int64? = nil, status: BackupStatus, pgVersion: Int, systemIdentifier: String,
-                annotations: [String: String]? = nil) {
+                annotations: [String: String]? = nil, type: BackupType = .full, parent: String? = nil) {
         self.label = label; self.startLSN = startLSN; self.stopLSN = stopLSN
         self.startTime = startTime; self.stopTime = stopTime; self.timeline = timeline
         self.stopTimeline = stopTimeline; self.checkpointLSN = checkpointLSN
         self.size = size; self.storedSize = storedSize; self.status = status
         self.pgVersion = pgVersion; self.systemIdentifier = systemIdentifier
         self.annotations = annotations
+        self.type = type; self.parent = parent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case label, startLSN, stopLSN, startTime, stopTime, timeline, stopTimeline, checkpointLSN
+        case size, storedSize, status, pgVersion, systemIdentifier, databases, annotations, pinned, type, parent
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        label = try c.decode(String.self, forKey: .label)
+        startLSN = try c.decode(LSN.self, forKey: .startLSN); stopLSN = try c.decode(LSN.self, forKey: .stopLSN)
+        startTime = try c.decode(PGTimestamp.self, forKey: .startTime); stopTime = try c.decode(PGTimestamp.self, forKey: .stopTime)
+        timeline = try c.decode(TimeLineID.self, forKey: .timeline)
+        stopTimeline = try c.decodeIfPresent(TimeLineID.self, forKey: .stopTimeline)
+        checkpointLSN = try c.decodeIfPresent(LSN.self, forKey: .checkpointLSN)
+        size = try c.decode(Int64.self, forKey: .size); storedSize = try c.decodeIfPresent(Int64.self, forKey: .storedSize)
+        status = try c.decode(BackupStatus.self, forKey: .status)
+        pgVersion = try c.decode(Int.self, forKey: .pgVersion)
+        systemIdentifier = try c.decode(String.self, forKey: .systemIdentifier)
+        databases = try c.decodeIfPresent([DatabaseSize].self, forKey: .databases)
+        annotations = try c.decodeIfPresent([String: String].self, forKey: .annotations)
+        pinned = try c.decodeIfPresent(Bool.self, forKey: .pinned)
+        type = try c.decodeIfPresent(BackupType.self, forKey: .type) ?? .full
+        parent = try c.decodeIfPresent(String.self, forKey: .parent)
+        if type == .incremental && parent == nil {
+            throw DecodingError.dataCorruptedError(forKey: .parent, in: c, debugDescription: "an incremental backup needs its parent")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(label, forKey: .label)
+        try c.encode(startLSN, forKey: .startLSN); try c.encode(stopLSN, forKey: .stopLSN)
+        try c.encode(startTime, forKey: .startTime); try c.encode(stopTime, forKey: .stopTime)
+        try c.encode(timeline, forKey: .timeline)
+        try c.encodeIfPresent(stopTimeline, forKey: .stopTimeline); try c.encodeIfPresent(checkpointLSN, forKey: .checkpointLSN)
+        try c.encode(size, forKey: .size); try c.encodeIfPresent(storedSize, forKey: .storedSize)
+        try c.encode(status, forKey: .status); try c.encode(pgVersion, forKey: .pgVersion)
+        try c.encode(systemIdentifier, forKey: .systemIdentifier)
+        try c.encodeIfPresent(databases, forKey: .databases); try c.encodeIfPresent(annotations, forKey: .annotations)
+        try c.encodeIfPresent(pinned, forKey: .pinned)
+        try c.encode(type, forKey: .type)
+        // `parent` is always present: the label, or null for a full backup (docs/json.md).
+        if let parent { try c.encode(parent, forKey: .parent) } else { try c.encodeNil(forKey: .parent) }
     }
 
     /// The key of the pin marker: `backup/<label>/pinned`.

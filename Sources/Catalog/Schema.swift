@@ -1,5 +1,6 @@
-/// The catalog schema. Version 4 (version 1 lacked `skipped_segment`; version 2 lacked the damage
-/// columns of `segment` / `partial_segment` and `repository.checked_at`; version 3 lacked `drill`). Integers everywhere: times are PostgreSQL microseconds since
+/// The catalog schema. Version 5 (version 1 lacked `skipped_segment`; version 2 lacked the damage
+/// columns of `segment` / `partial_segment` and `repository.checked_at`; version 3 lacked `drill`;
+/// version 4 lacked `backup.type` / `backup.parent`, the backup chain). Integers everywhere: times are PostgreSQL microseconds since
 /// 2000-01-01 (`PGTimestamp.microseconds`), LSNs are the 64-bit value stored as its int64 bit
 /// pattern, timelines and segment numbers are plain integers.
 ///
@@ -7,7 +8,7 @@
 /// the hot tables are `WITHOUT ROWID`, clustered on their primary key, so every query is a B-tree
 /// seek. See docs/catalog.md for the query-to-index map.
 enum Schema {
-    static let version: Int64 = 4
+    static let version: Int64 = 5
 
     /// Opening a catalog of an older version creates what is missing (every statement below is
     /// `IF NOT EXISTS`) and marks every repository in it incomplete: the older walctl did not record
@@ -23,6 +24,12 @@ enum Schema {
         ("segment", "damaged_lsn", "INTEGER"), ("segment", "damage", "TEXT"),
         ("partial_segment", "damaged_lsn", "INTEGER"), ("partial_segment", "damage", "TEXT"),
         ("repository", "checked_at", "INTEGER"),
+    ]
+
+    /// Columns added by version 5 (the backup chain, docs/backup.md): added when missing like
+    /// version 3's; the rebuild that follows fills them from each `backup.json`.
+    static let addedInVersion5: [(table: String, column: String, type: String)] = [
+        ("backup", "type", "TEXT NOT NULL DEFAULT 'full'"), ("backup", "parent", "TEXT"),
     ]
 
     /// The columns of `segment` and `partial_segment`: one row per archived (partial) segment.
@@ -128,9 +135,12 @@ enum Schema {
         stop_time INTEGER NOT NULL,
         status TEXT NOT NULL,
         record TEXT NOT NULL,
+        type TEXT NOT NULL DEFAULT 'full',
+        parent TEXT,
         PRIMARY KEY(repo, label)
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS backup_stop ON backup(repo, timeline, stop_time);
+    CREATE INDEX IF NOT EXISTS backup_parent ON backup(repo, parent) WHERE parent IS NOT NULL;
     CREATE TABLE IF NOT EXISTS skipped_segment(
         repo INTEGER NOT NULL,
         timeline INTEGER NOT NULL,

@@ -46,6 +46,10 @@ public enum WalctlError: Error, CustomStringConvertible {
     case retentionUnset(String)
     /// Another process holds the repository lease (`walctl expire`, docs/retention.md).
     case leaseHeld(String)
+    /// Backup chain (docs/backup.md): `no-parent-backup` — an incremental backup has no backup to build
+    /// on; `chain-damaged` — a member of a restore's chain is missing or damaged (nothing was written).
+    case noParentBackup(String)
+    case chainDamaged(String)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
@@ -54,6 +58,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         "absence-unconfirmed", "planned-segment-missing", "usage", "pg-binaries-missing",
         "cipher-key", "object-tampered", "retention-unset", "lease-held",
         "credentials",
+        "no-parent-backup", "chain-damaged",
     ]
 
     /// Stable, searchable code.
@@ -81,6 +86,8 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .cipher(let e): return e.code
         case .retentionUnset: return "retention-unset"
         case .leaseHeld: return "lease-held"
+        case .noParentBackup: return "no-parent-backup"
+        case .chainDamaged: return "chain-damaged"
         }
     }
 
@@ -110,6 +117,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .cipher(let e): return e.description
         case .retentionUnset(let m): return m
         case .leaseHeld(let m): return m
+        case .noParentBackup(let m), .chainDamaged(let m): return m
         }
     }
 

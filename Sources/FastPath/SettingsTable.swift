@@ -182,6 +182,7 @@ public enum Setting: String, CaseIterable, Sendable {
     case retentionFull = "retention-full"
     case retentionArchiveFull = "retention-archive-full"
     case expireAuto = "expire-auto"
+    case backupType = "backup-type"
 
     public var name: String { rawValue }
 
@@ -226,6 +227,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .retentionWindow: return .duration
         case .retentionFull, .retentionArchiveFull: return .integer(1...100_000)
         case .expireAuto: return .bool
+        case .backupType: return .choice(["full", "incremental", "incremental-or-full"])
         }
     }
 
@@ -254,6 +256,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .drillMaxAge: return "92d"
         case .repositoryCipher: return "none"
         case .expireAuto: return "false"
+        case .backupType: return "full"
         default: return nil
         }
     }
@@ -309,6 +312,7 @@ public enum Setting: String, CaseIterable, Sendable {
         case .retentionFull: return "walctl expire keeps at least the newest N complete backups"
         case .retentionArchiveFull: return "how many of the backups kept by retention-full keep their WAL for PITR (older kept backups keep only the WAL from their start to their stop; default: all)"
         case .expireAuto: return "run walctl expire after each successful walctl backup"
+        case .backupType: return "what walctl backup takes: full, incremental (only what changed since the newest backup of the chain; refused when there is none) or incremental-or-full (a full one then); docs/backup.md"
         }
     }
 

@@ -22,11 +22,12 @@ struct BackupCommand: ParsableCommand {
     struct Take: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "take", abstract: "Take a base backup (the default).",
-            usage: "walctl backup [take] [--dbname <conninfo>] [--label <label>] [--compress-where auto|server|client]\n  [--spread-checkpoint] [--max-rate <kB/s>] [--annotation <key=value> ...] [--no-progress]\n  [--config <file>] [--set <name=value> ...]",
+            usage: "walctl backup [take] [--dbname <conninfo>] [--label <label>] [--type full|incremental|incremental-or-full]\n  [--compress-where auto|server|client]\n  [--spread-checkpoint] [--max-rate <kB/s>] [--annotation <key=value> ...] [--no-progress]\n  [--config <file>] [--set <name=value> ...]",
             discussion: examples("walctl backup take", "walctl backup take --spread-checkpoint --compress-where client"))
         @OptionGroup var global: GlobalOptions
         @Option(name: .long, help: "libpq connection string or URI (default: the PG* environment).") var dbname: String = ""
         @Option(name: .long, help: "Backup label (default: from the start time).") var label: String?
+        @Option(name: .long, help: "full, incremental (only what changed since the newest backup; refused when there is none) or incremental-or-full (default: the backup-type setting, full).") var type: String?
         @Option(name: .long, help: "Where to compress: auto (in the server for zstd on PostgreSQL 15+), server or client.") var compressWhere: String = "auto"
         @Flag(name: .long, help: "Spread the checkpoint instead of an immediate one.") var spreadCheckpoint = false
         @Option(name: .customLong("max-rate"), help: ArgumentHelp("Limit the server's transfer rate to this many kB/s (32 to 1048576), as pg_basebackup --max-rate.", valueName: "kB/s"))
@@ -44,6 +45,12 @@ struct BackupCommand: ParsableCommand {
                 let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 var options = BackupOptions()
                 options.label = label
+                let typeText = (type ?? config[.backupType] ?? "full").lowercased()
+                guard let requested = BackupTypeRequest(rawValue: typeText) else {
+                    throw ValidationError("--type must be full, incremental or incremental-or-full, not \(typeText)")
+                }
+                options.type = requested
+                options.pgdata = config[.pgdata]
                 options.fastCheckpoint = !spreadCheckpoint
                 options.maxRateKBps = maxRate
                 options.archiveTimeout = TimeInterval(try config.int(.archiveCheckTimeout) ?? 60)
@@ -66,7 +73,7 @@ struct BackupCommand: ParsableCommand {
                 let catalog = try? access.open()
                 let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) },
                                               progress: try progressOptions.output(config))
-                print("backup \(record.label) complete: \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
+                print("backup \(record.label) complete (\(record.type.rawValue)\(record.parent.map { " on \($0)" } ?? "")): \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
                 if autoExpire {
                     do {
                         print(try Expire(config: config, logger: config.interactiveLogger).run().text)
@@ -110,10 +117,12 @@ struct BackupCommand: ParsableCommand {
                 let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
                 var (record, contents) = try BackupMetadata.read(label: label, repository: access.repository)
                 if try access.repository.store.head(key: BackupRecord.pinKey(label: label)) != nil { record.pinned = true }
+                let all = record.type == .full ? [record] : try BackupMetadata.list(repository: access.repository)
+                let chain = (try? BackupChain.chain(of: record, in: all)) ?? [record]
                 if json {
-                    print(try JSONOutput.render(JSONDocuments.BackupShow(backup: record, contents: contents)))
+                    print(try JSONOutput.render(JSONDocuments.BackupShow(backup: record, contents: contents, chain: chain)))
                 } else {
-                    print(BackupText.show(record, contents).joined(separator: "\n"))
+                    print(BackupText.show(record, contents, chain: chain, broken: chain.first?.type != .full).joined(separator: "\n"))
                 }
             }
         }
@@ -154,7 +163,7 @@ struct RestoreBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore-backup",
         abstract: "Restore a base backup into an empty directory, verifying it against its manifest.",
-        usage: "walctl restore-backup <label> --pgdata <dir> [--force] [--no-progress] [--config <file>] [--set <name=value> ...]",
+        usage: "walctl restore-backup <label> --pgdata <dir> [--force | --delta] [--no-progress] [--config <file>] [--set <name=value> ...]",
         discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings.\n\n"
             + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force")
     )
@@ -162,15 +171,21 @@ struct RestoreBackupCommand: ParsableCommand {
     @Argument(help: "The backup label (see `walctl backup list`).") var label: String
     @Option(name: .long, help: "Target data directory (empty or missing).") var pgdata: String
     @Flag(name: .long, help: "Restore into a non-empty directory, deleting what is there.") var force = false
+    @Flag(name: .long, help: "Restore into the existing data directory of the same cluster (stopped): keep files whose size and CRC-32C match the backup, rewrite the others, remove files it does not have.") var delta = false
     @OptionGroup var progressOptions: ProgressOptions
 
     func run() throws {
         try runCommand {
             let config = try global.load()
             let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
-            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, log: { report($0) },
+            guard !(force && delta) else { throw ValidationError("--force and --delta exclude each other") }
+            var options = RestoreOptions()
+            options.delta = delta
+            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, log: { report($0) },
                                       progress: try progressOptions.output(config))
-            print("restored backup \(r.label) into \(pgdata): \(Human.count(r.files, "file")), \(Human.bytes(r.bytes)), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
+            let chain = r.chain.count > 1 ? " (chain \(r.chain.joined(separator: " -> ")))" : ""
+            let kept = delta ? ", \(r.keptFiles) kept, \(r.removedFiles) removed" : ""
+            print("restored backup \(r.label)\(chain) into \(pgdata): \(Human.count(r.files, "file")) written, \(Human.bytes(r.bytes))\(kept), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
         }
     }
 }
@@ -178,17 +193,21 @@ struct RestoreBackupCommand: ParsableCommand {
 /// The human `backup list` and `backup show`.
 enum BackupText {
     static func table(_ backups: [BackupRecord]) -> [String] {
-        Human.table(["LABEL", "STATUS", "TL", "START LSN", "STOP LSN", "STARTED", "STOPPED", "SIZE", "STORED"],
+        Human.table(["LABEL", "TYPE", "PARENT", "STATUS", "TL", "START LSN", "STOP LSN", "STARTED", "STOPPED", "SIZE", "STORED"],
                     backups.map { b in
-                        [b.label, b.status.rawValue + (b.pinned == true ? ", pinned" : ""), "\(b.timeline)", b.startLSN.description, b.stopLSN.description,
+                        [b.label, b.type.rawValue, b.parent ?? "-", b.status.rawValue + (b.pinned == true ? ", pinned" : ""), "\(b.timeline)", b.startLSN.description, b.stopLSN.description,
                          b.startTime.iso8601, b.stopTime.iso8601, Human.bytes(b.size), b.storedSize.map { Human.bytes($0) } ?? "-"]
                     },
-                    align: [.left, .left, .right, .left, .left, .left, .left, .right, .right])
+                    align: [.left, .left, .left, .left, .right, .left, .left, .left, .left, .right, .right])
     }
 
-    static func show(_ b: BackupRecord, _ c: BackupContents) -> [String] {
+    static func show(_ b: BackupRecord, _ c: BackupContents, chain: [BackupRecord], broken: Bool) -> [String] {
+        let chainStored = chain.reduce(Int64(0)) { $0 + ($1.storedSize ?? 0) }
         var out = [
             "backup \(b.label): \(b.status.rawValue)",
+            "  type:        \(b.type.rawValue)\(b.parent.map { " on \($0)\(c.incrementalMethod.map { ", \($0)-level" } ?? "")" } ?? "")",
+            "  chain:       \(chain.map(\.label).joined(separator: " -> "))\(broken ? " (BROKEN: a member is missing)" : "")",
+            "  adds:        \(Human.bytes(b.storedSize ?? 0)) stored of the chain's \(Human.bytes(chainStored))",
             "  timeline:    \(b.timeline)\(b.stopTimeline.map { " (stopped on \($0))" } ?? "")",
             "  WAL:         \(b.startLSN) .. \(b.stopLSN) (segments \(c.firstWALSegment) .. \(c.lastWALSegment))",
             "  time:        \(b.startTime.iso8601) .. \(b.stopTime.iso8601)",

@@ -88,7 +88,7 @@ func skip(_ tl: TimeLineID, _ segno: XLogSegNo, reason: String = "archive backlo
         }
         let c = try Catalog(path: d + "/catalog.db", repositoryURL: "file://" + d + "/repo", segmentSize: seg16)
         #expect(try c.conn.scalar("PRAGMA user_version") == Int64(Catalog.schemaVersion))
-        #expect(Catalog.schemaVersion == 4)
+        #expect(Catalog.schemaVersion == 5)
         // Incomplete: the old walctl never recorded the repository's skip markers, so readers rebuild.
         #expect(try c.isComplete() == false)
         #expect(try c.counts().segments == 26)

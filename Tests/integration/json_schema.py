@@ -9,7 +9,7 @@ table. A key is a path: `timelines` (a member), `timelines[].gaps` (a member of 
 array `timelines`), `lastArchived.name` (a member of the object `lastArchived`). Types:
 
     int, number (int or float), bool, string, lsn ("X/Y" in hex), time (ISO 8601, UTC, microseconds:
-    2026-11-30T10:15:00.123456+00:00), crc (8 lower-case hex digits), object, array of T, Name (a
+    2026-11-30T10:15:00.123456+00:00), crc (8 lower-case hex digits), string or null, object, array of T, Name (a
     schema-type), document NAME (another section's document, embedded), const N (formatVersion),
     and `, optional` (the key may be absent).
 
@@ -25,6 +25,7 @@ BASE = {
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "string": lambda v: isinstance(v, str),
+    "string or null": lambda v: v is None or isinstance(v, str),
     "lsn": lambda v: isinstance(v, str) and re.fullmatch(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}", v) is not None,
     "time": lambda v: isinstance(v, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", v) is not None,
     "crc": lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{8}", v) is not None,

@@ -45,6 +45,15 @@ public struct BackupContents: Codable, Equatable, Sendable {
     public var streamSeconds: Double
     public var walWaitSeconds: Double
     public var compression: String
+    /// How an incremental backup was taken (docs/backup.md): `file` (walctl read the data directory
+    /// on the database host; changed files stored whole) or `native` (PostgreSQL 17+ `BASE_BACKUP ...
+    /// INCREMENTAL`: `INCREMENTAL.<name>` members combined on restore); nil for a full backup.
+    public var incrementalMethod: String? = nil
+    /// Incremental backups: every file of the restored data directory (its manifest path) that this
+    /// backup's archives do NOT store, with the label of the chain member whose archives store it
+    /// (always the member itself, never a further reference). Files absent here come from this
+    /// backup's own archives.
+    public var references: [String: String]? = nil
 }
 
 /// Reads and writes `backup/<label>/backup.json`: the catalog's `BackupRecord` fields at the top
@@ -136,14 +145,14 @@ public enum BackupMetadata {
         }
     }
 
-    /// A label from the start time: `20261126-053012F` (UTC).
-    public static func makeLabel(_ date: Date = Date()) -> String {
+    /// A label from the start time: `20261126-053012F` (UTC), `...I` for an incremental backup.
+    public static func makeLabel(_ date: Date = Date(), incremental: Bool = false) -> String {
         var t = time_t(date.timeIntervalSince1970)
         var tm = tm()
         gmtime_r(&t, &tm)
         func p(_ v: Int32, _ w: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, w - s.count)) + s }
         return p(tm.tm_year + 1900, 4) + p(tm.tm_mon + 1, 2) + p(tm.tm_mday, 2) + "-" +
-            p(tm.tm_hour, 2) + p(tm.tm_min, 2) + p(tm.tm_sec, 2) + "F"
+            p(tm.tm_hour, 2) + p(tm.tm_min, 2) + p(tm.tm_sec, 2) + (incremental ? "I" : "F")
     }
 }
 
@@ -154,9 +163,16 @@ public struct ServerManifest: Sendable {
         public var algorithm: String
         /// Lower-case hex as the manifest prints it (for CRC32C: the four checksum bytes in memory order).
         public var checksum: String?
+        /// `Last-Modified` as the manifest prints it (`2026-11-30 10:15:00 GMT`), nil when absent.
+        public var lastModified: String? = nil
+        public init(size: Int64, algorithm: String, checksum: String?, lastModified: String? = nil) {
+            self.size = size; self.algorithm = algorithm; self.checksum = checksum; self.lastModified = lastModified
+        }
     }
     public var version: Int
     public var files: [String: File]
+
+    public init(version: Int = 1, files: [String: File]) { self.version = version; self.files = files }
 
     private struct Raw: Decodable {
         struct F: Decodable {
@@ -165,8 +181,10 @@ public struct ServerManifest: Sendable {
             var Size: Int64
             var ChecksumAlgorithm: String?
             var Checksum: String?
+            var LastModified: String?
             enum CodingKeys: String, CodingKey {
                 case Path, Size, Checksum
+                case LastModified = "Last-Modified"
                 case EncodedPath = "Encoded-Path"
                 case ChecksumAlgorithm = "Checksum-Algorithm"
             }
@@ -191,7 +209,7 @@ public struct ServerManifest: Sendable {
             if path == nil, let hex = f.EncodedPath { path = Self.decodeHex(hex) }
             guard let p = path else { continue }
             files[p] = File(size: f.Size, algorithm: (f.ChecksumAlgorithm ?? "NONE").uppercased(),
-                            checksum: f.Checksum?.lowercased())
+                            checksum: f.Checksum?.lowercased(), lastModified: f.LastModified)
         }
         self.files = files
     }

@@ -15,8 +15,22 @@ public enum BackupCompression: Sendable, Equatable {
     case automatic(CodecKind, level: Int32?)
 }
 
+/// What `walctl backup --type` (setting `backup-type`) asks for.
+public enum BackupTypeRequest: String, Sendable, CaseIterable {
+    case full
+    /// Only what changed since the newest backup of the chain; refused (`no-parent-backup`) when there is none.
+    case incremental
+    /// Incremental when possible, else a full backup (and says so).
+    case incrementalOrFull = "incremental-or-full"
+}
+
 /// Settings of one `walctl backup`.
 public struct BackupOptions: Sendable {
+    /// `--type` / `backup-type`.
+    public var type: BackupTypeRequest = .full
+    /// The data directory a file-level incremental reads (the `pgdata` setting); nil: the server's
+    /// `data_directory`. walctl must run on the database host for it (docs/backup.md).
+    public var pgdata: String?
     /// The backup's label (and key under `backup/`); nil makes one from the start time (`20261126-053012F`).
     public var label: String?
     public var compression: BackupCompression = .automatic(.zstd, level: nil)
@@ -92,9 +106,13 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         else { clientCodec = codec; clientLevel = level }
     }
 
+    // Type: an incremental builds on the newest backup of the chain (docs/backup.md).
+    let parent = try chooseParent(options.type, repository: repository, info: info, timeline: ident.timeline,
+                                  pgVersion: version / 10000, log: log)
+
     // Label.
     let startDate = Date()
-    let label = options.label ?? BackupMetadata.makeLabel(startDate)
+    let label = options.label ?? BackupMetadata.makeLabel(startDate, incremental: parent != nil)
     try BackupMetadata.validateLabel(label)
     let prefix = BackupMetadata.prefix(label: label)
     guard try repository.store.list(prefix: prefix).isEmpty else {
@@ -104,6 +122,12 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     // Registered while it runs, so an expire on any host leaves its objects alone (docs/retention.md).
     let holdKey = try RepositoryLock.register(repository.store, kind: "backup", label: label, timeline: nil, from: nil, duration: 24 * 3600)
     defer { RepositoryLock.unregister(repository.store, key: holdKey) }
+
+    if let parent {
+        return try takeFileIncrementalBackup(conninfo: conninfo, repository: repository, info: info, label: label, parent: parent,
+                                             segSize: segSize, serverVersion: version, startDate: startDate, options: options,
+                                             catalog: catalog, log: log, progress: progress)
+    }
 
     var bb = BaseBackupOptions(label: "walctl " + label)
     bb.fastCheckpoint = options.fastCheckpoint
@@ -198,9 +222,36 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     return record
 }
 
+/// The parent of the backup `type` asks for: nil for a full backup (asked for, or `incremental-or-full`
+/// without a parent, said through `log`); throws `no-parent-backup` for `incremental` without one.
+func chooseParent(_ type: BackupTypeRequest, repository: Repository, info: RepositoryInfo, timeline: TimeLineID,
+                  pgVersion: Int, log: (String) -> Void) throws -> BackupRecord? {
+    guard type != .full else { return nil }
+    let history = timeline > 1 ? try loadHistory(repository, timeline) : nil
+    let all = try BackupMetadata.list(repository: repository)
+    if let p = BackupChain.parent(among: all, systemIdentifier: info.systemIdentifier, pgVersion: pgVersion,
+                                  timeline: timeline, history: history) {
+        return p
+    }
+    let why = "no complete backup of system \(info.systemIdentifier), PostgreSQL \(pgVersion), on timeline \(timeline)'s history in \(repository.url) to build an incremental backup on"
+    if type == .incremental {
+        throw WalctlError.noParentBackup("\(why): take a full backup first (or ask for --type incremental-or-full)")
+    }
+    log("backup: \(why): taking a full backup instead (--type incremental-or-full)")
+    return nil
+}
+
+/// The archived history file of `timeline`, nil when it is not archived.
+func loadHistory(_ repository: Repository, _ timeline: TimeLineID) throws -> TimelineHistory? {
+    guard let meta = try repository.meta(for: .history(timeline)) else { return nil }
+    var bytes: [UInt8] = []
+    try ObjectReader(repository: repository).read(meta) { bytes.append(contentsOf: $0) }
+    return try TimelineHistory(timeline: timeline, text: String(decoding: bytes, as: UTF8.self))
+}
+
 /// Every database and its size, for `walctl drill`'s database check (docs/drills.md); nil with a
 /// warning when the server does not answer (the backup does not depend on it).
-private func databaseSizes(_ conn: PGConnection, label: String, log: (String) -> Void) -> [DatabaseSize]? {
+func databaseSizes(_ conn: PGConnection, label: String, log: (String) -> Void) -> [DatabaseSize]? {
     do {
         let r = try conn.query("SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END AS bytes FROM pg_database ORDER BY datname")
         return (0..<r.rows.count).compactMap { i in
@@ -223,7 +274,7 @@ private func automaticLevel(_ c: BackupCompression) -> Int32? {
     return nil
 }
 
-private func markFailed(_ catalog: Catalog?, label: String, log: (String) -> Void) {
+func markFailed(_ catalog: Catalog?, label: String, log: (String) -> Void) {
     // The catalog keeps a `running` row from the start; a failed backup removes it.
     guard let catalog else { return }
     do { try catalog.removeBackup(label: label) } catch { log("warning: catalog: \(error)") }

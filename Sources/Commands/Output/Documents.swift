@@ -18,7 +18,16 @@ public enum JSONDocuments {
         public var formatVersion = 1
         public var backup: BackupRecord
         public var contents: BackupContents
-        public init(backup: BackupRecord, contents: BackupContents) { self.backup = backup; self.contents = contents }
+        /// The labels a restore of this backup reads, its full backup first, this backup last.
+        public var chain: [String]
+        /// Stored bytes of the whole chain (this backup's own are `backup.storedSize`).
+        public var chainStoredSize: Int64
+        public init(backup: BackupRecord, contents: BackupContents, chain: [BackupRecord] = []) {
+            self.backup = backup; self.contents = contents
+            let c = chain.isEmpty ? [backup] : chain
+            self.chain = c.map(\.label)
+            chainStoredSize = c.reduce(0) { $0 + ($1.storedSize ?? 0) }
+        }
     }
 
     /// `walctl catalog find --json`.

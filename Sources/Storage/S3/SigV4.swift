@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Chosen over a pure-Swift implementation for speed (libcrypto uses the CPU's SHA extensions,
 /// about 2 GB/s here) and over swift-crypto for build time; libcurl already loads libcrypto.
-enum Digest {
+public enum Digest {
     static let emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
     /// A streaming SHA-256 context.
@@ -31,7 +31,7 @@ enum Digest {
     }
 
     static func sha256Hex(_ bytes: UnsafeRawBufferPointer) -> String { hex(sha256(bytes)) }
-    static func sha256Hex(_ s: String) -> String {
+    public static func sha256Hex(_ s: String) -> String {
         var s = s
         return s.withUTF8 { sha256Hex(UnsafeRawBufferPointer($0)) }
     }
