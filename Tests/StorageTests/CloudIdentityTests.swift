@@ -36,7 +36,8 @@ import Testing
         ]
         // Static sources come first, in their old order.
         let p1 = AWSCredentialProvider(settings: S3Settings(key: "CFG", keySecret: "s"), environment: all.merging(["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e"]) { $1 }, cacheDirectory: nil)
-        #expect(try p1.resolve().source == .settings && p1.resolve().credentials.accessKeyID == "CFG")
+        let r1 = try p1.resolve()
+        #expect(r1.source == .settings && r1.credentials.accessKeyID == "CFG")
         let p2 = AWSCredentialProvider(settings: S3Settings(), environment: all.merging(["AWS_ACCESS_KEY_ID": "ENV", "AWS_SECRET_ACCESS_KEY": "e"]) { $1 }, cacheDirectory: nil)
         #expect(try p2.resolve().source == .environment)
         // Then web identity, container, instance metadata.
@@ -209,7 +210,8 @@ import Testing
         #expect(throws: CipherError.self) { try pass.unlock(kmsKey: "alias/a", repository: "r", decrypt: { _ in dataKey }) }
         // Re-wrapping to a passphrase and back keeps the data key (the check value).
         let back = try env.rewrapped(dataKey: dataKey, newPassphrase: Array("p2".utf8))
-        #expect(back.kms == nil && back.keyCheck == env.keyCheck && (try back.unlock(passphrase: Array("p2".utf8), repository: "r")) == dataKey)
+        let unwrapped = try back.unlock(passphrase: Array("p2".utf8), repository: "r")
+        #expect(back.kms == nil && back.keyCheck == env.keyCheck && unwrapped == dataKey)
         #expect(back.rewrapped(kms: wrapping).fingerprint == env.fingerprint)
         // The binding's JSON keeps the passphrase format unchanged (no kms key) and has no kdf for KMS.
         let json = String(decoding: try JSONEncoder().encode(env), as: UTF8.self)
