@@ -96,7 +96,7 @@ public final class IncrementalFileParser {
                 if fixed.count == 12 { try parsedFixed() }
                 continue
             }
-            if numbers.count < 4 * count {
+            if header == nil {
                 let take = min(4 * count - numbers.count, n - p)
                 numbers.append(contentsOf: bytes[p..<(p + take)])
                 p += take; offset += Int64(take)
@@ -201,8 +201,11 @@ public final class NativeCombine {
     private var files: [String: FileState] = [:]
     /// Blocks written, for the report.
     public private(set) var blocksWritten: Int64 = 0
+    /// BLCKSZ. An `INCREMENTAL.` file without blocks does not show it: the cluster's must be this
+    /// (PostgreSQL's default, 8192); a file with blocks of another size is refused.
+    public let blockSize: Int
 
-    public init() {}
+    public init(blockSize: Int = 8192) { self.blockSize = blockSize }
 
     /// True when `path` (its name without `INCREMENTAL.`) is being combined and still needs an older member.
     public func needsOlder(_ path: String) -> Bool { files[path].map { !$0.complete } ?? false }
@@ -214,7 +217,10 @@ public final class NativeCombine {
     public func incremental(path: String, fd: Int32, filePath: String, memberSize: Int64, newest: Bool) -> IncrementalFileParser {
         var limit: UInt32 = 0
         var writing = false  // the current block is taken from this member
-        return IncrementalFileParser(path: filePath, expectedSize: memberSize, onHeader: { [unowned self] h in
+        return IncrementalFileParser(path: filePath, expectedSize: memberSize, blockSize: blockSize, onHeader: { [unowned self] h in
+            guard h.blockSize == blockSize else {
+                throw IncrementalFileError(path: filePath, message: "blocks of \(h.blockSize) bytes: walctl combines clusters with \(blockSize)-byte blocks only")
+            }
             if newest {
                 let length = h.reconstructedBlockLength
                 files[path] = FileState(limit: h.truncationBlockLength, length: length, blockSize: h.blockSize,
@@ -226,9 +232,6 @@ public final class NativeCombine {
             } else {
                 guard let s = files[path], !s.complete else {
                     throw WalctlError.chainDamaged("\(filePath): an older INCREMENTAL file of a file no newer member combines")
-                }
-                guard s.blockSize == h.blockSize else {
-                    throw WalctlError.chainDamaged("\(filePath): block size \(h.blockSize) differs from the newer member's \(s.blockSize)")
                 }
             }
             limit = files[path]!.limit
