@@ -222,6 +222,9 @@ public struct RecoveryPlan: Codable, Equatable, Sendable {
     /// The recovery settings, without `restore_command` (the command layer adds it first).
     public var settings: [RecoverySetting]
     public var warnings: [String]
+    /// An incremental backup's chain, its full backup first and `backupLabel` last (restore reads
+    /// each; `backupStoredBytes` counts them all); nil for a full backup.
+    public var backupChain: [String]? = nil
 }
 
 /// Why a recovery cannot be planned; stable codes (docs/recovery.md).

@@ -383,7 +383,9 @@ struct Planning<C: PlanningCatalog> {
             sizes.segments += s.segments; sizes.bytes += s.bytes; sizes.storedBytes += s.storedBytes
         }
         let m = request.costModel
-        let backupStored = backup.storedSize ?? backup.size
+        // An incremental restores with its chain: every member is read (docs/backup.md).
+        let chain = backup.type == .incremental ? ((try? BackupChain.chain(of: backup, in: try catalog.planningBackups())) ?? [backup]) : [backup]
+        let backupStored = chain.reduce(Int64(0)) { $0 + ($1.storedSize ?? $1.size) }
         let restore = Double(backupStored) / m.downloadBytesPerSecond + Double(backup.size) / m.restoreWriteBytesPerSecond
         let replay = Double(sizes.segments) * m.perSegmentSeconds + Double(sizes.storedBytes) / m.downloadBytesPerSecond +
             Double(sizes.bytes) / m.replayBytesPerSecond
@@ -397,6 +399,7 @@ struct Planning<C: PlanningCatalog> {
             bytesToDownload: backupStored + sizes.storedBytes,
             estimatedRestoreSeconds: (restore * 10).rounded() / 10, estimatedReplaySeconds: (replay * 10).rounded() / 10,
             estimatedRecoverySeconds: ((restore + replay) * 10).rounded() / 10,
-            expectedStop: expected, action: request.action, settings: settings, warnings: warnings)
+            expectedStop: expected, action: request.action, settings: settings, warnings: warnings,
+            backupChain: chain.count > 1 ? chain.map(\.label) : nil)
     }
 }

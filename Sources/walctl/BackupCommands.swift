@@ -159,7 +159,7 @@ struct RestoreBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore-backup",
         abstract: "Restore a base backup into an empty directory, verifying it against its manifest.",
-        usage: "walctl restore-backup <label> --pgdata <dir> [--force] [--no-progress] [--config <file>] [--set <name=value> ...]",
+        usage: "walctl restore-backup <label> --pgdata <dir> [--force | --delta] [--no-progress] [--config <file>] [--set <name=value> ...]",
         discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings.\n\n"
             + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force")
     )
@@ -167,15 +167,21 @@ struct RestoreBackupCommand: ParsableCommand {
     @Argument(help: "The backup label (see `walctl backup list`).") var label: String
     @Option(name: .long, help: "Target data directory (empty or missing).") var pgdata: String
     @Flag(name: .long, help: "Restore into a non-empty directory, deleting what is there.") var force = false
+    @Flag(name: .long, help: "Restore into the existing data directory of the same cluster (stopped): keep files whose size and CRC-32C match the backup, rewrite the others, remove files it does not have.") var delta = false
     @OptionGroup var progressOptions: ProgressOptions
 
     func run() throws {
         try runCommand {
             let config = try global.load()
             let access = try CatalogAccess(config: config, note: report)
-            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, log: { report($0) },
+            guard !(force && delta) else { throw ValidationError("--force and --delta exclude each other") }
+            var options = RestoreOptions()
+            options.delta = delta
+            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, log: { report($0) },
                                       progress: try progressOptions.output(config))
-            print("restored backup \(r.label) into \(pgdata): \(Human.count(r.files, "file")), \(Human.bytes(r.bytes)), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
+            let chain = r.chain.count > 1 ? " (chain \(r.chain.joined(separator: " -> ")))" : ""
+            let kept = delta ? ", \(r.keptFiles) kept, \(r.removedFiles) removed" : ""
+            print("restored backup \(r.label)\(chain) into \(pgdata): \(Human.count(r.files, "file")) written, \(Human.bytes(r.bytes))\(kept), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
         }
     }
 }

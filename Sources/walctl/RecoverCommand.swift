@@ -12,7 +12,7 @@ struct RecoverCommand: ParsableCommand {
         usage: """
             walctl recover (--to <time> | --to-lsn <X/Y> | --to-name <name> | --to-xid <xid> | --immediate | --latest)
                 --pgdata <dir> [--timeline <N|latest>] [--action pause|promote|shutdown] [--inclusive | --exclusive]
-                [--time-zone <zone>] [--dry-run] [--json] [--force] [--config <file>] [--set <name=value> ...]
+                [--time-zone <zone>] [--dry-run] [--json] [--force | --delta] [--config <file>] [--set <name=value> ...]
               walctl recover --status --pgdata <dir> [--log <file>] [--json]
             """,
         discussion: """
@@ -60,6 +60,8 @@ struct RecoverCommand: ParsableCommand {
     var json = false
     @Flag(name: .long, help: "Restore into a non-empty data directory after deleting its contents.")
     var force = false
+    @Flag(name: .long, help: "Restore into the existing data directory of the same cluster (stopped), rewriting only the files that differ from the backup.")
+    var delta = false
     @Flag(name: .long, help: "Show the progress and outcome of a recovery started in --pgdata.")
     var status = false
     @Option(name: .long, help: ArgumentHelp("Server log for --status (default: walctl_recovery.log in --pgdata).", valueName: "file"))
@@ -128,7 +130,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try JSONOutput.render(plan) : describe(plan))
                 return
             }
-            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner)
+            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner, delta: delta)
             print(describe(plan))
             print("")
             print("restored backup \(outcome.restore.label): \(Human.count(outcome.restore.files, "file")), \(Human.bytes(outcome.restore.bytes)) in \(Human.duration(outcome.restore.seconds))")
@@ -149,6 +151,7 @@ struct RecoverCommand: ParsableCommand {
             "  target:        \(p.target.type) \(p.target.value ?? "")\(p.target.inclusive.map { $0 ? " (inclusive)" : " (exclusive)" } ?? "")",
             "  timeline:      \(p.timeline), path \(p.timelinePath.map { "\($0.timeline) [\($0.begin)..\($0.end ?? "")]" }.joined(separator: " -> "))",
             "  backup:        \(p.backupLabel) (timeline \(p.backup.timeline), \(p.backup.startLSN)..\(p.backup.stopLSN), stopped \(p.backup.stopTime.postgresLiteral))",
+            "  chain:         \(p.backupChain.map { $0.joined(separator: " -> ") + " (\($0.count) backups read, \(mb(p.backupStoredBytes)))" } ?? "full backup")",
             "  WAL:           \(p.firstSegment) .. \(p.lastSegment), \(Human.count(p.segmentCount, "segment")), \(mb(p.walBytes)) (\(mb(p.walStoredBytes)) stored)",
             "  history files: \(p.historyFiles.isEmpty ? "none needed" : p.historyFiles.joined(separator: ", "))",
             "  download:      \(mb(p.bytesToDownload)) (backup \(mb(p.backupStoredBytes)) + WAL \(mb(p.walStoredBytes)))",

@@ -15,6 +15,9 @@ public struct RestoreOptions: Sendable {
     public var owner: (uid: uid_t, gid: gid_t)?
     /// Skip the manifest checks (sizes and checksums). Only for damaged manifests: restore verifies by default.
     public var skipVerification = false
+    /// Restore into an existing data directory of the same cluster, rewriting only what differs
+    /// (`restore-backup --delta`, `recover --delta`; docs/backup.md).
+    public var delta = false
     public init() {}
 }
 
@@ -29,86 +32,246 @@ public struct RestoreReport: Sendable, Equatable {
     /// Files whose size and checksum were checked against the manifest.
     public var verifiedFiles: Int
     public var seconds: Double
+    /// The backups read, the full backup first (one label for a full backup).
+    public var chain: [String] = []
+    /// `--delta`: files already right in the target (kept), and files removed from it.
+    public var keptFiles = 0
+    public var removedFiles = 0
 }
 
-/// Restores base backup `label` from `repository` into the data directory `pgdata`.
+/// One backup of a restore's chain, read before anything is written.
+struct ChainMember {
+    var record: BackupRecord
+    var contents: BackupContents
+    var manifestBytes: [UInt8]?
+    var prefix: String { BackupMetadata.prefix(label: record.label) }
+}
+
+/// Reads every member of `label`'s chain (its full backup first): each `backup.json`, each
+/// manifest. Throws `chain-damaged` naming the member that is missing or unreadable.
+func loadChain(label: String, repository: Repository) throws -> [ChainMember] {
+    var members: [ChainMember] = []
+    var next: String? = label
+    var seen = Set<String>()
+    while let l = next {
+        guard seen.insert(l).inserted else { throw WalctlError.chainDamaged("the chain of backup \(label) loops at \(l): its backup.json files are damaged") }
+        let record: BackupRecord, contents: BackupContents
+        do {
+            (record, contents) = try BackupMetadata.read(label: l, repository: repository)
+        } catch let e as WalctlError where l != label {
+            throw WalctlError.chainDamaged("backup \(label) needs \(l) (its chain: \(([l] + members.map(\.record.label)).reversed().joined(separator: " -> "))), which is missing or unreadable: \(e); nothing was written")
+        }
+        guard record.status == .complete else {
+            throw WalctlError.chainDamaged("backup \(label) needs \(l), whose status is \(record.status.rawValue); nothing was written")
+        }
+        var manifest: [UInt8]?
+        if let m = contents.manifestObject {
+            guard let bytes = try storeCall({ try repository.store.get(key: BackupMetadata.prefix(label: l) + m) }) else {
+                throw WalctlError.chainDamaged("backup \(l)\(l == label ? "" : " (of \(label)'s chain)") is damaged: its manifest object \(BackupMetadata.prefix(label: l) + m) is missing; nothing was written")
+            }
+            manifest = bytes
+        }
+        members.append(ChainMember(record: record, contents: contents, manifestBytes: manifest))
+        next = record.type == .incremental ? record.parent : nil
+        if record.type == .incremental && record.parent == nil {
+            throw WalctlError.chainDamaged("backup \(l) is incremental but names no parent; nothing was written")
+        }
+    }
+    return members.reversed()
+}
+
+/// Proves every object of every member is there before anything is written: present (one listing
+/// per member), of its stored size (unencrypted repositories: an encrypted object is larger than
+/// what was stored), and on a file repository of its stored CRC-32C (read through). Throws
+/// `chain-damaged` naming the member and the object.
+func verifyChain(_ chain: [ChainMember], repository: Repository, checksums: Bool, log: (String) -> Void) throws {
+    let sizes = !(repository.store is EncryptedStore)
+    for m in chain {
+        let listed = try storeCall { try repository.store.list(prefix: m.prefix) }
+        var byKey: [String: Int64] = [:]
+        for o in listed { byKey[o.key] = o.size }
+        for a in m.contents.archives {
+            let key = m.prefix + a.object
+            guard let size = byKey[key] else {
+                throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: its archive \(key) is missing; nothing was written")
+            }
+            if sizes && size != a.storedSize {
+                throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) holds \(size) bytes, \(a.storedSize) were stored; nothing was written")
+            }
+            if checksums {
+                var crc = CRC32C()
+                var n: Int64 = 0
+                do {
+                    try repository.store.read(key: key) { chunk in crc.update(chunk); n += Int64(chunk.count) }
+                } catch {
+                    throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) cannot be read (\(error)); nothing was written")
+                }
+                let hex = ArchivedFileMeta.hex(crc.value)
+                guard n == a.storedSize, hex == a.storedCRC32C else {
+                    throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) has CRC-32C \(hex) over \(n) bytes, \(a.storedCRC32C) over \(a.storedSize) were stored; nothing was written")
+                }
+            }
+        }
+    }
+}
+
+/// The member that stores each file of the final manifest (its label), nil for a full backup
+/// (everything comes from it).
+func fileSources(_ chain: [ChainMember]) -> [String: String]? {
+    guard let last = chain.last, chain.count > 1 else { return nil }
+    return last.contents.references ?? [:]
+}
+
+/// Restores base backup `label` from `repository` into the data directory `pgdata`; for an
+/// incremental backup, its whole chain in one pass over each member (docs/backup.md).
 ///
-/// Each archive streams from the repository through decompression into a tar reader that writes the
-/// files directly: nothing is staged on disk, memory stays bounded. Every file is checked against the
-/// server's `backup_manifest` (size, and CRC-32C when the manifest uses it) as it is written, the stored
+/// Before anything is written, every member's `backup.json` and manifest are read and every object
+/// of the chain is proven present (and of its stored size; on a file repository of its stored
+/// CRC-32C): a damaged chain is refused (`chain-damaged`) with the target untouched. Then each
+/// archive streams from the repository through decompression into a tar reader that writes the
+/// files directly: nothing is staged on disk, memory stays bounded. The newest member is read first
+/// (its directories, links and the files it stores), then each older member only for the files it
+/// stores that are in the final manifest (an archive with none is not downloaded). Every file is
+/// checked against the final `backup_manifest` (size, and CRC-32C) as it is written, the stored
 /// objects against the CRC-32C recorded at backup time, and the manifest is written into `pgdata` so
 /// `pg_verifybackup` can check the result again. The data directory gets mode 0700 (0750 when the
 /// cluster had group access), every file its mode from the archive; everything is fsynced (`syncfs`)
 /// before returning.
+///
+/// With `options.delta`, `pgdata` is an existing data directory of the same cluster (its
+/// `global/pg_control` names the backup's system, no server running): files whose size and CRC-32C
+/// already match the manifest are kept, the others rewritten, files not in the manifest removed
+/// (pg_wal emptied, as every restore leaves it).
 ///
 /// The restored directory holds no WAL: recovery fetches it with `restore_command`.
 ///
 /// - Parameter force: restore into a non-empty directory (and non-empty tablespace locations) after
 ///   deleting everything in them. Never when a PostgreSQL server is running there.
 /// - Throws: `WalctlError` — `.refused` (no such backup, non-empty target, running server, unsafe
-///   archive member), `.checksumMismatch`, `.codec`, `.store`, `.file`.
+///   archive member), `.chainDamaged`, `.checksumMismatch`, `.codec`, `.store`, `.file`.
 @discardableResult
 public func restoreBackup(label: String, repository: Repository, pgdata: String, force: Bool = false,
                           options: RestoreOptions = RestoreOptions(), log: @escaping (String) -> Void = { _ in },
                           progress: ProgressOutput = .off) throws -> RestoreReport {
     let began = Date()
-    let (_, contents) = try BackupMetadata.read(label: label, repository: repository)
-    let prefix = BackupMetadata.prefix(label: label)
+    try BackupMetadata.validateLabel(label)
+    guard try repository.store.head(key: BackupMetadata.key(label: label)) != nil else {
+        throw WalctlError.refused("no backup \(label) in \(repository.url) (see `walctl backup list`)")
+    }
+    let chain = try loadChain(label: label, repository: repository)
+    guard let final = chain.last else { throw WalctlError.refused("no backup \(label)") }
+    // PostgreSQL 17+ native incrementals (INCREMENTAL.<file> members) are combined by
+    // applyIncremental (issue 18's native path); until that is in, such a chain is refused here.
+    if let native = chain.first(where: { $0.contents.incrementalMethod == "native" }) {
+        throw WalctlError.refused("backup \(native.record.label) is a PostgreSQL native incremental backup (INCREMENTAL files): this walctl cannot combine it; use a walctl with native incremental support")
+    }
     var target = pgdata
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
+    let isFileRepository = repository.url.hasPrefix("file://") || repository.url.hasPrefix("/")
+    if chain.count > 1 || options.delta {
+        try verifyChain(chain, repository: repository, checksums: isFileRepository && chain.count > 1, log: log)
+    }
 
-    // Manifest first: it is needed while files are written.
-    var manifestBytes: [UInt8]?
+    let manifestBytes = final.manifestBytes
     var manifest: ServerManifest?
-    if let m = contents.manifestObject {
-        guard let bytes = try storeCall({ try repository.store.get(key: prefix + m) }) else {
-            throw WalctlError.refused("backup \(label) is damaged: its manifest object \(prefix + m) is missing")
+    if let mb = manifestBytes, !options.skipVerification || chain.count > 1 || options.delta { manifest = try ServerManifest(json: mb) }
+    if (chain.count > 1 || options.delta) && manifest == nil {
+        throw WalctlError.refused("backup \(label) has no backup_manifest: it cannot be restored as a chain or with --delta")
+    }
+    let sources = fileSources(chain)
+    func source(_ path: String) -> String { sources?[path] ?? final.record.label }
+
+    // What each member gives, and the bytes to download.
+    func needed(_ m: ChainMember, _ a: BackupArchive) -> Bool {
+        if m.record.label == final.record.label { return true }
+        guard let manifest else { return false }
+        let tsPrefix = a.tablespaceOID.map { "pg_tblspc/\($0)/" }
+        return manifest.files.keys.contains { p in
+            source(p) == m.record.label && (tsPrefix.map { p.hasPrefix($0) } ?? !p.hasPrefix("pg_tblspc/"))
         }
-        manifestBytes = bytes
-        if !options.skipVerification { manifest = try ServerManifest(json: bytes) }
+    }
+    var work: [(member: ChainMember, archive: BackupArchive)] = []
+    // The newest member first (its directories and links), tablespaces before the base archive so
+    // the links base.tar creates point at directories that exist; then the older members.
+    for m in chain.reversed() {
+        for a in m.contents.archives.filter({ $0.tablespaceOID != nil }) + m.contents.archives.filter({ $0.tablespaceOID == nil })
+        where needed(m, a) { work.append((m, a)) }
+    }
+    let download = work.reduce(Int64(0)) { $0 + $1.archive.storedSize }
+    if chain.count > 1 {
+        log("restore \(label): chain \(chain.map(\.record.label).joined(separator: " -> ")), \(Human.bytes(download)) to download from \(work.count) archive(s) of \(Set(work.map(\.member.record.label)).count) member(s)")
     }
 
     let owner = try restoreOwner(options: options, target: target)
-    try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
+    // Tablespace locations, from the final member (the data directory it describes).
+    var tablespaceRoots: [UInt32: (location: String, root: String)] = [:]
+    for a in final.contents.archives {
+        guard let oid = a.tablespaceOID else { continue }
+        guard let loc = a.tablespaceLocation else { throw WalctlError.refused("backup \(final.record.label): tablespace \(oid) has no recorded location") }
+        let root = options.tablespaceMapping[loc] ?? loc
+        guard root.hasPrefix("/") else { throw WalctlError.refused("tablespace \(oid) would be restored to relative path \(root): map it to an absolute path") }
+        tablespaceRoots[oid] = (loc, root)
+    }
+
+    var keep = Set<String>()
+    var removed = 0
+    if options.delta {
+        let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots, log: log)
+        keep = d.keep; removed = d.removed
+        log("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to write, \(removed) removed")
+    } else {
+        try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
+    }
 
     var files = 0, verified = 0
     var bytes: Int64 = 0, storedBytes: Int64 = 0
     var seen = Set<String>()
+    var seenDirs = Set<String>()
     var groupAccess = false
-    // Tablespaces first, so the links base.tar creates point at directories that exist.
-    let ordered = contents.archives.filter { $0.tablespaceOID != nil } + contents.archives.filter { $0.tablespaceOID == nil }
     var tablespaceTargets: [String: String] = [:]
+    for (_, t) in tablespaceRoots { tablespaceTargets[t.location] = t.root }
+    var prepared = Set<UInt32>()
     // Progress: stored bytes read, of the archives' stored sizes (known exactly from backup.json).
-    let shown = progress.start("restore \(label)", unit: .bytes, total: contents.archives.reduce(0) { $0 + $1.storedSize })
+    let shown = progress.start("restore \(label)", unit: .bytes, total: download)
     defer { shown.finish() }
-    for a in ordered {
+    for (m, a) in work {
         guard let codec = CodecKind(rawValue: a.codec) else {
-            throw WalctlError.refused("backup \(label): archive \(a.object) uses unknown codec \(a.codec)")
+            throw WalctlError.refused("backup \(m.record.label): archive \(a.object) uses unknown codec \(a.codec)")
         }
+        let isFinal = m.record.label == final.record.label
         let root: String
         let manifestPrefix: String
         if let oid = a.tablespaceOID {
-            guard let loc = a.tablespaceLocation else {
-                throw WalctlError.refused("backup \(label): tablespace \(oid) has no recorded location")
-            }
-            root = options.tablespaceMapping[loc] ?? loc
-            guard root.hasPrefix("/") else { throw WalctlError.refused("tablespace \(oid) would be restored to relative path \(root): map it to an absolute path") }
-            tablespaceTargets[loc] = root
+            guard let t = tablespaceRoots[oid] else { continue }  // not in the final data directory
+            root = t.root
             manifestPrefix = "pg_tblspc/\(oid)/"
-            try prepareDirectory(root, force: force, what: "tablespace \(oid) location", owner: owner)
-            log("restore \(label): tablespace \(oid) (\(loc)) into \(root)")
+            var rst = stat()
+            if !prepared.contains(oid) && (!options.delta || stat(root, &rst) != 0) {
+                try prepareDirectory(root, force: force, what: "tablespace \(oid) location", owner: owner)
+                log("restore \(label): tablespace \(oid) (\(t.location)) into \(root)")
+            }
+            prepared.insert(oid)
         } else {
             root = target
             manifestPrefix = ""
         }
+        let member = m.record.label
         let writer = RestoreWriter(root: root, manifestPrefix: manifestPrefix, manifest: manifest, owner: owner,
                                    tablespaceTargets: tablespaceTargets, isBase: a.tablespaceOID == nil)
+        writer.filesOnly = !isFinal
+        writer.replace = options.delta
+        if sources != nil || options.delta {
+            writer.wanted = { key in
+                guard manifest?.files[key] != nil else { return false }  // an older member's file the final backup no longer has
+                return source(key) == member && !keep.contains(key)
+            }
+        }
         let tar = TarReader(visitor: writer)
         let decompressor = try codecCall(a.object) { () throws(CodecError) in try codec.makeDecompressor() }
         var crc = CRC32C()
         var n: Int64 = 0
         do {
-            try repository.store.read(key: prefix + a.object) { chunk in
+            try repository.store.read(key: m.prefix + a.object) { chunk in
                 crc.update(chunk)
                 n += Int64(chunk.count)
                 shown.add(Int64(chunk.count))
@@ -117,31 +280,36 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
             try decompressor.finish { try tar.feed($0) }
             try tar.finish()
         } catch let e as CodecError {
-            throw WalctlError.codec(name: prefix + a.object, e)
+            throw WalctlError.codec(name: m.prefix + a.object, e)
         } catch let e as StoreError {
             throw WalctlError.store(e)
         } catch let e as TarError {
-            throw WalctlError.refused("backup \(label): \(a.object): \(e)")
+            throw WalctlError.refused("backup \(m.record.label): \(a.object): \(e)")
         }
         writer.close()
         let storedCRC = ArchivedFileMeta.hex(crc.value)
         guard n == a.storedSize, storedCRC == a.storedCRC32C else {
-            throw WalctlError.checksumMismatch(name: prefix + a.object, expected: a.storedCRC32C, actual: storedCRC,
+            throw WalctlError.checksumMismatch(name: m.prefix + a.object, expected: a.storedCRC32C, actual: storedCRC,
                                                size: n, expectedSize: a.storedSize)
         }
         files += writer.files; verified += writer.verified; bytes += writer.bytes; storedBytes += n
         seen.formUnion(writer.seen)
+        seenDirs.formUnion(writer.dirs.map { manifestPrefix + $0 })
         groupAccess = groupAccess || writer.groupAccess
     }
 
     shown.finish()
     if let manifest {
-        let missing = manifest.files.keys.filter { !seen.contains($0) }.sorted()
+        let missing = manifest.files.keys.filter { !seen.contains($0) && !keep.contains($0) }.sorted()
         guard missing.isEmpty else {
-            throw WalctlError.refused("backup \(label) is incomplete: \(missing.count) file(s) in its manifest are not in its archives, first \(missing[0])")
+            throw WalctlError.refused("backup \(label) is incomplete: \(missing.count) file(s) in its manifest are not in its archives\(chain.count > 1 ? " (chain \(chain.map(\.record.label).joined(separator: " -> ")))" : ""), first \(missing[0]) (expected from \(source(missing[0])))")
         }
     }
+    if options.delta {
+        removed += removeStaleDirectories(target, keep: seenDirs)
+    }
     if let mb = manifestBytes {
+        if options.delta { unlink(target + "/backup_manifest") }
         try writeFile(target + "/backup_manifest", mb, mode: 0o600, owner: owner)
     }
     // Mode of the data directory: PostgreSQL refuses anything but 0700 or 0750.
@@ -149,10 +317,113 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     try syncTree(target)
     for t in tablespaceTargets.values { try syncTree(t) }
 
-    let report = RestoreReport(label: label, files: files, bytes: bytes, storedBytes: storedBytes, verifiedFiles: verified,
+    var report = RestoreReport(label: label, files: files, bytes: bytes, storedBytes: storedBytes, verifiedFiles: verified,
                                seconds: Date().timeIntervalSince(began))
+    report.chain = chain.map(\.record.label)
+    report.keptFiles = keep.count
+    report.removedFiles = removed
     // No line here: the caller prints the result once (restore-backup printed it twice).
     return report
+}
+
+/// `--delta`: checks `target` is a stopped data directory of the backup's cluster, finds the files
+/// that already match the manifest (size and CRC-32C), and removes every file that is not in it
+/// (pg_wal's contents included). Returns the kept manifest paths and the number removed.
+private func prepareDelta(target: String, final: BackupRecord, manifest: ServerManifest,
+                          tablespaceRoots: [UInt32: (location: String, root: String)], log: (String) -> Void) throws -> (keep: Set<String>, removed: Int) {
+    var st = stat()
+    guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+        throw WalctlError.refused("--delta restores into an existing data directory, and \(target) is not one: restore without --delta")
+    }
+    if let pidText = try? String(contentsOfFile: target + "/postmaster.pid", encoding: .utf8),
+       let pid = Int32(pidText.split(separator: "\n").first ?? ""), pid > 0, kill(pid, 0) == 0 || errno == EPERM {
+        throw WalctlError.refused("target data directory \(target) belongs to a running PostgreSQL server (pid \(pid)): stop it first")
+    }
+    let control: [UInt8]?
+    do { control = try LocalFS.readFile(target + "/global/pg_control", limit: 8) } catch { throw WalctlError(error) }
+    guard let c = control, c.count == 8 else {
+        throw WalctlError.refused("--delta: \(target) has no global/pg_control: it is not a data directory of this cluster; restore without --delta (into an empty directory, or --force)")
+    }
+    let sid = c.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+    guard String(sid) == final.systemIdentifier else {
+        throw WalctlError.refused("--delta: \(target) belongs to database system \(sid), backup \(final.label) to \(final.systemIdentifier): refusing to mix clusters; restore without --delta")
+    }
+    // Local path of a manifest path.
+    func local(_ p: String) -> String? {
+        if p.hasPrefix("pg_tblspc/") {
+            let rest = p.dropFirst("pg_tblspc/".count)
+            guard let slash = rest.firstIndex(of: "/"), let oid = UInt32(rest[..<slash]), let t = tablespaceRoots[oid] else { return nil }
+            return t.root + "/" + rest[rest.index(after: slash)...]
+        }
+        return target + "/" + p
+    }
+    var keep = Set<String>()
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    for (p, f) in manifest.files where f.algorithm == "CRC32C" {
+        guard let path = local(p), let expected = f.checksum else { continue }
+        var fst = stat()
+        guard lstat(path, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, Int64(fst.st_size) == f.size else { continue }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { continue }
+        var crc = CRC32C()
+        var total: Int64 = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            buffer.withUnsafeBytes { crc.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            total += Int64(n)
+        }
+        close(fd)
+        if total == f.size && ServerManifest.crc32cHex(crc.value) == expected { keep.insert(p) }
+    }
+    // Remove what the manifest does not have: files, links other than the tablespaces', pg_wal's contents.
+    var removed = 0
+    func sweep(_ dir: String, manifestPrefix: String) throws {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names {
+            let full = dir + "/" + name
+            let key = manifestPrefix + name
+            var est = stat()
+            guard lstat(full, &est) == 0 else { continue }
+            switch est.st_mode & S_IFMT {
+            case S_IFDIR:
+                try sweep(full, manifestPrefix: key + "/")
+            case S_IFLNK:
+                if manifestPrefix == "pg_tblspc/", let oid = UInt32(name), tablespaceRoots[oid] != nil {
+                    try sweep(full, manifestPrefix: key + "/")  // the tablespace's files, by their manifest paths
+                    continue
+                }
+                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
+                removed += 1
+            default:
+                if manifest.files[key] != nil { continue }
+                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
+                removed += 1
+            }
+        }
+    }
+    try sweep(target, manifestPrefix: "")
+    return (keep, removed)
+}
+
+/// `--delta`: removes the empty directories of `root` the backup does not have (a dropped
+/// database's), deepest first. Returns how many.
+private func removeStaleDirectories(_ root: String, keep: Set<String>) -> Int {
+    var removed = 0
+    func visit(_ dir: String, rel: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names {
+            let full = dir + "/" + name
+            var st = stat()
+            guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { continue }
+            let r = rel.isEmpty ? name : rel + "/" + name
+            visit(full, rel: r)
+            if !keep.contains(r), rmdir(full) == 0 { removed += 1 }
+        }
+    }
+    visit(root, rel: "")
+    return removed
 }
 
 private func storeCall<T>(_ body: () throws -> T) throws -> T {
@@ -234,6 +505,15 @@ final class RestoreWriter: TarVisitor {
     private(set) var bytes: Int64 = 0
     private(set) var seen = Set<String>()
     private(set) var groupAccess = false
+    /// Directories of the archive (paths inside it).
+    private(set) var dirs = Set<String>()
+    /// Which files to write (by manifest path); nil: all. The others are read past.
+    var wanted: ((String) -> Bool)?
+    /// An older chain member: only its files, no directories or links (the newest member made them).
+    var filesOnly = false
+    /// `--delta`: files and links may already exist and are replaced.
+    var replace = false
+    private var skipping = false
 
     init(root: String, manifestPrefix: String, manifest: ServerManifest?, owner: (uid: uid_t, gid: gid_t)?,
          tablespaceTargets: [String: String], isBase: Bool) {
@@ -263,6 +543,9 @@ final class RestoreWriter: TarVisitor {
 
     func begin(_ e: TarEntry) throws {
         let full = try safe(e.path)
+        if e.kind == .directory { dirs.insert(e.path) }
+        if filesOnly && (e.kind == .directory || e.kind == .symlink) { return }
+        if e.kind == .file, let wanted, !wanted(manifestPrefix + e.path) { skipping = true; return }
         if !links.isEmpty, links.contains(where: { full == $0 || full.hasPrefix($0 + "/") }) {
             throw WalctlError.refused("backup archive member \(e.path) lies under the symbolic link it made before: refusing to write through it")
         }
@@ -282,10 +565,12 @@ final class RestoreWriter: TarVisitor {
                 throw WalctlError.refused("unexpected symbolic link \(e.path) -> \(e.linkTarget) in backup archive")
             }
             let dest = tablespaceTargets[e.linkTarget] ?? e.linkTarget
+            if replace { unlink(full) }
             if symlink(dest, full) != 0 { throw WalctlError.file(operation: "symlink", path: full, errno: errno) }
             links.insert(full)
             if let o = owner { _ = lchown(full, o.uid, o.gid) }
         case .file:
+            if replace { unlink(full) }
             do { fd = try LocalFS.createExclusive(full, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
             if let o = owner { _ = fchown(fd, o.uid, o.gid) }
             path = full
@@ -297,6 +582,7 @@ final class RestoreWriter: TarVisitor {
     }
 
     func data(_ b: UnsafeRawBufferPointer) throws {
+        if skipping { return }
         crc.update(b)
         written += Int64(b.count)
         do { try LocalFS.writeAll(fd, b, path: path) } catch { throw WalctlError(error) }
@@ -304,6 +590,7 @@ final class RestoreWriter: TarVisitor {
 
     func end(_ e: TarEntry) throws {
         guard e.kind == .file else { return }
+        if skipping { skipping = false; return }
         close()
         files += 1
         bytes += written
