@@ -56,14 +56,15 @@ func summaryGap(_ conn: PGConnection, timeline: TimeLineID, from: LSN) throws ->
         guard let s = r.value(i, "start_lsn").flatMap({ LSN($0) }), let e = r.value(i, "end_lsn").flatMap({ LSN($0) }) else { return nil }
         ranges.append((s, e))
     }
+    // Summaries that reach `from` or later must follow each other without a gap from `from` on.
+    // None yet: the summarizer has not reached `from` (the server waits for it) or keeps none: the
+    // server decides.
     var cursor = from
-    var covered = false
-    for (s, e) in ranges where e.value > cursor.value {
-        guard s.value <= cursor.value else { return covered || s.value > from.value ? "no summary from \(cursor) to \(s)" : "none before \(s)" }
-        cursor = e
-        covered = true
+    for (s, e) in ranges where e.value >= from.value {
+        if s.value > cursor.value { return "no summary from \(cursor) to \(s)" }
+        if e.value > cursor.value { cursor = e }
     }
-    return covered ? nil : (ranges.isEmpty ? "there are none" : "the newest ends at \(ranges.last!.1)")
+    return nil
 }
 
 /// The walctl error for a server's refusal of `UPLOAD_MANIFEST` or `BASE_BACKUP (INCREMENTAL)`, nil when
