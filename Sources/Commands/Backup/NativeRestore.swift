@@ -98,7 +98,10 @@ final class NativeChainVisitor: TarVisitor {
         case skip
         case incremental(IncrementalFileParser, fd: Int32, key: String)
         case full(NativeCombine.FullFileFeeder, fd: Int32, key: String)
+        /// The newest member's `backup_label`, rewritten without its `INCREMENTAL FROM` lines.
+        case label(path: String, mode: mode_t, key: String)
     }
+    private var labelBytes: [UInt8] = []
     private var current = Current.skip
     private var crc = CRC32C()
     private var count: Int64 = 0
@@ -120,6 +123,12 @@ final class NativeChainVisitor: TarVisitor {
 
     func begin(_ e: TarEntry) throws {
         let key = manifestPrefix + e.path
+        if isFinal && manifestPrefix.isEmpty && e.kind == .file && e.path == "backup_label" {
+            guard e.size <= 1 << 20 else { throw WalctlError.refused("backup_label of \(e.size) bytes in the backup archive") }
+            crc = CRC32C(); count = 0; labelBytes = []
+            current = .label(path: try target(e.path), mode: mode_t(e.mode & 0o777), key: key)
+            return
+        }
         guard e.kind == .file, let name = needs[key] else {
             if isFinal, let inner { current = .forward; try inner.begin(e) } else { current = .skip }
             return
@@ -150,6 +159,7 @@ final class NativeChainVisitor: TarVisitor {
         case .skip: return
         case .incremental(let p, _, _): crc.update(b); count += Int64(b.count); try p.feed(b)
         case .full(let f, _, _): crc.update(b); count += Int64(b.count); try f.feed(b)
+        case .label: crc.update(b); count += Int64(b.count); labelBytes.append(contentsOf: b)
         }
     }
 
@@ -167,7 +177,34 @@ final class NativeChainVisitor: TarVisitor {
             defer { close(fd) }
             try f.finish()
             try check(key)
+        case .label(let path, let mode, let key):
+            try check(key)
+            let fd: Int32
+            do { fd = try LocalFS.createExclusive(path, mode: mode) } catch { throw WalctlError(error) }
+            defer { close(fd) }
+            if let o = owner { _ = fchown(fd, o.uid, o.gid) }
+            let out = Self.combinedLabel(labelBytes)
+            do { try LocalFS.writeAll(fd, out, path: path) } catch { throw WalctlError(error) }
         }
+    }
+
+    /// A combined backup's `backup_label`: the newest member's without its `INCREMENTAL FROM LSN: ` and
+    /// `INCREMENTAL FROM TLI: ` lines (pg_combinebackup's write_backup_label; PostgreSQL refuses to
+    /// start from a label that still has them).
+    static func combinedLabel(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            if end < bytes.count { end += 1 }
+            let line = bytes[start..<end]
+            if !line.starts(with: Array("INCREMENTAL FROM LSN: ".utf8)) && !line.starts(with: Array("INCREMENTAL FROM TLI: ".utf8)) {
+                out.append(contentsOf: line)
+            }
+            start = end
+        }
+        return out
     }
 
     /// The member's bytes against its own manifest entry.
