@@ -10,7 +10,11 @@
 # why; a damaged INCREMENTAL member -> refused before anything is written.
 source "$(dirname "$0")/lib.sh"
 
-cleanup() { for d in "$W/data" "$W"/r-*; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done; }
+cleanup() {
+    [ -n "${W:-}" ] && [ -d "$W" ] || return 0
+    local d; for d in "$W/data" "$W"/r-*; do [ -f "$d/postmaster.pid" ] && pg_stop "$V" "$d" immediate; done
+    return 0
+}
 sql() { psql_at "$V" "$W" "$PORT" "$@"; }
 wc_() { as_pg "$WALCTL" "$@" --config "$W/walctl.conf"; }
 CONN() { echo "host=$W port=$PORT user=postgres dbname=postgres"; }
@@ -145,14 +149,19 @@ test_summarize_wal_off_pg18() {
     grep -q "summarize_wal is off" <<<"$out" || fail "incremental-or-full did not say why: $out"
     wc_ backup show G --json | grep -q '"type" *: *"full"' || fail "G is not a full backup"
 
-    # Turned on now (reload): the summaries do not reach back to G's start, so the server could not
-    # build on G: refused before starting (wal-summaries-missing), or a full one with incremental-or-full.
+    # Turned on (reload): the next backups build on G only if the summaries reach back to its start.
+    # Here they are removed (as wal_summary_keep_time would): refused (wal-summaries-missing) with
+    # --type incremental, a full one with incremental-or-full.
     sql "alter system set summarize_wal = on"; sql "select pg_reload_conf()" >/dev/null
-    wait_until 30 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $PORT -d postgres -qAt -c 'select count(*) > 0 from pg_available_wal_summaries()')\" = t ]" || sql "checkpoint"
+    sql "checkpoint"; sql "select pg_switch_wal()" >/dev/null
+    wait_until 30 bash -c "ls $W/data/pg_wal/summaries/*.summary" || fail "no WAL summary was written"
+    rm -f "$W"/data/pg_wal/summaries/*.summary
+    sql "insert into known values (2, 'y')"; sql "checkpoint"
     rc=0; out="$(wc_ backup --type incremental --label J --dbname "$(CONN)" --no-progress 2>&1)" || rc=$?
-    [ "$rc" -ne 0 ] || fail "an incremental on a parent older than the summaries succeeded: $out"
+    [ "$rc" -ne 0 ] || fail "an incremental without the parent's WAL summaries succeeded: $out"
     grep -q "\[wal-summaries-missing\]" <<<"$out" || fail "no [wal-summaries-missing]: $out"
-    out="$(wc_ backup --type incremental-or-full --label H --dbname "$(CONN)" --no-progress 2>&1)" || fail "incremental-or-full after enabling: $out"
+    [ -z "$(repo_objects "$W" '^backup/J/')" ] || fail "the refused backup J stored objects"
+    out="$(wc_ backup --type incremental-or-full --label H --dbname "$(CONN)" --no-progress 2>&1)" || fail "incremental-or-full after the summaries were removed: $out"
     wc_ backup show H --json | grep -q '"type" *: *"full"' || fail "H is not a full backup: $out"
     # ... and the next one builds on H natively.
     sql "insert into known values (1, 'x')"
