@@ -125,8 +125,21 @@ public enum RetentionPlanner {
         if let ws = windowStart {
             anchor = complete.lastIndex { Planning<Catalog>.conservativeStop($0) <= ws }
         }
+        // Chains (docs/backup.md): retention-full counts chains, by their full backup; a kept
+        // incremental keeps every backup it is built on (closure below), so a full backup goes only
+        // with all its incrementals. Without incrementals every backup is its own chain.
+        let chainOf: [[BackupRecord]] = complete.map { (try? BackupChain.chain(of: $0, in: complete)) ?? [$0] }
+        // An incremental whose chain is broken (a member gone) cannot be restored: only a pin or a
+        // hold keeps it.
+        let broken = complete.map { $0.type == .incremental && (try? BackupChain.chain(of: $0, in: complete)) == nil }
+        let rootOf = chainOf.map { $0.first!.label }
+        var roots: [String] = []
+        for r in rootOf where !roots.contains(r) { roots.append(r) }
+        let rootIndex = Dictionary(uniqueKeysWithValues: complete.enumerated().map { ($0.element.label, $0.offset) })
+        roots.sort { (rootIndex[$0] ?? 0) < (rootIndex[$1] ?? 0) }
         var decisions: [RetentionBackupDecision] = []
         var pitrBackups: [BackupRecord] = [], consistencyBackups: [BackupRecord] = []
+        var keeps: [[String]] = [], releases: [[String]] = [], pitrs: [Bool] = []
         for (i, b) in complete.enumerated() {
             var keep: [String] = [], release: [String] = []
             var pitr = false
@@ -143,16 +156,33 @@ public enum RetentionPlanner {
                 }
             }
             if let full = policy.full {
-                if i >= n - full {
-                    keep.append("retention-full: one of the newest \(full)")
-                    if i >= n - min(full, policy.archiveFull ?? full) { pitr = true }
+                let r = roots.firstIndex(of: rootOf[i]) ?? 0
+                let chains = roots.count != n
+                if r >= roots.count - full {
+                    keep.append(chains ? "retention-full: in one of the newest \(full) chains" : "retention-full: one of the newest \(full)")
+                    if r >= roots.count - min(full, policy.archiveFull ?? full) { pitr = true }
                 } else {
-                    release.append("retention-full: not one of the newest \(full)")
+                    release.append(chains ? "retention-full: not in one of the newest \(full) chains" : "retention-full: not one of the newest \(full)")
                 }
             }
-            let kept = !keep.isEmpty
+            if broken[i] {
+                keep.removeAll { !$0.hasPrefix("pinned") && !$0.hasPrefix("held") }
+                release.append("its chain is broken: \(b.parent ?? "?") is not a complete backup")
+            }
+            keeps.append(keep); releases.append(release); pitrs.append(pitr)
+        }
+        // A kept backup keeps the backups it is built on (its chain), as data only: restoring it
+        // reads their files, never their WAL.
+        for i in complete.indices.reversed() where !keeps[i].isEmpty {
+            for a in chainOf[i].dropLast() {
+                if let j = rootIndex[a.label], keeps[j].isEmpty { keeps[j].append("chain: \(complete[i].label) is built on it") }
+            }
+        }
+        for (i, b) in complete.enumerated() {
+            let kept = !keeps[i].isEmpty
+            let pitr = pitrs[i]
             decisions.append(RetentionBackupDecision(label: b.label, timeline: b.timeline, stopTime: b.stopTime, storedSize: b.storedSize,
-                                                     action: kept ? "keep" : "remove", rule: kept ? keep.joined(separator: "; ") : release.joined(separator: "; "),
+                                                     action: kept ? "keep" : "remove", rule: kept ? keeps[i].joined(separator: "; ") : releases[i].joined(separator: "; "),
                                                      pitr: kept && pitr))
             if kept { if pitr { pitrBackups.append(b) } else { consistencyBackups.append(b) } }
         }

@@ -86,8 +86,8 @@ test_every_read_command_matches_docs_json() {
     grep -qE "^catalog .* rebuilt from .* in [0-9.]+ s: [0-9]+ segments, 0 partial segments, 0 history files, 1 backup history file, 1 backup$" "$o/rebuild.txt" \
         || fail "catalog rebuild text: $(cat "$o/rebuild.txt")"
     w backup list > "$o/list.txt" || fail "backup list"
-    head -1 "$o/list.txt" | grep -qE "^LABEL +STATUS +TL +START LSN +STOP LSN +STARTED +STOPPED +SIZE +STORED$" || fail "backup list header: $(cat "$o/list.txt")"
-    grep -qE "^b1 +complete +1 +0/[0-9A-F]+ .* [0-9.]+ MiB +[0-9.]+ [KM]iB$" "$o/list.txt" || fail "backup list row: $(cat "$o/list.txt")"
+    head -1 "$o/list.txt" | grep -qE "^LABEL +TYPE +PARENT +STATUS +TL +START LSN +STOP LSN +STARTED +STOPPED +SIZE +STORED$" || fail "backup list header: $(cat "$o/list.txt")"
+    grep -qE "^b1 +full +- +complete +1 +0/[0-9A-F]+ .* [0-9.]+ MiB +[0-9.]+ [KM]iB$" "$o/list.txt" || fail "backup list row: $(cat "$o/list.txt")"
     w backup show b1 > "$o/show.txt" || fail "backup show"
     grep -q "^backup b1: complete" "$o/show.txt" || fail "backup show text: $(cat "$o/show.txt")"
     w info > "$o/info.txt" || fail "info"

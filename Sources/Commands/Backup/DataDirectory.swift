@@ -30,6 +30,17 @@ public enum BackupExclusions {
         return false
     }
 
+    /// Files that end with a CRC-32C of their own contents (pg_control, pg_filenode.map, two-phase
+    /// state files, the replication origin checkpoint): the CRC-32C of the whole file is then the
+    /// same constant for every valid version of it (the CRC residue), so a manifest checksum cannot
+    /// tell two versions apart. An incremental backup always stores them and `--delta` always
+    /// rewrites them (they are small).
+    public static func selfChecksummed(_ manifestPath: String) -> Bool {
+        let name = manifestPath.split(separator: "/").last.map(String.init) ?? manifestPath
+        return name == "pg_control" || name == "pg_filenode.map" || name == "replorigin_checkpoint" ||
+            manifestPath.hasPrefix("pg_twophase/")
+    }
+
     /// True for a temporary relation's file name (`t<backend>_<relfilenode>[_fork][.segment]`).
     public static func isTempRelation(_ name: String) -> Bool {
         let u = Array(name.utf8)
@@ -236,4 +247,19 @@ public enum ManifestWriter {
         }
         return out
     }
+}
+
+/// The first 8 bytes of `global/pg_control` (the system identifier, little-endian), nil when the
+/// file does not exist or is shorter.
+func systemIdentifierBytes(_ path: String) throws -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 {
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw WalctlError.file(operation: "open", path: path, errno: errno)
+    }
+    defer { close(fd) }
+    var b = [UInt8](repeating: 0, count: 8)
+    let n = b.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 8, 0) }
+    if n < 0 { throw WalctlError.file(operation: "read", path: path, errno: errno) }
+    return n == 8 ? b : nil
 }

@@ -40,7 +40,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
             "a file-level incremental backup reads the data directory itself, and \(pgdata) is not readable here (\(String(cString: strerror(errno)))): run walctl backup --type incremental on the database host as the data directory's owner (set pgdata if the path differs), or take a full backup (docs/backup.md)")
     }
     // The same cluster: pg_control's system identifier.
-    if let control = try? LocalFS.readFile(pgdata + "/global/pg_control", limit: 8), control.count == 8 {
+    if let control = try systemIdentifierBytes(pgdata + "/global/pg_control") {
         let sid = control.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard String(sid) == info.systemIdentifier else {
             throw WalctlError.refused("\(pgdata) is the data directory of database system \(sid), not of \(info.systemIdentifier) this repository is bound to: set pgdata to the server's data directory")
@@ -214,7 +214,7 @@ final class IncrementalArchiveWriter {
         default: return
         }
         let lm = ManifestWriter.lastModified(e.mtime)
-        if let pm = parentManifest.files[manifestPath], pm.size == e.size, pm.lastModified == lm,
+        if !BackupExclusions.selfChecksummed(manifestPath), let pm = parentManifest.files[manifestPath], pm.size == e.size, pm.lastModified == lm,
            pm.algorithm == "CRC32C", let expected = pm.checksum {
             // Same size and time: the checksum decides (a file rewritten within the same second).
             guard let crc = try checksum(e) else { return }  // vanished: PostgreSQL skips it too

@@ -354,9 +354,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
        let pid = Int32(pidText.split(separator: "\n").first ?? ""), pid > 0, kill(pid, 0) == 0 || errno == EPERM {
         throw WalctlError.refused("target data directory \(target) belongs to a running PostgreSQL server (pid \(pid)): stop it first")
     }
-    let control: [UInt8]?
-    do { control = try LocalFS.readFile(target + "/global/pg_control", limit: 8) } catch { throw WalctlError(error) }
-    guard let c = control, c.count == 8 else {
+    guard let c = try systemIdentifierBytes(target + "/global/pg_control") else {
         throw WalctlError.refused("--delta: \(target) has no global/pg_control: it is not a data directory of this cluster; restore without --delta (into an empty directory, or --force)")
     }
     let sid = c.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
@@ -374,7 +372,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
     }
     var keep = Set<String>()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    for (p, f) in manifest.files where f.algorithm == "CRC32C" {
+    for (p, f) in manifest.files where f.algorithm == "CRC32C" && !BackupExclusions.selfChecksummed(p) {
         guard let path = local(p), let expected = f.checksum else { continue }
         var fst = stat()
         guard lstat(path, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, Int64(fst.st_size) == f.size else { continue }
