@@ -50,6 +50,13 @@ public enum WalctlError: Error, CustomStringConvertible {
     /// on; `chain-damaged` — a member of a restore's chain is missing or damaged (nothing was written).
     case noParentBackup(String)
     case chainDamaged(String)
+    /// PostgreSQL 17+ native incremental backups (docs/backup.md): `summarize-wal-off` — the server's
+    /// `summarize_wal` is off; `wal-summaries-missing` — the WAL summaries from the parent backup's start
+    /// are gone or do not cover it; `parent-manifest-refused` — the server refused the parent's
+    /// `backup_manifest` (another system's, or unusable).
+    case summarizeWalOff(String)
+    case walSummariesMissing(String)
+    case parentManifestRefused(String)
 
     /// Every code `code` returns (docs/errors.md lists each; a test checks it).
     public static let codes: [String] = [
@@ -59,6 +66,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         "cipher-key", "object-tampered", "retention-unset", "lease-held",
         "credentials",
         "no-parent-backup", "chain-damaged",
+        "summarize-wal-off", "wal-summaries-missing", "parent-manifest-refused",
     ]
 
     /// Stable, searchable code.
@@ -88,6 +96,9 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .leaseHeld: return "lease-held"
         case .noParentBackup: return "no-parent-backup"
         case .chainDamaged: return "chain-damaged"
+        case .summarizeWalOff: return "summarize-wal-off"
+        case .walSummariesMissing: return "wal-summaries-missing"
+        case .parentManifestRefused: return "parent-manifest-refused"
         }
     }
 
@@ -118,6 +129,7 @@ public enum WalctlError: Error, CustomStringConvertible {
         case .retentionUnset(let m): return m
         case .leaseHeld(let m): return m
         case .noParentBackup(let m), .chainDamaged(let m): return m
+        case .summarizeWalOff(let m), .walSummariesMissing(let m), .parentManifestRefused(let m): return m
         }
     }
 

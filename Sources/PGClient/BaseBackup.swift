@@ -30,6 +30,10 @@ public struct BaseBackupOptions: Sendable, Equatable {
     public var verifyChecksums: Bool = true
     /// Limit in kB/s (`MAX_RATE`), nil for none.
     public var maxRateKBps: Int?
+    /// PostgreSQL 17+ `INCREMENTAL`: only the blocks changed since the backup whose manifest was
+    /// uploaded first on the same connection (`uploadManifest`); changed relation files arrive as
+    /// `INCREMENTAL.<name>` members (see `IncrementalFile`).
+    public var incremental: Bool = false
 
     public init(label: String) { self.label = label }
 
@@ -38,8 +42,12 @@ public struct BaseBackupOptions: Sendable, Equatable {
         guard serverVersion >= 100000 else {
             throw .unsupported("PostgreSQL \(serverVersion / 10000) is too old for walctl backup: 10 or later is needed")
         }
+        if incremental && serverVersion < 170000 {
+            throw .unsupported("native incremental backups need PostgreSQL 17 or later (the server is \(serverVersion / 10000))")
+        }
         if serverVersion >= 150000 {
             var o: [String] = ["LABEL " + PGConnection.literal(label)]
+            if incremental { o.append("INCREMENTAL") }
             if estimateSize { o.append("PROGRESS") }
             if fastCheckpoint { o.append("CHECKPOINT 'fast'") }
             o.append("WAIT " + (waitForArchive ? "true" : "false"))
@@ -174,6 +182,52 @@ extension PGConnection {
             _ = try Self.rows(of: res, command: command, connection: self)
         }
         return BaseBackupResult(start: start, stop: stop, tablespaces: tablespaces, bytesDone: bytesDone)
+    }
+
+    /// `UPLOAD_MANIFEST` (PostgreSQL 17+, replication sessions): sends `manifest`, the
+    /// `backup_manifest` of the backup the next `BASE_BACKUP (INCREMENTAL)` on this connection builds
+    /// on, as a COPY IN stream, the way `pg_basebackup --incremental` does. The server parses it at
+    /// once: a manifest it cannot use is refused here (see `IncrementalRefusal`).
+    public func uploadManifest(_ manifest: [UInt8]) throws(PGError) {
+        guard serverVersion >= 170000 else {
+            throw .unsupported("UPLOAD_MANIFEST needs PostgreSQL 17 or later (the server is \(serverMajorVersion))")
+        }
+        let command = "UPLOAD_MANIFEST"
+        guard let res = PQexec(conn, command) else { throw .connectionLost(lastError) }
+        let st = PQresultStatus(res)
+        if st != PGRES_COPY_IN {
+            defer { PQclear(res) }
+            _ = try Self.rows(of: res, command: command, connection: self)
+            throw .protocolViolation("UPLOAD_MANIFEST answered \(String(cString: PQresStatus(st))) where a COPY IN was expected")
+        }
+        PQclear(res)
+        let chunk = 64 << 10
+        var offset = 0
+        var sendError: String?
+        manifest.withUnsafeBufferPointer { buf in
+            while offset < buf.count {
+                let n = min(chunk, buf.count - offset)
+                let ok = buf.baseAddress!.advanced(by: offset).withMemoryRebound(to: CChar.self, capacity: n) {
+                    PQputCopyData(conn, $0, Int32(n))
+                }
+                if ok != 1 { sendError = lastError; return }
+                offset += n
+            }
+        }
+        if let sendError { throw .connectionLost(sendError) }
+        guard PQputCopyEnd(conn, nil) == 1 else { throw .connectionLost(lastError) }
+        // The COPY's completion, then the command's end.
+        var failure: PGError?
+        while let r = PQgetResult(conn) {
+            defer { PQclear(r) }
+            let s = PQresultStatus(r)
+            if failure == nil, s == PGRES_FATAL_ERROR || s == PGRES_BAD_RESPONSE || s == PGRES_NONFATAL_ERROR {
+                failure = Self.error(from: r, command: command, connection: self)
+            } else if failure == nil, s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK {
+                failure = .protocolViolation("UPLOAD_MANIFEST ended with \(String(cString: PQresStatus(s)))")
+            }
+        }
+        if let failure { throw failure }
     }
 
     /// The next result of a running command, which must carry rows.

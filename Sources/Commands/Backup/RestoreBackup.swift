@@ -160,11 +160,14 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     }
     let chain = try loadChain(label: label, repository: repository)
     guard let final = chain.last else { throw WalctlError.refused("no backup \(label)") }
-    // PostgreSQL 17+ native incrementals (INCREMENTAL.<file> members) are combined by
-    // applyIncremental (issue 18's native path); until that is in, such a chain is refused here.
-    if let native = chain.first(where: { $0.contents.incrementalMethod == "native" }) {
-        throw WalctlError.refused("backup \(native.record.label) is a PostgreSQL native incremental backup (INCREMENTAL files): this walctl cannot combine it; use a walctl with native incremental support")
+    // PostgreSQL 17+ native incrementals: INCREMENTAL.<file> members combined in the same pass
+    // (NativeRestore.swift); what each member gives is planned from the manifests first.
+    let native = chain.count > 1 && chain.contains(where: { $0.contents.incrementalMethod == "native" })
+        ? try NativeRestorePlan(chain: chain) : nil
+    if native != nil && options.delta {
+        throw WalctlError.refused("backup \(label) is a PostgreSQL native incremental backup: restore it into an empty directory (--delta is for full and file-level incremental chains)")
     }
+    let combine = NativeCombine()
     var target = pgdata
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
     let isFileRepository = repository.url.hasPrefix("file://") || repository.url.hasPrefix("/")
@@ -184,6 +187,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     // What each member gives, and the bytes to download.
     func needed(_ m: ChainMember, _ a: BackupArchive) -> Bool {
         if m.record.label == final.record.label { return true }
+        if let native { return native.needed(member: m.record.label, tablespaceOID: a.tablespaceOID) }
         guard let manifest else { return false }
         let tsPrefix = a.tablespaceOID.map { "pg_tblspc/\($0)/" }
         return manifest.files.keys.contains { p in
@@ -266,7 +270,12 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
                 return source(key) == member && !keep.contains(key)
             }
         }
-        let tar = TarReader(visitor: writer)
+        let nativeVisitor = native.map {
+            NativeChainVisitor(inner: isFinal ? writer : nil, combine: combine, needs: $0.needs[member] ?? [:],
+                               manifest: $0.manifests[member]!, root: root, manifestPrefix: manifestPrefix,
+                               isFinal: isFinal, owner: owner)
+        }
+        let tar = TarReader(visitor: nativeVisitor ?? writer)
         let decompressor = try codecCall(a.object) { () throws(CodecError) in try codec.makeDecompressor() }
         var crc = CRC32C()
         var n: Int64 = 0
@@ -294,6 +303,8 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         }
         files += writer.files; verified += writer.verified; bytes += writer.bytes; storedBytes += n
         seen.formUnion(writer.seen)
+        if let v = nativeVisitor, isFinal { files += v.files; verified += v.verified; bytes += v.bytes; seen.formUnion(v.seen) }
+        else if let v = nativeVisitor { verified += v.verified }
         seenDirs.formUnion(writer.dirs.map { manifestPrefix + $0 })
         groupAccess = groupAccess || writer.groupAccess
     }
@@ -308,7 +319,11 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     if options.delta {
         removed += removeStaleDirectories(target, keep: seenDirs)
     }
-    if let mb = manifestBytes {
+    if !combine.incomplete.isEmpty {
+        throw WalctlError.chainDamaged("backup \(label): \(combine.incomplete.count) file(s) could not be combined (no older member gave their full version), first \(combine.incomplete[0])")
+    }
+    // A native chain's manifest lists INCREMENTAL files, not the combined ones: it is not written.
+    if let mb = manifestBytes, native == nil {
         if options.delta { unlink(target + "/backup_manifest") }
         try writeFile(target + "/backup_manifest", mb, mode: 0o600, owner: owner)
     }

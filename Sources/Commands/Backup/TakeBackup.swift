@@ -107,8 +107,15 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     }
 
     // Type: an incremental builds on the newest backup of the chain (docs/backup.md).
-    let parent = try chooseParent(options.type, repository: repository, info: info, timeline: ident.timeline,
+    var parent = try chooseParent(options.type, repository: repository, info: info, timeline: ident.timeline,
                                   pgVersion: version / 10000, log: log)
+    // PostgreSQL 17+: the server's own incremental protocol, on the parent's uploaded manifest.
+    var parentManifest: [UInt8]?
+    if let p = parent, version >= 170000 {
+        parentManifest = try nativeIncrementalManifest(options.type, parent: p, conn: conn, currentTimeline: ident.timeline,
+                                                       repository: repository, log: log)
+        if parentManifest == nil { parent = nil }
+    }
 
     // Label.
     let startDate = Date()
@@ -123,7 +130,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     let holdKey = try RepositoryLock.register(repository.store, kind: "backup", label: label, timeline: nil, from: nil, duration: 24 * 3600)
     defer { RepositoryLock.unregister(repository.store, key: holdKey) }
 
-    if let parent {
+    if let parent, parentManifest == nil {
         return try takeFileIncrementalBackup(conninfo: conninfo, repository: repository, info: info, label: label, parent: parent,
                                              segSize: segSize, serverVersion: version, startDate: startDate, options: options,
                                              catalog: catalog, log: log, progress: progress)
@@ -135,8 +142,10 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     bb.serverCompression = server
     bb.maxRateKBps = options.maxRateKBps
     bb.estimateSize = progress.isOn
+    if parentManifest != nil { bb.incremental = true; bb.manifest = true }
     var compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
-    log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)")
+    log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)" +
+        (parent.map { ", incremental (native) on \($0.label)" } ?? ""))
 
     let sink = RepositoryBackupSink(store: repository.store, prefix: prefix, codec: clientCodec, level: clientLevel)
     let shown = progress.start("backup \(label)", unit: .bytes)
@@ -154,6 +163,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     var result: BaseBackupResult
     do {
         do {
+            if let parentManifest { try conn.uploadManifest(parentManifest) }
             result = try conn.baseBackup(bb, into: sink)
         } catch PGError.commandFailed(_, "42601", let message)
                     where isAutomatic(options.compression) && bb.serverCompression != nil && message.contains("does not support compression") {
@@ -168,6 +178,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     } catch {
         sink.abortAndDelete()
         markFailed(catalog, label: label, log: log)
+        if let e = error as? PGError, let parent, let refusal = nativeRefusal(e, label: label, parent: parent.label) { throw refusal }
         if let e = error as? PGError { throw WalctlError.postgres("backup \(label) failed: \(e)") }
         if let e = error as? StoreError { throw WalctlError.store(e) }
         throw error
@@ -199,13 +210,15 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
                               stopTimeline: result.stop.timeline == result.start.timeline ? nil : result.stop.timeline,
                               size: size, storedSize: sink.storedTotal, status: .complete,
                               pgVersion: version / 10000, systemIdentifier: info.systemIdentifier,
-                              annotations: options.annotations.isEmpty ? nil : options.annotations)
+                              annotations: options.annotations.isEmpty ? nil : options.annotations,
+                              type: parent != nil ? .incremental : .full, parent: parent?.label)
     record.databases = databaseSizes(conn, label: label, log: log)
-    let contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
+    var contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
                                   manifestChecksumAlgorithm: sink.manifestSize != nil ? bb.manifestChecksums : nil,
                                   manifestSize: sink.manifestSize, serverVersionNum: version, walSegmentSize: segBytes,
                                   firstWALSegment: first.fileName(size: segSize), lastWALSegment: last.fileName(size: segSize),
                                   streamSeconds: streamSeconds, walWaitSeconds: walWait, compression: compressionText)
+    if parent != nil { contents.incrementalMethod = "native" }
     do {
         try repository.store.put(key: BackupMetadata.key(label: label), bytes: try BackupMetadata.encode(record, contents),
                                  options: PutOptions(ifAbsent: true))
