@@ -173,10 +173,16 @@ public enum FastFront {
 
     // MARK: archive-get
 
-    /// `archive-get %f %p` with `restore-prefetch` > 0, a local (file) repository, a running
-    /// prefetcher, and `%f` complete in the spool with a record from this boot, for this repository,
-    /// equal to the repository's meta for `%f`: write `want`, rename the segment into `%p`, exit 0.
-    /// `PrefetchGet.getIfEnabled` + `serve`, read-only until the decision is made.
+    /// `archive-get %f %p` with `restore-prefetch` > 0, a running prefetcher, and `%f` complete in
+    /// the spool with a record from this boot, for this repository: write `want`, rename the
+    /// segment into `%p`, exit 0. `PrefetchGet.getIfEnabled` + `serve`, read-only until the
+    /// decision is made. On a file repository the record's meta must also equal the repository's
+    /// (one local read). On S3 the record is trusted as it is: a meta is written once, if absent,
+    /// and never replaced (only removed, by expire or repair, which does not make the archived bytes
+    /// wrong), and the prefetcher wrote the record only after the object's CRC-32C matched that
+    /// meta; re-reading it would cost a process of the full binary and a TLS connection per
+    /// segment, the difference between walctl and pgBackRest async recovering from S3
+    /// (docs/benchmarks.md, "Async drain and recovery through the prefetcher").
     public static func servePrefetched(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
         guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
               config.integer("archive-get-retry-time") != .undecided,
@@ -184,11 +190,14 @@ public enum FastFront {
               // An encrypted repository's meta cannot be read here: walctl compares and serves.
               SettingType.lower(config["repository-cipher"] ?? "none") == "none",
               FastWALName.isSegment(fileName), let bootID = env.bootID,
-              let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting),
+              let repoSetting = config["repository"], fileRepositoryRoot(repoSetting) != nil || repoSetting.hasPrefix("s3://"),
               let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }
+        let root = fileRepositoryRoot(repoSetting)
         let spool = targetDir + "/walctl_prefetch"
         let entry = spool + "/" + fileName
-        guard FastFS.isDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock") else { return .fallBack }
+        // Served bytes are trusted from a spool nobody else can write (ours, not group/other-writable,
+        // no symlink), as the pusher's results are.
+        guard FastFS.isPrivateDirectory(spool), FastFS.isLockHeld(spool + "/daemon.lock") else { return .fallBack }
         // From the first look to the rename into %p, the spool directory cannot be removed under
         // this call (a stopping prefetcher or --cleanup takes the lock exclusively to remove it);
         // what may still vanish is an entry (the window moved, the spool was cleared), and then
@@ -204,9 +213,11 @@ public enum FastFront {
               Set(rec.keys) == ["repository", "meta", "bootID"],
               let recRepo = rec["repository"]?.stringValue, Array(recRepo.utf8) == Array(repoSetting.utf8),
               let recBoot = rec["bootID"]?.stringValue, Array(recBoot.utf8) == Array(bootID.utf8),
-              let recMeta = rec["meta"], plausibleMeta(recMeta, name: fileName),
-              let metaBytes = FastFS.read(root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"),
-              let meta = JSONValue.parse(metaBytes), meta == recMeta else { return .fallBack }
+              let recMeta = rec["meta"], plausibleMeta(recMeta, name: fileName) else { return .fallBack }
+        if let root {
+            guard let metaBytes = FastFS.read(root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"),
+                  let meta = JSONValue.parse(metaBytes), meta == recMeta else { return .fallBack }
+        }
         // As PrefetchSpool.setWant: recovery is at fileName (the prefetcher moves its window).
         unlink(spool + "/stop")
         guard FastFS.write(spool + "/want", Array(fileName.utf8)) else { return .fallBack }

@@ -338,6 +338,25 @@ final class FastFrontTests: XCTestCase {
         assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": "s3://b/p"]))
     }
 
+    /// On S3 the record (this boot, this repository setting, a plausible meta) is served without
+    /// a meta read: there is no repository walctl-fast could read, and a meta is never replaced.
+    func testGetServesFromAnS3RepositoryOnTheRecordAlone() throws {
+        let s3 = "s3://bucket/prefix"
+        var fd = try getSetup()
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: s3, meta: meta(), bootID: boot)))
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"],
+                                     env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": s3])), .exit(0))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG")).count, 16)
+        close(fd)
+        unlink(tmp + "/pg_wal/RECOVERYXLOG")
+        // Another bucket's record, another boot's, or an encrypted repository: the full binary.
+        for (repo, bootID, cipher) in [("s3://other/prefix", boot, "none"), (s3, "other", "none"), (s3, boot, "aes-256-gcm")] {
+            fd = try getSetup()
+            try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: repo, meta: meta(), bootID: bootID)))
+            assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": s3, "WALCTL_REPOSITORY_CIPHER": cipher]))
+        }
+    }
+
     func testJSONStrictness() {
         XCTAssertNil(JSONValue.parse(Array("{\"a\":1,\"a\":2}".utf8)))
         XCTAssertNil(JSONValue.parse(Array("{\"a\":1".utf8)))
