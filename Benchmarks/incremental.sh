@@ -28,6 +28,8 @@ bash "$(dirname "${BASH_SOURCE[0]}")/install-bench-deps.sh" >&2   # pgBackRest, 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SCALE="${BENCH_SCALE:-100}"
 PGBIN=/usr/lib/postgresql/15/bin
+# shellcheck source=Benchmarks/lib.sh
+source "$REPO/Benchmarks/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 for t in /usr/bin/time "$PGBIN/postgres" pgbackrest; do command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 if [ -z "${WALCTL:-}" ]; then
@@ -38,7 +40,6 @@ fi
 WORK="$(mktemp -d /tmp/walctl-ibench.XXXXXX)"
 chmod 755 "$WORK"; mkdir -p "$WORK/bin"; cp "$WALCTL" "$WORK/bin/walctl"; WALCTL="$WORK/bin/walctl"
 chown -R postgres:postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
 cleanup() {
     as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -w -m fast stop >/dev/null 2>&1 || true
     if [ -z "${KEEP_TMP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
@@ -49,16 +50,7 @@ CONN="host=$WORK port=$PORT user=postgres dbname=postgres"
 psql_() { as_pg "$PGBIN/psql" -X -h "$WORK" -p "$PORT" -d postgres -qAt -v ON_ERROR_STOP=1 -c "$*"; }
 
 as_pg "$PGBIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-cat >> "$WORK/data/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-wal_level = replica
-max_wal_senders = 10
-max_wal_size = 4GB
-shared_buffers = 256MB
-archive_mode = off
-EOF
+bench_pg_conf "$WORK/data" "$WORK" "$PORT" "archive_mode = off"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
 echo "== pgbench -i -s $SCALE" >&2
 as_pg "$PGBIN/pgbench" -h "$WORK" -p "$PORT" -i -s "$SCALE" -q postgres >"$WORK/pgbench-init.log" 2>&1
@@ -100,72 +92,45 @@ DATA_BYTES="$(du -sb --exclude=pg_wal "$WORK/data" | cut -f1)"
 echo "== data directory without pg_wal: $((DATA_BYTES / 1000000)) MB" >&2
 
 : > "$WORK/results.tsv"
-# measure NAME STORED_DIR|- COMMAND...: one timed run as postgres; the bytes STORED_DIR grew by.
-measure() {
-    local name="$1" stored="$2"; shift 2
-    sync
-    local before=0 t0 t1 rc=0
-    [ "$stored" != - ] && before="$(du -sb "$stored" 2>/dev/null | cut -f1 || echo 0)"
-    t0="$(date +%s.%N)"
-    as_pg /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || rc=$?
-    t1="$(date +%s.%N)"
-    if [ "$rc" -ne 0 ]; then echo "FAILED: $name: $*" >&2; tail -20 "$WORK/out.txt" >&2; exit 1; fi
-    local added=-
-    [ "$stored" != - ] && added=$(( $(du -sb "$stored" | cut -f1) - before ))
-    printf '%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$added" >> "$WORK/results.tsv"
-    echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, stored +$added" >&2
-}
-
 echo "== full backups" >&2
-measure "walctl backup (full)" "$WORK/repo/backup" "$WALCTL" backup --config "$WORK/local.conf" --label F --dbname "$CONN" --no-progress
-measure "pgbackrest backup --type=full" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=full
+bench_measure "walctl backup (full)" "$WORK/repo/backup" "$WALCTL" backup --config "$WORK/local.conf" --label F --dbname "$CONN" --no-progress
+bench_measure "pgbackrest backup --type=full" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=full
 
 echo "== 5% of the rows change" >&2
 psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0"
 psql_ "checkpoint"
-CHECK="$(psql_ "select md5(string_agg(abalance::text, ',' order by aid)) from pgbench_accounts")"
+CHECK="$(bench_accounts_checksum "$WORK" "$PORT")"
 
 echo "== incremental backups" >&2
-measure "walctl backup --type incremental" "$WORK/repo/backup" "$WALCTL" backup --config "$WORK/local.conf" --type incremental --label I --dbname "$CONN" --no-progress
-measure "pgbackrest backup --type=incr" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=incr
+bench_measure "walctl backup --type incremental" "$WORK/repo/backup" "$WALCTL" backup --config "$WORK/local.conf" --type incremental --label I --dbname "$CONN" --no-progress
+bench_measure "pgbackrest backup --type=incr" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=incr
 grep -E "read .* unchanged since" "$WORK/out.txt" >&2 || true
 
 echo "== restores" >&2
-measure "walctl restore-backup F (full)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress
-measure "walctl restore-backup I (chain F -> I)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress
+bench_measure "walctl restore-backup F (full)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress
+bench_measure "walctl restore-backup I (chain F -> I)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress
 rm -rf "$WORK/r-chain"
 install -d -m 700 -o postgres -g postgres "$WORK/r-pgbr"
-measure "pgbackrest restore (incr)" - "${PGBR[@]}" --pg1-path="$WORK/r-pgbr" restore
+bench_measure "pgbackrest restore (incr)" - "${PGBR[@]}" --pg1-path="$WORK/r-pgbr" restore
 rm -rf "$WORK/r-pgbr"
 # --delta: into a directory holding the restored full backup (the 5% change differs).
 cp -a "$WORK/r-full" "$WORK/r-full-pgbr"
-measure "walctl restore-backup I --delta (over F)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-full" --delta --no-progress
+bench_measure "walctl restore-backup I --delta (over F)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-full" --delta --no-progress
 grep -E "kept" "$WORK/out.txt" >&2 || true
-measure "pgbackrest restore --delta (over F)" - "${PGBR[@]}" --pg1-path="$WORK/r-full-pgbr" --delta restore
+bench_measure "pgbackrest restore --delta (over F)" - "${PGBR[@]}" --pg1-path="$WORK/r-full-pgbr" --delta restore
 # The delta result recovers to the incremental's rows.
-P2=$((PORT + 1))
-cat >> "$WORK/r-full/postgresql.conf" <<EOF
-port = $P2
-archive_mode = off
-restore_command = '$WALCTL archive-get --config $WORK/local.conf %f %p'
-recovery_target = 'immediate'
-recovery_target_action = promote
-EOF
 as_pg touch "$WORK/r-full/recovery.signal"
-as_pg "$PGBIN/pg_ctl" -D "$WORK/r-full" -l "$WORK/r.log" -w -t 600 start >/dev/null
-for _ in $(seq 1 600); do [ "$(as_pg "$PGBIN/psql" -X -h "$WORK" -p "$P2" -d postgres -qAt -c 'select pg_is_in_recovery()')" = f ] && break; sleep 0.5; done
-GOT="$(as_pg "$PGBIN/psql" -X -h "$WORK" -p "$P2" -d postgres -qAt -c "select md5(string_agg(abalance::text, ',' order by aid)) from pgbench_accounts")"
-as_pg "$PGBIN/pg_ctl" -D "$WORK/r-full" -w -m fast stop >/dev/null
+GOT="$(bench_restored_checksum "$WORK/r-full" "$WORK" $((PORT + 1)) \
+    "restore_command = '$WALCTL archive-get --config $WORK/local.conf %f %p'" \
+    "recovery_target = 'immediate'" "recovery_target_action = promote")"
 [ "$GOT" = "$CHECK" ] && DELTA_OK="the --delta result recovered to exactly the incremental's rows" || DELTA_OK="MISMATCH after --delta"
 
-r() { awk -F'\t' -v n="$1" '$1 == n { print $'"$2"' }' "$WORK/results.tsv"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+r() { bench_result "$@"; }
+ratio() { bench_ratio "$@"; }
 {
     echo "Incremental backups, pgbench scale $SCALE ($((DATA_BYTES / 1000000)) MB without pg_wal), PostgreSQL 15, file repository, $(nproc) cores, $(date -u +%Y-%m-%d)"
     echo
-    echo "| step | seconds | stored bytes |"
-    echo "|---|---:|---:|"
-    while IFS=$'\t' read -r n s b; do echo "| $n | $s | $b |"; done < "$WORK/results.tsv"
+    bench_results_table
     echo
     echo "- walctl incremental / full: time $(ratio "$(r 'walctl backup --type incremental' 2)" "$(r 'walctl backup (full)' 2)"), stored $(ratio "$(r 'walctl backup --type incremental' 3)" "$(r 'walctl backup (full)' 3)")"
     echo "- pgBackRest incr / full: time $(ratio "$(r 'pgbackrest backup --type=incr' 2)" "$(r 'pgbackrest backup --type=full' 2)"), stored $(ratio "$(r 'pgbackrest backup --type=incr' 3)" "$(r 'pgbackrest backup --type=full' 3)")"

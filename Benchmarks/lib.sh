@@ -120,3 +120,66 @@ bench_s3_conf() {
 
 # bench_median: the median of the numbers on stdin, one a line.
 bench_median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+# bench_measure NAME STORED_DIR|- COMMAND...: one timed run of COMMAND as postgres (output in
+# $WORK/out.txt, GNU time in $WORK/time.txt); appends "NAME<TAB>wall seconds<TAB>bytes STORED_DIR grew
+# by (or -)" to $WORK/results.tsv. Exits the script when COMMAND fails.
+bench_measure() {
+    local name="$1" stored="$2"; shift 2
+    sync
+    local before=0 t0 t1 rc=0
+    [ "$stored" != - ] && before="$(du -sb "$stored" 2>/dev/null | cut -f1 || echo 0)"
+    t0="$(date +%s.%N)"
+    as_pg /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/out.txt" 2>&1 || rc=$?
+    t1="$(date +%s.%N)"
+    if [ "$rc" -ne 0 ]; then echo "FAILED: $name: $*" >&2; tail -20 "$WORK/out.txt" >&2; exit 1; fi
+    local added=-
+    [ "$stored" != - ] && added=$(( $(du -sb "$stored" | cut -f1) - before ))
+    printf '%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" "$added" >> "$WORK/results.tsv"
+    echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, stored +$added" >&2
+}
+
+# bench_result NAME COLUMN: column 2 (seconds) or 3 (bytes) of NAME's row in $WORK/results.tsv.
+bench_result() { awk -F'\t' -v n="$1" '$1 == n { print $'"$2"' }' "$WORK/results.tsv"; }
+
+# bench_ratio A B: A / B with two decimals.
+bench_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# bench_results_table: $WORK/results.tsv as a markdown table.
+bench_results_table() {
+    echo "| step | seconds | stored bytes |"
+    echo "|---|---:|---:|"
+    local n s b; while IFS=$'\t' read -r n s b; do echo "| $n | $s | $b |"; done < "$WORK/results.tsv"
+}
+
+# bench_accounts_checksum SOCKDIR PORT: row count, sum and md5 of pgbench_accounts' (aid, abalance).
+bench_accounts_checksum() {
+    as_pg "$PGBIN/psql" -X -h "$1" -p "$2" -d postgres -qAt -v ON_ERROR_STOP=1 -c \
+        "select count(*) || ':' || sum(abalance) || ':' || md5(string_agg(aid || '/' || abalance, ',' order by aid)) from pgbench_accounts"
+}
+
+# bench_restored_checksum DIR SOCKDIR PORT [CONF_LINE...]: starts the restored data directory DIR on
+# PORT (archive_mode off, plus CONF_LINEs; the caller creates recovery.signal when it wants archive
+# recovery), waits until recovery has ended, prints bench_accounts_checksum, stops it again.
+bench_restored_checksum() {
+    local dir="$1" sock="$2" port="$3" l; shift 3
+    { echo "port = $port"; echo "archive_mode = off"; for l in "$@"; do echo "$l"; done; } >> "$dir/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$dir" -l "$dir.log" -w -t 600 start >/dev/null
+    for _ in $(seq 1 1200); do
+        [ "$(as_pg "$PGBIN/psql" -X -h "$sock" -p "$port" -d postgres -qAt -c 'select pg_is_in_recovery()' 2>/dev/null)" = f ] && break
+        sleep 0.5
+    done
+    bench_accounts_checksum "$sock" "$port" || true
+    as_pg "$PGBIN/pg_ctl" -D "$dir" -w -m fast stop >/dev/null
+}
+
+# bench_pg_conf DATADIR SOCKDIR PORT [LINE...]: the benchmark cluster's settings appended to
+# DATADIR/postgresql.conf (socket only, replication for base backups, room for a bulk load), then LINEs.
+bench_pg_conf() {
+    local dir="$1" sock="$2" port="$3" l; shift 3
+    {
+        printf "port = %s\nlisten_addresses = ''\nunix_socket_directories = '%s'\n" "$port" "$sock"
+        printf 'wal_level = replica\nmax_wal_senders = 10\nmax_wal_size = 4GB\nshared_buffers = 256MB\n'
+        for l in "$@"; do echo "$l"; done
+    } >> "$dir/postgresql.conf"
+}
