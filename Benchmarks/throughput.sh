@@ -144,6 +144,7 @@ if [ "$S3" = 1 ]; then
         # One pgBackRest S3 repository per run (a fresh archive each time), created while the
         # template cluster runs (stanza-create needs it).
         as_pg "$PGBIN/pg_ctl" -D "$WORK/tpl" -l "$WORK/tpl.log" -w start >/dev/null
+        rm -f "$WORK/pgbr-s3-run"   # the runs count from 1 again: the emulator starts empty
         for r in $(seq 1 "$RUNS"); do
             as_pg pgbackrest $(pgbr_s3 "$r") --pg1-path="$WORK/tpl" --pg1-socket-path="$WORK/sock" --pg1-port="$PORT" stanza-create >&2
         done

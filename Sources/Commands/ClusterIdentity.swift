@@ -33,28 +33,32 @@ public struct ClusterIdentity: Equatable {
         let walDir = pgdata + "/pg_wal"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: walDir)) ?? []
         let segments = names.filter { $0.utf8.count == 24 && WALFileName($0) != nil }.sorted()
-        guard let newest = segments.last else {
-            // No segment (a base backup restored without WAL): pg_control records the size too.
-            guard let size = segmentSize(pgControl: control) else {
-                throw WalctlError.refused("no WAL segment in \(walDir), and no WAL segment size found in \(controlPath)")
+        // The newest segment whose first page was written: a running server may have created the
+        // next ones ahead, zero-filled (PostgreSQL 18 does while the cluster is idle), and those
+        // carry no header yet.
+        for name in segments.reversed() {
+            let segPath = walDir + "/" + name
+            guard let fh = FileHandle(forReadingAtPath: segPath) else {
+                throw WalctlError.file(operation: "open", path: segPath, errno: errno)
+            }
+            let head = fh.readData(ofLength: WALPage.longHeaderSize)
+            try? fh.close()
+            if head.allSatisfy({ $0 == 0 }) { continue }
+            let header: LongPageHeader
+            do { header = try head.withUnsafeBytes { try LongPageHeader(bytes: $0) } } catch let e as WALFormatError {
+                throw WalctlError.invalidWAL(file: segPath, reason: e)
+            }
+            guard let size = WALSegmentSize(bytes: UInt64(header.segmentSize)) else {
+                throw WalctlError.invalidWAL(file: segPath, reason: .invalidSegmentSize(UInt64(header.segmentSize)))
+            }
+            guard header.systemIdentifier == sysid else {
+                throw WalctlError.invalidWAL(file: segPath, reason: .systemIdentifierMismatch(segment: header.systemIdentifier, repository: sysid))
             }
             return ClusterIdentity(systemIdentifier: sysid, segmentSize: size, pgVersion: major)
         }
-        let segPath = walDir + "/" + newest
-        guard let fh = FileHandle(forReadingAtPath: segPath) else {
-            throw WalctlError.file(operation: "open", path: segPath, errno: errno)
-        }
-        defer { try? fh.close() }
-        let head = fh.readData(ofLength: WALPage.longHeaderSize)
-        let header: LongPageHeader
-        do { header = try head.withUnsafeBytes { try LongPageHeader(bytes: $0) } } catch let e as WALFormatError {
-            throw WalctlError.invalidWAL(file: segPath, reason: e)
-        }
-        guard let size = WALSegmentSize(bytes: UInt64(header.segmentSize)) else {
-            throw WalctlError.invalidWAL(file: segPath, reason: .invalidSegmentSize(UInt64(header.segmentSize)))
-        }
-        guard header.systemIdentifier == sysid else {
-            throw WalctlError.invalidWAL(file: segPath, reason: .systemIdentifierMismatch(segment: header.systemIdentifier, repository: sysid))
+        // No written segment (a base backup restored without WAL): pg_control records the size too.
+        guard let size = segmentSize(pgControl: control) else {
+            throw WalctlError.refused("no WAL segment in \(walDir), and no WAL segment size found in \(controlPath)")
         }
         return ClusterIdentity(systemIdentifier: sysid, segmentSize: size, pgVersion: major)
     }
