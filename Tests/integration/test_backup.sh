@@ -246,9 +246,10 @@ test_other_cluster_is_refused_pg15() {
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }
 
-# Versions outside PG_VERSIONS are skipped (the suite still lists them as ok).
+# Versions outside PG_VERSIONS are not run and not counted.
 for v in 15 16 18; do
-    case " $PG_VERSIONS " in *" $v "*) ;; *) eval "test_backup_restore_pg$v() { echo '    skipped (not in PG_VERSIONS)'; }" ;; esac
+    # Not run, and not counted: a skipped test is never reported as passed.
+    case " $PG_VERSIONS " in *" $v "*) ;; *) echo "  skip test_backup_restore_pg$v (not in PG_VERSIONS; not counted)"; unset -f "test_backup_restore_pg$v" ;; esac
 done
 
 run_suite "$@"

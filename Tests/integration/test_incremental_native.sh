@@ -173,7 +173,9 @@ test_summarize_wal_off_pg18() {
 
 case " $PG_VERSIONS " in
     *" 18 "*) ;;
-    *) for t in test_native_chain_pg18 test_summarize_wal_off_pg18; do eval "$t() { echo '    skipped (18 not in PG_VERSIONS)'; }"; done ;;
+    # Not run, and not counted: a skipped test is never reported as passed.
+    *) echo "  skip test_native_chain_pg18 test_summarize_wal_off_pg18 (18 not in PG_VERSIONS; not counted)"
+       unset -f test_native_chain_pg18 test_summarize_wal_off_pg18 ;;
 esac
 
 run_suite "$@"
