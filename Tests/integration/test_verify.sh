@@ -161,6 +161,10 @@ test_damaged_segment_until_a_later_backup() {
     # A base backup taken after the damage: recovery from it never reads the damaged WAL.
     as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label b2 --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
         || fail "walctl backup take b2"
+    # The backup history file b2's stop wrote is archived by PostgreSQL's archiver after the backup
+    # returns: until that push has ended (its .ready gone), verify rightly sees its meta without its
+    # catalog row (STALE).
+    wait_until 60 bash -c "! ls '$W/data/pg_wal/archive_status' | grep -q '\.ready\$'" || fail "the archiver did not finish b2's files"
     wv verify > "$W/v3.out" 2>&1 || { cat "$W/v3.out"; fail "verify after a later backup"; }
     teardown
 }
