@@ -224,6 +224,22 @@ public struct ServerManifest: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Checks one file's bytes against its entry: listed, the same size, and (CRC32C manifests) the
+    /// same checksum. Throws `refused` for a file the manifest does not list, `checksumMismatch`
+    /// otherwise.
+    public func verify(_ key: String, size: Int64, crc32c: UInt32) throws {
+        guard let m = files[key] else { throw WalctlError.refused("\(key) is in the backup archive but not in its manifest") }
+        guard m.size == size else {
+            throw WalctlError.checksumMismatch(name: key, expected: m.checksum ?? "-", actual: "-", size: size, expectedSize: m.size)
+        }
+        if m.algorithm == "CRC32C", let expected = m.checksum {
+            let actual = Self.crc32cHex(crc32c)
+            guard actual == expected else {
+                throw WalctlError.checksumMismatch(name: key, expected: expected, actual: actual, size: size, expectedSize: m.size)
+            }
+        }
+    }
+
     /// The manifest's text for a CRC-32C value: PostgreSQL prints the checksum's bytes in memory
     /// order (little-endian here), hex encoded.
     public static func crc32cHex(_ v: UInt32) -> String {

@@ -211,16 +211,7 @@ final class NativeChainVisitor: TarVisitor {
     private func check(_ key: String) throws {
         files += 1; bytes += count
         seen.insert(key)
-        guard let m = manifest.files[key] else { throw WalctlError.refused("\(key) is in the backup archive but not in its manifest") }
-        guard m.size == count else {
-            throw WalctlError.checksumMismatch(name: key, expected: m.checksum ?? "-", actual: "-", size: count, expectedSize: m.size)
-        }
-        if m.algorithm == "CRC32C", let expected = m.checksum {
-            let actual = ServerManifest.crc32cHex(crc.value)
-            guard actual == expected else {
-                throw WalctlError.checksumMismatch(name: key, expected: expected, actual: actual, size: count, expectedSize: m.size)
-            }
-        }
+        try manifest.verify(key, size: count, crc32c: crc.value)
         verified += 1
     }
 }

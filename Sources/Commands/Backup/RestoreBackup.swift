@@ -609,20 +609,9 @@ final class RestoreWriter: TarVisitor {
         bytes += written
         let key = manifestPrefix + e.path
         guard let manifest else { return }
-        guard let m = manifest.files[key] else {
-            // The server adds backup_label and tablespace_map to the manifest; nothing else should be extra.
-            throw WalctlError.refused("\(key) is in the backup archive but not in its manifest")
-        }
+        // The server adds backup_label and tablespace_map to the manifest; nothing else should be extra.
         seen.insert(key)
-        guard m.size == written else {
-            throw WalctlError.checksumMismatch(name: key, expected: m.checksum ?? "-", actual: "-", size: written, expectedSize: m.size)
-        }
-        if m.algorithm == "CRC32C", let expected = m.checksum {
-            let actual = ServerManifest.crc32cHex(crc.value)
-            guard actual == expected else {
-                throw WalctlError.checksumMismatch(name: key, expected: expected, actual: actual, size: written, expectedSize: m.size)
-            }
-        }
+        try manifest.verify(key, size: written, crc32c: crc.value)
         verified += 1
     }
 
