@@ -130,32 +130,28 @@ struct BackupCommand: ParsableCommand {
 }
 
 extension BackupCommand {
+    /// `backup pin` / `backup unpin`: one body for both.
+    static func setPin(_ pinned: Bool, label: String, global: GlobalOptions) throws {
+        try runCommand {
+            let config = try global.load()
+            let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
+            try BackupMetadata.setPinned(label: label, pinned, repository: access.repository, catalog: try? access.open(), logger: access.logger)
+            print("backup \(label) \(pinned ? "pinned" : "unpinned")")
+        }
+    }
+
     struct Pin: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "pin", abstract: "Pin a backup: expire never removes it or the WAL it needs to be consistent.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The backup label.") var label: String
-        func run() throws {
-            try runCommand {
-                let config = try global.load()
-                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
-                try BackupMetadata.setPinned(label: label, true, repository: access.repository, catalog: try? access.open(), logger: access.logger)
-                print("backup \(label) pinned")
-            }
-        }
+        func run() throws { try setPin(true, label: label, global: global) }
     }
 
     struct Unpin: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "unpin", abstract: "Unpin a backup: the retention settings decide again.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The backup label.") var label: String
-        func run() throws {
-            try runCommand {
-                let config = try global.load()
-                let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
-                try BackupMetadata.setPinned(label: label, false, repository: access.repository, catalog: try? access.open(), logger: access.logger)
-                print("backup \(label) unpinned")
-            }
-        }
+        func run() throws { try setPin(false, label: label, global: global) }
     }
 }
 
