@@ -8,6 +8,7 @@
 #   BENCH_RUNS=2        runs of every command (the report gives medians)
 #   BENCH_S3=1          also back up to / restore from moto (walctl over plain http, pgBackRest through
 #                       nginx terminating TLS: pgBackRest speaks only https to S3); 0 = local only
+#   WALCTL=...          use this binary instead of building
 #   BENCH_SCRATCH=...   SwiftPM scratch path for the walctl release build (default .build-bbench)
 #   KEEP_TMP=1          keep the work directory
 #   BENCH_ONLY=progress only walctl, local: backup and restore-backup with progress (a line every
@@ -46,13 +47,18 @@ if [ "$WITH_S3" = 1 ] && ! command -v nginx >/dev/null; then
     echo "nginx not found (apt-get install nginx-light): S3 runs skipped for pgBackRest" >&2
 fi
 
-echo "== building walctl (release, static stdlib) into $SCRATCH" >&2
-(cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+if [ -n "${WALCTL:-}" ]; then
+    BUILT="$WALCTL"
+else
+    echo "== building walctl (release, static stdlib) into $SCRATCH" >&2
+    (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+    BUILT="$SCRATCH/release/walctl"
+fi
 
 WORK="$(mktemp -d /tmp/walctl-bbench.XXXXXX)"
 chmod 755 "$WORK"
 mkdir -p "$WORK/bin"
-cp "$SCRATCH/release/walctl" "$WORK/bin/walctl"
+cp "$BUILT" "$WORK/bin/walctl"
 WALCTL="$WORK/bin/walctl"
 chown -R postgres:postgres "$WORK"
 as_pg() { runuser -u postgres -- "$@"; }
@@ -190,10 +196,11 @@ measure() {
     wait "$pid" || rc=$?
     t1="$(date +%s.%N)"
     if [ "$rc" -ne 0 ]; then echo "FAILED: $name: $*" >&2; tail -20 "$WORK/out.txt" >&2; return 1; fi
-    local rss sb="-"
+    local rss sb="-" cpu
     rss="$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/time.txt")"
+    cpu="$(awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ { s += $2 } END { printf "%.3f", s }' "$WORK/time.txt")"
     [ "$stored" != "-" ] && sb="$(du -sb "$stored" | cut -f1)"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$rss" "$sum" "$sb" >> "$WORK/results.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$rss" "$sum" "$sb" "$cpu" >> "$WORK/results.tsv"
     echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, $rss kB, all processes $sum kB" >&2
 }
 
@@ -263,9 +270,9 @@ tsv, data_bytes, scale, runs, load, wv, bv, pv, s3, s3pgbr = sys.argv[1:]
 data_bytes = int(data_bytes)
 rows = collections.OrderedDict()
 for line in open(tsv):
-    name, secs, rss, tree, stored = line.rstrip("\n").split("\t")
-    r = rows.setdefault(name, {"s": [], "rss": [], "tree": [], "stored": []})
-    r["s"].append(float(secs)); r["rss"].append(int(rss)); r["tree"].append(int(tree))
+    name, secs, rss, tree, stored, cpu = line.rstrip("\n").split("\t")
+    r = rows.setdefault(name, {"s": [], "rss": [], "tree": [], "stored": [], "cpu": []})
+    r["s"].append(float(secs)); r["rss"].append(int(rss)); r["tree"].append(int(tree)); r["cpu"].append(float(cpu))
     if stored != "-": r["stored"].append(int(stored))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"Machine: {os.cpu_count()} cores, {cpu}, kernel {platform.release()}; shared with other engineers' builds and")
@@ -293,5 +300,13 @@ for what in ("backup", "restore-backup"):
     if a in rows and b in rows:
         ma, mb = statistics.median(rows[a]["s"]), statistics.median(rows[b]["s"])
         print(f"- walctl {what}: with progress {ma:.2f} s, --no-progress {mb:.2f} s (medians): progress costs {100 * (ma / mb - 1):+.1f}% (goal < 2%)")
+        # The walctl process's own CPU (user + sys, from wait4 via time -v): where a progress line costs
+        # anything at all, and far less noisy than wall time on a shared disk. Paired: run i with
+        # progress against run i without (same run of the loop, alternating order).
+        ca, cb = statistics.median(rows[a]["cpu"]), statistics.median(rows[b]["cpu"])
+        pairs = [x / y for x, y in zip(rows[a]["cpu"], rows[b]["cpu"]) if y > 0]
+        pw = [x / y for x, y in zip(rows[a]["s"], rows[b]["s"]) if y > 0]
+        print(f"  walctl's CPU: with progress {ca:.3f} s, --no-progress {cb:.3f} s (medians): {100 * (ca / cb - 1):+.1f}%; "
+              f"median of paired ratios: CPU {100 * (statistics.median(pairs) - 1):+.1f}%, wall {100 * (statistics.median(pw) - 1):+.1f}% ({len(pairs)} pairs)")
 PY
 cat "$WORK/report.md"

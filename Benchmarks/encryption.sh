@@ -69,7 +69,8 @@ for i in $(seq 1 "$RUNS_BACKUP"); do
         t0=$(date +%s.%N)
         as_pg "$W" backup take --config "$WORK/$c.conf" --label "b$i" --dbname "host=$WORK port=$PORT user=postgres dbname=postgres" >/dev/null 2>"$WORK/backup.err"
         t1=$(date +%s.%N)
-        size=$(sed -n 's/.*: complete, \([0-9]*\) bytes.*/\1/p' "$WORK/backup.err")
+        grep -q ': complete, ' "$WORK/backup.err" || { echo "backup failed:" >&2; cat "$WORK/backup.err" >&2; exit 1; }
+        size=$(du -sb --exclude=pg_wal "$WORK/data" | cut -f1)   # the database backed up (the completion line prints binary units)
         python3 -c "print('| %s | %d | %.2f | %d | %.1f |' % ('$c', $i, $t1 - $t0, $size, $size / ($t1 - $t0) / 1e6))"
     done
 done
