@@ -5,12 +5,12 @@ import Storage
 /// The archive commands wired from configuration: what `walctl archive-push` and `archive-get` call.
 public struct Archiver {
     public var config: Configuration
-    public var warn: (String) -> Void
-    /// The CLI's logger (`log-level`): passed to the push, the get and the repository.
+    /// The CLI's logger (`log-level`): passed to the push, the get, the asynchronous path, the
+    /// safety valve and the repository; warnings are `.warning`.
     public var logger: Logger
 
-    public init(config: Configuration, warn: @escaping (String) -> Void, logger: Logger = WalctlLog.silent) {
-        self.config = config; self.warn = warn; self.logger = logger
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) {
+        self.config = config; self.logger = logger
     }
 
     /// archive-push of the file at `path`: asynchronous and/or under the safety valve when
@@ -18,7 +18,7 @@ public struct Archiver {
     public func push(path: String) throws -> PushOutcome {
         // Before the asynchronous path and the safety valve: neither may wait for, or let go, a FIFO.
         do { _ = try ArchivePush.checkInput(path: path) } catch { recordFailure(error); throw error }
-        if let outcome = try AsyncArchive(config: config, warn: warn).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
+        if let outcome = try AsyncArchive(config: config, logger: logger).pushIfEnabled(path: path, direct: { try self.pushDirect(path: path) }) {
             return outcome
         }
         return try pushDirect(path: path)
@@ -28,8 +28,7 @@ public struct Archiver {
     /// A failure is counted beside the catalog (`PushFailures`, `walctl_archive_push_failures_total`).
     public func pushDirect(path: String) throws -> PushOutcome {
         do {
-            var push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config, logger: logger), warn: warn)
-            push.logger = logger
+            let push = try ArchivePush(config: config, repository: try RepositoryFactory.open(config, logger: logger), logger: logger)
             return try push.push(path: path)
         } catch {
             recordFailure(error)
@@ -50,13 +49,12 @@ public struct Archiver {
         // recovery plan to honour are found there (ArchiveGet.confirmAbsent).
         let context = ArchiveGet.recoveryContext(directory: FileManager.default.currentDirectoryPath)
         let direct = { (repository: Repository) in
-            var get = ArchiveGet(repository: repository, retryTime: retry, warn: self.warn,
+            var get = ArchiveGet(repository: repository, retryTime: retry, logger: self.logger,
                                  clusterDirectory: context.clusterDirectory, planPath: context.planPath)
-            get.logger = self.logger
             get.fsync = fsync
             return try get.get(fileName: fileName, targetPath: targetPath)
         }
-        if let outcome = try PrefetchGet(config: config, warn: warn).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {
+        if let outcome = try PrefetchGet(config: config, logger: logger).getIfEnabled(fileName: fileName, targetPath: targetPath, direct: direct) {
             logger.debug("\(fileName): answered by the prefetching path")
             return outcome
         }

@@ -7,7 +7,7 @@ import WALFormat
 struct CatalogRecorder: ArchiveRecorder {
     var path: String
 
-    static func make(config: Configuration, warn: @escaping (String) -> Void) -> ArchiveRecorder? {
+    static func make(config: Configuration) -> ArchiveRecorder? {
         guard let path = config[.catalog] else { return nil }
         return CatalogRecorder(path: path)
     }

@@ -22,7 +22,7 @@ struct ArchivePushCommand: ParsableCommand {
         try runCommand {
             let config = try load()
             let logger = WalctlLog.make(level: config.logLevel)
-            let outcome = try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).push(path: path)
+            let outcome = try Archiver(config: config, logger: logger).push(path: path)
             if case .alreadyArchived(let m) = outcome {
                 logger.warning("\(m.name) was already archived with identical content")
             }
@@ -76,7 +76,7 @@ struct ArchiveGetCommand: ParsableCommand {
             if config[.archiveGetOnError]?.lowercased() == "not-found" { errorExit = 1 }
             let logger = WalctlLog.make(level: config.logLevel)
             do {
-                switch try Archiver(config: config, warn: { logger.warning("\($0)") }, logger: logger).get(fileName: walFile, targetPath: path) {
+                switch try Archiver(config: config, logger: logger).get(fileName: walFile, targetPath: path) {
                 case .restored:
                     if let progressFile { FastFront.appendProgress(progressFile, name: walFile) }
                     return

@@ -13,7 +13,10 @@ struct ArchivePushAsyncDaemonCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            try AsyncPushDaemon(config: config, walDir: walDir, spoolRoot: spool, log: daemonLog).run()
+            let archiveSpool = ArchiveSpool(root: spool)
+            try archiveSpool.prepare()
+            try AsyncPushDaemon(config: config, walDir: walDir, spoolRoot: spool,
+                                logger: try WalctlLog.daemon(level: config.logLevel, logPath: archiveSpool.logPath)).run()
         }
     }
 }
@@ -28,13 +31,10 @@ struct ArchiveGetPrefetchDaemonCommand: ParsableCommand {
     func run() throws {
         try runCommand {
             let config = try global.load()
-            try PrefetchDaemon.make(config: config, spoolDir: spool, planPath: plan, log: daemonLog).run()
+            let prefetchSpool = PrefetchSpool(dir: spool)
+            try prefetchSpool.prepare()
+            try PrefetchDaemon.make(config: config, spoolDir: spool, planPath: plan,
+                                    logger: try WalctlLog.daemon(level: config.logLevel, logPath: prefetchSpool.logPath)).run()
         }
     }
-}
-
-/// One timestamped line in the daemon's log (its stderr is the spool's daemon.log).
-func daemonLog(_ message: String) {
-    let ts = ISO8601DateFormatter().string(from: Date())
-    FileHandle.standardError.write(Data("\(ts) walctl[\(getpid())]: \(message)\n".utf8))
 }

@@ -71,7 +71,7 @@ struct BackupCommand: ParsableCommand {
                 let autoExpire = try config.bool(.expireAuto)
                 if autoExpire { _ = try Expire.policy(config) }
                 let catalog = try? access.open()
-                let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, log: { report($0) },
+                let record = try takeBackup(connection: dbname, repository: access.repository, options: options, catalog: catalog, logger: access.logger,
                                               progress: try progressOptions.output(config))
                 print("backup \(record.label) complete (\(record.type.rawValue)\(record.parent.map { " on \($0)" } ?? "")): \(record.startLSN) .. \(record.stopLSN) on timeline \(record.timeline), \(Human.bytes(record.size))\(record.storedSize.map { " (\(Human.bytes($0)) stored)" } ?? "")")
                 if autoExpire {
@@ -177,7 +177,7 @@ struct RestoreBackupCommand: ParsableCommand {
             guard !(force && delta) else { throw ValidationError("--force and --delta exclude each other") }
             var options = RestoreOptions()
             options.delta = delta
-            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, log: { report($0) },
+            let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, logger: access.logger,
                                       progress: try progressOptions.output(config))
             let chain = r.chain.count > 1 ? " (chain \(r.chain.joined(separator: " -> ")))" : ""
             let kept = delta ? ", \(r.keptFiles) kept, \(r.removedFiles) removed" : ""

@@ -23,13 +23,6 @@ import Codec
         try FileManager.default.createDirectory(atPath: root + "/pg_wal/archive_status", withIntermediateDirectories: true)
     }
 
-    final class Log: @unchecked Sendable {
-        private let lock = NSLock()
-        private var lines: [String] = []
-        func add(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
-        var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
-    }
-
     func name(_ n: XLogSegNo) -> String { SegmentID(timeline: 1, segno: n).fileName(size: .default) }
 
     /// A sound segment `n` (ends with a switch); with `damageAt`, the LSN of a record whose byte is flipped.
@@ -54,8 +47,8 @@ import Codec
     // MARK: damaged WAL
 
     @Test func damagedSegmentIsStoredWithAWarningAndRecorded() throws {
-        let log = Log()
-        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, warn: log.add)
+        let log = LogCapture()
+        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, logger: log.logger)
         _ = try push.push(path: try write(segment(1).bytes, "in/" + name(1)))
         #expect(log.all.isEmpty, "\(log.all)")
         #expect(try repository.meta(for: .segment(name(1)))?.summary?.damagedAt == nil)
@@ -64,30 +57,52 @@ import Codec
         guard case .stored(let meta) = try push.push(path: try write(bytes, "in/" + name(2))) else { Issue.record("not stored"); return }
         #expect(meta.summary?.damagedAt == victim && meta.summary?.damageReason?.contains("CRC") == true)
         #expect(try repository.meta(for: .segment(name(2))) == meta)
-        let warning = try #require(log.all.first { $0.hasPrefix("WARNING: DAMAGED WAL in \(name(2))") })
-        #expect(warning.contains("at \(victim)"))
+        let warning = try #require(log.entries.first { $0.message.hasPrefix("WARNING: DAMAGED WAL in \(name(2))") })
+        #expect(warning.message.contains("at \(victim)") && warning.level == .warning)
         // Stored as it is.
         _ = try ArchiveGet(repository: repository, retryTime: 0).get(fileName: name(2), targetPath: root + "/back")
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: root + "/back"))) == bytes)
     }
 
+    /// Issue 15 (one reporting path): what `walctl archive-push` runs, `Archiver`, hands a module's
+    /// warning to the logger the CLI gave it (`WalctlLog.make`: stderr, PostgreSQL's log), with its
+    /// text and at warning. (Before, Archiver passed a `warn` closure down and the modules never
+    /// saw the logger: a logger alone received nothing.)
+    @Test func archiversWarningReachesTheCLIsLoggerAtWarning() throws {
+        let config = try Configuration.load(flags: ["repository": "file://" + root + "/repo"], environment: [:], configPath: "/dev/null")
+        let log = LogCapture()
+        let (bytes, victim) = segment(5, damaged: true)
+        guard case .stored = try Archiver(config: config, logger: log.logger).push(path: try write(bytes, "cli/" + name(5))) else {
+            Issue.record("not stored"); return
+        }
+        let expected = ArchivePush.damageWarning(name: name(5), damage: WALDamage(lsn: victim, reason: try #require(try repository.meta(for: .segment(name(5)))?.summary?.damageReason)),
+                                                 displayPath: root + "/cli/" + name(5))
+        #expect(log.entries == [LogCapture.Entry(level: .warning, message: expected)], "\(log.entries)")
+        // At log-level = error the same logger's handler drops it (the level is the handler's).
+        let quiet = LogCapture(level: .error)
+        _ = try Archiver(config: config, logger: quiet.logger).push(path: try write(segment(6, damaged: true).bytes, "cli/" + name(6)))
+        #expect(quiet.entries.isEmpty, "\(quiet.entries)")
+    }
+
+    /// The background pusher logs through `WalctlLog.daemon`: the warning lands in the spool's
+    /// daemon.log as one timestamped line.
     @Test func asyncPusherWarnsInItsLogAndRecordsTheDamage() throws {
         let (bytes, victim) = segment(3, damaged: true)
         _ = try write(bytes, "pg_wal/" + name(3))
         FileManager.default.createFile(atPath: root + "/pg_wal/archive_status/" + name(3) + ".ready", contents: nil)
         let spool = ArchiveSpool(root: root + "/spool")
         try spool.prepare()
-        let log = Log()
         let e = PushEngine(pusher: ArchivePush(repository: repository, codec: .zstd, level: nil), info: info, spool: spool,
                            walDir: root + "/pg_wal", repositorySetting: "r", compressWorkers: 1, uploadWorkers: 1,
-                           stageMax: 1 << 30, log: log.add)
+                           stageMax: 1 << 30, logger: try WalctlLog.daemon(level: "warning", logPath: spool.logPath))
         e.start()
         defer { e.stop() }
         e.submit(ReadyScanner.scan(walDir: root + "/pg_wal"))
         #expect(e.drain(timeout: 60))
         guard case .ok(let rec) = spool.result(name(3)) else { Issue.record("\(spool.result(name(3)))"); return }
         #expect(rec.meta.summary?.damagedAt == victim)
-        #expect(log.all.contains { $0.hasPrefix("WARNING: DAMAGED WAL in \(name(3))") && $0.contains("at \(victim)") }, "\(log.all)")
+        let lines = (try String(contentsOfFile: spool.logPath, encoding: .utf8)).split(separator: "\n")
+        #expect(lines.count == 1 && lines[0].hasSuffix(" walctl[\(getpid())]: " + ArchivePush.damageWarning(name: name(3), damage: WALDamage(lsn: victim, reason: rec.meta.summary?.damageReason ?? "?"), displayPath: root + "/pg_wal/" + name(3))), "\(lines)")
     }
 
     // MARK: special files
@@ -120,8 +135,8 @@ import Codec
     // MARK: history files
 
     @Test func historyParentsMustBeArchivedOrBesideTheFile() throws {
-        let log = Log()
-        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, warn: log.add)
+        let log = LogCapture()
+        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, logger: log.logger)
         let h3 = Array("1\t0/3000000\tx\n2\t0/5000000\ty\n".utf8)
         do {
             _ = try push.push(path: try write(h3, "lonely/00000003.history"))
@@ -152,13 +167,13 @@ import Codec
     func rePushStoresAMissingObjectAgain(codec: CodecKind) throws {
         let bytes = segment(4).bytes
         let path = try write(bytes, "in/" + name(4))
-        let log = Log()
-        let push = ArchivePush(repository: repository, codec: codec, level: nil, warn: log.add)
+        let log = LogCapture()
+        let push = ArchivePush(repository: repository, codec: codec, level: nil, logger: log.logger)
         guard case .stored(let meta) = try push.push(path: path) else { Issue.record("not stored"); return }
         let key = try #require(meta.objectKey)
         try repository.store.delete(key: key)
         // Pushed again with another configured codec: the object is stored as the meta says.
-        let other = ArchivePush(repository: repository, codec: codec == .zstd ? .gzip : .zstd, level: nil, warn: log.add)
+        let other = ArchivePush(repository: repository, codec: codec == .zstd ? .gzip : .zstd, level: nil, logger: log.logger)
         #expect(try other.push(path: path) == .alreadyArchived(meta))
         #expect(try repository.store.head(key: key) != nil)
         #expect(log.all.contains { $0.contains("missing from the repository: stored it again") })
@@ -183,8 +198,8 @@ import Codec
         for f in old + [".keep"] {
             try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: dir + "/" + f)
         }
-        let log = Log()
-        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, warn: log.add)
+        let log = LogCapture()
+        let push = ArchivePush(repository: repository, codec: .zstd, level: nil, logger: log.logger)
         _ = try push.push(path: try write(segment(0x11).bytes, "in/" + name(0x11)))   // 17: no sweep
         #expect(old.allSatisfy { FileManager.default.fileExists(atPath: dir + "/" + $0) })
         _ = try push.push(path: try write(segment(0x20).bytes, "in/" + name(0x20)))   // 32: sweeps

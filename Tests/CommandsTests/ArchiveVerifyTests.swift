@@ -33,7 +33,7 @@ import WALFormat
         _ = w.appendCommit(time: PGTimestamp(microseconds: 848_980_022_115_455 + Int64(n) * 1_000_000))
         _ = w.appendSwitch()   // as PostgreSQL's switched segments end: a zeroed tail without it is damage (issue 12)
         try Data(w.segment(0)).write(to: URL(fileURLWithPath: root + "/pg_wal/" + name(n)))
-        _ = try Archiver(config: try config(), warn: { _ in }).push(path: root + "/pg_wal/" + name(n))
+        _ = try Archiver(config: try config()).push(path: root + "/pg_wal/" + name(n))
     }
 
     @Test func aContinuousArchiveVerifiesAndDeepReadsEveryObject() throws {
@@ -47,7 +47,7 @@ import WALFormat
     @Test func aSkipAGapAndACorruptObjectAreEachReported() throws {
         for n: XLogSegNo in [10, 11, 13, 14, 16] { try archive(n) }
         SafetyValve.skip(name: name(12), size: Int64(WALSegmentSize.default.bytes), reason: "waited 4000 s, more than archive-push-max-age 3600",
-                         spool: ArchiveSpool(root: root + "/spool"), config: try config(), warn: { _ in })
+                         spool: ArchiveSpool(root: root + "/spool"), config: try config(), logger: WalctlLog.silent)
         let shallow = try ArchiveVerify(config: try config()).run(deep: false)
         #expect(!shallow.ok && !shallow.deep && shallow.objectsRead == 0)
         #expect(shallow.gaps.map(\.from) == [name(12), name(15)])

@@ -106,7 +106,7 @@ import Catalog
         try spool.prepare()
         let held = try #require(try SpoolLock.tryAcquire(spool.lockPath))
         defer { held.release() }
-        let daemon = AsyncPushDaemon(config: try config(), walDir: root + "/pg_wal", spoolRoot: spool.root, log: { _ in })
+        let daemon = AsyncPushDaemon(config: try config(), walDir: root + "/pg_wal", spoolRoot: spool.root, logger: WalctlLog.silent)
         #expect(try daemon.run() == false)
     }
 
@@ -118,7 +118,7 @@ import Catalog
         let repo = store.map { Repository(store: $0, url: "fake://") } ?? repository
         let pusher = ArchivePush(repository: repo, codec: .zstd, level: nil)
         let e = PushEngine(pusher: pusher, info: info, spool: spool, walDir: root + "/pg_wal", repositorySetting: "r",
-                           compressWorkers: 2, uploadWorkers: 3, stageMax: stageMax, log: { _ in })
+                           compressWorkers: 2, uploadWorkers: 3, stageMax: stageMax, logger: WalctlLog.silent)
         e.start()
         return (e, spool)
     }
@@ -184,9 +184,9 @@ import Catalog
         let spool = ArchiveSpool(root: root + "/spool")
         let repo = Repository(store: hanging, url: "fake://")
         let push = ArchivePush(repository: repo, codec: .zstd, level: nil)
-        var warnings: [String] = []
+        let warnings = LogCapture()
         let start = Date()
-        let outcome = try AsyncArchive(config: cfg, warn: { warnings.append($0) }).guardedDirect(
+        let outcome = try AsyncArchive(config: cfg, logger: warnings.logger).guardedDirect(
             name: .segment(nm), size: Int64(WALSegmentSize.default.bytes), walDir: root + "/pg_wal", spool: spool, valve: try ValvePolicy(config: cfg),
             direct: {
                 let bytes = self.segment(50)
@@ -197,7 +197,7 @@ import Catalog
         #expect(took < 6)
         guard case .stored(let m) = outcome else { Issue.record("\(outcome)"); return }
         #expect(m.codec == "skipped")
-        #expect(warnings.contains { $0.contains("SAFETY VALVE") && $0.contains(nm) })
+        #expect(warnings.entries.contains { $0.level == .warning && $0.message.contains("SAFETY VALVE") && $0.message.contains(nm) })
         #expect(spool.resultAndSkippedNames().skipped.contains(nm))
         // The gap is marked in the configured repository, and in the catalog.
         #expect(try repository.store.head(key: SafetyValve.markerKey(.segment(nm))) != nil)
@@ -210,12 +210,12 @@ import Catalog
 
     @Test func aSkipIsInTheCatalogUntilTheSegmentIsArchivedAfterAll() throws {
         let nm = try makeReady(70)
-        var warnings: [String] = []
-        let outcome = try AsyncArchive(config: try config(["archive-push-queue-max": "1"]), warn: { warnings.append($0) })
+        let warnings = LogCapture()
+        let outcome = try AsyncArchive(config: try config(["archive-push-queue-max": "1"]), logger: warnings.logger)
             .pushIfEnabled(path: root + "/pg_wal/" + nm, direct: { throw WalctlError.store(.transport(message: "the repository is down", key: nm)) })
         guard case .stored(let m)? = outcome else { Issue.record("\(String(describing: outcome))"); return }
         #expect(m.codec == "skipped")
-        #expect(!warnings.contains { $0.contains("could not record") })
+        #expect(!warnings.all.contains { $0.contains("could not record") })
         let rows = try catalog().skippedSegments()
         #expect(rows.map(\.name) == [nm])
         #expect(rows.first?.reason.contains("archive-push-queue-max") == true)
@@ -225,14 +225,14 @@ import Catalog
         FileManager.default.createFile(atPath: root + "/not-a-directory", contents: Data([1]))
         let down = try config(["archive-push-queue-max": "1", "repository": "file://" + root + "/not-a-directory/repo"])
         let other = try makeReady(71)
-        var downWarnings: [String] = []
-        _ = try AsyncArchive(config: down, warn: { downWarnings.append($0) })
+        let downWarnings = LogCapture()
+        _ = try AsyncArchive(config: down, logger: downWarnings.logger)
             .pushIfEnabled(path: root + "/pg_wal/" + other, direct: { throw WalctlError.refused("no") })
-        #expect(downWarnings.contains { $0.contains("did not take the skip marker") })
+        #expect(downWarnings.all.contains { $0.contains("did not take the skip marker") })
         let elsewhere = try Catalog(path: root + "/catalog.db", repositoryURL: "file://" + root + "/not-a-directory/repo", segmentSize: .default)
         #expect(try elsewhere.skippedSegments().map(\.name) == [other])
         // PostgreSQL pushes it again later and it is stored: the segment row wins, no gap.
-        _ = try Archiver(config: try config(), warn: { _ in }).push(path: root + "/pg_wal/" + nm)
+        _ = try Archiver(config: try config()).push(path: root + "/pg_wal/" + nm)
         #expect(try catalog().skippedSegments().isEmpty)
         #expect(try catalog().segment(named: nm) != nil)
     }
@@ -245,10 +245,65 @@ import Catalog
             try spool.writeSkip(SkipRecord(name: n, reason: "test", skippedAt: PGTimestamp(microseconds: 0), size: 1, markerStored: false))
         }
         _ = try ArchivePush(repository: repository, codec: .zstd, level: nil).push(path: root + "/pg_wal/" + archived)
-        SafetyValve.flushPending(spool: spool, repository: repository, warn: { _ in })
+        SafetyValve.flushPending(spool: spool, repository: repository, logger: WalctlLog.silent)
         #expect(spool.skipRecords().map(\.name) == [skipped])
         #expect(spool.skipRecords().first?.markerStored == true)
         #expect(try repository.store.head(key: SafetyValve.markerKey(.segment(skipped))) != nil)
+    }
+
+    // MARK: the daemons' log (issue 15)
+
+    /// The background pusher's lines go through its logger (`WalctlLog.daemon`) into the spool's
+    /// daemon.log, one line each with the time and pid, as the daemon wrote them before it had a
+    /// logger; its own notices and up whatever `log-level` says, debug detail only with debug.
+    @Test func thePushersLinesLandInDaemonLog() throws {
+        let spool = ArchiveSpool(root: root + "/spool")
+        try spool.prepare()
+        let logger = try WalctlLog.daemon(level: "error", logPath: spool.logPath)
+        let daemon = AsyncPushDaemon(config: try config(["repository": "file://" + root + "/not-initialised"]), walDir: root + "/pg_wal",
+                                     spoolRoot: spool.root, logger: logger)
+        #expect(throws: WalctlError.self) { try daemon.run() }
+        logger.notice("a notice")
+        logger.warning("a warning")
+        logger.debug("a debug line")
+        let lines = try String(contentsOfFile: spool.logPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(lines)")
+        let prefix = #/^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) walctl\[(\d+)\]: (.*)$/#
+        let parsed = lines.compactMap { $0.wholeMatch(of: prefix) }
+        #expect(parsed.count == lines.count, "\(lines)")
+        #expect(parsed.allSatisfy { $0.output.2 == Substring(String(getpid())) })
+        #expect(parsed.first?.output.3.hasPrefix("start failed (1 in a row): [repo-not-initialised] ") == true, "\(lines)")
+        #expect(parsed.dropFirst().map { String($0.output.3) } == ["a notice", "a warning"])
+        // Debug detail with log-level = debug, marked as such.
+        try WalctlLog.daemon(level: "debug", logPath: spool.logPath).debug("GET x")
+        #expect(try String(contentsOfFile: spool.logPath, encoding: .utf8).hasSuffix(" walctl[\(getpid())]: debug: GET x\n"))
+    }
+
+    /// The prefetcher's failed fetch is a warning line in its spool's daemon.log.
+    @Test func thePrefetchersFailedFetchLandsInDaemonLog() throws {
+        let nm = try makeReady(90)
+        guard case .stored(let meta) = try ArchivePush(repository: repository, codec: .zstd, level: nil).push(path: root + "/pg_wal/" + nm) else {
+            Issue.record("not stored"); return
+        }
+        try repository.store.delete(key: try #require(meta.objectKey))
+        let spool = PrefetchSpool(dir: root + "/pg_wal/walctl_prefetch")
+        try spool.prepare()
+        let d = PrefetchDaemon(spool: spool, repository: repository, repositorySetting: "file://" + root + "/repo", depth: 8, spoolMax: 1 << 30,
+                               workers: 1, segmentSize: .default, logger: try WalctlLog.daemon(level: "warning", logPath: spool.logPath))
+        try spool.setWant(name(89))
+        #expect(d.fetch(nm) == .dropped)
+        let text = try String(contentsOfFile: spool.logPath, encoding: .utf8)
+        #expect(text.contains(" walctl[\(getpid())]: prefetch of \(nm) failed: ") && text.hasSuffix(" (recovery will fetch it directly)\n"), "\(text)")
+    }
+
+    /// daemon.log is opened through LocalFS: never through a symbolic link.
+    @Test func aSymlinkedDaemonLogIsRefused() throws {
+        let spool = ArchiveSpool(root: root + "/spool")
+        try spool.prepare()
+        FileManager.default.createFile(atPath: root + "/victim", contents: Data("keep\n".utf8))
+        #expect(symlink(root + "/victim", spool.logPath) == 0)
+        #expect(throws: WalctlError.self) { _ = try WalctlLog.daemon(level: "warning", logPath: spool.logPath) }
+        #expect(try String(contentsOfFile: root + "/victim", encoding: .utf8) == "keep\n")
     }
 
     // MARK: issue 13
@@ -259,7 +314,7 @@ import Catalog
         let nm = try makeReady(80)
         let cfg = try config(["archive-push-queue-max": "1"])
         let spool = ArchiveSpool(root: root + "/spool")
-        let async = AsyncArchive(config: cfg, warn: { _ in })
+        let async = AsyncArchive(config: cfg)
         let valve = try ValvePolicy(config: cfg)
         #expect(valve.check(walDir: root + "/pg_wal", name: nm) != nil)   // over the limit
         let bytes = segment(80)
@@ -291,7 +346,7 @@ import Catalog
         var thrown: String?
         let cfg = try config(["archive-async": "true", "archive-push-queue-max": "1"])
         do {
-            _ = try AsyncArchive(config: cfg, warn: { _ in })
+            _ = try AsyncArchive(config: cfg)
                 .pushIfEnabled(path: root + "/loose/" + nm, direct: { called = true; throw WalctlError.refused("its own result") })
         } catch { thrown = "\(error)" }
         #expect(called)
@@ -373,7 +428,7 @@ import Catalog
 
     func prefetcher(depth: Int = 8, spoolMax: Int64 = 1 << 30) -> PrefetchDaemon {
         PrefetchDaemon(spool: PrefetchSpool(dir: root + "/pg_wal/walctl_prefetch"), repository: repository, repositorySetting: "file://" + root + "/repo",
-                       depth: depth, spoolMax: spoolMax, workers: 2, segmentSize: .default, log: { _ in })
+                       depth: depth, spoolMax: spoolMax, workers: 2, segmentSize: .default, logger: WalctlLog.silent)
     }
 
     @Test func windowStopsAtTheEndOfThePlannedRange() {
@@ -402,7 +457,7 @@ import Catalog
         #expect(d.fetch(name(71)) == .stored)
         #expect(d.fetch(name(72)) == .stored)
         #expect(d.fetch(name(73)) == .missing)   // not archived
-        let get = PrefetchGet(config: try config(), warn: { _ in })
+        let get = PrefetchGet(config: try config())
         let target = root + "/pg_wal/RECOVERYXLOG"
 
         // Current and complete: served by rename, byte-identical.

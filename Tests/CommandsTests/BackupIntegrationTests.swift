@@ -115,8 +115,8 @@ final class BackupIntegrationTests: XCTestCase {
         bench.async { benchResult = try? h.pgbench(["-c", "2", "-T", "8", "-n"]); benchDone.signal() }
         Thread.sleep(forTimeInterval: 1)
 
-        var logLines: [String] = []
-        let record = try takeBackup(connection: h.conninfo, repository: h.repository, options: BackupOptions()) { logLines.append($0) }
+        let logLines = LogCapture(level: .info)
+        let record = try takeBackup(connection: h.conninfo, repository: h.repository, options: BackupOptions(), logger: logLines.logger)
         XCTAssertEqual(record.status, .complete)
         XCTAssertLessThan(record.startLSN, record.stopLSN)
         XCTAssertEqual(record.pgVersion, major)

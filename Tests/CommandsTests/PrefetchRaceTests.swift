@@ -100,12 +100,12 @@ import FastPath
         let repo = repository, size = size, last = last
         let prefetchers = Prefetchers { idle, planned in
             let d = PrefetchDaemon(spool: spool, repository: repo, repositorySetting: "file://" + self.root + "/repo", depth: 4,
-                                   spoolMax: 1 << 30, workers: 2, segmentSize: size, log: { _ in })
+                                   spoolMax: 1 << 30, workers: 2, segmentSize: size, logger: WalctlLog.silent)
             d.idleExit = idle
             if planned { d.planEnd = [1: last] }   // the end of walctl recover's planned range
             return d
         }
-        var get = PrefetchGet(config: try config(), warn: { _ in })
+        var get = PrefetchGet(config: try config())
         let idleChoices: [TimeInterval] = [0.005, 0.02, 0.1, 0.5]
         var fgRNG = Seeded(state: seed)
         get.launchDaemon = { _ in prefetchers.startNext() }

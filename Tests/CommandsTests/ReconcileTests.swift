@@ -40,7 +40,7 @@ import WALFormat
         var bytes = w.segment(0)
         if damage { bytes[w.offset(of: commit) + 30] ^= 0x5a }
         try Data(bytes).write(to: URL(fileURLWithPath: root + "/pg_wal/" + name(n)))
-        _ = try Archiver(config: try config(catalog: catalog), warn: { _ in }).push(path: root + "/pg_wal/" + name(n))
+        _ = try Archiver(config: try config(catalog: catalog)).push(path: root + "/pg_wal/" + name(n))
     }
 
     /// A complete backup starting in segment `start` and stopping in it, stored and catalogued.

@@ -25,22 +25,21 @@ public struct ArchiveGet {
     public var repository: Repository
     /// How long to keep retrying a failing repository before giving up.
     public var retryTime: TimeInterval
-    public var warn: (String) -> Void
     /// The cluster's data directory when known (PostgreSQL runs restore_command there): its
     /// `global/pg_control` system identifier must equal the repository's binding.
     public var clusterDirectory: String?
     /// `walctl_recovery_plan.json` of the recovery in progress, when there is one: a segment inside
     /// its ranges that is absent is a broken repository, not the end of the archive.
     public var planPath: String?
-    /// Each repository request and decision at debug level (`log-level`).
-    public var logger: Logger = WalctlLog.silent
+    /// Each repository request and decision at debug level, a retried failure at info (`log-level`).
+    public var logger: Logger
     /// fsync the restored file before the rename (`archive-get-fsync`; restore_command leaves it to
     /// PostgreSQL, docs/recovery.md).
     public var fsync = true
 
-    public init(repository: Repository, retryTime: TimeInterval, warn: @escaping (String) -> Void = { _ in },
+    public init(repository: Repository, retryTime: TimeInterval, logger: Logger = WalctlLog.silent,
                 clusterDirectory: String? = nil, planPath: String? = nil) {
-        self.repository = repository; self.retryTime = retryTime; self.warn = warn
+        self.repository = repository; self.retryTime = retryTime; self.logger = logger
         self.clusterDirectory = clusterDirectory; self.planPath = planPath
     }
 

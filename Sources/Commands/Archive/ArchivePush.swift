@@ -25,21 +25,21 @@ public struct ArchivePush {
     public var codec: CodecKind
     public var level: Int32?
     public var recorder: ArchiveRecorder?
-    public var warn: (String) -> Void
-    /// Each repository request and decision at debug level (`log-level`).
-    public var logger: Logger = WalctlLog.silent
+    /// Warnings (damaged WAL, a healed object, swept leftovers, a catalog not updated) at warning,
+    /// each repository request and decision at debug (`log-level`).
+    public var logger: Logger
 
     public init(repository: Repository, codec: CodecKind, level: Int32?, recorder: ArchiveRecorder? = nil,
-                warn: @escaping (String) -> Void = { _ in }) {
-        self.repository = repository; self.codec = codec; self.level = level; self.recorder = recorder; self.warn = warn
+                logger: Logger = WalctlLog.silent) {
+        self.repository = repository; self.codec = codec; self.level = level; self.recorder = recorder; self.logger = logger
     }
 
     /// A push with the configured codec and level (`compress-type`, `compress-level`) recording into
     /// the configured catalog: what the synchronous and the asynchronous paths both use.
-    public init(config: Configuration, repository: Repository, warn: @escaping (String) -> Void) throws {
+    public init(config: Configuration, repository: Repository, logger: Logger) throws {
         let (codec, level): (CodecKind, Int32?)
         do { (codec, level) = try config.compression() } catch { throw WalctlError.configuration(error) }
-        self.init(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config, warn: warn), warn: warn)
+        self.init(repository: repository, codec: codec, level: level, recorder: CatalogRecorder.make(config: config), logger: logger)
     }
 
     /// The checks on what PostgreSQL handed over, before anything is read or stored: the file name
@@ -89,7 +89,7 @@ public struct ArchivePush {
             case .failure(let e): throw WalctlError.invalidWAL(file: displayPath, reason: e)
             }
         }
-        Self.noteDamage(&summary, name: name, displayPath: displayPath, warn: warn)
+        Self.noteDamage(&summary, name: name, displayPath: displayPath, logger: logger)
         let meta = ArchivedFileMeta(name: name.description, size: Int64(content.count), storedSize: storedSize,
                                     codec: codec.rawValue, crc32c: crc, archivedAt: PGTimestamp(date: Date()), summary: summary)
         logger.debug("\(name): PUT \(repository.url)/\(RepositoryLayout.metaKey(name)) if absent (the commit marker; \(storedSize) bytes stored)")
@@ -137,8 +137,7 @@ public struct ArchivePush {
             let removed = sweeper.removeLeftovers(besideKey: key, olderThan: Self.leftoverAge)
             if !removed.isEmpty {
                 let dir = String(key[..<(key.lastIndex(of: "/") ?? key.endIndex)])
-                warn("removed \(removed.count) temporary object(s) older than an hour, left in \(dir) by interrupted writes: " +
-                     removed.sorted().joined(separator: ", "))
+                logger.warning("removed \(removed.count) temporary object(s) older than an hour, left in \(dir) by interrupted writes: \(removed.sorted().joined(separator: ", "))")
             }
         }
     }
@@ -146,11 +145,11 @@ public struct ArchivePush {
     /// Damaged WAL (`SegmentSummary.damage(for:)`) is stored anyway, since refusing would stop archiving
     /// and fill pg_wal, but never silently: `WARNING: DAMAGED WAL` with the LSN goes to PostgreSQL's
     /// log, and the meta's summary records `damagedAt` / `damageReason` for verify and info.
-    static func noteDamage(_ summary: inout SegmentSummary?, name: WALFileName, displayPath: String, warn: (String) -> Void) {
+    static func noteDamage(_ summary: inout SegmentSummary?, name: WALFileName, displayPath: String, logger: Logger) {
         guard let damage = summary?.damage(for: name) else { return }
         summary?.damagedAt = damage.lsn
         summary?.damageReason = damage.reason
-        warn(damageWarning(name: name.description, damage: damage, displayPath: displayPath))
+        logger.warning("\(damageWarning(name: name.description, damage: damage, displayPath: displayPath))")
     }
 
     /// The one wording of the damaged-WAL warning (synchronous push, pusher log, async foreground).
@@ -244,7 +243,7 @@ public struct ArchivePush {
             let parentName = WALFileName.history(parent)
             let path = directory + "/" + parentName.description
             guard try repository.meta(for: parentName) == nil, FileManager.default.fileExists(atPath: path) else { continue }
-            warn("\(name) names timeline \(parent), whose history file is not in the repository: archiving \(path) first")
+            logger.warning("\(name) names timeline \(parent), whose history file is not in the repository: archiving \(path) first")
             _ = try push(path: path)
         }
     }
@@ -297,7 +296,7 @@ public struct ArchivePush {
             throw WalctlError.store(.configuration("archive metadata for \(existing.name) is malformed"))
         }
         _ = try store(content, key: key, codec: kind, level: kind == codec ? level : nil)
-        warn("\(name) was archived, but its data object \(key) was missing from the repository: stored it again from this identical file (crc32c \(existing.crc32c), \(existing.size) bytes)")
+        logger.warning("\(name) was archived, but its data object \(key) was missing from the repository: stored it again from this identical file (crc32c \(existing.crc32c), \(existing.size) bytes)")
     }
 
     /// Compresses `content` into a new object at `key`; returns the stored size.
@@ -334,7 +333,7 @@ public struct ArchivePush {
         do {
             try recorder.recordArchived(meta, repository: repository, info: info, content: content)
         } catch {
-            warn("\(meta.name) is archived, but the catalog was not updated (\(error)); `walctl catalog rebuild` repairs it")
+            logger.warning("\(meta.name) is archived, but the catalog was not updated (\(error)); `walctl catalog rebuild` repairs it")
         }
     }
 }

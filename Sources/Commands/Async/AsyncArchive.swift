@@ -2,6 +2,7 @@ import Foundation
 import Storage
 import WALFormat
 import Codec
+import Logging
 
 /// Asynchronous archive-push (`archive-async = true`) and the safety valve, as `Archiver.push`
 /// uses them.
@@ -14,9 +15,10 @@ import Codec
 /// which it does only after X's meta is durable in the repository.
 public struct AsyncArchive {
     public var config: Configuration
-    public var warn: (String) -> Void
+    /// The CLI's logger: the safety valve's and the damaged-WAL warnings go to PostgreSQL's log.
+    public var logger: Logger
 
-    public init(config: Configuration, warn: @escaping (String) -> Void) { self.config = config; self.warn = warn }
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) { self.config = config; self.logger = logger }
 
     /// Seconds between the foreground's looks at the spool.
     static let pollInterval: useconds_t = 2_000
@@ -60,8 +62,8 @@ public struct AsyncArchive {
         let outcome = try direct()
         let spool = ArchiveSpool(root: ArchiveSpool.rootPath(config: config, walDir: walDir))
         if SpoolFS.fileInfo(spool.skippedDir + "/" + name.description + ".json") != nil, (try? spool.prepare()) != nil,
-           let repo = try? RepositoryFactory.open(config) {
-            SafetyValve.flushPending(spool: spool, repository: repo, warn: warn)
+           let repo = try? RepositoryFactory.open(config, logger: logger) {
+            SafetyValve.flushPending(spool: spool, repository: repo, logger: logger)
         }
         return outcome
     }
@@ -89,20 +91,20 @@ public struct AsyncArchive {
         while done.wait(timeout: .now() + 0.25) == .timedOut {
             if Date() > deadline, let reason = valve.check(walDir: walDir, name: name.description) {
                 SafetyValve.skip(name: name.description, size: size, reason: reason + "; its push did not complete within archive-push-timeout \(timeout) s",
-                                 spool: spool, config: config, warn: warn)
+                                 spool: spool, config: config, logger: logger)
                 return Self.skippedOutcome(name.description, size: size)
             }
         }
         switch box.result! {
         case .success(let outcome):
-            if !spool.skipRecords().isEmpty, let repo = try? RepositoryFactory.open(config) {
-                SafetyValve.flushPending(spool: spool, repository: repo, warn: warn)
+            if !spool.skipRecords().isEmpty, let repo = try? RepositoryFactory.open(config, logger: logger) {
+                SafetyValve.flushPending(spool: spool, repository: repo, logger: logger)
             }
             return outcome
         case .failure(let error):
             if ValvePolicy.mayLetGo(after: error), let reason = valve.check(walDir: walDir, name: name.description) {
                 SafetyValve.skip(name: name.description, size: size, reason: reason + "; its push failed: \(Self.describe(error))",
-                                 spool: spool, config: config, warn: warn)
+                                 spool: spool, config: config, logger: logger)
                 return Self.skippedOutcome(name.description, size: size)
             }
             throw error
@@ -128,7 +130,7 @@ public struct AsyncArchive {
         func letGo(_ why: String) -> PushOutcome? {
             guard valve.enabled, let reason = valve.check(walDir: walDir, name: name.description) else { return nil }
             let size = SpoolFS.fileInfo(path)?.size ?? 0
-            SafetyValve.skip(name: name.description, size: size, reason: reason + "; " + why, spool: spool, config: config, warn: warn)
+            SafetyValve.skip(name: name.description, size: size, reason: reason + "; " + why, spool: spool, config: config, logger: logger)
             return Self.skippedOutcome(name.description, size: size)
         }
         while true {
@@ -138,7 +140,7 @@ public struct AsyncArchive {
                     spool.consume(name.description)
                     // The pusher logged it in daemon.log; PostgreSQL's log must have it too.
                     if !r.alreadyArchived, let d = r.meta.summary?.damage(for: name) {
-                        warn(ArchivePush.damageWarning(name: name.description, damage: d, displayPath: path))
+                        logger.warning("\(ArchivePush.damageWarning(name: name.description, damage: d, displayPath: path))")
                     }
                     return r.alreadyArchived ? .alreadyArchived(r.meta) : .stored(r.meta)
                 }
@@ -226,17 +228,19 @@ public struct AsyncArchive {
 
 /// The background pusher's life: take the spool lock (or leave: one pusher per cluster), push
 /// whatever PostgreSQL has marked ready until nothing has been ready for `idleExit` seconds, then
-/// exit. Results go to the spool; messages to `daemon.log`.
+/// exit. Results go to the spool; messages to `daemon.log` (its logger: `WalctlLog.daemon`).
 public struct AsyncPushDaemon {
     public var config: Configuration
     public var walDir: String
     public var spool: ArchiveSpool
     /// Seconds without work before the pusher exits.
     public var idleExit: TimeInterval = 3
-    public var log: (String) -> Void
+    /// Its messages: a failed start or push at error, warnings (damaged WAL, the valve) at warning,
+    /// the pusher's own events at notice; the repository's S3 warnings too.
+    public var logger: Logger
 
-    public init(config: Configuration, walDir: String, spoolRoot: String, log: @escaping (String) -> Void) {
-        self.config = config; self.walDir = walDir; self.spool = ArchiveSpool(root: spoolRoot); self.log = log
+    public init(config: Configuration, walDir: String, spoolRoot: String, logger: Logger) {
+        self.config = config; self.walDir = walDir; self.spool = ArchiveSpool(root: spoolRoot); self.logger = logger
     }
 
     /// Runs until idle. Returns false when another pusher already holds the lock.
@@ -246,7 +250,7 @@ public struct AsyncPushDaemon {
         let held: SpoolLock?
         do { held = try SpoolLock.tryAcquire(spool.lockPath) } catch {
             let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))
-            log("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
+            logger.error("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
             throw error
         }
         guard let lock = held else { return false }
@@ -255,23 +259,23 @@ public struct AsyncPushDaemon {
         let engine: PushEngine
         let repository: Repository
         do {
-            repository = try RepositoryFactory.open(config)
+            repository = try RepositoryFactory.open(config, logger: logger)
             guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
-            var pusher = try ArchivePush(config: config, repository: repository, warn: log)
+            var pusher = try ArchivePush(config: config, repository: repository, logger: logger)
             if let path = config[.catalog] { pusher.recorder = DaemonCatalogRecorder(path: path) }
             let workers = max(1, try config.int(.archiveWorkers) ?? 2)
             engine = PushEngine(pusher: pusher, info: info, spool: spool, walDir: walDir, repositorySetting: config[.repository] ?? "",
                                 compressWorkers: workers, uploadWorkers: workers * 2,
-                                stageMax: Int64(try config.int(.archiveSpoolMax) ?? 1 << 30), log: log)
+                                stageMax: Int64(try config.int(.archiveSpoolMax) ?? 1 << 30), logger: logger)
         } catch {
             // Once per failed start: the foreground starts the next pusher only after the back-off.
             let f = spool.recordFailedStart(reason: AsyncArchive.describe(error))
-            log("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
+            logger.error("start failed (\(f.failures) in a row): \(f.reason); the next start waits \(Int(f.backoff)) s")
             throw error
         }
         if spool.failedStart() != nil {
             spool.clearFailedStart()
-            log("started after earlier failed starts: back-off cleared")
+            logger.notice("started after earlier failed starts: back-off cleared")
         }
         engine.start()
         defer { engine.stop() }
@@ -304,11 +308,11 @@ public struct AsyncPushDaemon {
             if now.timeIntervalSince(lastHousekeeping) > 1 {
                 lastHousekeeping = now
                 if let lock, !lock.isStillAtPath || !SpoolFS.exists(walDir + "/archive_status") {
-                    log("the spool or \(walDir) was removed: stopping")
+                    logger.notice("the spool or \(walDir) was removed: stopping")
                     break
                 }
                 spool.dropOrphans(walDir: walDir)
-                if !spool.skipRecords().isEmpty { SafetyValve.flushPending(spool: spool, repository: repository, warn: log) }
+                if !spool.skipRecords().isEmpty { SafetyValve.flushPending(spool: spool, repository: repository, logger: logger) }
                 let backlog = ReadyScanner.backlog(ready)
                 let snap = DaemonSnapshot(pid: getpid(), walDir: walDir, updatedAt: PGTimestamp(date: now), readyFiles: ready.count,
                                           readyBytes: backlog.bytes, inFlight: engine.inFlightCount, stagedBytes: engine.stagedBytes,

@@ -4,6 +4,7 @@ import Storage
 import WALFormat
 import Planner
 import FastPath
+import Logging
 
 /// What the prefetcher keeps beside each fetched segment: the meta it was verified against and
 /// the repository it came from. The foreground serves the segment only when this still equals the
@@ -149,23 +150,19 @@ public struct PrefetchSpool {
 /// directly and says why at `log-level = debug`. Only the repository decides the answer.
 public struct PrefetchGet {
     public var config: Configuration
-    public var warn: (String) -> Void
+    /// The CLI's logger: why the spool was not used, at debug.
+    public var logger: Logger
     /// Starts the prefetcher for a spool (tests run it in-process); nil: `DaemonLauncher`.
     public var launchDaemon: ((PrefetchSpool) throws -> Void)?
 
-    public init(config: Configuration, warn: @escaping (String) -> Void) { self.config = config; self.warn = warn }
-
-    /// A message for `log-level = debug` only.
-    func debug(_ message: String) {
-        if config[.logLevel] == "debug" { warn(message) }
-    }
+    public init(config: Configuration, logger: Logger = WalctlLog.silent) { self.config = config; self.logger = logger }
 
     /// Handles archive-get when `restore-prefetch` > 0; nil otherwise.
     public func getIfEnabled(fileName: String, targetPath: String, direct: (Repository) throws -> GetOutcome) throws -> GetOutcome? {
         guard let n = try config.int(.restorePrefetch), n > 0 else { return nil }
         guard let name = WALFileName(fileName) else { throw WalctlError.invalidName(fileName) }
         let spool = PrefetchSpool(targetPath: targetPath)
-        let repository = try RepositoryFactory.open(config)
+        let repository = try RepositoryFactory.open(config, logger: logger)
         guard case .segment = name else {
             let outcome = try direct(repository)
             // A timeline history that exists may change which timeline recovery follows: what
@@ -190,20 +187,20 @@ public struct PrefetchGet {
     /// lock is released before the direct fetch (which may retry for minutes).
     func useSpool(fileName: String, targetPath: String, spool: PrefetchSpool, repository: Repository) -> GetOutcome? {
         guard let lock = SpoolDirectoryLock.shared(spool.dir, create: true) else {
-            debug("prefetch spool \(spool.dir) is unavailable (absent, being removed, or not writable): fetching \(fileName) directly")
+            logger.debug("prefetch spool \(spool.dir) is unavailable (absent, being removed, or not writable): fetching \(fileName) directly")
             return nil
         }
         defer { lock.release() }
         do { try spool.setWant(fileName) } catch {
-            debug("cannot write the prefetch request (\(error)): fetching \(fileName) directly")
+            logger.debug("cannot write the prefetch request (\(error)): fetching \(fileName) directly")
             return nil
         }
         var served: GetOutcome?
         do { served = try serve(name: fileName, targetPath: targetPath, spool: spool, repository: repository) } catch {
-            debug("cannot serve \(fileName) from the prefetch spool (\(error)): fetching it directly")
+            logger.debug("cannot serve \(fileName) from the prefetch spool (\(error)): fetching it directly")
         }
         do { try ensureDaemon(spool: spool) } catch {
-            debug("cannot start the prefetcher (\(error)); recovery goes on without it")
+            logger.debug("cannot start the prefetcher (\(error)); recovery goes on without it")
         }
         return served
     }
@@ -260,7 +257,8 @@ public final class PrefetchDaemon: @unchecked Sendable {
     let spoolMax: Int64
     let workers: Int
     let segmentSize: WALSegmentSize
-    let log: (String) -> Void
+    /// Its messages (`WalctlLog.daemon`: the spool's daemon.log): a failed fetch at warning.
+    let logger: Logger
     public var idleExit: TimeInterval = 30
     /// The last planned segment per timeline (`walctl recover`'s plan): the window never passes it.
     public var planEnd: [TimeLineID: XLogSegNo] = [:]
@@ -279,9 +277,9 @@ public final class PrefetchDaemon: @unchecked Sendable {
     private var stopping = false
 
     public init(spool: PrefetchSpool, repository: Repository, repositorySetting: String, depth: Int, spoolMax: Int64, workers: Int,
-                segmentSize: WALSegmentSize, log: @escaping (String) -> Void) {
+                segmentSize: WALSegmentSize, logger: Logger) {
         self.spool = spool; self.repository = repository; self.repositorySetting = repositorySetting; self.depth = depth
-        self.spoolMax = spoolMax; self.workers = max(1, workers); self.segmentSize = segmentSize; self.log = log
+        self.spoolMax = spoolMax; self.workers = max(1, workers); self.segmentSize = segmentSize; self.logger = logger
     }
 
     /// The last segment of each timeline's range in a saved plan (`walctl_recovery_plan.json`);
@@ -293,8 +291,8 @@ public final class PrefetchDaemon: @unchecked Sendable {
         return out
     }
 
-    public static func make(config: Configuration, spoolDir: String, planPath: String? = nil, log: @escaping (String) -> Void) throws -> PrefetchDaemon {
-        let repository = try RepositoryFactory.open(config)
+    public static func make(config: Configuration, spoolDir: String, planPath: String? = nil, logger: Logger) throws -> PrefetchDaemon {
+        let repository = try RepositoryFactory.open(config, logger: logger)
         guard let info = try repository.info(), let size = info.segmentSize else { throw WalctlError.notInitialised(repository: repository.url) }
         let depth = try config.int(.restorePrefetch) ?? 0
         // One fetch at a time keeps a local repository ahead of replay (decompression is faster
@@ -303,7 +301,7 @@ public final class PrefetchDaemon: @unchecked Sendable {
         if workers <= 0 { workers = repository.baseStore is FileStore ? 1 : 4 }
         let daemon = PrefetchDaemon(spool: PrefetchSpool(dir: spoolDir), repository: repository, repositorySetting: config[.repository] ?? "",
                                     depth: depth, spoolMax: Int64(try config.int(.restoreSpoolMax) ?? 1 << 30),
-                                    workers: min(workers, 16), segmentSize: size, log: log)
+                                    workers: min(workers, 16), segmentSize: size, logger: logger)
         if let planPath { daemon.planEnd = planEnds(planPath: planPath) }
         return daemon
     }
@@ -455,7 +453,7 @@ public final class PrefetchDaemon: @unchecked Sendable {
             }
             return .stored
         } catch {
-            log("prefetch of \(name) failed: \(error) (recovery will fetch it directly)")
+            logger.warning("prefetch of \(name) failed: \(error) (recovery will fetch it directly)")
             spool.remove(name)
             return .dropped
         }

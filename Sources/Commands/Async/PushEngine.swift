@@ -3,6 +3,7 @@ import Storage
 import WALFormat
 import Codec
 import Catalog
+import Logging
 
 /// The background pusher's pipeline: `compressWorkers` threads validate, checksum and compress
 /// ready files into memory; `uploadWorkers` threads store the object, commit its meta (if-absent)
@@ -19,7 +20,8 @@ public final class PushEngine: @unchecked Sendable {
     let compressWorkers: Int
     let uploadWorkers: Int
     let stageMax: Int64
-    let log: (String) -> Void
+    /// The daemon's logger: a failed push at error, damaged WAL at warning.
+    let logger: Logger
 
     private let cond = NSCondition()
     private var compressQueue: [ReadyFile] = []
@@ -54,10 +56,10 @@ public final class PushEngine: @unchecked Sendable {
     }
 
     public init(pusher: ArchivePush, info: RepositoryInfo, spool: ArchiveSpool, walDir: String, repositorySetting: String,
-                compressWorkers: Int, uploadWorkers: Int, stageMax: Int64, log: @escaping (String) -> Void) {
+                compressWorkers: Int, uploadWorkers: Int, stageMax: Int64, logger: Logger) {
         self.pusher = pusher; self.info = info; self.spool = spool; self.walDir = walDir; self.repositorySetting = repositorySetting
         self.compressWorkers = max(1, compressWorkers); self.uploadWorkers = max(1, uploadWorkers)
-        self.stageMax = max(1, stageMax); self.log = log
+        self.stageMax = max(1, stageMax); self.logger = logger
     }
 
     /// Starts the worker threads.
@@ -124,8 +126,8 @@ public final class PushEngine: @unchecked Sendable {
     private func fail(_ name: String, _ error: Error, stagedRelease: Int64 = 0) {
         let message: String
         if let w = error as? WalctlError { message = "[\(w.code)] \(w)" } else { message = "\(error)" }
-        log("\(name): push failed: \(message)")
-        do { try spool.writeError(name, message) } catch { log("\(name): cannot write the error result: \(error)") }
+        logger.error("\(name): push failed: \(message)")
+        do { try spool.writeError(name, message) } catch { logger.error("\(name): cannot write the error result: \(error)") }
         finish(name, stagedRelease: stagedRelease, ok: false)
     }
 
@@ -168,7 +170,7 @@ public final class PushEngine: @unchecked Sendable {
             try pusher.archiveMissingParents(of: name, content: content, directory: walDir)
         }
         var summary = try pusher.validate(name: name, content: content, info: info, displayPath: path)
-        ArchivePush.noteDamage(&summary, name: name, displayPath: path, warn: log)
+        ArchivePush.noteDamage(&summary, name: name, displayPath: path, logger: logger)
         var crc = CRC32C()
         var out: [UInt8] = []
         out.reserveCapacity(content.count / 3 + 65536)

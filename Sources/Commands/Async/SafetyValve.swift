@@ -1,6 +1,7 @@
 import Foundation
 import Storage
 import WALFormat
+import Logging
 
 /// The opt-in safety valve: when the archive has been failing or hanging so long that `pg_wal`
 /// threatens to fill the disk, report files as archived WITHOUT storing them, so the primary keeps
@@ -76,31 +77,30 @@ public enum SafetyValve {
 
     /// `skip` into the configured repository and catalog: what archive-push uses.
     public static func skip(name: String, size: Int64, reason: String, spool: ArchiveSpool, config: Configuration,
-                            warn: (String) -> Void) {
-        skip(name: name, size: size, reason: reason, spool: spool, openRepository: { try RepositoryFactory.open(config) },
-             catalog: SkipCatalogRecorder(config: config), warn: warn)
+                            logger: Logger) {
+        skip(name: name, size: size, reason: reason, spool: spool, openRepository: { try RepositoryFactory.open(config, logger: logger) },
+             catalog: SkipCatalogRecorder(config: config), logger: logger)
     }
 
-    /// Records the skip and logs it loudly. Never throws: the caller exits 0 in any case, because
-    /// that is the whole point of the valve; a failure to record is logged as loudly.
+    /// Records the skip and logs it loudly (at warning). Never throws: the caller exits 0 in any
+    /// case, because that is the whole point of the valve; a failure to record is logged as loudly.
     ///
     /// Order: the spool record and the catalog row (both local) first, then the repository marker.
     static func skip(name: String, size: Int64, reason: String, spool: ArchiveSpool,
                      openRepository: @escaping () throws -> Repository, catalog: SkipCatalogRecorder? = nil,
-                     markerWait: TimeInterval = 3, warn: (String) -> Void) {
-        warn("WARNING: SAFETY VALVE: \(name) reported as archived WITHOUT being stored (\(reason)); "
-             + "point-in-time recovery across \(name) is no longer possible until a new base backup")
+                     markerWait: TimeInterval = 3, logger: Logger) {
+        logger.warning("WARNING: SAFETY VALVE: \(name) reported as archived WITHOUT being stored (\(reason)); point-in-time recovery across \(name) is no longer possible until a new base backup")
         var record = SkipRecord(name: name, reason: reason, skippedAt: PGTimestamp(date: Date()), size: size, markerStored: false)
         do {
             try spool.prepare()
             try spool.writeSkip(record)
         } catch {
-            warn("WARNING: SAFETY VALVE: could not record the skip of \(name) in \(spool.skippedDir): \(error)")
+            logger.warning("WARNING: SAFETY VALVE: could not record the skip of \(name) in \(spool.skippedDir): \(error)")
         }
         do {
             try catalog?.record(record)
         } catch {
-            warn("WARNING: SAFETY VALVE: could not record the skip of \(name) in the catalog: \(error)")
+            logger.warning("WARNING: SAFETY VALVE: could not record the skip of \(name) in the catalog: \(error)")
         }
         // The marker, bounded in time: the repository may hang, and the valve must not.
         let done = DispatchSemaphore(value: 0)
@@ -114,7 +114,7 @@ public enum SafetyValve {
             record.markerStored = true
             try? spool.writeSkip(record)
         } else {
-            warn("WARNING: SAFETY VALVE: the repository did not take the skip marker for \(name) yet; it is kept in \(spool.skippedDir) and retried")
+            logger.warning("WARNING: SAFETY VALVE: the repository did not take the skip marker for \(name) yet; it is kept in \(spool.skippedDir) and retried")
         }
     }
 
@@ -133,7 +133,7 @@ public enum SafetyValve {
     }
 
     /// Retries the markers not yet stored; drops records of files that are archived after all.
-    public static func flushPending(spool: ArchiveSpool, repository: Repository, warn: (String) -> Void) {
+    public static func flushPending(spool: ArchiveSpool, repository: Repository, logger: Logger) {
         guard (try? repository.info()) != nil else { return }   // not there (moved away, unmounted): next time
         for var r in spool.skipRecords() where !r.markerStored {
             guard let name = WALFileName(r.name) else { continue }
@@ -141,7 +141,7 @@ public enum SafetyValve {
                 if try repository.meta(for: name) != nil {
                     try? repository.store.delete(key: markerKey(name))
                     spool.removeSkip(r.name)
-                    warn("\(r.name) was skipped by the safety valve but its push completed after all: no gap")
+                    logger.warning("\(r.name) was skipped by the safety valve but its push completed after all: no gap")
                     continue
                 }
                 try repository.store.put(key: markerKey(name), bytes: SpoolFS.encode(r))

@@ -1,6 +1,7 @@
 import Catalog
 import Codec
 import Foundation
+import Logging
 import LocalFS
 import PGClient
 import Storage
@@ -19,7 +20,7 @@ import WALFormat
 /// then commits `backup.json` — exactly as a full backup.
 func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: RepositoryInfo, label: String, parent: BackupRecord,
                                segSize: WALSegmentSize, serverVersion: Int, startDate: Date, options: BackupOptions,
-                               catalog: Catalog?, log: @escaping (String) -> Void, progress: ProgressOutput) throws -> BackupRecord {
+                               catalog: Catalog?, logger: Logger, progress: ProgressOutput) throws -> BackupRecord {
     // The parent's manifest, and who stores each of its files.
     let (_, parentContents) = try BackupMetadata.read(label: parent.label, repository: repository)
     guard let pmObject = parentContents.manifestObject,
@@ -62,7 +63,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
     sink.shown = shown
     sink.progress(bytesDone: 0)  // walctl reports the bytes it reads, not the tar bytes
 
-    log("backup \(label): incremental on \(parent.label) (file-level), reading \(pgdata) on this host, PostgreSQL \(serverVersion), compression \(clientCodec.rawValue) (client)")
+    logger.info("backup \(label): incremental on \(parent.label) (file-level), reading \(pgdata) on this host, PostgreSQL \(serverVersion), compression \(clientCodec.rawValue) (client)")
     let streamStart = Date()
     let fast = options.fastCheckpoint ? "true" : "false"
     let startSQL = serverVersion >= 150000 ? "SELECT pg_backup_start('walctl \(label)', \(fast))"
@@ -75,7 +76,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
             _ = try? conn.query(serverVersion >= 150000 ? "SELECT pg_backup_stop(false)" : "SELECT pg_stop_backup(false, false)")
             started = false
         }
-        markFailed(catalog, label: label, log: log)
+        markFailed(catalog, label: label, logger: logger)
     }
 
     var manifestEntries: [ManifestWriter.Entry] = []
@@ -140,7 +141,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
     }
     let streamSeconds = Date().timeIntervalSince(streamStart)
     shown.finish()
-    log("backup \(label): read \(Human.bytes(readBytes)), \(references.count) file(s) (\(Human.bytes(referencedBytes))) unchanged since \(parent.label), \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(bl.startLSN) stop \(stopLSN) timeline \(startTL)")
+    logger.info("backup \(label): read \(Human.bytes(readBytes)), \(references.count) file(s) (\(Human.bytes(referencedBytes))) unchanged since \(parent.label), \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(bl.startLSN) stop \(stopLSN) timeline \(startTL)")
 
     let waitStart = Date()
     let first = SegmentID(timeline: startTL, segno: bl.startLSN.segment(size: segSize))
@@ -161,7 +162,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
                               pgVersion: major, systemIdentifier: info.systemIdentifier,
                               annotations: options.annotations.isEmpty ? nil : options.annotations,
                               type: .incremental, parent: parent.label)
-    record.databases = databaseSizes(conn, label: label, log: log)
+    record.databases = databaseSizes(conn, label: label, logger: logger)
     var contents = BackupContents(archives: sink.archives, manifestObject: "backup_manifest", manifestChecksumAlgorithm: "CRC32C",
                                   manifestSize: sink.manifestSize, serverVersionNum: serverVersion, walSegmentSize: segSize.bytes,
                                   firstWALSegment: first.fileName(size: segSize), lastWALSegment: last.fileName(size: segSize),
@@ -177,9 +178,9 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
         throw error
     }
     if let catalog {
-        do { try catalog.recordBackup(record) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
+        do { try catalog.recordBackup(record) } catch { logger.warning("warning: catalog: \(error) (run walctl catalog rebuild)") }
     }
-    log("backup \(label): complete, incremental on \(parent.label): \(Human.bytes(record.size)) data directory, \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
+    logger.info("backup \(label): complete, incremental on \(parent.label): \(Human.bytes(record.size)) data directory, \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
     return record
 }
 

@@ -1,5 +1,6 @@
 import Catalog
 import Foundation
+import Logging
 import PGClient
 import Storage
 import WALFormat
@@ -10,7 +11,7 @@ let summarizeWalAdvice = "set summarize_wal = on (reload), then take a full back
 /// PostgreSQL 17+: decides whether the incremental `type` asks for, on `parent`, can be taken with the
 /// server's own incremental protocol (docs/backup.md, "Native incremental backups"). Returns the
 /// parent's `backup_manifest` to upload, or nil when a full backup is taken instead
-/// (`incremental-or-full`, said through `log`). Throws `summarize-wal-off`, `wal-summaries-missing`
+/// (`incremental-or-full`, logged at notice). Throws `summarize-wal-off`, `wal-summaries-missing`
 /// or `no-parent-backup` for `--type incremental`.
 ///
 /// Checked before anything starts: `summarize_wal` (SHOW); the parent's manifest in the repository;
@@ -18,10 +19,10 @@ let summarizeWalAdvice = "set summarize_wal = on (reload), then take a full back
 /// cover the WAL from the parent's start LSN on without a gap. The server checks the same again when
 /// the backup starts; its refusal is mapped by `nativeRefusal`.
 func nativeIncrementalManifest(_ type: BackupTypeRequest, parent: BackupRecord, conn: PGConnection, currentTimeline: TimeLineID,
-                               repository: Repository, log: (String) -> Void) throws -> [UInt8]? {
+                               repository: Repository, logger: Logger) throws -> [UInt8]? {
     func fallBack(_ why: String, _ error: WalctlError) throws -> [UInt8]? {
         guard type == .incrementalOrFull else { throw error }
-        log("backup: \(why): taking a full backup instead (--type incremental-or-full)")
+        logger.notice("backup: \(why): taking a full backup instead (--type incremental-or-full)")
         return nil
     }
     let summarize = try pg { try conn.show("summarize_wal") }

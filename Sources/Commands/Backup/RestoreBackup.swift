@@ -1,6 +1,7 @@
 import Catalog
 import Codec
 import Foundation
+import Logging
 import LocalFS
 import Storage
 import WALFormat
@@ -84,7 +85,7 @@ func loadChain(label: String, repository: Repository) throws -> [ChainMember] {
 /// per member), of its stored size (unencrypted repositories: an encrypted object is larger than
 /// what was stored), and on a file repository of its stored CRC-32C (read through). Throws
 /// `chain-damaged` naming the member and the object.
-func verifyChain(_ chain: [ChainMember], repository: Repository, checksums: Bool, log: (String) -> Void) throws {
+func verifyChain(_ chain: [ChainMember], repository: Repository, checksums: Bool) throws {
     let sizes = !(repository.store is EncryptedStore)
     for m in chain {
         let listed = try storeCall { try repository.store.list(prefix: m.prefix) }
@@ -151,7 +152,7 @@ func fileSources(_ chain: [ChainMember]) -> [String: String]? {
 ///   archive member), `.chainDamaged`, `.checksumMismatch`, `.codec`, `.store`, `.file`.
 @discardableResult
 public func restoreBackup(label: String, repository: Repository, pgdata: String, force: Bool = false,
-                          options: RestoreOptions = RestoreOptions(), log: @escaping (String) -> Void = { _ in },
+                          options: RestoreOptions = RestoreOptions(), logger: Logger = WalctlLog.silent,
                           progress: ProgressOutput = .off) throws -> RestoreReport {
     let began = Date()
     try BackupMetadata.validateLabel(label)
@@ -172,7 +173,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
     let isFileRepository = repository.url.hasPrefix("file://") || repository.url.hasPrefix("/")
     if chain.count > 1 || options.delta {
-        try verifyChain(chain, repository: repository, checksums: isFileRepository && chain.count > 1, log: log)
+        try verifyChain(chain, repository: repository, checksums: isFileRepository && chain.count > 1)
     }
 
     let manifestBytes = final.manifestBytes
@@ -203,7 +204,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     }
     let download = work.reduce(Int64(0)) { $0 + $1.archive.storedSize }
     if chain.count > 1 {
-        log("restore \(label): chain \(chain.map(\.record.label).joined(separator: " -> ")), \(Human.bytes(download)) to download from \(work.count) archive(s) of \(Set(work.map(\.member.record.label)).count) member(s)")
+        logger.info("restore \(label): chain \(chain.map(\.record.label).joined(separator: " -> ")), \(Human.bytes(download)) to download from \(work.count) archive(s) of \(Set(work.map(\.member.record.label)).count) member(s)")
     }
 
     let owner = try restoreOwner(options: options, target: target)
@@ -220,9 +221,9 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     var keep = Set<String>()
     var removed = 0
     if options.delta {
-        let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots, log: log)
+        let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots)
         keep = d.keep; removed = d.removed
-        log("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to write, \(removed) removed")
+        logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to write, \(removed) removed")
     } else {
         try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
     }
@@ -252,7 +253,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
             var rst = stat()
             if !prepared.contains(oid) && (!options.delta || stat(root, &rst) != 0) {
                 try prepareDirectory(root, force: force, what: "tablespace \(oid) location", owner: owner)
-                log("restore \(label): tablespace \(oid) (\(t.location)) into \(root)")
+                logger.info("restore \(label): tablespace \(oid) (\(t.location)) into \(root)")
             }
             prepared.insert(oid)
         } else {
@@ -345,7 +346,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
 /// that already match the manifest (size and CRC-32C), and removes every file that is not in it
 /// (pg_wal's contents included). Returns the kept manifest paths and the number removed.
 private func prepareDelta(target: String, final: BackupRecord, manifest: ServerManifest,
-                          tablespaceRoots: [UInt32: (location: String, root: String)], log: (String) -> Void) throws -> (keep: Set<String>, removed: Int) {
+                          tablespaceRoots: [UInt32: (location: String, root: String)]) throws -> (keep: Set<String>, removed: Int) {
     var st = stat()
     guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
         throw WalctlError.refused("--delta restores into an existing data directory, and \(target) is not one: restore without --delta")

@@ -1,6 +1,7 @@
 import Catalog
 import Codec
 import Foundation
+import Logging
 import PGClient
 import Storage
 import WALFormat
@@ -61,16 +62,17 @@ public struct BackupOptions: Sendable {
 /// - Parameters:
 ///   - conninfo: libpq conninfo or URI; empty means the `PG*` environment.
 ///   - catalog: when given, the backup is recorded there as `running`, then `complete` (or `failed`);
-///     catalog failures are reported through `log` and never fail the backup (the repository is the
+///     catalog failures are logged (warning) and never fail the backup (the repository is the
 ///     truth and the catalog can be rebuilt from it).
-///   - log: steps and warnings, one line each.
+///   - logger: steps at info, fallbacks (a full backup instead, client compression) at notice,
+///     warnings at warning: one line each.
 ///   - progress: where the streaming's progress is shown (bytes of the server's estimate, which
 ///     asks it for `PROGRESS`: one extra pass over the data directory's file sizes).
 /// - Returns: the record written (also inside `backup.json`).
 /// - Throws: `WalctlError` — `.notInitialised`, `.refused` (another cluster, segment size, archive_mode
 ///   off, tablespace, label taken), `.postgres`, `.store`, `.timeout` (WAL not archived in time).
 public func takeBackup(connection conninfo: String, repository: Repository, options: BackupOptions = BackupOptions(),
-                       catalog: Catalog? = nil, log: @escaping (String) -> Void = { _ in },
+                       catalog: Catalog? = nil, logger: Logger = WalctlLog.silent,
                        progress: ProgressOutput = .off) throws -> BackupRecord {
     guard let info = try repository.info() else { throw WalctlError.notInitialised(repository: repository.url) }
     let conn = try pg { try PGConnection(conninfo: conninfo, replication: .database) }
@@ -108,12 +110,12 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
 
     // Type: an incremental builds on the newest backup of the chain (docs/backup.md).
     var parent = try chooseParent(options.type, repository: repository, info: info, timeline: ident.timeline,
-                                  pgVersion: version / 10000, log: log)
+                                  pgVersion: version / 10000, logger: logger)
     // PostgreSQL 17+: the server's own incremental protocol, on the parent's uploaded manifest.
     var parentManifest: [UInt8]?
     if let p = parent, version >= 170000 {
         parentManifest = try nativeIncrementalManifest(options.type, parent: p, conn: conn, currentTimeline: ident.timeline,
-                                                       repository: repository, log: log)
+                                                       repository: repository, logger: logger)
         if parentManifest == nil { parent = nil }
     }
 
@@ -133,7 +135,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     if let parent, parentManifest == nil {
         return try takeFileIncrementalBackup(conninfo: conninfo, repository: repository, info: info, label: label, parent: parent,
                                              segSize: segSize, serverVersion: version, startDate: startDate, options: options,
-                                             catalog: catalog, log: log, progress: progress)
+                                             catalog: catalog, logger: logger, progress: progress)
     }
 
     var bb = BaseBackupOptions(label: "walctl " + label)
@@ -144,8 +146,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     bb.estimateSize = progress.isOn
     if parentManifest != nil { bb.incremental = true; bb.manifest = true }
     var compressionText = server != nil ? "zstd (server)" : clientCodec.rawValue + " (client)"
-    log("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)" +
-        (parent.map { ", incremental (native) on \($0.label)" } ?? ""))
+    logger.info("backup \(label): starting from \(conn.target), PostgreSQL \(version), compression \(compressionText)\(parent.map { ", incremental (native) on \($0.label)" } ?? "")")
 
     let sink = RepositoryBackupSink(store: repository.store, prefix: prefix, codec: clientCodec, level: clientLevel)
     let shown = progress.start("backup \(label)", unit: .bytes)
@@ -157,7 +158,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         let running = BackupRecord(label: label, startLSN: start.lsn, stopLSN: start.lsn, startTime: t, stopTime: t,
                                    timeline: start.timeline, size: 0, status: .running, pgVersion: version / 10000,
                                    systemIdentifier: info.systemIdentifier)
-        do { try catalog.recordBackup(running) } catch { log("warning: catalog: \(error)") }
+        do { try catalog.recordBackup(running) } catch { logger.warning("warning: catalog: \(error)") }
     }
     let streamStart = Date()
     var result: BaseBackupResult
@@ -168,7 +169,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         } catch PGError.commandFailed(_, "42601", let message)
                     where isAutomatic(options.compression) && bb.serverCompression != nil && message.contains("does not support compression") {
             // A server built without zstd refuses the command before starting: compress here instead.
-            log("backup \(label): the server cannot compress (\(message.trimmingCharacters(in: .whitespacesAndNewlines))); compressing in walctl")
+            logger.notice("backup \(label): the server cannot compress (\(message.trimmingCharacters(in: .whitespacesAndNewlines))); compressing in walctl")
             bb.serverCompression = nil
             sink.codec = .zstd
             sink.level = automaticLevel(options.compression)
@@ -177,7 +178,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
         }
     } catch {
         sink.abortAndDelete()
-        markFailed(catalog, label: label, log: log)
+        markFailed(catalog, label: label, logger: logger)
         if let e = error as? PGError, let parent, let refusal = nativeRefusal(e, label: label, parent: parent.label) { throw refusal }
         if let e = error as? PGError { throw WalctlError.postgres("backup \(label) failed: \(e)") }
         if let e = error as? StoreError { throw WalctlError.store(e) }
@@ -185,7 +186,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
     }
     let streamSeconds = Date().timeIntervalSince(streamStart)
     shown.finish()
-    log("backup \(label): streamed \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
+    logger.info("backup \(label): streamed \(Human.bytes(sink.storedTotal)) stored in \(Human.duration(streamSeconds)); start \(result.start.lsn) stop \(result.stop.lsn) timeline \(result.stop.timeline)")
 
     // Every segment from start to stop must be archived before the backup counts.
     let waitStart = Date()
@@ -197,7 +198,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
                            timeout: options.archiveTimeout, poll: options.archivePollInterval, label: label)
     } catch {
         sink.abortAndDelete()
-        markFailed(catalog, label: label, log: log)
+        markFailed(catalog, label: label, logger: logger)
         throw error
     }
     let walWait = Date().timeIntervalSince(waitStart)
@@ -212,7 +213,7 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
                               pgVersion: version / 10000, systemIdentifier: info.systemIdentifier,
                               annotations: options.annotations.isEmpty ? nil : options.annotations,
                               type: parent != nil ? .incremental : .full, parent: parent?.label)
-    record.databases = databaseSizes(conn, label: label, log: log)
+    record.databases = databaseSizes(conn, label: label, logger: logger)
     var contents = BackupContents(archives: sink.archives, manifestObject: sink.manifestSize != nil ? "backup_manifest" : nil,
                                   manifestChecksumAlgorithm: sink.manifestSize != nil ? bb.manifestChecksums : nil,
                                   manifestSize: sink.manifestSize, serverVersionNum: version, walSegmentSize: segBytes,
@@ -224,21 +225,21 @@ public func takeBackup(connection conninfo: String, repository: Repository, opti
                                  options: PutOptions(ifAbsent: true))
     } catch {
         sink.abortAndDelete()
-        markFailed(catalog, label: label, log: log)
+        markFailed(catalog, label: label, logger: logger)
         if let e = error as? StoreError { throw WalctlError.store(e) }
         throw error
     }
     if let catalog {
-        do { try catalog.recordBackup(record) } catch { log("warning: catalog: \(error) (run walctl catalog rebuild)") }
+        do { try catalog.recordBackup(record) } catch { logger.warning("warning: catalog: \(error) (run walctl catalog rebuild)") }
     }
-    log("backup \(label): complete, \(Human.bytes(size)), \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
+    logger.info("backup \(label): complete, \(Human.bytes(size)), \(Human.bytes(sink.storedTotal)) stored, WAL \(contents.firstWALSegment)..\(contents.lastWALSegment) archived (waited \(Human.duration(walWait)))")
     return record
 }
 
 /// The parent of the backup `type` asks for: nil for a full backup (asked for, or `incremental-or-full`
-/// without a parent, said through `log`); throws `no-parent-backup` for `incremental` without one.
+/// without a parent, logged at notice); throws `no-parent-backup` for `incremental` without one.
 func chooseParent(_ type: BackupTypeRequest, repository: Repository, info: RepositoryInfo, timeline: TimeLineID,
-                  pgVersion: Int, log: (String) -> Void) throws -> BackupRecord? {
+                  pgVersion: Int, logger: Logger) throws -> BackupRecord? {
     guard type != .full else { return nil }
     let history = timeline > 1 ? try loadHistory(repository, timeline) : nil
     let all = try BackupMetadata.list(repository: repository)
@@ -250,7 +251,7 @@ func chooseParent(_ type: BackupTypeRequest, repository: Repository, info: Repos
     if type == .incremental {
         throw WalctlError.noParentBackup("\(why): take a full backup first (or ask for --type incremental-or-full)")
     }
-    log("backup: \(why): taking a full backup instead (--type incremental-or-full)")
+    logger.notice("backup: \(why): taking a full backup instead (--type incremental-or-full)")
     return nil
 }
 
@@ -264,7 +265,7 @@ func loadHistory(_ repository: Repository, _ timeline: TimeLineID) throws -> Tim
 
 /// Every database and its size, for `walctl drill`'s database check (docs/drills.md); nil with a
 /// warning when the server does not answer (the backup does not depend on it).
-func databaseSizes(_ conn: PGConnection, label: String, log: (String) -> Void) -> [DatabaseSize]? {
+func databaseSizes(_ conn: PGConnection, label: String, logger: Logger) -> [DatabaseSize]? {
     do {
         let r = try conn.query("SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') THEN pg_database_size(oid) END AS bytes FROM pg_database ORDER BY datname")
         return (0..<r.rows.count).compactMap { i in
@@ -272,7 +273,7 @@ func databaseSizes(_ conn: PGConnection, label: String, log: (String) -> Void) -
             return DatabaseSize(name: n, bytes: b)
         }
     } catch {
-        log("backup \(label): warning: could not record database sizes (walctl drill will not compare them): \(error)")
+        logger.warning("backup \(label): warning: could not record database sizes (walctl drill will not compare them): \(error)")
         return nil
     }
 }
@@ -287,10 +288,10 @@ private func automaticLevel(_ c: BackupCompression) -> Int32? {
     return nil
 }
 
-func markFailed(_ catalog: Catalog?, label: String, log: (String) -> Void) {
+func markFailed(_ catalog: Catalog?, label: String, logger: Logger) {
     // The catalog keeps a `running` row from the start; a failed backup removes it.
     guard let catalog else { return }
-    do { try catalog.removeBackup(label: label) } catch { log("warning: catalog: \(error)") }
+    do { try catalog.removeBackup(label: label) } catch { logger.warning("warning: catalog: \(error)") }
 }
 
 /// Runs a libpq call, turning its error into `WalctlError.postgres`.

@@ -153,7 +153,7 @@ public struct Recover {
         options.delta = delta
         if let owner { options.owner = (owner.uid, owner.gid) }
         let restoreStarted = Date()
-        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, log: { [logger] in logger.info("\($0)") }, progress: progress)
+        let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, logger: logger, progress: progress)
         let versionText: String
         do { versionText = try String(contentsOfFile: dir + "/PG_VERSION", encoding: .utf8) } catch {
             throw WalctlError.refused("the restored backup \(plan.backupLabel) has no readable PG_VERSION in \(dir): it is not a PostgreSQL data directory")
