@@ -204,8 +204,26 @@ test_async_push_and_prefetch_encrypted_file() {
     # and equal to what a direct get restores.
     local R="$W/restore"; mkdir -p "$R/pg_wal"; chown -R postgres "$R"
     local seg=$first name
+    # The 4th segment's object has a bit flipped before the prefetcher runs: the prefetcher must
+    # refuse it (nothing in the spool), and the request goes to walctl, which refuses it too (255).
+    local t4 k4; t4="$(printf '%s%08X' "${seg:0:16}" $(( 16#${seg:16:8} + 3 )))"; k4="$(object_key "$t4")"
+    cp "$W/repo/$k4" "$W/k4.orig"
+    printf '\x01' | dd of="$W/repo/$k4" bs=1 seek=$(( $(stat -c %s "$W/repo/$k4") / 2 )) conv=notrunc 2>/dev/null
+    cmp -s "$W/repo/$k4" "$W/k4.orig" && printf '\x02' | dd of="$W/repo/$k4" bs=1 seek=$(( $(stat -c %s "$W/repo/$k4") / 2 )) conv=notrunc 2>/dev/null
     for i in 1 2 3 4 5 6; do
         name="$(printf '%s%08X' "${seg:0:16}" $(( 16#${seg:16:8} + i - 1 )))"
+        if [ "$i" = 4 ]; then
+            wait_until 10 grep -q "prefetch of $name failed.*fails authentication" "$R/pg_wal/walctl_prefetch/daemon.log" \
+                || fail "the prefetcher did not refuse the tampered $name: $(cat "$R/pg_wal/walctl_prefetch/daemon.log" 2>/dev/null)"
+            [ ! -e "$R/pg_wal/walctl_prefetch/$name" ] || fail "a tampered segment is in the spool"
+            rm -f "$R/pg_wal/RECOVERYXLOG"
+            local rc=0
+            (cd "$R" && as_pg "$(dirname "$WALCTL")/walctl-fast" archive-get --config "$W/walctl.conf" --set restore-prefetch=4 \
+                --set archive-get-retry-time=0 "$name" "$R/pg_wal/RECOVERYXLOG") 2>"$W/t4.err" || rc=$?
+            [ "$rc" = 255 ] && grep -q "object-tampered" "$W/t4.err" || fail "tampered $name through walctl-fast: exit $rc, $(cat "$W/t4.err")"
+            [ ! -e "$R/pg_wal/RECOVERYXLOG" ] || fail "tampered $name was written to %p"
+            cp "$W/k4.orig" "$W/repo/$k4"
+        fi
         (cd "$R" && as_pg "$(dirname "$WALCTL")/walctl-fast" archive-get --config "$W/walctl.conf" --set restore-prefetch=4 "$name" "$R/pg_wal/RECOVERYXLOG") \
             || fail "prefetching archive-get $name failed"
         wc_ archive-get "$name" "$W/direct.seg" || fail "direct get $name"
