@@ -20,6 +20,9 @@
 #    what the issue says a prefetched call should cost), walctl sync, walctl prefetch
 #    (restore-prefetch = $PREFETCH) through walctl and walctl-fast, and pgBackRest async
 #    archive-get; clock from `pg_ctl start` to "ready to accept connections" in the server log;
+#    encrypted rows (issue 17): walctl-fast async into, and walctl-fast prefetch from, a file
+#    repository with repository-cipher = aes-256-gcm (passphrase file, key cache warm from init),
+#    otherwise set up as the plain rows, in the same run;
 # 5. medians of $RUNS runs into $WORK/report.md (and stdout).
 #
 # The harness itself stays off the CPU while a run is timed: it waits with bash builtins (a read
@@ -68,6 +71,9 @@ else
     rm -rf "$WORK"
 fi
 mkdir -p "$WORK"/{sock,pgbr-lock,pgbr-log,pgbr-spool}
+# The encrypted rows' passphrase file (docs/encryption.md), the server user's, 0600.
+echo "walctl throughput benchmark passphrase" >"$WORK/passphrase"; chmod 600 "$WORK/passphrase"
+ENCRYPTED=("repository-cipher = aes-256-gcm" "repository-cipher-pass-file = $WORK/passphrase")
 chown -R postgres "$WORK"
 now() { echo "$EPOCHREALTIME"; }
 # nap SECONDS: sleep without starting a process (read with a timeout on a FIFO nobody writes).
@@ -223,6 +229,23 @@ measure_archive() {
     done
     ARCH[$label]=$(printf '%s\n' "${times[@]}" | median)
 }
+# measure_archive_pair LABEL1 SETUP1 LABEL2 SETUP2: as measure_archive for both rows, their runs
+# interleaved (1 2, 2 1, 1 2, ...) so a change of the machine's load between runs hits both rows
+# alike: for a same-run ratio such as encrypted vs plain (issue 17's goal is 5%).
+measure_archive_pair() {
+    local l1=$1 s1=$2 l2=$3 s2=$4 t1=() t2=() r
+    want_row "$l1" || { measure_archive "$l2" "$s2"; return 0; }
+    want_row "$l2" || { measure_archive "$l1" "$s1"; return 0; }
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then
+            t1+=("$(archive_run "$l1" "$($s1)")"); t2+=("$(archive_run "$l2" "$($s2)")")
+        else
+            t2+=("$(archive_run "$l2" "$($s2)")"); t1+=("$(archive_run "$l1" "$($s1)")")
+        fi
+    done
+    ARCH[$l1]=$(printf '%s\n' "${t1[@]}" | median)
+    ARCH[$l2]=$(printf '%s\n' "${t2[@]}" | median)
+}
 setup_walctl_async_file() { local c; c=$(walctl_conf wa file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
 setup_walctl_async_s3() { local c; c=$(walctl_conf wa3 s3 "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
 setup_walctl_sync_file() { local c; c=$(walctl_conf ws file); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
@@ -259,7 +282,9 @@ if want_row "zstd -3 CLI, 2 processes (CPU floor)"; then
 fi
 measure_archive "walctl async, local" setup_walctl_async_file
 setup_fast_async_file() { local c; c=$(walctl_conf wf file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
-[ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_archive "walctl-fast async, local" setup_fast_async_file
+# The same into an encrypted file repository (issue 17): only the cipher and its passphrase differ.
+setup_fast_async_file_enc() { local c; c=$(walctl_conf wfe file "archive-async = true" "archive-workers = 2" "${ENCRYPTED[@]}"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
+[ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_archive_pair "walctl-fast async, local" setup_fast_async_file "walctl-fast async, local, encrypted" setup_fast_async_file_enc
 measure_archive "pgBackRest async, local" setup_pgbr_async_file
 measure_archive "walctl sync, local" setup_walctl_sync_file
 if [ "$S3" = 1 ]; then
@@ -275,6 +300,13 @@ fi
 WCONF=$(walctl_conf rec file); as_pg "$WALCTL" init --config "$WCONF" --pgdata "$WORK/tpl" >/dev/null
 if [ -z "${ROWS:-}" ] || [[ $ROWS == *walctl* ]]; then
     for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
+fi
+# The encrypted twin of WCONF (issue 17), filled the same way.
+FAST="$(dirname "$WALCTL")/walctl-fast"
+ENC_REC_LABEL="walctl-fast prefetch $PREFETCH, file, encrypted"
+if [ -x "$FAST" ] && want_row "$ENC_REC_LABEL"; then
+    WCONF_ENC=$(walctl_conf recenc file "${ENCRYPTED[@]}"); as_pg "$WALCTL" init --config "$WCONF_ENC" --pgdata "$WORK/tpl" >/dev/null
+    for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF_ENC" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
 fi
 rm -rf "$WORK/pgbr" "$WORK/pgbr-spool"/*; as_pg cp -a "$WORK/pgbr-template" "$WORK/pgbr"
 if [ -z "${ROWS:-}" ] || [[ $ROWS == *pgBackRest* ]]; then
@@ -318,13 +350,33 @@ measure_recovery() {
     for r in $(seq 1 "$RUNS"); do times+=("$(recovery_run "$label" "$@")"); done
     REC[$label]=$(printf '%s\n' "${times[@]}" | median)
 }
+# measure_recovery_pair LABEL1 CMD1 LABEL2 CMD2: both rows (mode archive), runs interleaved as
+# measure_archive_pair.
+measure_recovery_pair() {
+    local l1=$1 c1=$2 l2=$3 c2=$4 t1=() t2=() r
+    want_row "$l1" || { measure_recovery "$l2" archive "$c2"; return 0; }
+    want_row "$l2" || { measure_recovery "$l1" archive "$c1"; return 0; }
+    for r in $(seq 1 "$RUNS"); do
+        if [ $((r % 2)) = 1 ]; then
+            t1+=("$(recovery_run "$l1" archive "$c1")"); t2+=("$(recovery_run "$l2" archive "$c2")")
+        else
+            t2+=("$(recovery_run "$l2" archive "$c2")"); t1+=("$(recovery_run "$l1" archive "$c1")")
+        fi
+    done
+    REC[$l1]=$(printf '%s\n' "${t1[@]}" | median)
+    REC[$l2]=$(printf '%s\n' "${t2[@]}" | median)
+}
 echo "== recovery ($RUNS runs each)" >&2
 measure_recovery "floor (segments in pg_wal)" floor
 measure_recovery "mv floor (decompressed beside pg_wal, restore_command = mv)" mv "mv $WORK/rec/mvspool/%f %p"
 measure_recovery "walctl sync" archive "$WALCTL archive-get --config $WCONF %f %p"
 measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
-FAST="$(dirname "$WALCTL")/walctl-fast"
-[ -x "$FAST" ] && measure_recovery "walctl-fast prefetch $PREFETCH" archive "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
+if [ -n "${WCONF_ENC:-}" ]; then
+    measure_recovery_pair "walctl-fast prefetch $PREFETCH" "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p" \
+        "$ENC_REC_LABEL" "$FAST archive-get --config $WCONF_ENC --set restore-prefetch=$PREFETCH %f %p"
+elif [ -x "$FAST" ]; then
+    measure_recovery "walctl-fast prefetch $PREFETCH" archive "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
+fi
 measure_recovery "pgBackRest async archive-get" archive "pgbackrest $PGBR_COMMON --pg1-path=$WORK/rec --archive-async --spool-path=$WORK/pgbr-spool --process-max=2 archive-get %f \"%p\""
 # From S3 through TLS: the repositories the last S3 archive runs filled (walctl-fast's, and
 # pgBackRest's first S3 stanza), so those archive rows must have run in this invocation.
@@ -340,7 +392,7 @@ fi
     echo
     echo "| archive_command | seconds | segments/s | vs pgBackRest async, same store |"
     echo "|---|---|---|---|"
-    for k in "zstd -3 CLI, 2 processes (CPU floor)" "walctl async, local" "walctl-fast async, local" "pgBackRest async, local" "walctl sync, local" \
+    for k in "zstd -3 CLI, 2 processes (CPU floor)" "walctl async, local" "walctl-fast async, local" "walctl-fast async, local, encrypted" "pgBackRest async, local" "walctl sync, local" \
              "walctl async, S3 (moto, http)" "walctl-fast async, S3 (moto via nginx TLS)" "pgBackRest async, S3 (moto via nginx TLS)"; do
         [ -n "${ARCH[$k]:-}" ] || continue
         pb=${ARCH["pgBackRest async, local"]:-}
@@ -352,10 +404,19 @@ fi
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
     fl=${REC["floor (segments in pg_wal)"]:-}
-    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "pgBackRest async archive-get" \
+    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "$ENC_REC_LABEL" "pgBackRest async archive-get" \
              "walctl-fast prefetch $PREFETCH, S3 (TLS)" "pgBackRest async archive-get, S3 (TLS)"; do
         [ -n "${REC[$k]:-}" ] || continue
         ratio="-"; [ -n "$fl" ] && [ "$fl" != nan ] && ratio="$(echo "scale=2; ${REC[$k]} / $fl" | bc)x"
         echo "| $k | ${REC[$k]} | $ratio |"
+    done
+    # Issue 17's goal (encrypted within 5% of plain), when both rows of a pair ran.
+    header=0
+    for pair in "walctl-fast async, local|walctl-fast async, local, encrypted|A" "walctl-fast prefetch $PREFETCH|$ENC_REC_LABEL|R"; do
+        IFS='|' read -r plain enc kind <<<"$pair"
+        if [ "$kind" = A ]; then p=${ARCH[$plain]:-}; e=${ARCH[$enc]:-}; else p=${REC[$plain]:-}; e=${REC[$enc]:-}; fi
+        if [ -z "$p" ] || [ -z "$e" ] || [ "$p" = nan ] || [ "$e" = nan ]; then continue; fi
+        if [ $header = 0 ]; then header=1; echo; echo "| encrypted vs plain (same run, runs interleaved) | plain s | encrypted s | ratio |"; echo "|---|---|---|---|"; fi
+        echo "| $enc | $p | $e | $(echo "scale=3; $e / $p" | bc)x |"
     done
 } | tee "$WORK/report.md"

@@ -154,6 +154,12 @@ public enum FastFront {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// `lstat` says a regular file (a symlink is not one, as `FastFS.read` does not follow it).
+    static func isRegularFileNoFollow(_ path: String) -> Bool {
+        var st = Glibc.stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
     /// Seconds the front waits for a running background process before handing over to the full
     /// binary (which waits up to its own timeout, with its error handling and daemon restarts).
     static let fastWaitLimit = 10.0
@@ -176,19 +182,22 @@ public enum FastFront {
     /// `archive-get %f %p` with `restore-prefetch` > 0, a running prefetcher, and `%f` complete in
     /// the spool with a record from this boot, for this repository: write `want`, rename the
     /// segment into `%p`, exit 0. `PrefetchGet.getIfEnabled` + `serve`, read-only until the
-    /// decision is made. On a file repository the record's meta must also equal the repository's
-    /// (one local read). On S3 the record is trusted as it is: a meta is written once, if absent,
-    /// and never replaced (only removed, by expire or repair, which does not make the archived bytes
-    /// wrong), and the prefetcher wrote the record only after the object's CRC-32C matched that
-    /// meta; re-reading it would cost a process of the full binary and a TLS connection per
-    /// segment, the difference between walctl and pgBackRest async recovering from S3
-    /// (docs/benchmarks.md, "Async drain and recovery through the prefetcher").
+    /// decision is made. On a plaintext file repository the record's meta must also equal the
+    /// repository's (one local read). Elsewhere the record is trusted as it is: a meta is written
+    /// once, if absent, and never replaced (only removed, by expire or repair, which does not make
+    /// the archived bytes wrong), and the prefetcher wrote the record only after the object's
+    /// CRC-32C matched that meta. On S3 re-reading it would cost a process of the full binary and a
+    /// TLS connection per segment (docs/benchmarks.md, "Async drain and recovery through the
+    /// prefetcher"). An encrypted repository's meta cannot be read here at all (walctl-fast loads no
+    /// libcrypto and reads no key: that start-up is what per-process encryption costs); the
+    /// prefetcher authenticated it and the object under the data key. On an encrypted file
+    /// repository the meta object must still exist (one `lstat`), so a segment removed meanwhile
+    /// goes to walctl as on a plaintext one.
     public static func servePrefetched(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
+        let encrypted = SettingType.lower(config["repository-cipher"] ?? "none") != "none"
         guard case .value(let depth) = config.integer("restore-prefetch"), depth > 0,
               config.integer("archive-get-retry-time") != .undecided,
               config.bool("archive-get-fsync") == false,   // on: walctl fsyncs what it serves
-              // An encrypted repository's meta cannot be read here: walctl compares and serves.
-              SettingType.lower(config["repository-cipher"] ?? "none") == "none",
               FastWALName.isSegment(fileName), let bootID = env.bootID,
               let repoSetting = config["repository"], fileRepositoryRoot(repoSetting) != nil || repoSetting.hasPrefix("s3://"),
               let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd) else { return .fallBack }
@@ -215,8 +224,13 @@ public enum FastFront {
               let recBoot = rec["bootID"]?.stringValue, Array(recBoot.utf8) == Array(bootID.utf8),
               let recMeta = rec["meta"], plausibleMeta(recMeta, name: fileName) else { return .fallBack }
         if let root {
-            guard let metaBytes = FastFS.read(root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"),
-                  let meta = JSONValue.parse(metaBytes), meta == recMeta else { return .fallBack }
+            let metaPath = root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"
+            if encrypted {
+                guard isRegularFileNoFollow(metaPath) else { return .fallBack }
+            } else {
+                guard let metaBytes = FastFS.read(metaPath),
+                      let meta = JSONValue.parse(metaBytes), meta == recMeta else { return .fallBack }
+            }
         }
         // As PrefetchSpool.setWant: recovery is at fileName (the prefetcher moves its window).
         unlink(spool + "/stop")

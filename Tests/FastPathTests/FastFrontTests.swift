@@ -349,12 +349,94 @@ final class FastFrontTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG")).count, 16)
         close(fd)
         unlink(tmp + "/pg_wal/RECOVERYXLOG")
-        // Another bucket's record, another boot's, or an encrypted repository: the full binary.
-        for (repo, bootID, cipher) in [("s3://other/prefix", boot, "none"), (s3, "other", "none"), (s3, boot, "aes-256-gcm")] {
+        // An encrypted S3 repository likewise (issue 17): the record alone, no key, no libcrypto.
+        let encrypted = ["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": s3, "WALCTL_REPOSITORY_CIPHER": "aes-256-gcm",
+                         "WALCTL_REPOSITORY_CIPHER_PASS_FILE": tmp + "/no-such-pass-file"]
+        fd = try getSetup()
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: s3, meta: meta(), bootID: boot)))
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: env(encrypted)), .exit(0))
+        close(fd)
+        unlink(tmp + "/pg_wal/RECOVERYXLOG")
+        // Another bucket's record or another boot's (plain or encrypted), or a cipher without a
+        // passphrase (walctl reports it): the full binary.
+        for (repo, bootID, cipher, pass) in [("s3://other/prefix", boot, "none", ""), (s3, "other", "none", ""),
+                                             ("s3://other/prefix", boot, "aes-256-gcm", "p"), (s3, "other", "aes-256-gcm", "p"),
+                                             (s3, boot, "aes-256-gcm", "")] {
             fd = try getSetup()
             try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: repo, meta: meta(), bootID: bootID)))
-            assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": s3, "WALCTL_REPOSITORY_CIPHER": cipher]))
+            assertNotServed(fd, env: env(["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": s3, "WALCTL_REPOSITORY_CIPHER": cipher,
+                                          "WALCTL_REPOSITORY_CIPHER_PASS": pass]))
         }
+    }
+
+    /// An encrypted file repository (issue 17): its meta is ciphertext walctl-fast cannot read (no
+    /// key, no libcrypto), so the record is served as on S3, provided the meta object still exists
+    /// (a segment expire removed is left to walctl, as on a plaintext file repository).
+    func testGetServesFromAnEncryptedFileRepositoryOnTheRecordWhileItsMetaExists() throws {
+        let metaPath = tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + ".meta"
+        let ciphertext = Array("WCTLENC".utf8) + [1, 0, 1, 0, 0] + Array(repeating: 0x5a, count: 120)
+        func encEnv(_ extra: [String: String] = [:]) -> FastFront.Environment {
+            var v = ["WALCTL_RESTORE_PREFETCH": "8", "WALCTL_REPOSITORY": "file://" + tmp + "/repo/",
+                     "WALCTL_REPOSITORY_CIPHER": "AES-256-GCM", "WALCTL_REPOSITORY_CIPHER_PASS_FILE": tmp + "/no-such-pass-file"]
+            for (k, x) in extra { v[k] = x }
+            return env(v)
+        }
+        var fd = try getSetup()
+        try repoRecord()
+        try write(metaPath, ciphertext)
+        // Plaintext configuration, encrypted meta: cannot be compared, walctl decides (and refuses).
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: getEnv()), .fallBack)
+        XCTAssertEqual(FastFront.run(["w", "archive-get", "--progress-file", tmp + "/progress", seg, "pg_wal/RECOVERYXLOG"], env: encEnv()), .exit(0))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG")).count, 16)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec"))
+        XCTAssertEqual(try String(contentsOfFile: tmp + "/pg_wal/walctl_prefetch/want", encoding: .utf8), seg)
+        XCTAssertTrue(try String(contentsOfFile: tmp + "/progress", encoding: .utf8).hasPrefix(seg + " "))
+        close(fd)
+        unlink(tmp + "/pg_wal/RECOVERYXLOG")
+        // The meta object gone (expire), or a symlink in its place: walctl.
+        fd = try getSetup(); try repoRecord()
+        unlink(metaPath)
+        assertNotServed(fd, env: encEnv())
+        fd = try getSetup(); try repoRecord()
+        unlink(metaPath)
+        XCTAssertEqual(symlink(tmp + "/elsewhere.meta", metaPath), 0)
+        try write(tmp + "/elsewhere.meta", ciphertext)
+        assertNotServed(fd, env: encEnv())
+        unlink(metaPath)
+        // Another repository's record, another boot's, a record that is not a meta, a torn one.
+        fd = try getSetup()
+        try write(metaPath, ciphertext)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: "file:///repo/", meta: meta(), bootID: boot)))
+        assertNotServed(fd, env: encEnv())
+        fd = try getSetup()
+        try write(metaPath, ciphertext)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", try encode(PrefetchRecord(repository: "file://" + tmp + "/repo/", meta: meta(), bootID: "other")))
+        assertNotServed(fd, env: encEnv())
+        fd = try getSetup()
+        try write(metaPath, ciphertext)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec",
+                  Array(("{\"bootID\":\"" + boot + "\",\"meta\":{\"name\":\"" + seg + "\"},\"repository\":\"file://" + tmp + "/repo/\"}").utf8))
+        assertNotServed(fd, env: encEnv())
+        fd = try getSetup()
+        try write(metaPath, ciphertext)
+        try write(tmp + "/pg_wal/walctl_prefetch/" + seg + ".rec", Array("{\"repository\":".utf8))
+        assertNotServed(fd, env: encEnv())
+        // No prefetcher running, or archive-get-fsync on: walctl.
+        fd = try getSetup(); try repoRecord(); try write(metaPath, ciphertext)
+        close(fd)
+        assertNotServed(-1, env: encEnv())
+        fd = try getSetup(); try repoRecord(); try write(metaPath, ciphertext)
+        assertNotServed(fd, env: encEnv(["WALCTL_ARCHIVE_GET_FSYNC": "on"]))
+    }
+
+    /// The async pusher's `.ok` for an encrypted repository is the same record (its meta is the
+    /// plaintext one the pusher encrypted and stored): walctl-fast consumes it without a key.
+    func testPushServesAnEncryptedRepositorysOK() throws {
+        let (ok, _) = try pushSetup()
+        let e = env(["WALCTL_ARCHIVE_ASYNC": "true", "WALCTL_REPOSITORY": "file:///repo", "WALCTL_REPOSITORY_CIPHER": "aes-256-gcm",
+                     "WALCTL_REPOSITORY_CIPHER_PASS_FILE": tmp + "/no-such-pass-file"])
+        XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ok))
     }
 
     func testJSONStrictness() {

@@ -3,7 +3,8 @@
 # repositories. The archive/recover story once on an encrypted S3 repository (moto), with a key
 # rotation before the recovery; on a file repository: nothing stored in plaintext, `walctl decrypt`,
 # tampered objects refused by archive-get (255, %p never written) and restore-backup, wrong or
-# missing passphrases refused at start with one `[cipher-key]` line.
+# missing passphrases refused at start with one `[cipher-key]` line. Async archiving and a recovery
+# through walctl-fast: the prefetched, decrypted segments are served without starting walctl.
 source "$(dirname "$0")/lib.sh"
 
 V=15
@@ -203,8 +204,26 @@ test_async_push_and_prefetch_encrypted_file() {
     # and equal to what a direct get restores.
     local R="$W/restore"; mkdir -p "$R/pg_wal"; chown -R postgres "$R"
     local seg=$first name
+    # The 4th segment's object has a bit flipped before the prefetcher runs: the prefetcher must
+    # refuse it (nothing in the spool), and the request goes to walctl, which refuses it too (255).
+    local t4 k4; t4="$(printf '%s%08X' "${seg:0:16}" $(( 16#${seg:16:8} + 3 )))"; k4="$(object_key "$t4")"
+    cp "$W/repo/$k4" "$W/k4.orig"
+    printf '\x01' | dd of="$W/repo/$k4" bs=1 seek=$(( $(stat -c %s "$W/repo/$k4") / 2 )) conv=notrunc 2>/dev/null
+    cmp -s "$W/repo/$k4" "$W/k4.orig" && printf '\x02' | dd of="$W/repo/$k4" bs=1 seek=$(( $(stat -c %s "$W/repo/$k4") / 2 )) conv=notrunc 2>/dev/null
     for i in 1 2 3 4 5 6; do
         name="$(printf '%s%08X' "${seg:0:16}" $(( 16#${seg:16:8} + i - 1 )))"
+        if [ "$i" = 4 ]; then
+            wait_until 10 grep -q "prefetch of $name failed.*fails authentication" "$R/pg_wal/walctl_prefetch/daemon.log" \
+                || fail "the prefetcher did not refuse the tampered $name: $(cat "$R/pg_wal/walctl_prefetch/daemon.log" 2>/dev/null)"
+            [ ! -e "$R/pg_wal/walctl_prefetch/$name" ] || fail "a tampered segment is in the spool"
+            rm -f "$R/pg_wal/RECOVERYXLOG"
+            local rc=0
+            (cd "$R" && as_pg "$(dirname "$WALCTL")/walctl-fast" archive-get --config "$W/walctl.conf" --set restore-prefetch=4 \
+                --set archive-get-retry-time=0 "$name" "$R/pg_wal/RECOVERYXLOG") 2>"$W/t4.err" || rc=$?
+            [ "$rc" = 255 ] && grep -q "object-tampered" "$W/t4.err" || fail "tampered $name through walctl-fast: exit $rc, $(cat "$W/t4.err")"
+            [ ! -e "$R/pg_wal/RECOVERYXLOG" ] || fail "tampered $name was written to %p"
+            cp "$W/k4.orig" "$W/repo/$k4"
+        fi
         (cd "$R" && as_pg "$(dirname "$WALCTL")/walctl-fast" archive-get --config "$W/walctl.conf" --set restore-prefetch=4 "$name" "$R/pg_wal/RECOVERYXLOG") \
             || fail "prefetching archive-get $name failed"
         wc_ archive-get "$name" "$W/direct.seg" || fail "direct get $name"
@@ -212,6 +231,68 @@ test_async_push_and_prefetch_encrypted_file() {
     done
     [ -d "$R/pg_wal/walctl_prefetch" ] || fail "no prefetch spool was used"
     as_pg "$WALCTL" archive-get --cleanup "$R/pg_wal" >/dev/null 2>&1 || true
+}
+
+# ------------------------------------------------------------------------------ walctl-fast serves
+
+# Issue 17: a recovery from an encrypted file repository through the restore_command `walctl
+# recover` writes (walctl-fast, restore-prefetch = 8). The long-lived prefetcher decrypts, checks
+# and spools the segments; walctl-fast serves them by rename without starting walctl (no libcrypto
+# per segment). WALCTL_FULL is a wrapper that logs each start of the full binary: most segments must
+# be served without one (before, walctl-fast left every encrypted request to walctl). The archiver
+# runs walctl-fast with archive-async, whose answers from the pusher's results are counted too.
+test_recovery_served_by_walctl_fast_encrypted_file() {
+    local FAST; FAST="$(dirname "$WALCTL")/walctl-fast"
+    [ -x "$FAST" ] || fail "walctl-fast not built next to $WALCTL"
+    setup file
+    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$W/full.calls" "$WALCTL" > "$W/full.sh"
+    chmod 755 "$W/full.sh"; touch "$W/full.calls"; chown postgres "$W/full.sh" "$W/full.calls"
+    printf '%s\n' "archive-async = true" "archive-workers = 2" >> "$W/walctl.conf"
+    sql "alter system set archive_command = '$FAST archive-push --config $W/walctl.conf %p'"
+    pg_stop $V "$W/data"
+    as_pg env WALCTL_FULL="$W/full.sh" "$BIN/pg_ctl" -D "$W/data" -l "$W/data.log" -w -t 120 start >/dev/null || fail "restart with walctl-fast"
+    sql "create table t(id int, v text)"
+    wc_ backup take --label f1 --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null || fail "backup take failed"
+    : > "$W/full.calls"
+    # ~20 segments of real rows (replay takes real time per segment, as in production).
+    local i
+    for i in 1 2 3 4 5 6; do
+        sql "insert into t select g, repeat(md5(g::text), 3) from generate_series(($i - 1) * 250000 + 1, $i * 250000) g"
+    done
+    switch_and_wait >/dev/null
+    local target; target="$(now_utc)"
+    sleep 0.3
+    sql "insert into t select g, 'after-target' from generate_series(1, 1000) g"
+    switch_and_wait >/dev/null
+    local pushed full_pushes
+    pushed="$(sql "select archived_count from pg_stat_archiver")"
+    full_pushes="$(grep -c '^archive-push ' "$W/full.calls" || true)"
+    # The pusher stays up while the archiver keeps up: walctl starts only to start a pusher.
+    [ "$pushed" -ge 12 ] || fail "only $pushed files archived"
+    [ $((full_pushes * 3)) -le "$pushed" ] || fail "walctl-fast handed $full_pushes of $pushed archive-push calls to walctl"
+    assert_eq "$(sql "select failed_count from pg_stat_archiver")" "0" "archive failures"
+    local expected; expected="$(sql "select count(*) || ':' || sum(id) from t where v <> 'after-target'")"
+    pg_stop $V "$W/data"
+
+    as_pg "$WALCTL" recover --config "$W/walctl.conf" --pgdata "$W/rec" --to "$target" >"$W/rec.out" 2>"$W/rec.err" || { cat "$W/rec.err" >&2; fail "recover refused"; }
+    grep -qs "walctl-fast" "$W/rec/postgresql.auto.conf" "$W/rec/postgresql.conf" || fail "recover did not write walctl-fast into restore_command"
+    : > "$W/full.calls"
+    local port2; port2="$(free_port)"
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin WALCTL_FULL="$W/full.sh" runuser -u postgres -- "$BIN/pg_ctl" -D "$W/rec" -l "$W/rec/walctl_recovery.log" \
+        -o "-p $port2 -c archive_mode=off" -w -t 120 start >/dev/null 2>&1 || true
+    wait_until 120 bash -c "runuser -u postgres -- $WALCTL recover --status --json --pgdata $W/rec | grep -q '\"state\" : \"paused-at-target\"'" \
+        || { tail -5 "$W/rec/walctl_recovery.log" >&2; fail "recovery did not reach the target"; }
+    assert_eq "$(psql_at $V "$W" "$port2" "select count(*) || ':' || sum(id) from t")" "$expected" "rows at the target"
+    assert_eq "$(psql_at $V "$W" "$port2" "select count(*) from t where v = 'after-target'")" "0" "rows after the target"
+    # Segments PostgreSQL restored (the progress file: walctl-fast and walctl both append) against
+    # starts of walctl for a segment (history files are always walctl's).
+    local restored full_gets
+    restored="$(grep -cE '^[0-9A-F]{24} ' "$W/rec/walctl_recovery_progress" || true)"
+    full_gets="$(grep -cE '^archive-get .* [0-9A-F]{24} [^ ]+$' "$W/full.calls" || true)"
+    echo "    $restored segments restored, $full_gets of them by walctl; $pushed archived, $full_pushes archive-push calls by walctl" >&2
+    [ "$restored" -ge 12 ] || fail "only $restored segments restored"
+    [ $((full_gets * 4)) -le "$restored" ] || fail "walctl-fast handed $full_gets of $restored segments to walctl (encrypted prefetched segments not served)"
+    pg_stop $V "$W/rec" immediate
 }
 
 start_moto || { echo "test_encryption: 0 passed, 1 failed (moto_server did not start)"; exit 1; }
