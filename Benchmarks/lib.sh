@@ -98,16 +98,33 @@ PY
 # objects, where 16 uploaders took hours on a loaded machine), logging to
 # $WORK/moto.log; sets MOTO_PID and exports MOTO_ENDPOINT, MOTO_BUCKET and the AWS_ variables
 # (the WALCTL_ repository variables are unset: the benchmark's config file says everything).
+# BENCH_MOTO_ARGS adds moto-server.py options (`--fast-list`, `--stats FILE`).
 bench_moto() {
     local envf="$WORK/moto.env"
+    # shellcheck disable=SC2086 # BENCH_MOTO_ARGS: further moto-server.py options, split on spaces
     python3 "$ROOT/scripts/moto-server.py" --port 0 --bucket "$1" --env-file "$envf" --no-stdin-watch --max-seconds "$2" \
-        ${3:+--preload "$3"} > "$WORK/moto.log" 2>&1 &
+        ${3:+--preload "$3"} ${BENCH_MOTO_ARGS:-} > "$WORK/moto.log" 2>&1 &
     MOTO_PID=$!
     for _ in $(seq 1 6000); do grep -q '^READY' "$WORK/moto.log" && break; sleep 0.2; done
     # shellcheck disable=SC1090
     source "$envf"
     unset WALCTL_REPOSITORY WALCTL_S3_ENDPOINT WALCTL_S3_REGION WALCTL_S3_URI_STYLE WALCTL_S3_KEY WALCTL_S3_KEY_SECRET
     export MOTO_ENDPOINT MOTO_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_DEFAULT_REGION
+}
+
+# bench_moto_stats FILE: moto's request counts and seconds by kind so far (bench_moto with
+# BENCH_MOTO_ARGS="--stats FILE"), as JSON on stdout: asks the server (SIGUSR1) and waits for it.
+bench_moto_stats() {
+    local f="$1" before=""
+    [ -f "$f" ] && before="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq"])' "$f")"
+    kill -USR1 "$MOTO_PID"
+    for _ in $(seq 1 100); do
+        if [ -f "$f" ] && [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seq"])' "$f")" != "$before" ]; then
+            cat "$f"; return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench_moto_stats: moto did not write $f" >&2; return 1
 }
 
 # bench_s3_conf PREFIX CATALOG [LINE...]: walctl config lines for s3://$MOTO_BUCKET/PREFIX on moto.

@@ -380,4 +380,10 @@ test_fork_pg15() {
     cleanup
 }
 
+# Benchmarks/expire.sh measures S3 against `moto-server.py --fast-list` (a sorted key index behind
+# ListObjectsV2): its listings must be stock moto's, page for page (Tests/integration/moto_fast_list.py).
+[ "$WALCTL_TEST_REPO" = s3 ] && test_moto_fast_list() {
+    python3 "$REPO/Tests/integration/moto_fast_list.py" || fail "moto-server.py --fast-list lists differently from moto"
+}
+
 run_suite "$@"
