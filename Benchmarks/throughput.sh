@@ -229,22 +229,24 @@ measure_archive() {
     done
     ARCH[$label]=$(printf '%s\n' "${times[@]}" | median)
 }
-# measure_archive_pair LABEL1 SETUP1 LABEL2 SETUP2: as measure_archive for both rows, their runs
-# interleaved (1 2, 2 1, 1 2, ...) so a change of the machine's load between runs hits both rows
-# alike: for a same-run ratio such as encrypted vs plain (issue 17's goal is 5%).
-measure_archive_pair() {
-    local l1=$1 s1=$2 l2=$3 s2=$4 t1=() t2=() r
-    want_row "$l1" || { measure_archive "$l2" "$s2"; return 0; }
-    want_row "$l2" || { measure_archive "$l1" "$s1"; return 0; }
+# measure_pair archive|recovery LABEL1 ARG1 LABEL2 ARG2: both rows (ARG: the row's setup function for
+# archive rows, its restore_command for recovery rows), their runs interleaved (1 2, 2 1, 1 2, ...)
+# so a change of the machine's load between runs hits both rows alike: for a same-run ratio such as
+# encrypted vs plain (issue 17's goal is 5%). A row not wanted leaves the other measured alone.
+measure_one() { if [ "$1" = archive ]; then measure_archive "$2" "$3"; else measure_recovery "$2" archive "$3"; fi; }
+run_one() { if [ "$1" = archive ]; then archive_run "$2" "$($3)"; else recovery_run "$2" archive "$3"; fi; }
+measure_pair() {
+    local kind=$1 l1=$2 a1=$3 l2=$4 a2=$5 t1=() t2=() r m1 m2
+    if ! want_row "$l1" || ! want_row "$l2"; then measure_one "$kind" "$l1" "$a1"; measure_one "$kind" "$l2" "$a2"; return 0; fi
     for r in $(seq 1 "$RUNS"); do
         if [ $((r % 2)) = 1 ]; then
-            t1+=("$(archive_run "$l1" "$($s1)")"); t2+=("$(archive_run "$l2" "$($s2)")")
+            t1+=("$(run_one "$kind" "$l1" "$a1")"); t2+=("$(run_one "$kind" "$l2" "$a2")")
         else
-            t2+=("$(archive_run "$l2" "$($s2)")"); t1+=("$(archive_run "$l1" "$($s1)")")
+            t2+=("$(run_one "$kind" "$l2" "$a2")"); t1+=("$(run_one "$kind" "$l1" "$a1")")
         fi
     done
-    ARCH[$l1]=$(printf '%s\n' "${t1[@]}" | median)
-    ARCH[$l2]=$(printf '%s\n' "${t2[@]}" | median)
+    m1=$(printf '%s\n' "${t1[@]}" | median); m2=$(printf '%s\n' "${t2[@]}" | median)
+    if [ "$kind" = archive ]; then ARCH[$l1]=$m1; ARCH[$l2]=$m2; else REC[$l1]=$m1; REC[$l2]=$m2; fi
 }
 setup_walctl_async_file() { local c; c=$(walctl_conf wa file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
 setup_walctl_async_s3() { local c; c=$(walctl_conf wa3 s3 "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$WALCTL archive-push --config $c %p"; }
@@ -284,7 +286,7 @@ measure_archive "walctl async, local" setup_walctl_async_file
 setup_fast_async_file() { local c; c=$(walctl_conf wf file "archive-async = true" "archive-workers = 2"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
 # The same into an encrypted file repository (issue 17): only the cipher and its passphrase differ.
 setup_fast_async_file_enc() { local c; c=$(walctl_conf wfe file "archive-async = true" "archive-workers = 2" "${ENCRYPTED[@]}"); as_pg "$WALCTL" init --config "$c" --pgdata "$WORK/tpl" >/dev/null; echo "$(dirname "$WALCTL")/walctl-fast archive-push --config $c %p"; }
-[ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_archive_pair "walctl-fast async, local" setup_fast_async_file "walctl-fast async, local, encrypted" setup_fast_async_file_enc
+[ -x "$(dirname "$WALCTL")/walctl-fast" ] && measure_pair archive "walctl-fast async, local" setup_fast_async_file "walctl-fast async, local, encrypted" setup_fast_async_file_enc
 measure_archive "pgBackRest async, local" setup_pgbr_async_file
 measure_archive "walctl sync, local" setup_walctl_sync_file
 if [ "$S3" = 1 ]; then
@@ -297,16 +299,19 @@ fi
 
 # --- 4. recovery --------------------------------------------------------------------------------------
 # Repositories holding every segment (walctl and pgBackRest, local), filled synchronously.
+# fill_walctl_repo CONF: every segment and history file of the template pushed by walctl (the
+# repositories the recovery rows restore from).
+fill_walctl_repo() { local f; for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$1" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done; }
 WCONF=$(walctl_conf rec file); as_pg "$WALCTL" init --config "$WCONF" --pgdata "$WORK/tpl" >/dev/null
 if [ -z "${ROWS:-}" ] || [[ $ROWS == *walctl* ]]; then
-    for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
+    fill_walctl_repo "$WCONF"
 fi
 # The encrypted twin of WCONF (issue 17), filled the same way.
 FAST="$(dirname "$WALCTL")/walctl-fast"
 ENC_REC_LABEL="walctl-fast prefetch $PREFETCH, file, encrypted"
 if [ -x "$FAST" ] && want_row "$ENC_REC_LABEL"; then
     WCONF_ENC=$(walctl_conf recenc file "${ENCRYPTED[@]}"); as_pg "$WALCTL" init --config "$WCONF_ENC" --pgdata "$WORK/tpl" >/dev/null
-    for f in $(ls "$WORK/tpl/pg_wal" | grep -E '^[0-9A-F]{24}$|\.history$'); do as_pg "$WALCTL" archive-push --config "$WCONF_ENC" "$WORK/tpl/pg_wal/$f" 2>/dev/null || true; done
+    fill_walctl_repo "$WCONF_ENC"
 fi
 rm -rf "$WORK/pgbr" "$WORK/pgbr-spool"/*; as_pg cp -a "$WORK/pgbr-template" "$WORK/pgbr"
 if [ -z "${ROWS:-}" ] || [[ $ROWS == *pgBackRest* ]]; then
@@ -350,29 +355,13 @@ measure_recovery() {
     for r in $(seq 1 "$RUNS"); do times+=("$(recovery_run "$label" "$@")"); done
     REC[$label]=$(printf '%s\n' "${times[@]}" | median)
 }
-# measure_recovery_pair LABEL1 CMD1 LABEL2 CMD2: both rows (mode archive), runs interleaved as
-# measure_archive_pair.
-measure_recovery_pair() {
-    local l1=$1 c1=$2 l2=$3 c2=$4 t1=() t2=() r
-    want_row "$l1" || { measure_recovery "$l2" archive "$c2"; return 0; }
-    want_row "$l2" || { measure_recovery "$l1" archive "$c1"; return 0; }
-    for r in $(seq 1 "$RUNS"); do
-        if [ $((r % 2)) = 1 ]; then
-            t1+=("$(recovery_run "$l1" archive "$c1")"); t2+=("$(recovery_run "$l2" archive "$c2")")
-        else
-            t2+=("$(recovery_run "$l2" archive "$c2")"); t1+=("$(recovery_run "$l1" archive "$c1")")
-        fi
-    done
-    REC[$l1]=$(printf '%s\n' "${t1[@]}" | median)
-    REC[$l2]=$(printf '%s\n' "${t2[@]}" | median)
-}
 echo "== recovery ($RUNS runs each)" >&2
 measure_recovery "floor (segments in pg_wal)" floor
 measure_recovery "mv floor (decompressed beside pg_wal, restore_command = mv)" mv "mv $WORK/rec/mvspool/%f %p"
 measure_recovery "walctl sync" archive "$WALCTL archive-get --config $WCONF %f %p"
 measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
 if [ -n "${WCONF_ENC:-}" ]; then
-    measure_recovery_pair "walctl-fast prefetch $PREFETCH" "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p" \
+    measure_pair recovery "walctl-fast prefetch $PREFETCH" "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p" \
         "$ENC_REC_LABEL" "$FAST archive-get --config $WCONF_ENC --set restore-prefetch=$PREFETCH %f %p"
 elif [ -x "$FAST" ]; then
     measure_recovery "walctl-fast prefetch $PREFETCH" archive "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
