@@ -31,13 +31,23 @@ public enum CodecKind: String, CaseIterable, Sendable, Codable {
     }
 
     /// A new streaming compressor. `pledgedSize` (the input size, when known) lets zstd record the
-    /// content size in the frame header.
-    public func makeCompressor(level: Int32? = nil, pledgedSize: UInt64? = nil) throws(CodecError) -> Compressor {
+    /// content size in the frame header. `workers` > 0 (zstd only) compresses on that many threads of
+    /// zstd's own while the caller goes on feeding input (`ZSTD_c_nbWorkers`: for large streams such
+    /// as backup archives; the frame is still one standard zstd frame). A library built without
+    /// threads compresses on the caller's thread.
+    public func makeCompressor(level: Int32? = nil, pledgedSize: UInt64? = nil, workers: Int = 0) throws(CodecError) -> Compressor {
         switch self {
-        case .zstd: return try ZstdCompressor(level: level ?? defaultLevel, pledgedSize: pledgedSize)
+        case .zstd: return try ZstdCompressor(level: level ?? defaultLevel, pledgedSize: pledgedSize, workers: workers)
         case .gzip: return try GzipCompressor(level: level ?? defaultLevel)
         case .none: return PassThrough()
         }
+    }
+
+    /// A decoder into the caller's buffers (`BufferDecoder`); nil for codecs without one (gzip,
+    /// none: use `makeDecompressor`).
+    public func makeBufferDecoder() throws(CodecError) -> BufferDecoder? {
+        guard self == .zstd else { return nil }
+        return try BufferDecoder()
     }
 
     /// A new streaming decompressor. `verifyFrameChecksum: false` (zstd) skips the frame's own

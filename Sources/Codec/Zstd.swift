@@ -8,12 +8,13 @@ final class ZstdCompressor: Compressor {
     let ctx: OpaquePointer
     let out: UnsafeMutableRawPointer
 
-    init(level: Int32, pledgedSize: UInt64?) throws(CodecError) {
+    init(level: Int32, pledgedSize: UInt64?, workers: Int = 0) throws(CodecError) {
         guard let c = ZSTD_createCCtx() else { throw .initFailed("ZSTD_createCCtx") }
         ctx = c
         out = .allocate(byteCount: zstdChunk, alignment: 16)
         ZSTD_CCtx_setParameter(ctx, ZSTD_c_compressionLevel, level)
         ZSTD_CCtx_setParameter(ctx, ZSTD_c_checksumFlag, 1)
+        if workers > 0 { _ = ZSTD_CCtx_setParameter(ctx, ZSTD_c_nbWorkers, Int32(min(workers, 64))) }  // an error: no threads in this libzstd
         if let p = pledgedSize { ZSTD_CCtx_setPledgedSrcSize(ctx, p) }
     }
     deinit { ZSTD_freeCCtx(ctx); out.deallocate() }
@@ -60,6 +61,8 @@ final class ZstdDecompressor: Decompressor {
     /// 0 once a frame is complete: anything else at `finish` means the object was cut short.
     var pending: Int = 1
     var sawInput = false
+    /// Bytes of `out` decoded and not yet given to the sink.
+    var filled = 0
 
     /// `verifyFrameChecksum: false` skips the frame's XXH64 (about a fifth of decompression's CPU)
     /// for callers that check a checksum of the output themselves (ObjectReader: CRC-32C against
@@ -78,24 +81,79 @@ final class ZstdDecompressor: Decompressor {
         sawInput = true
         var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: 0)
         while inb.pos < inb.size {
-            var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: 0)
-            let r = ZSTD_decompressStream(ctx, &outb, &inb)
-            if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
-            pending = r
-            if outb.pos > 0 { try sink(UnsafeRawBufferPointer(start: out, count: outb.pos)) }
+            try step(&inb, sink)
         }
         // Drain any output still buffered inside zstd.
         while pending != 0 {
-            var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: 0)
-            let r = ZSTD_decompressStream(ctx, &outb, &inb)
-            if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
-            pending = r
-            if outb.pos == 0 { break }
-            try sink(UnsafeRawBufferPointer(start: out, count: outb.pos))
+            if try step(&inb, sink) == 0 { break }
         }
     }
 
+    /// One decoding call into the rest of `out`. The sink gets `out` only when it is full (and the
+    /// rest at `finish`): input arriving in small pieces (64 KiB decrypted chunks, network reads)
+    /// still makes 1 MiB writes, which the file writer passes straight to write(2) without copying.
+    /// Returns the bytes it decoded.
+    @discardableResult
+    private func step(_ inb: inout ZSTD_inBuffer, _ sink: ByteSink) throws -> Int {
+        var outb = ZSTD_outBuffer(dst: out, size: zstdChunk, pos: filled)
+        let r = ZSTD_decompressStream(ctx, &outb, &inb)
+        if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
+        pending = r
+        let produced = outb.pos - filled
+        filled = outb.pos
+        if filled == zstdChunk {
+            filled = 0
+            try sink(UnsafeRawBufferPointer(start: out, count: zstdChunk))
+        }
+        return produced
+    }
+
     func finish(into sink: ByteSink) throws {
+        guard sawInput else { throw CodecError.truncated("empty zstd object") }
+        if pending != 0 { throw CodecError.truncated("zstd frame ends early") }
+        if filled > 0 {
+            let n = filled
+            filled = 0
+            try sink(UnsafeRawBufferPointer(start: out, count: n))
+        }
+    }
+}
+
+/// zstd decoding into buffers the caller hands in, one after the other (archive-get: buffers that
+/// a second thread then writes out while decoding goes on, ObjectReader.restore): nothing is copied
+/// out of a buffer of the codec's own. The frame checksum is skipped, as in
+/// `ZstdDecompressor(verifyFrameChecksum: false)`: the caller checks a CRC-32C of the output.
+public final class BufferDecoder {
+    let ctx: OpaquePointer
+    private var pending: Int = 1
+    private var sawInput = false
+
+    init() throws(CodecError) {
+        guard let c = ZSTD_createDCtx() else { throw .initFailed("ZSTD_createDCtx") }
+        ctx = c
+        _ = ZSTD_DCtx_setParameter(ctx, ZSTD_d_experimentalParam3, 1)
+    }
+    deinit { ZSTD_freeDCtx(ctx) }
+
+    /// Decodes from `input[consumed...]` into `output[filled...]` until the input is used up or the
+    /// output is full, advancing both. When it returns with `output` full, zstd may hold more:
+    /// call again with a fresh buffer (even with no input left) until a call leaves room.
+    public func decode(_ input: UnsafeRawBufferPointer, consumed: inout Int,
+                       into output: UnsafeMutableRawBufferPointer, filled: inout Int) throws {
+        if input.count > consumed { sawInput = true }
+        var inb = ZSTD_inBuffer(src: input.baseAddress, size: input.count, pos: consumed)
+        var outb = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: filled)
+        let r = ZSTD_decompressStream(ctx, &outb, &inb)
+        if ZSTD_isError(r) != 0 { throw CodecError.corrupt(String(cString: ZSTD_getErrorName(r))) }
+        // A call that moved nothing (no input left, nothing held) says nothing about the frame:
+        // after a complete frame zstd would already be asking for the next one's header.
+        if inb.pos > consumed || outb.pos > filled { pending = r }
+        consumed = inb.pos
+        filled = outb.pos
+    }
+
+    /// The end of the input: throws when the frame is incomplete.
+    public func finish() throws {
         guard sawInput else { throw CodecError.truncated("empty zstd object") }
         if pending != 0 { throw CodecError.truncated("zstd frame ends early") }
     }

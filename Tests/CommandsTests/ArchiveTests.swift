@@ -158,4 +158,53 @@ import Codec
         _ = try ArchiveGet(repository: repository, retryTime: 0).get(fileName: "000000010000000000000001", targetPath: root + "/c")
         #expect(Array(try Data(contentsOf: URL(fileURLWithPath: root + "/c"))) == seg)
     }
+
+    /// What archive-get leaves in the target's directory besides the target: temporary files.
+    func temporaries() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.contains(".tmp.") }
+    }
+
+    /// archive-get decodes a segment into buffers a second thread writes behind the decoding
+    /// (ObjectReader.restore): the bytes are those of the streaming path, and any object that does
+    /// not decode to exactly the meta's bytes (other content of the same size, more bytes, fewer,
+    /// cut short) is refused with nothing at the target and no temporary file left.
+    @Test func directRestoreRefusesEveryWrongObject() throws {
+        let seg = segment(commits: 40)
+        _ = try ArchivePush(repository: repository, codec: .zstd, level: nil).push(path: try write(seg, name: "000000010000000000000001"))
+        let meta = try #require(try repository.meta(for: .segment("000000010000000000000001")))
+        #expect(meta.size >= ObjectReader.writeBehindMinimum)   // the direct path, not the fallback
+        let target = root + "/direct"
+        #expect(try ArchiveGet(repository: repository, retryTime: 0).get(fileName: "000000010000000000000001", targetPath: target) == .restored(meta))
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == seg)
+        try FileManager.default.removeItem(atPath: target)
+
+        let original = try #require(try repository.store.get(key: meta.objectKey!))
+        func zstd(_ bytes: [UInt8]) throws -> [UInt8] {
+            let c = try CodecKind.zstd.makeCompressor()
+            var out: [UInt8] = []
+            try bytes.withUnsafeBytes { try c.update($0) { out.append(contentsOf: $0) } }
+            try c.finish { out.append(contentsOf: $0) }
+            return out
+        }
+        var other = seg
+        other[seg.count - 100] ^= 1                       // one bit of the last megabyte
+        let wrong: [(String, [UInt8])] = [
+            ("same size, other bytes", try zstd(other)),
+            ("one byte more", try zstd(seg + [0])),
+            ("one byte less", try zstd(Array(seg.dropLast()))),
+            ("cut short", Array(original.dropLast(original.count / 3))),
+            ("empty", []),
+        ]
+        for (what, bytes) in wrong {
+            try repository.store.put(key: meta.objectKey!, bytes: bytes)
+            #expect(throws: WalctlError.self, "\(what)") {
+                _ = try ArchiveGet(repository: repository, retryTime: 0).get(fileName: "000000010000000000000001", targetPath: target)
+            }
+            #expect(!FileManager.default.fileExists(atPath: target), "\(what)")
+            #expect(try temporaries().isEmpty, "\(what)")
+        }
+        try repository.store.put(key: meta.objectKey!, bytes: original)
+        _ = try ArchiveGet(repository: repository, retryTime: 0).get(fileName: "000000010000000000000001", targetPath: target)
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: target))) == seg)
+    }
 }

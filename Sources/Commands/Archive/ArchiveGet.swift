@@ -86,7 +86,7 @@ public struct ArchiveGet {
         let out = try AtomicFile(path: targetPath, durable: fsync)
         do {
             logger.debug("GET \(repository.url)/\(meta.objectKey ?? "?") (\(meta.storedSize) bytes, \(meta.codec))")
-            try ObjectReader(repository: repository).read(meta) { chunk in try out.write(chunk) }
+            try ObjectReader(repository: repository).restore(meta, to: out)
             try out.commit()
         } catch {
             out.abort()

@@ -12,9 +12,11 @@ public final class AtomicFile {
     public let path: String
     let file: AtomicWriter
 
+    /// Writes go straight to write(2), unbuffered: the decoders hand over whole buffers (1 MiB from
+    /// `ZstdDecompressor`, 256 KiB from `WriteBehind`), and gathering them would only copy them again.
     public init(path: String, durable: Bool = true) throws(WalctlError) {
         self.path = path
-        do { file = try AtomicWriter(path: path, durability: durable ? .data : .none) } catch { throw WalctlError(error) }
+        do { file = try AtomicWriter(path: path, durability: durable ? .data : .none, buffered: false) } catch { throw WalctlError(error) }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) throws {

@@ -356,6 +356,12 @@ final class RepositoryBackupSink: BaseBackupSink {
     private(set) var manifestSize: Int64?
     var storedTotal: Int64 { archives.reduce(0) { $0 + $1.storedSize } }
 
+    /// zstd threads for client compression: the machine's cores (0 on one core: compress inline).
+    static let compressionWorkers: Int = {
+        let n = ProcessInfo.processInfo.activeProcessorCount
+        return n > 1 ? n : 0
+    }()
+
     init(store: ObjectStore, prefix: String, codec: CodecKind, level: Int32?) {
         self.store = store; self.prefix = prefix; self.codec = codec; self.level = level
     }
@@ -387,7 +393,9 @@ final class RepositoryBackupSink: BaseBackupSink {
         if serverCodec != nil { object = name; compressor = nil }
         else {
             object = tarName + (codec.fileExtension.isEmpty ? "" : "." + codec.fileExtension)
-            compressor = try codec.makeCompressor(level: level)
+            // Client compression runs beside the reading (the server's socket, or the data directory
+            // for a file-level incremental) on zstd's own threads, one per core.
+            compressor = try codec.makeCompressor(level: level, workers: Self.compressionWorkers)
         }
         writer = try store.makeWriter(key: prefix + object, options: PutOptions(ifAbsent: true))
         current = BackupArchive(object: object, serverName: name, codec: (serverCodec ?? codec).rawValue,
