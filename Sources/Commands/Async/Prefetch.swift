@@ -438,7 +438,9 @@ public final class PrefetchDaemon: @unchecked Sendable {
             // Temporary name, then rename; no fsync (see PrefetchRecord.bootID).
             let out = try AtomicFile(path: spool.dir + "/" + name, durable: false)
             do {
-                try ObjectReader(repository: repository).read(meta) { try out.write($0) }
+                // Decoding and writing overlap (WriteBehind), as in archive-get: one worker keeps
+                // two cores busy when the startup process leaves one free.
+                try ObjectReader(repository: repository).restore(meta, to: out)
                 try out.commit()
             } catch {
                 out.abort()
