@@ -224,6 +224,11 @@ final class ChainRestoreTests: XCTestCase {
         let slow = BackupMetadata.prefix(label: "F") + "base.tar"
         store.failSecondRead = [failing: 0.2]          // fails 0.2 s into the restore's read
         store.chunkDelay = [slow: 0.1]                  // 7 chunks of 1 MiB: ~0.7 s to read whole
+        // Every other read on a thread restoreBackup started waits 0.6 s for its first chunk (a
+        // network read does not see the cancellation meanwhile): a restore that returned without
+        // joining its threads would leave one running, whichever archive the calling thread took.
+        store.callerThread = Thread.current
+        store.otherThreadFirstChunkDelay = 0.6
         XCTAssertThrowsError(try restore(store, into: dir + "/r", parallel: 4)) { error in
             guard let e = error as? WalctlError else { return XCTFail("not a WalctlError: \(error)") }
             XCTAssertTrue("\(e)".contains("injected failure"), "the first error is the one reported: \(e)")
@@ -272,6 +277,10 @@ final class WatchedStore: ObjectStore, @unchecked Sendable {
     var failSecondRead: [String: Double] = [:]
     /// Key -> seconds waited before each chunk of the restore's read.
     var chunkDelay: [String: Double] = [:]
+    /// Seconds the restore's reads of archives (but those in `failSecondRead`) wait before their
+    /// first chunk when they run on another thread than `callerThread`.
+    var otherThreadFirstChunkDelay = 0.0
+    var callerThread: Thread?
 
     init(base: FileStore) { self.base = base }
 
@@ -306,6 +315,9 @@ final class WatchedStore: ObjectStore, @unchecked Sendable {
                     lock.unlock()
                 }
                 if let d = delayFirstChunk.first(where: { key.hasPrefix($0.key) })?.value { Thread.sleep(forTimeInterval: d) }
+                if otherThreadFirstChunkDelay > 0, failSecondRead[key] == nil, let caller = callerThread, Thread.current !== caller {
+                    Thread.sleep(forTimeInterval: otherThreadFirstChunkDelay)
+                }
             }
             if let fail = failSecondRead[key] {
                 Thread.sleep(forTimeInterval: max(0, fail - Date().timeIntervalSince(started)))
