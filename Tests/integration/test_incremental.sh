@@ -4,7 +4,8 @@
 # recovered to its own consistency point gives exactly the rows it had (table checksums); PITR
 # between members through `walctl recover` (which restores the chain); a damaged member (deleted
 # object; a flipped byte on a file repository) is refused before anything is written; --delta after
-# dropping a table and changing another restores exactly; expire keeps chains whole.
+# dropping a table and changing another restores exactly; expire keeps chains whole; a chain of a
+# group-access cluster with a tablespace restores with the source's modes (its archives at once).
 # test_incremental_s3.sh runs it again on S3 (moto).
 source "$(dirname "$0")/lib.sh"
 
@@ -195,6 +196,81 @@ test_expire_keeps_chains_whole() {
         || fail "expire did not remove A's chain whole: $(grep label "$W/l.json")"
     w restore-backup E --pgdata "$W/r-E" --no-progress >/dev/null 2>&1 || fail "the kept chain does not restore"
     pg_stop "$V" "$W/data"
+}
+
+# A chain of three members of a cluster with group access (directories 0750, files 0640) and a
+# tablespace, restored with its archives at once (one thread per core, docs/backup.md): the rows of
+# I2 in both tablespaces, pg_verifybackup clean, and every directory, file and link with the mode and
+# owner the source has, whichever archive wrote first.
+test_chain_with_tablespace() {
+    start_archiving_source 15
+    local conn="host=$W port=$PORT user=postgres dbname=postgres" out
+    # Group access, as PostgreSQL documents turning it on for an existing cluster.
+    pg_stop "$V" "$W/data"
+    chmod 750 "$W/data"; find "$W/data" -type d -exec chmod 750 {} +; find "$W/data" -type f -exec chmod 640 {} +
+    pg_start "$V" "$W/data"
+    as_pg mkdir -m 750 "$W/ts"
+    as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -i -s 1 -q postgres >/dev/null 2>&1 || fail "pgbench -i"
+    sql "create tablespace ts location '$W/ts'"
+    sql "create table tt(id int primary key, v text) tablespace ts"
+    sql "insert into tt select g, repeat('t', 100) || g from generate_series(1, 20000) g"
+    sql "create table small(x int) tablespace ts"
+    sql "insert into small values (1)"
+    w backup --label F --dbname "$conn" --no-progress >/dev/null 2>&1 || fail "full backup F"
+    sql "update tt set v = v || 'u' where id % 10 = 0"
+    sql "update pgbench_accounts set abalance = abalance + 1 where aid % 7 = 0"
+    w backup --type incremental --label I1 --dbname "$conn" --no-progress >/dev/null 2>&1 || fail "incremental I1"
+    sql "delete from tt where id % 5 = 0"
+    sql "update pgbench_accounts set abalance = abalance - 3 where aid % 11 = 0"
+    w backup --type incremental --label I2 --dbname "$conn" --no-progress >/dev/null 2>&1 || fail "incremental I2"
+    local sum="select md5(string_agg(t::text, ',' order by aid)) from pgbench_accounts t union all select md5(string_agg(t::text, ',' order by id)) from tt t union all select count(*)::text from small"
+    local cI2; cI2="$(sql "$sum")"
+    # The restore puts the tablespace back at its location: stop the source and move its tablespace aside.
+    pg_stop "$V" "$W/data"
+    mv "$W/ts" "$W/ts-src"
+
+    out="$(w restore-backup I2 --pgdata "$W/r-ts" --no-progress -v 2>&1)" || fail "restore-backup I2: $out"
+    grep -q "chain F -> I1 -> I2" <<<"$out" || fail "the restore did not show its chain: $out"
+    if [ "$(nproc)" -ge 2 ]; then
+        grep -qE "archive\(s\) on [2-9][0-9]* threads" <<<"$out" || fail "the chain's archives were not restored at once: $out"
+    fi
+    assert_eq "$(readlink "$W/r-ts/pg_tblspc/$(ls "$W/r-ts/pg_tblspc")")" "$W/ts" "the tablespace link"
+    as_pg "$BIN/pg_verifybackup" -n "$W/r-ts" >/dev/null || fail "pg_verifybackup -n of the chain with a tablespace"
+
+    # Modes and owners: every entry of the restore that the source has (backup_label and
+    # backup_manifest are the restore's own), directories and links included.
+    python3 - "$W/data" "$W/r-ts" "$W/ts-src" "$W/ts" <<'PY' || fail "modes or owners differ from the source"
+import os, stat, sys
+def tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    return out
+bad, compared = [], 0
+for src, dst in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    s, d = tree(src), tree(dst)
+    for p, v in d.items():
+        if p in ("backup_label", "backup_manifest") or p.startswith("pg_tblspc/"):
+            continue
+        if p not in s:
+            assert not stat.S_ISDIR(v[0]), f"directory {p} of the restore is not in the source"
+            continue
+        compared += 1
+        if stat.S_ISLNK(v[0]):
+            continue
+        if s[p] != v:
+            bad.append((p, oct(s[p][1]), oct(v[1]), s[p][2:], v[2:]))
+    dirs = [p for p, v in d.items() if stat.S_ISDIR(v[0]) and not p.startswith("pg_tblspc/")]
+    assert all(d[p][1] == 0o750 for p in dirs), [(p, oct(d[p][1])) for p in dirs if d[p][1] != 0o750][:5]
+assert compared > 500, compared
+assert not bad, bad[:10]
+PY
+    start_recovered "$W/r-ts" "recovery_target = 'immediate'"
+    assert_eq "$(psql_at "$V" "$W" "$RPORT" "$sum")" "$cI2" "rows of I2 (both tablespaces) after the chain restore"
+    pg_stop "$V" "$W/r-ts"
 }
 
 run_suite "$@"

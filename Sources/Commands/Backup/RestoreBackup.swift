@@ -19,6 +19,9 @@ public struct RestoreOptions: Sendable {
     /// Restore into an existing data directory of the same cluster, rewriting only what differs
     /// (`restore-backup --delta`, `recover --delta`; docs/backup.md).
     public var delta = false
+    /// Archives restored at once (threads); 0: one per core. A PostgreSQL 17+ native chain is
+    /// always restored one archive at a time (docs/backup.md).
+    public var parallel = 0
     public init() {}
 }
 
@@ -177,8 +180,9 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     }
 
     let manifestBytes = final.manifestBytes
-    var manifest: ServerManifest?
-    if let mb = manifestBytes, !options.skipVerification || chain.count > 1 || options.delta { manifest = try ServerManifest(json: mb) }
+    var parsedManifest: ServerManifest?
+    if let mb = manifestBytes, !options.skipVerification || chain.count > 1 || options.delta { parsedManifest = try ServerManifest(json: mb) }
+    let manifest = parsedManifest
     if (chain.count > 1 || options.delta) && manifest == nil {
         throw WalctlError.refused("backup \(label) has no backup_manifest: it cannot be restored as a chain or with --delta")
     }
@@ -218,53 +222,60 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         tablespaceRoots[oid] = (loc, root)
     }
 
-    var keep = Set<String>()
+    let keep: Set<String>
     var removed = 0
     if options.delta {
         let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots)
         keep = d.keep; removed = d.removed
         logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to write, \(removed) removed")
     } else {
+        keep = []
         try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
     }
 
-    var files = 0, verified = 0
-    var bytes: Int64 = 0, storedBytes: Int64 = 0
-    var seen = Set<String>()
-    var seenDirs = Set<String>()
-    var groupAccess = false
-    var tablespaceTargets: [String: String] = [:]
-    for (_, t) in tablespaceRoots { tablespaceTargets[t.location] = t.root }
+    let tablespaceTargets = Dictionary(tablespaceRoots.values.map { ($0.location, $0.root) }, uniquingKeysWith: { a, _ in a })
+    // The links this restore makes (pg_tblspc/<oid> of each tablespace it restores): no writer, of
+    // any member or thread, ever writes beneath one (RestoreWriter.plannedLinks). Known before any
+    // archive is read, so the rule does not depend on which archive comes first.
+    let plannedLinks = Set(tablespaceRoots.keys.map { target + "/pg_tblspc/\($0)" })
+
+    // Every archive's codec, root and manifest prefix, and every tablespace location made ready,
+    // before any archive is read: the archives may then be restored in any order, at once.
+    var items: [RestoreItem] = []
     var prepared = Set<UInt32>()
-    // Progress: stored bytes read, of the archives' stored sizes (known exactly from backup.json).
-    let shown = progress.start("restore \(label)", unit: .bytes, total: download)
-    defer { shown.finish() }
     for (m, a) in work {
         guard let codec = CodecKind(rawValue: a.codec) else {
             throw WalctlError.refused("backup \(m.record.label): archive \(a.object) uses unknown codec \(a.codec)")
         }
-        let isFinal = m.record.label == final.record.label
-        let root: String
-        let manifestPrefix: String
         if let oid = a.tablespaceOID {
             guard let t = tablespaceRoots[oid] else { continue }  // not in the final data directory
-            root = t.root
-            manifestPrefix = "pg_tblspc/\(oid)/"
             var rst = stat()
-            if !prepared.contains(oid) && (!options.delta || stat(root, &rst) != 0) {
-                try prepareDirectory(root, force: force, what: "tablespace \(oid) location", owner: owner)
-                logger.info("restore \(label): tablespace \(oid) (\(t.location)) into \(root)")
+            if !prepared.contains(oid) && (!options.delta || stat(t.root, &rst) != 0) {
+                try prepareDirectory(t.root, force: force, what: "tablespace \(oid) location", owner: owner)
+                logger.info("restore \(label): tablespace \(oid) (\(t.location)) into \(t.root)")
             }
             prepared.insert(oid)
+            items.append(RestoreItem(member: m, archive: a, codec: codec, root: t.root, manifestPrefix: "pg_tblspc/\(oid)/"))
         } else {
-            root = target
-            manifestPrefix = ""
+            items.append(RestoreItem(member: m, archive: a, codec: codec, root: target, manifestPrefix: ""))
         }
+    }
+
+    // Progress: stored bytes read, of the archives' stored sizes (known exactly from backup.json).
+    let shown = progress.start("restore \(label)", unit: .bytes, total: download)
+    defer { shown.finish() }
+
+    /// Streams one archive: repository -> CRC-32C -> decompressor -> tar reader -> writer. Stops
+    /// (throws) at the next chunk once `run` is cancelled (another archive failed).
+    func restoreArchive(_ item: RestoreItem, run: RestoreRun) throws -> RestoreTally {
+        let m = item.member, a = item.archive
+        let isFinal = m.record.label == final.record.label
         let member = m.record.label
-        let writer = RestoreWriter(root: root, manifestPrefix: manifestPrefix, manifest: manifest, owner: owner,
+        let writer = RestoreWriter(root: item.root, manifestPrefix: item.manifestPrefix, manifest: manifest, owner: owner,
                                    tablespaceTargets: tablespaceTargets, isBase: a.tablespaceOID == nil)
         writer.filesOnly = !isFinal
         writer.replace = options.delta
+        writer.plannedLinks = plannedLinks
         if sources != nil || options.delta {
             writer.wanted = { key in
                 guard manifest?.files[key] != nil else { return false }  // an older member's file the final backup no longer has
@@ -273,15 +284,16 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         }
         let nativeVisitor = native.map {
             NativeChainVisitor(inner: isFinal ? writer : nil, combine: combine, needs: $0.needs[member] ?? [:],
-                               manifest: $0.manifests[member]!, root: root, manifestPrefix: manifestPrefix,
+                               manifest: $0.manifests[member]!, root: item.root, manifestPrefix: item.manifestPrefix,
                                isFinal: isFinal, owner: owner)
         }
         let tar = TarReader(visitor: nativeVisitor ?? writer)
-        let decompressor = try codecCall(a.object) { () throws(CodecError) in try codec.makeDecompressor() }
+        let decompressor = try codecCall(a.object) { () throws(CodecError) in try item.codec.makeDecompressor() }
         var crc = CRC32C()
         var n: Int64 = 0
         do {
             try repository.store.read(key: m.prefix + a.object) { chunk in
+                if run.isCancelled { throw RestoreRun.Cancelled() }
                 crc.update(chunk)
                 n += Int64(chunk.count)
                 shown.add(Int64(chunk.count))
@@ -302,15 +314,34 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
             throw WalctlError.checksumMismatch(name: m.prefix + a.object, expected: a.storedCRC32C, actual: storedCRC,
                                                size: n, expectedSize: a.storedSize)
         }
-        files += writer.files; verified += writer.verified; bytes += writer.bytes; storedBytes += n
-        seen.formUnion(writer.seen)
-        if let v = nativeVisitor, isFinal { files += v.files; verified += v.verified; bytes += v.bytes; seen.formUnion(v.seen) }
-        else if let v = nativeVisitor { verified += v.verified }
-        seenDirs.formUnion(writer.dirs.map { manifestPrefix + $0 })
-        groupAccess = groupAccess || writer.groupAccess
+        var t = RestoreTally()
+        t.files = writer.files; t.verified = writer.verified; t.bytes = writer.bytes; t.storedBytes = n
+        t.seen = writer.seen
+        if let v = nativeVisitor, isFinal { t.files += v.files; t.verified += v.verified; t.bytes += v.bytes; t.seen.formUnion(v.seen) }
+        else if let v = nativeVisitor { t.verified += v.verified }
+        t.dirs = Set(writer.dirs.map { item.manifestPrefix + $0 })
+        t.groupAccess = writer.groupAccess
+        return t
     }
 
+    // A file-level chain's archives are independent once the locations are ready: each file of the
+    // final manifest comes from exactly one member, only the newest makes directories and links,
+    // and a directory an older member's file needed first gets its mode from the newest member
+    // whenever it arrives (RestoreWriter). So they are restored at once, one per core: the chain
+    // then costs about what its largest archive does instead of the sum (docs/backup.md). A
+    // PostgreSQL 17+ native chain stays sequential: NativeCombine's state (each combined file's
+    // blocks, newest member first) is shared by its archives and depends on their order.
+    var workers = options.parallel > 0 ? options.parallel : ProcessInfo.processInfo.activeProcessorCount
+    workers = native != nil ? 1 : max(1, min(workers, items.count))
+    if workers > 1 {
+        // The largest archives first: the last one to start is then a small one.
+        items = items.enumerated().sorted { ($0.element.archive.storedSize, -$0.offset) > ($1.element.archive.storedSize, -$1.offset) }.map(\.element)
+        logger.debug("restore \(label): \(items.count) archive(s) on \(workers) threads")
+    }
+    let total = try RestoreRun.perform(items, workers: workers, restoreArchive)
     shown.finish()
+    let files = total.files, verified = total.verified, bytes = total.bytes, storedBytes = total.storedBytes
+    let seen = total.seen, seenDirs = total.dirs, groupAccess = total.groupAccess
     if let manifest {
         let missing = manifest.files.keys.filter { !seen.contains($0) && !keep.contains($0) }.sorted()
         guard missing.isEmpty else {
@@ -527,6 +558,11 @@ final class RestoreWriter: TarVisitor {
     var filesOnly = false
     /// `--delta`: files and links may already exist and are replaced.
     var replace = false
+    /// The tablespace links the whole restore makes (full paths), whichever writer makes them:
+    /// nothing is ever written beneath one, even before it exists (another thread's writer may be
+    /// about to make it), and no other link is made (a tablespace link without the tablespace's
+    /// archive). nil for a writer used alone: only its own links are checked.
+    var plannedLinks: Set<String>?
     private var skipping = false
 
     init(root: String, manifestPrefix: String, manifest: ServerManifest?, owner: (uid: uid_t, gid: gid_t)?,
@@ -563,13 +599,19 @@ final class RestoreWriter: TarVisitor {
         if !links.isEmpty, links.contains(where: { full == $0 || full.hasPrefix($0 + "/") }) {
             throw WalctlError.refused("backup archive member \(e.path) lies under the symbolic link it made before: refusing to write through it")
         }
+        if let planned = plannedLinks, let link = planned.first(where: { full.hasPrefix($0 + "/") }) {
+            throw WalctlError.refused("backup archive member \(e.path) lies under \(link), the tablespace link this restore makes: refusing to write through it")
+        }
         try ensureParent(of: full)
         switch e.kind {
         case .directory:
             if mkdir(full, mode_t(e.mode & 0o777)) != 0 {
                 guard errno == EEXIST else { throw WalctlError.file(operation: "mkdir", path: full, errno: errno) }
-                _ = chmod(full, mode_t(e.mode & 0o777))
             }
+            // Exactly the archive's mode (not narrowed by the umask), whether this mkdir made the
+            // directory or an older member's file made it first (ensureParent, 0700: the archives
+            // of a chain are restored at once, in no fixed order) or it was there (--delta).
+            _ = chmod(full, mode_t(e.mode & 0o777))
             if let o = owner { _ = chown(full, o.uid, o.gid) }
             createdDirs.insert(full)
             if isBase && e.path == "global" && e.mode & 0o070 != 0 { groupAccess = true }
@@ -577,6 +619,9 @@ final class RestoreWriter: TarVisitor {
             // PostgreSQL links only tablespaces (pg_tblspc/<oid>) in its archives.
             guard isBase, e.path.hasPrefix("pg_tblspc/"), !e.path.dropFirst(10).contains("/") else {
                 throw WalctlError.refused("unexpected symbolic link \(e.path) -> \(e.linkTarget) in backup archive")
+            }
+            if let planned = plannedLinks, !planned.contains(full) {
+                throw WalctlError.refused("backup archive links \(e.path) -> \(e.linkTarget), but the backup has no archive for that tablespace: refusing to restore it")
             }
             let dest = tablespaceTargets[e.linkTarget] ?? e.linkTarget
             if replace { unlink(full) }
