@@ -10,6 +10,9 @@
 #   WALCTL=...          the walctl binary (default: .build-static/release/walctl of this checkout,
 #                       built if missing; release, --static-swift-stdlib)
 #   KEEP_TMP=1          keep the work directory
+#   BENCH_CHANGE=spread the 5% change: `spread` (aid % 20 = 0: every page of the table) or `range`
+#                       (aid <= rows/20: the first 5% of the table's pages, plus the new row versions
+#                       appended at its end), the two shapes a "5% of the rows changed" takes
 #
 # What it does: initdb a PostgreSQL 15 cluster, `pgbench -i -s $BENCH_SCALE` with archiving off, then
 # archive_mode on, every segment pushed through walctl (file repository) and pgBackRest (posix repo,
@@ -97,7 +100,11 @@ bench_measure "walctl backup (full)" "$WORK/repo/backup" "$WALCTL" backup --conf
 bench_measure "pgbackrest backup --type=full" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=full
 
 echo "== 5% of the rows change" >&2
-psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0"
+if [ "${BENCH_CHANGE:-spread}" = range ]; then
+    psql_ "update pgbench_accounts set abalance = abalance + 1 where aid <= $SCALE * 100000 / 20"
+else
+    psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0"
+fi
 psql_ "checkpoint"
 CHECK="$(bench_accounts_checksum "$WORK" "$PORT")"
 
@@ -128,7 +135,7 @@ GOT="$(bench_restored_checksum "$WORK/r-full" "$WORK" $((PORT + 1)) \
 r() { bench_result "$@"; }
 ratio() { bench_ratio "$@"; }
 {
-    echo "Incremental backups, pgbench scale $SCALE ($((DATA_BYTES / 1000000)) MB without pg_wal), PostgreSQL 15, file repository, $(nproc) cores, $(date -u +%Y-%m-%d)"
+    echo "Incremental backups, pgbench scale $SCALE ($((DATA_BYTES / 1000000)) MB without pg_wal), PostgreSQL 15, file repository, change ${BENCH_CHANGE:-spread}, $(nproc) cores, $(date -u +%Y-%m-%d)"
     echo
     bench_results_table
     echo

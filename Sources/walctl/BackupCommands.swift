@@ -180,7 +180,9 @@ struct RestoreBackupCommand: ParsableCommand {
             let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, logger: access.logger,
                                       progress: try progressOptions.output(config))
             let chain = r.chain.count > 1 ? " (chain \(r.chain.joined(separator: " -> ")))" : ""
-            let kept = delta ? ", \(r.keptFiles) kept, \(r.removedFiles) removed" : ""
+            let inPlace = r.unchangedBytes + r.rewrittenBytes > 0
+                ? " (in place: \(Human.bytes(r.rewrittenBytes)) rewritten, \(Human.bytes(r.unchangedBytes)) already right)" : ""
+            let kept = delta ? ", \(r.keptFiles) kept, \(r.removedFiles) removed\(inPlace)" : ""
             print("restored backup \(r.label)\(chain) into \(pgdata): \(Human.count(r.files, "file")) written, \(Human.bytes(r.bytes))\(kept), \(r.verifiedFiles) verified against the manifest, in \(Human.duration(r.seconds))")
         }
     }

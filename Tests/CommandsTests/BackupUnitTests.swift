@@ -29,6 +29,65 @@ final class BackupUnitTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: outside + "/evil"))
     }
 
+    /// `--delta` rewrites a file that is there in place, writing only the blocks that differ, and
+    /// cuts it to the archive's size; a file with a second hard link (pg_upgrade --link) is replaced,
+    /// never written into; a symbolic link at the file's name is replaced, never followed.
+    func testDeltaRewritesInPlaceOnlyWhatDiffers() throws {
+        let base = NSTemporaryDirectory() + "walctl-delta-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: base + "/root", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let root = base + "/root"
+        let new = (0..<(40 * 8192 + 100)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ ($0 >> 13)) }
+        func restore(_ name: String, _ bytes: [UInt8], chunk: Int = 65536 + 512) throws -> RestoreWriter {
+            let w = RestoreWriter(root: root, manifestPrefix: "", manifest: nil, owner: nil, tablespaceTargets: [:], isBase: true)
+            w.replace = true
+            let e = TarEntry(path: name, kind: .file, mode: 0o600, size: Int64(bytes.count), linkTarget: "", mtime: 0)
+            try w.begin(e)
+            try bytes.withUnsafeBytes { raw in
+                var off = 0
+                while off < raw.count { let n = min(chunk, raw.count - off); try w.data(UnsafeRawBufferPointer(rebasing: raw[off..<(off + n)])); off += n }
+            }
+            try w.end(e)
+            return w
+        }
+        func inode(_ p: String) throws -> UInt64 { (try FileManager.default.attributesOfItem(atPath: p)[.systemFileNumber] as! NSNumber).uint64Value }
+        func contents(_ p: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: URL(fileURLWithPath: p))) }
+
+        // Three blocks changed and the file one block longer than the archive's: in place.
+        var old = new + [UInt8](repeating: 9, count: 8192)
+        for at in [5, 8192 * 17 + 3, 8192 * 39 + 50] { old[at] ^= 0xFF }
+        try Data(old).write(to: URL(fileURLWithPath: root + "/t"))
+        let before = try inode(root + "/t")
+        let w = try restore("t", new)
+        XCTAssertEqual(try contents(root + "/t"), new)
+        XCTAssertEqual(try inode(root + "/t"), before)
+        XCTAssertGreaterThan(w.keptInPlace, Int64(new.count) * 8 / 10)        // most of it not written
+        XCTAssertLessThan(w.rewrittenInPlace, Int64(8 * 8192))
+
+        // Shorter than the archive's: extended in place.
+        try Data(new.prefix(1000)).write(to: URL(fileURLWithPath: root + "/s"))
+        _ = try restore("s", new, chunk: 3000)
+        XCTAssertEqual(try contents(root + "/s"), new)
+
+        // A second hard link: replaced; the other name keeps its bytes.
+        try Data(old).write(to: URL(fileURLWithPath: root + "/h"))
+        XCTAssertEqual(link(root + "/h", base + "/other-cluster"), 0)
+        _ = try restore("h", new)
+        XCTAssertEqual(try contents(root + "/h"), new)
+        XCTAssertEqual(try contents(base + "/other-cluster"), old)
+        XCTAssertNotEqual(try inode(root + "/h"), try inode(base + "/other-cluster"))
+
+        // A symbolic link at the name: replaced by the file, its target untouched.
+        try Data(old).write(to: URL(fileURLWithPath: base + "/target"))
+        XCTAssertEqual(symlink(base + "/target", root + "/l"), 0)
+        _ = try restore("l", new)
+        XCTAssertEqual(try contents(root + "/l"), new)
+        XCTAssertEqual(try contents(base + "/target"), old)
+        var st = stat()
+        XCTAssertEqual(lstat(root + "/l", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFREG)
+    }
+
     func testTarReaderReadsGNUAndPaxArchives() throws {
         let dir = NSTemporaryDirectory() + "walctl-tar-" + UUID().uuidString
         let longDir = String(repeating: "d", count: 80) + "/" + String(repeating: "e", count: 60)

@@ -53,7 +53,7 @@ test_incremental_chain() {
     local cF; cF="$(checksum_at "$PORT")"
 
     # Changes, then the first incremental.
-    as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -T 3 -c 2 -n postgres >/dev/null 2>&1 || fail "pgbench -T"
+    as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -t 300 -c 2 -n postgres >/dev/null 2>&1 || fail "pgbench -t 300"
     sql "insert into extra select g, 'b' || g from generate_series(1001, 1500) g"
     switch_and_wait >/dev/null
     local tF; tF="$(now_utc)"; local cTF; cTF="$(checksum_at "$PORT")"
@@ -61,7 +61,7 @@ test_incremental_chain() {
     out="$(w backup --type incremental --label I1 --dbname "$conn" --no-progress 2>&1)" || fail "incremental I1: $out"
     local cI1; cI1="$(checksum_at "$PORT")"
 
-    as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -T 2 -c 2 -n postgres >/dev/null 2>&1 || fail "pgbench -T (2)"
+    as_pg "$BIN/pgbench" -h "$W" -p "$PORT" -t 200 -c 2 -n postgres >/dev/null 2>&1 || fail "pgbench -t 200"
     switch_and_wait >/dev/null
     local tA; tA="$(now_utc)"; local cA; cA="$(checksum_at "$PORT")"
     sql "delete from extra where x > 1400"
@@ -125,6 +125,7 @@ PY
     pg_stop "$V" "$W/r-I2"
     out="$(w restore-backup I2 --pgdata "$W/r-I2" --delta --no-progress 2>&1)" || fail "restore-backup --delta: $out"
     grep -qE "[1-9][0-9]* kept" <<<"$out" || fail "--delta kept nothing: $out"
+    grep -q "(in place: .* rewritten, .* already right)" <<<"$out" || fail "--delta rewrote no file in place: $out"
     as_pg "$BIN/pg_verifybackup" -n "$W/r-I2" >/dev/null || fail "pg_verifybackup -n after --delta"
     [ ! -e "$W/r-I2/recovery.signal" ] || fail "--delta left recovery.signal (not in the backup)"
     start_recovered "$W/r-I2" "recovery_target = 'immediate'"

@@ -41,6 +41,10 @@ public struct RestoreReport: Sendable, Equatable {
     /// `--delta`: files already right in the target (kept), and files removed from it.
     public var keptFiles = 0
     public var removedFiles = 0
+    /// `--delta`: of the files that differed and were rewritten in place, the bytes already right
+    /// (not written) and the bytes written.
+    public var unchangedBytes: Int64 = 0
+    public var rewrittenBytes: Int64 = 0
 }
 
 /// One backup of a restore's chain, read before anything is written.
@@ -321,6 +325,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         else if let v = nativeVisitor { t.verified += v.verified }
         t.dirs = Set(writer.dirs.map { item.manifestPrefix + $0 })
         t.groupAccess = writer.groupAccess
+        t.unchangedBytes = writer.keptInPlace; t.rewrittenBytes = writer.rewrittenInPlace
         return t
     }
 
@@ -369,6 +374,8 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     report.chain = chain.map(\.record.label)
     report.keptFiles = keep.count
     report.removedFiles = removed
+    report.unchangedBytes = total.unchangedBytes
+    report.rewrittenBytes = total.rewrittenBytes
     // No line here: the caller prints the result once (restore-backup printed it twice).
     return report
 }
@@ -629,12 +636,14 @@ final class RestoreWriter: TarVisitor {
             links.insert(full)
             if let o = owner { _ = lchown(full, o.uid, o.gid) }
         case .file:
-            if replace { unlink(full) }
-            do { fd = try LocalFS.createExclusive(full, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
-            if let o = owner { _ = fchown(fd, o.uid, o.gid) }
             path = full
             crc = CRC32C()
             written = 0
+            inPlace = false
+            if replace, openInPlace(full, mode: mode_t(e.mode & 0o777)) { break }
+            if replace { unlink(full) }
+            do { fd = try LocalFS.createExclusive(full, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
+            if let o = owner { _ = fchown(fd, o.uid, o.gid) }
         case .hardlink, .other:
             throw WalctlError.refused("unsupported member \(e.path) (type \(e.kind)) in backup archive")
         }
@@ -643,13 +652,104 @@ final class RestoreWriter: TarVisitor {
     func data(_ b: UnsafeRawBufferPointer) throws {
         if skipping { return }
         crc.update(b)
+        if inPlace {
+            try rewriteInPlace(b, at: written)
+        } else {
+            do { try LocalFS.writeAll(fd, b, path: path) } catch { throw WalctlError(error) }
+        }
         written += Int64(b.count)
-        do { try LocalFS.writeAll(fd, b, path: path) } catch { throw WalctlError(error) }
+    }
+
+    // MARK: --delta, block by block
+
+    /// `--delta` rewrites a file that is already there in place, block by block: only the 8 KiB
+    /// blocks that differ from the archive's are written (a table whose few pages changed costs
+    /// those pages, not the file), then the file is cut to the archive's size. Only a regular file
+    /// with one link (a file hard-linked elsewhere, as `pg_upgrade --link` leaves them, is replaced
+    /// instead: writing into it would change the other cluster) that this process can open for
+    /// writing; anything else is removed and written anew.
+    private var inPlace = false
+    private var existingSize: Int64 = 0
+    private var scratch: UnsafeMutableRawBufferPointer?
+    /// Bytes of files rewritten in place that were already right (not written), and that were written.
+    private(set) var keptInPlace: Int64 = 0
+    private(set) var rewrittenInPlace: Int64 = 0
+    static let deltaBlock = 8192
+
+    private func openInPlace(_ full: String, mode: mode_t) -> Bool {
+        var st = stat()
+        guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else { return false }
+        let f = open(full, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
+        guard f >= 0 else { return false }
+        var fst = stat()
+        guard fstat(f, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, fst.st_nlink == 1, fst.st_ino == st.st_ino else {
+            Foundation.close(f); return false
+        }
+        _ = fchmod(f, mode)
+        if let o = owner { _ = fchown(f, o.uid, o.gid) }
+        fd = f
+        existingSize = Int64(fst.st_size)
+        inPlace = true
+        return true
+    }
+
+    /// Compares `b` (the archive's bytes at `offset`) with the file's and writes the blocks that differ.
+    private func rewriteInPlace(_ b: UnsafeRawBufferPointer, at offset: Int64) throws {
+        guard b.count > 0 else { return }
+        if scratch == nil || scratch!.count < b.count {
+            scratch?.deallocate()
+            scratch = .allocate(byteCount: max(b.count, 1 << 20), alignment: 4096)
+        }
+        let old = scratch!
+        // What the file has at this offset (less, or nothing, past its end).
+        var have = 0
+        if offset < existingSize {
+            let want = Int(min(Int64(b.count), existingSize - offset))
+            while have < want {
+                let n = pread(fd, old.baseAddress! + have, want - have, off_t(offset) + off_t(have))
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw WalctlError.file(operation: "read", path: path, errno: errno) }
+                if n == 0 { break }
+                have += n
+            }
+        }
+        // Runs of differing blocks, each written with one pwrite.
+        var i = 0
+        var runStart = -1
+        func flush(_ end: Int) throws {
+            guard runStart >= 0 else { return }
+            let run = UnsafeRawBufferPointer(rebasing: b[runStart..<end])
+            var done = 0
+            while done < run.count {
+                let n = pwrite(fd, run.baseAddress! + done, run.count - done, off_t(offset) + off_t(runStart + done))
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw WalctlError.file(operation: "write", path: path, errno: errno) }
+                done += n
+            }
+            rewrittenInPlace += Int64(run.count)
+            runStart = -1
+        }
+        while i < b.count {
+            let end = min(i + Self.deltaBlock, b.count)
+            let same = end <= have && memcmp(b.baseAddress! + i, old.baseAddress! + i, end - i) == 0
+            if same {
+                try flush(i)
+                keptInPlace += Int64(end - i)
+            } else if runStart < 0 {
+                runStart = i
+            }
+            i = end
+        }
+        try flush(b.count)
     }
 
     func end(_ e: TarEntry) throws {
         guard e.kind == .file else { return }
         if skipping { skipping = false; return }
+        if inPlace && existingSize > written && ftruncate(fd, off_t(written)) != 0 {
+            throw WalctlError.file(operation: "truncate", path: path, errno: errno)
+        }
+        inPlace = false
         close()
         files += 1
         bytes += written
@@ -662,5 +762,5 @@ final class RestoreWriter: TarVisitor {
     }
 
     func close() { if fd >= 0 { Foundation.close(fd); fd = -1 } }
-    deinit { close() }
+    deinit { close(); scratch?.deallocate() }
 }

@@ -23,9 +23,13 @@ struct RestoreTally {
     /// The archives' directories, by manifest path.
     var dirs = Set<String>()
     var groupAccess = false
+    /// `--delta`: bytes of files rewritten in place that were already right, and that were written.
+    var unchangedBytes: Int64 = 0
+    var rewrittenBytes: Int64 = 0
 
     mutating func add(_ o: RestoreTally) {
         files += o.files; verified += o.verified; bytes += o.bytes; storedBytes += o.storedBytes
+        unchangedBytes += o.unchangedBytes; rewrittenBytes += o.rewrittenBytes
         seen.formUnion(o.seen); dirs.formUnion(o.dirs)
         groupAccess = groupAccess || o.groupAccess
     }
