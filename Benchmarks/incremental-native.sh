@@ -13,6 +13,9 @@
 #                       built if missing; release, --static-swift-stdlib)
 #   PG18BIN=...         PostgreSQL 18 binaries (default: .deps/pg18/bin of this checkout)
 #   KEEP_TMP=1          keep the work directory
+#   BENCH_CHANGE=spread the 5% change: `spread` (aid % 20 = 0: every page of the table) or `range`
+#                       (aid <= rows/20: the first 5% of the table's pages, plus the new row versions
+#                       appended at its end); Benchmarks/lib.sh bench_change_sql
 #
 # What it does: initdb a PostgreSQL 18 cluster with summarize_wal = on, `pgbench -i -s $BENCH_SCALE`
 # with archiving off, then archive_mode on, every segment pushed through walctl (file repository).
@@ -90,7 +93,7 @@ bench_measure "walctl backup take (full F)" "$WORK/repo/backup" "$WALCTL" backup
 bench_measure "pg_basebackup -Fp (full)" "$WORK/pgb" "${PGB[@]}" -D "$WORK/pgb/full"
 
 echo "== 5% of the rows change" >&2
-psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0"
+psql_ "$(bench_change_sql "$SCALE")"
 psql_ "checkpoint"
 CHECK_I="$(bench_accounts_checksum "$WORK" "$PORT")"
 [ "$CHECK_I" != "$CHECK_F" ] || { echo "the change changed nothing" >&2; exit 1; }
@@ -142,7 +145,7 @@ ratio() { bench_ratio "$@"; }
 WF='walctl backup take (full F)'; WI='walctl backup take --type incremental (I on F)'; WN='walctl backup take --type incremental, nothing changed (N on I)'
 PF='pg_basebackup -Fp (full)'; PI='pg_basebackup -Fp --incremental (on the plain full)'
 {
-    echo "Native incremental backups, pgbench scale $SCALE ($((DATA_BYTES / 1000000)) MB without pg_wal), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), summarize_wal = on, file repository, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Native incremental backups, pgbench scale $SCALE ($((DATA_BYTES / 1000000)) MB without pg_wal), PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), summarize_wal = on, file repository, change ${BENCH_CHANGE:-spread}, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), load average before/after: $LOAD0 / $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     bench_results_table
     echo

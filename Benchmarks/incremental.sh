@@ -100,11 +100,7 @@ bench_measure "walctl backup (full)" "$WORK/repo/backup" "$WALCTL" backup --conf
 bench_measure "pgbackrest backup --type=full" "$WORK/pgbr-repo/backup" "${PGBR[@]}" backup --type=full
 
 echo "== 5% of the rows change" >&2
-if [ "${BENCH_CHANGE:-spread}" = range ]; then
-    psql_ "update pgbench_accounts set abalance = abalance + 1 where aid <= $SCALE * 100000 / 20"
-else
-    psql_ "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0"
-fi
+psql_ "$(bench_change_sql "$SCALE")"
 psql_ "checkpoint"
 CHECK="$(bench_accounts_checksum "$WORK" "$PORT")"
 

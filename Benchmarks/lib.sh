@@ -170,6 +170,17 @@ bench_results_table() {
 }
 
 # bench_accounts_checksum SOCKDIR PORT: row count, sum and md5 of pgbench_accounts' (aid, abalance).
+# The "5% of the rows change" of the incremental benchmarks, by BENCH_CHANGE: `spread` (default;
+# aid % 20 = 0, every page of pgbench_accounts) or `range` (aid <= rows/20: the first 5% of its pages,
+# plus the new row versions appended at its end). Usage: bench_change_sql SCALE
+bench_change_sql() {
+    case "${BENCH_CHANGE:-spread}" in
+        range) echo "update pgbench_accounts set abalance = abalance + 1 where aid <= $1 * 100000 / 20" ;;
+        spread) echo "update pgbench_accounts set abalance = abalance + 1 where aid % 20 = 0" ;;
+        *) echo "BENCH_CHANGE must be spread or range" >&2; return 1 ;;
+    esac
+}
+
 bench_accounts_checksum() {
     as_pg "$PGBIN/psql" -X -h "$1" -p "$2" -d postgres -qAt -v ON_ERROR_STOP=1 -c \
         "select count(*) || ':' || sum(abalance) || ':' || md5(string_agg(aid || '/' || abalance, ',' order by aid)) from pgbench_accounts"
