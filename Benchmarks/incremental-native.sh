@@ -13,6 +13,8 @@
 #                       built if missing; release, --static-swift-stdlib)
 #   PG18BIN=...         PostgreSQL 18 binaries (default: .deps/pg18/bin of this checkout)
 #   KEEP_TMP=1          keep the work directory
+#   BENCH_RESTORE_RUNS=4 each restore (walctl's full and chain, pg_combinebackup's copy and chain) is
+#                       measured this many times, pairs in alternating order (lib.sh bench_alternate)
 #   BENCH_CHANGE=spread the 5% change: `spread` (aid % 20 = 0: every page of the table) or `range`
 #                       (aid <= rows/20: the first 5% of the table's pages, plus the new row versions
 #                       appended at its end); Benchmarks/lib.sh bench_change_sql
@@ -115,10 +117,15 @@ INCR_PARTIAL_BYTES="$(rel_bytes "$WORK/pgb/incr" 'INCREMENTAL.*')"
 as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -w -m fast stop >/dev/null
 
 echo "== restores" >&2
-bench_measure "walctl restore-backup F (full)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress
-bench_measure "walctl restore-backup I (chain F -> I, walctl's combine)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress
-bench_measure "pg_combinebackup full (copy of the plain full)" - "$PGBIN/pg_combinebackup" -o "$WORK/r-pgfull" "$WORK/pgb/full"
-bench_measure "pg_combinebackup full + incr" - "$PGBIN/pg_combinebackup" -o "$WORK/r-pgchain" "$WORK/pgb/full" "$WORK/pgb/incr"
+RESTORE_F=("$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress)
+RESTORE_I=("$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress)
+COMBINE_F=("$PGBIN/pg_combinebackup" -o "$WORK/r-pgfull" "$WORK/pgb/full")
+COMBINE_I=("$PGBIN/pg_combinebackup" -o "$WORK/r-pgchain" "$WORK/pgb/full" "$WORK/pgb/incr")
+RUNS="${BENCH_RESTORE_RUNS:-4}"
+bench_alternate "$RUNS" "walctl restore-backup F (full)" "$WORK/r-full" RESTORE_F \
+    "walctl restore-backup I (chain F -> I, walctl's combine)" "$WORK/r-chain" RESTORE_I
+bench_alternate "$RUNS" "pg_combinebackup full (copy of the plain full)" "$WORK/r-pgfull" COMBINE_F \
+    "pg_combinebackup full + incr" "$WORK/r-pgchain" COMBINE_I
 
 echo "== verifying each restore (started, pgbench_accounts checksum)" >&2
 P2=$((PORT + 1))

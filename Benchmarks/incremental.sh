@@ -10,6 +10,8 @@
 #   WALCTL=...          the walctl binary (default: .build-static/release/walctl of this checkout,
 #                       built if missing; release, --static-swift-stdlib)
 #   KEEP_TMP=1          keep the work directory
+#   BENCH_RESTORE_RUNS=4 the full and the chain restore are each measured this many times, in
+#                       alternating order (lib.sh bench_alternate), and their medians compared
 #   BENCH_CHANGE=spread the 5% change: `spread` (aid % 20 = 0: every page of the table) or `range`
 #                       (aid <= rows/20: the first 5% of the table's pages, plus the new row versions
 #                       appended at its end), the two shapes a "5% of the rows changed" takes
@@ -110,17 +112,34 @@ bench_measure "pgbackrest backup --type=incr" "$WORK/pgbr-repo/backup" "${PGBR[@
 grep -E "read .* unchanged since" "$WORK/out.txt" >&2 || true
 
 echo "== restores" >&2
-bench_measure "walctl restore-backup F (full)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress
-bench_measure "walctl restore-backup I (chain F -> I)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress
+RESTORE_F=("$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-full" --no-progress)
+RESTORE_I=("$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-chain" --no-progress)
+bench_alternate "${BENCH_RESTORE_RUNS:-4}" "walctl restore-backup F (full)" "$WORK/r-full" RESTORE_F \
+    "walctl restore-backup I (chain F -> I)" "$WORK/r-chain" RESTORE_I
 rm -rf "$WORK/r-chain"
 install -d -m 700 -o postgres -g postgres "$WORK/r-pgbr"
 bench_measure "pgbackrest restore (incr)" - "${PGBR[@]}" --pg1-path="$WORK/r-pgbr" restore
 rm -rf "$WORK/r-pgbr"
 # --delta: into a directory holding the restored full backup (the 5% change differs).
 cp -a "$WORK/r-full" "$WORK/r-full-pgbr"
+cp -a "$WORK/r-full" "$WORK/r-full-cold"
 bench_measure "walctl restore-backup I --delta (over F)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-full" --delta --no-progress
 grep -E "kept" "$WORK/out.txt" >&2 || true
 bench_measure "pgbackrest restore --delta (over F)" - "${PGBR[@]}" --pg1-path="$WORK/r-full-pgbr" --delta restore
+# The same two restores with the page cache dropped before each (when this kernel lets root do it):
+# the target of a real --delta (a failed upgrade, a standby to resync) is not always in memory, and
+# neither is the repository.
+COLD=""
+if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
+    rm -rf "$WORK/r-cold-full"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    bench_measure "walctl restore-backup F (full, caches dropped)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-cold-full" --no-progress
+    rm -rf "$WORK/r-cold-full"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    bench_measure "walctl restore-backup I --delta (over F, caches dropped)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-full-cold" --delta --no-progress
+    COLD="- walctl --delta / full restore, caches dropped before each: $(bench_ratio "$(bench_result 'walctl restore-backup I --delta (over F, caches dropped)' 2)" "$(bench_result 'walctl restore-backup F (full, caches dropped)' 2)")"
+fi
+rm -rf "$WORK/r-full-cold"
 # The delta result recovers to the incremental's rows.
 as_pg touch "$WORK/r-full/recovery.signal"
 GOT="$(bench_restored_checksum "$WORK/r-full" "$WORK" $((PORT + 1)) \
@@ -139,5 +158,6 @@ ratio() { bench_ratio "$@"; }
     echo "- pgBackRest incr / full: time $(ratio "$(r 'pgbackrest backup --type=incr' 2)" "$(r 'pgbackrest backup --type=full' 2)"), stored $(ratio "$(r 'pgbackrest backup --type=incr' 3)" "$(r 'pgbackrest backup --type=full' 3)")"
     echo "- walctl chain restore / full restore: $(ratio "$(r 'walctl restore-backup I (chain F -> I)' 2)" "$(r 'walctl restore-backup F (full)' 2)")"
     echo "- walctl --delta / full restore: $(ratio "$(r 'walctl restore-backup I --delta (over F)' 2)" "$(r 'walctl restore-backup F (full)' 2)"); pgBackRest --delta / its restore: $(ratio "$(r 'pgbackrest restore --delta (over F)' 2)" "$(r 'pgbackrest restore (incr)' 2)")"
+    [ -z "$COLD" ] || echo "$COLD"
     echo "- $DELTA_OK"
 } | tee "$WORK/report.md"

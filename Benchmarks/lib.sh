@@ -156,6 +156,28 @@ bench_measure() {
     echo "   $name: $(tail -1 "$WORK/results.tsv" | cut -f2) s, stored +$added" >&2
 }
 
+# bench_alternate RUNS NAME_A DIR_A CMD_A NAME_B DIR_B CMD_B: measures A (which writes DIR_A) and B
+# (DIR_B) RUNS times each, both directories removed before each pair and the order alternating (A B,
+# B A, ...): on this VM the first writer of fresh page-cache memory pays ~3 us a page, so whichever
+# restore ran second in one fixed order looked up to 1.4x slower. CMD_A and CMD_B name arrays.
+# Rows "NAME #i" for each run and a row NAME with the median of its runs.
+bench_alternate() {
+    local runs="$1" na="$2" da="$3" nb="$5" db="$6" i n
+    local -n cmd_a="$4" cmd_b="$7"
+    for ((i = 1; i <= runs; i++)); do
+        rm -rf "$da" "$db"; sync
+        if ((i % 2)); then
+            bench_measure "$na #$i" - "${cmd_a[@]}"; bench_measure "$nb #$i" - "${cmd_b[@]}"
+        else
+            bench_measure "$nb #$i" - "${cmd_b[@]}"; bench_measure "$na #$i" - "${cmd_a[@]}"
+        fi
+    done
+    for n in "$na" "$nb"; do
+        printf '%s\t%s\t-\n' "$n" "$(awk -F'\t' -v p="$n #" 'index($1, p) == 1 { print $2 }' "$WORK/results.tsv" | bench_median)" >> "$WORK/results.tsv"
+        echo "   $n: median $(tail -1 "$WORK/results.tsv" | cut -f2) s of $runs" >&2
+    done
+}
+
 # bench_result NAME COLUMN: column 2 (seconds) or 3 (bytes) of NAME's row in $WORK/results.tsv.
 bench_result() { awk -F'\t' -v n="$1" '$1 == n { print $'"$2"' }' "$WORK/results.tsv"; }
 

@@ -4,7 +4,22 @@ import Foundation
 public struct ObjectInfo: Equatable, Sendable {
     public var key: String
     public var size: Int64
-    public init(key: String, size: Int64) { self.key = key; self.size = size }
+    /// The store's fingerprint of the object's bytes (S3's ETag, without its quotes); nil when the
+    /// store keeps none (a file repository). A rewritten object has a new one even at the same size.
+    public var etag: String?
+    public init(key: String, size: Int64, etag: String? = nil) {
+        self.key = key; self.size = size; self.etag = etag.map(Self.normalizedETag)
+    }
+
+    /// An ETag as S3 sends it (`"hex"` or `"hex-N"`, quoted in headers and listings) without quotes
+    /// and in lower case, so the header's and the listing's forms compare equal.
+    public static func normalizedETag(_ e: String) -> String {
+        var t = Substring(e.trimmingCharacters(in: .whitespaces))
+        if t.hasPrefix("W/") { t = t.dropFirst(2) }
+        if t.hasPrefix("\"") { t = t.dropFirst() }
+        if t.hasSuffix("\"") { t = t.dropLast() }
+        return t.lowercased()
+    }
 }
 
 /// Options for storing one object.

@@ -170,6 +170,12 @@ PY
     fi
 }
 
+# repo_key DIR KEY: the key repo_objects, repo_get, repo_damage and repo_delete take for the
+# repository-relative KEY (on S3 the repository's prefix comes first).
+repo_key() {
+    if [ "$WALCTL_TEST_REPO" = s3 ]; then echo "$(basename "$1")/$2"; else echo "$2"; fi
+}
+
 # repo_get DIR KEY: the raw object bytes on stdout.
 repo_get() {
     local dir="$1" key="$2"

@@ -47,13 +47,13 @@ restore_and_check() {
 unpack() {
     local label="$1" dir="$2" key
     mkdir -p "$dir"
-    for key in $(repo_objects "$W" "^backup/$label/base\.tar"); do
+    for key in $(repo_objects "$W" "(^|/)backup/$label/base\.tar"); do
         case "$key" in
             *.zst) repo_get "$W" "$key" | zstd -dc | tar -x -C "$dir" ;;
             *) repo_get "$W" "$key" | tar -x -C "$dir" ;;
         esac
     done
-    repo_get "$W" "backup/$label/backup_manifest" > "$dir/backup_manifest"
+    repo_get "$W" "$(repo_key "$W" "backup/$label/backup_manifest")" > "$dir/backup_manifest"
     chown -R postgres:postgres "$dir"; chmod 700 "$dir"
 }
 
@@ -97,7 +97,7 @@ assert b["I1"]["type"] == "incremental" and b["I1"]["parent"] == "F", b["I1"]
 assert b["I2"]["type"] == "incremental" and b["I2"]["parent"] == "I1", b["I2"]
 assert b["I2"]["storedSize"] < b["F"]["storedSize"], (b["I2"]["storedSize"], b["F"]["storedSize"])
 PY
-    [ -n "$(repo_objects "$W" '^backup/I2/backup_manifest$')" ] || fail "I2 has no manifest"
+    [ -n "$(repo_objects "$W" '(^|/)backup/I2/backup_manifest$')" ] || fail "I2 has no manifest"
     wc_ backup show I2 --json | grep -q '"incrementalMethod" *: *"native"' || fail "I2 is not recorded as native"
 
     # Oracle: pg_combinebackup of the same members, against walctl's restore of I2 (before recovery).
@@ -121,7 +121,7 @@ PY
 
     # A damaged INCREMENTAL file inside I1's archive: I2's restore is refused, the target left empty
     # of that file's combination (the archive's stored CRC-32C catches it before anything is written).
-    local key; key="$(repo_objects "$W" '^backup/I1/base\.tar')"
+    local key; key="$(repo_objects "$W" '(^|/)backup/I1/base\.tar')"
     repo_damage "$W" "$key" flip
     if out="$(wc_ restore-backup I2 --pgdata "$W/r-damaged" 2>&1)"; then fail "a damaged chain was restored"; fi
     grep -q "chain-damaged" <<<"$out" || fail "unexpected refusal: $out"
@@ -142,7 +142,7 @@ test_summarize_wal_off_pg18() {
     [ "$rc" -ne 0 ] || fail "an incremental backup with summarize_wal off succeeded: $out"
     grep -q "\[summarize-wal-off\]" <<<"$out" || fail "no [summarize-wal-off]: $out"
     grep -q "set summarize_wal = on (reload), then take a full backup: incremental backups need WAL summaries from the parent's start" <<<"$out" || fail "no advice: $out"
-    [ -z "$(repo_objects "$W" '^backup/I/')" ] || fail "the refused backup stored objects"
+    [ -z "$(repo_objects "$W" '(^|/)backup/I/')" ] || fail "the refused backup stored objects"
 
     # incremental-or-full: a full one, saying why.
     out="$(wc_ backup --type incremental-or-full --label G --dbname "$(CONN)" --no-progress 2>&1)" || fail "incremental-or-full: $out"
@@ -160,7 +160,7 @@ test_summarize_wal_off_pg18() {
     rc=0; out="$(wc_ backup --type incremental --label J --dbname "$(CONN)" --no-progress 2>&1)" || rc=$?
     [ "$rc" -ne 0 ] || fail "an incremental without the parent's WAL summaries succeeded: $out"
     grep -q "\[wal-summaries-missing\]" <<<"$out" || fail "no [wal-summaries-missing]: $out"
-    [ -z "$(repo_objects "$W" '^backup/J/')" ] || fail "the refused backup J stored objects"
+    [ -z "$(repo_objects "$W" '(^|/)backup/J/')" ] || fail "the refused backup J stored objects"
     out="$(wc_ backup --type incremental-or-full --label H --dbname "$(CONN)" --no-progress 2>&1)" || fail "incremental-or-full after the summaries were removed: $out"
     wc_ backup show H --json | grep -q '"type" *: *"full"' || fail "H is not a full backup: $out"
     # ... and the next one builds on H natively.

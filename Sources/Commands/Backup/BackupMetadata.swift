@@ -22,6 +22,10 @@ public struct BackupArchive: Codable, Equatable, Sendable {
     /// Bytes stored, and their CRC-32C (8 lower-case hex digits), checked again on restore.
     public var storedSize: Int64
     public var storedCRC32C: String
+    /// The store's ETag of the object right after it was stored (S3; nil on a file repository):
+    /// a chain restore compares it with the listing's, so an object rewritten in place at the same
+    /// size is refused before anything is written without downloading it.
+    public var storedETag: String?
     /// Uncompressed tar bytes, when walctl saw them (client compression), else nil.
     public var tarSize: Int64?
 }

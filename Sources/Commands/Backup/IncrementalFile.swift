@@ -260,10 +260,13 @@ public final class NativeCombine {
         init(owner: NativeCombine, path: String, fd: Int32, filePath: String) {
             self.owner = owner; self.path = path; self.fd = fd; self.filePath = filePath
         }
+        /// Consecutive blocks to write go out in one `pwrite` (a 1 GiB segment whose blocks all come
+        /// from here is 128 Ki blocks: one call each cost a third of a chain restore's time).
         public func feed(_ bytes: UnsafeRawBufferPointer) throws {
             guard let s = owner.files[path] else { return }
             let bs = Int64(s.blockSize)
             var p = 0
+            var run: (start: Int, offset: Int64)?
             while p < bytes.count {
                 let block = offset / bs
                 let within = Int(offset % bs)
@@ -275,9 +278,15 @@ public final class NativeCombine {
                     if writing { owner.files[path]!.mark(UInt32(block)); owner.blocksWritten += 1 }
                 }
                 if writing {
-                    try NativeCombine.write(fd, UnsafeRawBufferPointer(rebasing: bytes[p..<(p + take)]), at: offset, path: filePath)
+                    if run == nil { run = (p, offset) }
+                } else if let r = run {
+                    try NativeCombine.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath)
+                    run = nil
                 }
                 p += take; offset += Int64(take)
+            }
+            if let r = run {
+                try NativeCombine.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath)
             }
         }
         /// The full version ended: the file is complete.

@@ -90,21 +90,25 @@ func loadChain(label: String, repository: Repository) throws -> [ChainMember] {
 
 /// Proves every object of every member is there before anything is written: present (one listing
 /// per member), of its stored size (unencrypted repositories: an encrypted object is larger than
-/// what was stored), and on a file repository of its stored CRC-32C (read through). Throws
-/// `chain-damaged` naming the member and the object.
+/// what was stored), of the ETag it had when stored (S3: the listing's against the backup's record;
+/// an object rewritten at the same size has a new one), and on a file repository of its stored
+/// CRC-32C (read through). Throws `chain-damaged` naming the member and the object.
 func verifyChain(_ chain: [ChainMember], repository: Repository, checksums: Bool) throws {
     let sizes = !(repository.store is EncryptedStore)
     for m in chain {
         let listed = try storeCall { try repository.store.list(prefix: m.prefix) }
-        var byKey: [String: Int64] = [:]
-        for o in listed { byKey[o.key] = o.size }
+        var byKey: [String: ObjectInfo] = [:]
+        for o in listed { byKey[o.key] = o }
         for a in m.contents.archives {
             let key = m.prefix + a.object
-            guard let size = byKey[key] else {
+            guard let info = byKey[key] else {
                 throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: its archive \(key) is missing; nothing was written")
             }
-            if sizes && size != a.storedSize {
-                throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) holds \(size) bytes, \(a.storedSize) were stored; nothing was written")
+            if sizes && info.size != a.storedSize {
+                throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) holds \(info.size) bytes, \(a.storedSize) were stored; nothing was written")
+            }
+            if let stored = a.storedETag, let now = info.etag, stored != now {
+                throw WalctlError.chainDamaged("backup \(m.record.label) is damaged: \(key) was rewritten after the backup (ETag \(now), \(stored) when stored); nothing was written")
             }
             if checksums {
                 var crc = CRC32C()

@@ -427,6 +427,8 @@ final class RepositoryBackupSink: BaseBackupSink {
         if let c = compressor { try c.finish { try self.put($0) } }
         try w.commit()
         committed.append(prefix + a.object)
+        // What the store says the object is now (S3's ETag): a chain restore compares the listing's.
+        a.storedETag = try store.head(key: prefix + a.object)?.etag
         a.storedSize = stored
         a.storedCRC32C = ArchivedFileMeta.hex(crc.value)
         if a.tarSize != nil { a.tarSize = raw }

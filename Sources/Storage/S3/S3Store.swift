@@ -212,7 +212,7 @@ public final class S3Store: ObjectStore {
         guard let size = r.header("Content-Length").flatMap({ Int64($0) }) else {
             throw .http(status: r.status, code: "BadResponse", message: "HEAD answer without Content-Length", bucket: bucket, key: full)
         }
-        return ObjectInfo(key: key, size: size)
+        return ObjectInfo(key: key, size: size, etag: r.header("ETag"))
     }
 
     /// ListObjectsV2, following `NextContinuationToken` until the listing is complete.
@@ -230,7 +230,8 @@ public final class S3Store: ObjectStore {
             for entry in S3XML.blocks(xml, "Contents") {
                 guard let k = S3XML.value(entry, "Key"), k.hasPrefix(prefix),
                       let size = S3XML.value(entry, "Size").flatMap({ Int64($0) }) else { continue }
-                out.append(ObjectInfo(key: String(k.dropFirst(prefix.count)), size: size))
+                out.append(ObjectInfo(key: String(k.dropFirst(prefix.count)), size: size,
+                                      etag: S3XML.value(entry, "ETag")))
             }
             guard S3XML.value(xml, "IsTruncated") == "true" else { break }
             guard let next = S3XML.value(xml, "NextContinuationToken"), !next.isEmpty, next != token else {
