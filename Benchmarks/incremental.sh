@@ -135,9 +135,15 @@ if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
     sync; echo 3 > /proc/sys/vm/drop_caches
     bench_measure "walctl restore-backup F (full, caches dropped)" - "$WALCTL" restore-backup --config "$WORK/local.conf" F --pgdata "$WORK/r-cold-full" --no-progress
     rm -rf "$WORK/r-cold-full"
+    # The floors of a --delta that trusts nothing but the bytes: decoding the incremental's archives
+    # (the changed files come from them, whole), and reading the target once.
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    bench_measure "zstd -dc of I's archives (caches dropped): --delta's decoding floor" - bash -c 'find "$1" -name "*.zst" -exec zstd -dcq {} + > /dev/null' _ "$WORK/repo/backup/I"
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    bench_measure "read every file of the target once (cat, caches dropped): --delta's floor" - bash -c 'find "$1" -type f -exec cat {} + > /dev/null' _ "$WORK/r-full-cold"
     sync; echo 3 > /proc/sys/vm/drop_caches
     bench_measure "walctl restore-backup I --delta (over F, caches dropped)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-full-cold" --delta --no-progress
-    COLD="- walctl --delta / full restore, caches dropped before each: $(bench_ratio "$(bench_result 'walctl restore-backup I --delta (over F, caches dropped)' 2)" "$(bench_result 'walctl restore-backup F (full, caches dropped)' 2)")"
+    COLD="- walctl --delta / full restore, caches dropped before each: $(bench_ratio "$(bench_result 'walctl restore-backup I --delta (over F, caches dropped)' 2)" "$(bench_result 'walctl restore-backup F (full, caches dropped)' 2)"); --delta / decoding I: $(bench_ratio "$(bench_result 'walctl restore-backup I --delta (over F, caches dropped)' 2)" "$(bench_result "zstd -dc of I's archives (caches dropped): --delta's decoding floor" 2)"); --delta / reading the target once: $(bench_ratio "$(bench_result 'walctl restore-backup I --delta (over F, caches dropped)' 2)" "$(bench_result "read every file of the target once (cat, caches dropped): --delta's floor" 2)")"
 fi
 rm -rf "$WORK/r-full-cold"
 # The delta result recovers to the incremental's rows.
