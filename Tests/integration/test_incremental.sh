@@ -127,6 +127,11 @@ PY
     grep -qE "[1-9][0-9]* kept" <<<"$out" || fail "--delta kept nothing: $out"
     grep -q "(in place: .* rewritten, .* already right)" <<<"$out" || fail "--delta rewrote no file in place: $out"
     as_pg "$BIN/pg_verifybackup" -n "$W/r-I2" >/dev/null || fail "pg_verifybackup -n after --delta"
+    # Again over its own result: every file of the older members is already right, so their
+    # archives are not read at all (only the newest member's, which gives the directories).
+    out="$(w restore-backup I2 --pgdata "$W/r-I2" --delta --no-progress 2>&1)" || fail "second restore-backup --delta: $out"
+    grep -qE "chain F -> I1 -> I2, .* from [0-9]+ archive\(s\) of 1 member\(s\)" <<<"$out" || fail "a --delta over a right target read older members' archives: $out"
+    as_pg "$BIN/pg_verifybackup" -n "$W/r-I2" >/dev/null || fail "pg_verifybackup -n after the second --delta"
     [ ! -e "$W/r-I2/recovery.signal" ] || fail "--delta left recovery.signal (not in the backup)"
     start_recovered "$W/r-I2" "recovery_target = 'immediate'"
     assert_eq "$(checksum_at "$RPORT")" "$cI2" "rows after --delta"

@@ -197,14 +197,14 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     let sources = fileSources(chain)
     func source(_ path: String) -> String { sources?[path] ?? final.record.label }
 
-    // What each member gives, and the bytes to download.
-    func needed(_ m: ChainMember, _ a: BackupArchive) -> Bool {
+    // What each member gives, and the bytes to download. `already`: files the target has right (--delta).
+    func needed(_ m: ChainMember, _ a: BackupArchive, already: Set<String> = []) -> Bool {
         if m.record.label == final.record.label { return true }
         if let native { return native.needed(member: m.record.label, tablespaceOID: a.tablespaceOID) }
         guard let manifest else { return false }
         let tsPrefix = a.tablespaceOID.map { "pg_tblspc/\($0)/" }
         return manifest.files.keys.contains { p in
-            source(p) == m.record.label && (tsPrefix.map { p.hasPrefix($0) } ?? !p.hasPrefix("pg_tblspc/"))
+            source(p) == m.record.label && (tsPrefix.map { p.hasPrefix($0) } ?? !p.hasPrefix("pg_tblspc/")) && !already.contains(p)
         }
     }
     var work: [(member: ChainMember, archive: BackupArchive)] = []
@@ -213,10 +213,6 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     for m in chain.reversed() {
         for a in m.contents.archives.filter({ $0.tablespaceOID != nil }) + m.contents.archives.filter({ $0.tablespaceOID == nil })
         where needed(m, a) { work.append((m, a)) }
-    }
-    let download = work.reduce(Int64(0)) { $0 + $1.archive.storedSize }
-    if chain.count > 1 {
-        logger.info("restore \(label): chain \(chain.map(\.record.label).joined(separator: " -> ")), \(Human.bytes(download)) to download from \(work.count) archive(s) of \(Set(work.map(\.member.record.label)).count) member(s)")
     }
 
     let owner = try restoreOwner(options: options, target: target)
@@ -233,12 +229,26 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     let keep: Set<String>
     var removed = 0
     if options.delta {
-        let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots)
+        // Files the newest member gives are not checksummed first: its archive is read anyway, and
+        // the writer compares each of them block by block in place (one read of the target's file
+        // instead of two). The pre-check is for the older members' files: when all of a member's
+        // are right, its archive is not read at all.
+        let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots,
+                                 check: { source($0) != final.record.label })
         keep = d.keep; removed = d.removed
-        logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to write, \(removed) removed")
+        logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to compare in place or write, \(removed) removed")
     } else {
         keep = []
         try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
+    }
+    if !keep.isEmpty {
+        // --delta: an older member's archive whose every file the target already has is not read
+        // (a delta over the full backup of its own chain decodes only the newer members').
+        work = work.filter { needed($0.member, $0.archive, already: keep) }
+    }
+    let download = work.reduce(Int64(0)) { $0 + $1.archive.storedSize }
+    if chain.count > 1 {
+        logger.info("restore \(label): chain \(chain.map(\.record.label).joined(separator: " -> ")), \(Human.bytes(download)) to download from \(work.count) archive(s) of \(Set(work.map(\.member.record.label)).count) member(s)")
     }
 
     let tablespaceTargets = Dictionary(tablespaceRoots.values.map { ($0.location, $0.root) }, uniquingKeysWith: { a, _ in a })
@@ -329,7 +339,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         else if let v = nativeVisitor { t.verified += v.verified }
         t.dirs = Set(writer.dirs.map { item.manifestPrefix + $0 })
         t.groupAccess = writer.groupAccess
-        t.unchangedBytes = writer.keptInPlace; t.rewrittenBytes = writer.rewrittenInPlace
+        t.unchangedBytes = writer.keptInPlace; t.rewrittenBytes = writer.rewrittenInPlace; t.untouchedFiles = writer.untouchedInPlace
         return t
     }
 
@@ -349,7 +359,8 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     }
     let total = try RestoreRun.perform(items, workers: workers, restoreArchive)
     shown.finish()
-    let files = total.files, verified = total.verified, bytes = total.bytes, storedBytes = total.storedBytes
+    // A file compared in place and found right was not written: it counts as kept.
+    let files = total.files - total.untouchedFiles, verified = total.verified, bytes = total.bytes, storedBytes = total.storedBytes
     let seen = total.seen, seenDirs = total.dirs, groupAccess = total.groupAccess
     if let manifest {
         let missing = manifest.files.keys.filter { !seen.contains($0) && !keep.contains($0) }.sorted()
@@ -376,7 +387,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     var report = RestoreReport(label: label, files: files, bytes: bytes, storedBytes: storedBytes, verifiedFiles: verified,
                                seconds: Date().timeIntervalSince(began))
     report.chain = chain.map(\.record.label)
-    report.keptFiles = keep.count
+    report.keptFiles = keep.count + total.untouchedFiles
     report.removedFiles = removed
     report.unchangedBytes = total.unchangedBytes
     report.rewrittenBytes = total.rewrittenBytes
@@ -385,10 +396,12 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
 }
 
 /// `--delta`: checks `target` is a stopped data directory of the backup's cluster, finds the files
-/// that already match the manifest (size and CRC-32C), and removes every file that is not in it
-/// (pg_wal's contents included). Returns the kept manifest paths and the number removed.
+/// for which `check` holds that already match the manifest (size and CRC-32C), and removes every
+/// file that is not in it (pg_wal's contents included). Returns the kept manifest paths and the
+/// number removed.
 private func prepareDelta(target: String, final: BackupRecord, manifest: ServerManifest,
-                          tablespaceRoots: [UInt32: (location: String, root: String)]) throws -> (keep: Set<String>, removed: Int) {
+                          tablespaceRoots: [UInt32: (location: String, root: String)],
+                          check: (String) -> Bool) throws -> (keep: Set<String>, removed: Int) {
     var st = stat()
     guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
         throw WalctlError.refused("--delta restores into an existing data directory, and \(target) is not one: restore without --delta")
@@ -415,7 +428,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
     }
     var keep = Set<String>()
     var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    for (p, f) in manifest.files where f.algorithm == "CRC32C" && !BackupExclusions.selfChecksummed(p) {
+    for (p, f) in manifest.files where f.algorithm == "CRC32C" && !BackupExclusions.selfChecksummed(p) && check(p) {
         guard let path = local(p), let expected = f.checksum else { continue }
         var fst = stat()
         guard lstat(path, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, Int64(fst.st_size) == f.size else { continue }
@@ -675,9 +688,12 @@ final class RestoreWriter: TarVisitor {
     private var inPlace = false
     private var existingSize: Int64 = 0
     private var scratch: UnsafeMutableRawBufferPointer?
-    /// Bytes of files rewritten in place that were already right (not written), and that were written.
+    /// Bytes of files rewritten in place that were already right (not written), and that were written;
+    /// files compared in place that needed no write at all.
     private(set) var keptInPlace: Int64 = 0
     private(set) var rewrittenInPlace: Int64 = 0
+    private(set) var untouchedInPlace = 0
+    private var rewrittenAtStart: Int64 = 0
     static let deltaBlock = 8192
 
     private func openInPlace(_ full: String, mode: mode_t) -> Bool {
@@ -693,6 +709,7 @@ final class RestoreWriter: TarVisitor {
         if let o = owner { _ = fchown(f, o.uid, o.gid) }
         fd = f
         existingSize = Int64(fst.st_size)
+        rewrittenAtStart = rewrittenInPlace
         inPlace = true
         return true
     }
@@ -753,6 +770,7 @@ final class RestoreWriter: TarVisitor {
         if inPlace && existingSize > written && ftruncate(fd, off_t(written)) != 0 {
             throw WalctlError.file(operation: "truncate", path: path, errno: errno)
         }
+        if inPlace && existingSize == written && rewrittenInPlace == rewrittenAtStart { untouchedInPlace += 1 }
         inPlace = false
         close()
         files += 1

@@ -26,10 +26,12 @@ struct RestoreTally {
     /// `--delta`: bytes of files rewritten in place that were already right, and that were written.
     var unchangedBytes: Int64 = 0
     var rewrittenBytes: Int64 = 0
+    /// `--delta`: files compared in place that needed no write.
+    var untouchedFiles = 0
 
     mutating func add(_ o: RestoreTally) {
         files += o.files; verified += o.verified; bytes += o.bytes; storedBytes += o.storedBytes
-        unchangedBytes += o.unchangedBytes; rewrittenBytes += o.rewrittenBytes
+        unchangedBytes += o.unchangedBytes; rewrittenBytes += o.rewrittenBytes; untouchedFiles += o.untouchedFiles
         seen.formUnion(o.seen); dirs.formUnion(o.dirs)
         groupAccess = groupAccess || o.groupAccess
     }
