@@ -212,6 +212,23 @@ public enum LocalFS {
         return fd
     }
 
+    /// Opens an existing file to be rewritten in place (restore `--delta`): read and write, never
+    /// through a symbolic link, and only a regular file with exactly one link (a file hard-linked
+    /// elsewhere, as `pg_upgrade --link` leaves a cluster's files, would change under the other name
+    /// too). nil when any of that does not hold, or it cannot be opened: the caller then replaces
+    /// the file instead. The file's size is returned with it.
+    public static func openForRewrite(_ path: String) -> (fd: Int32, size: Int64)? {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else { return nil }
+        let fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var fst = stat()
+        guard fstat(fd, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, fst.st_nlink == 1, fst.st_ino == st.st_ino, fst.st_dev == st.st_dev else {
+            close(fd); return nil
+        }
+        return (fd, Int64(fst.st_size))
+    }
+
     /// Opens (creating, mode 0600) an append-only log or progress file; never through a symbolic
     /// link, and only a regular file.
     public static func openAppend(_ path: String, mode: mode_t = 0o600) throws(LocalFSError) -> Int32 {

@@ -26,6 +26,26 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
         #expect(entries(d) == ["a"])
     }
 
+    /// restore --delta rewrites in place only a regular file with one link, never through a link.
+    @Test func openForRewriteOnlyASingleLinkRegularFile() throws {
+        let d = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        try LocalFS.writeFile(d + "/f", Array("12345".utf8), durability: .none)
+        let opened = try #require(LocalFS.openForRewrite(d + "/f"))
+        #expect(opened.size == 5)
+        #expect(pwrite(opened.fd, "x", 1, 0) == 1)
+        close(opened.fd)
+        #expect(try LocalFS.readFile(d + "/f") == Array("x2345".utf8))
+        #expect(LocalFS.openForRewrite(d + "/missing") == nil)
+        #expect(symlink(d + "/f", d + "/link") == 0)
+        #expect(LocalFS.openForRewrite(d + "/link") == nil)
+        #expect(link(d + "/f", d + "/second") == 0)
+        #expect(LocalFS.openForRewrite(d + "/f") == nil)
+        #expect(mkfifo(d + "/fifo", 0o600) == 0)
+        #expect(LocalFS.openForRewrite(d + "/fifo") == nil)  // and does not wait for a writer
+        #expect(LocalFS.openForRewrite(d) == nil)
+    }
+
     @Test func temporaryNamesAreUnpredictable() {
         let a = LocalFS.randomName(), b = LocalFS.randomName()
         #expect(a.utf8.count == 16 && b.utf8.count == 16 && a != b)

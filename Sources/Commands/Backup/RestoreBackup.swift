@@ -697,18 +697,11 @@ final class RestoreWriter: TarVisitor {
     static let deltaBlock = 8192
 
     private func openInPlace(_ full: String, mode: mode_t) -> Bool {
-        var st = stat()
-        guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else { return false }
-        let f = open(full, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
-        guard f >= 0 else { return false }
-        var fst = stat()
-        guard fstat(f, &fst) == 0, (fst.st_mode & S_IFMT) == S_IFREG, fst.st_nlink == 1, fst.st_ino == st.st_ino else {
-            Foundation.close(f); return false
-        }
+        guard let (f, size) = LocalFS.openForRewrite(full) else { return false }
         _ = fchmod(f, mode)
         if let o = owner { _ = fchown(f, o.uid, o.gid) }
         fd = f
-        existingSize = Int64(fst.st_size)
+        existingSize = size
         rewrittenAtStart = rewrittenInPlace
         inPlace = true
         return true
