@@ -28,6 +28,10 @@ public struct BackupArchive: Codable, Equatable, Sendable {
     public var storedETag: String?
     /// Uncompressed tar bytes, when walctl saw them (client compression), else nil.
     public var tarSize: Int64?
+    /// A further archive of the same tablespace (1, 2, ...) holding only files, nil for the one that
+    /// holds its directories and links: a file-level incremental stores its large changed files in
+    /// parts, one per core, so that a restore decodes them at once (docs/backup.md).
+    public var part: Int?
 }
 
 /// What walctl stores about a base backup besides the catalog's `BackupRecord` fields: the objects

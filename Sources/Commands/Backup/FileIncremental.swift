@@ -101,9 +101,33 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
             for e in t.entries { try writer.add(e, manifestPath: "pg_tblspc/\(t.oid)/" + e.path) }
             try writer.endArchive()
         }
+        // Large files first, and those that changed into parts (`base.part<N>.tar`, files only) of
+        // about equal size, one per core: a restore decodes a member's archives at once, so the
+        // chain (or a --delta over its full backup) is not bound by one zstd stream of every
+        // changed table. The parts' size comes from the large files whose size or time differ from
+        // the parent's (changed for certain); when more turns out changed, the last part takes it.
+        let large = base.filter { $0.kind == .file && $0.size >= IncrementalArchiveWriter.partFileSize }
+        let parts = max(1, min(RepositoryBackupSink.compressionWorkers, 8))
+        let certain = large.reduce(Int64(0)) { sum, e in
+            let pm = parentManifest.files[e.path]
+            return pm?.size == e.size && pm?.lastModified == ManifestWriter.lastModified(e.mtime) ? sum : sum + e.size
+        }
+        let partTarget = parts > 1 ? max(1, (certain + Int64(parts) - 1) / Int64(parts)) : Int64.max
+        var part = 0, partBytes: Int64 = 0
+        writer.beforeStore = { [unowned writer] e in
+            if part == 0 || (partBytes >= partTarget && part < parts) {
+                if part > 0 { try writer.endArchive() }
+                part += 1; partBytes = 0
+                try sink.beginArchive(name: "base.tar", tablespaceLocation: nil, part: part)
+            }
+            partBytes += e.size
+        }
+        for e in large { try writer.add(e, manifestPath: e.path) }
+        if part > 0 { try writer.endArchive() }
+        writer.beforeStore = nil
         try sink.beginArchive(name: "base.tar", tablespaceLocation: nil)
         // backup_label comes at the end here (pg_backup_stop gives it), which a restore does not mind.
-        for e in base { try writer.add(e, manifestPath: e.path) }
+        for e in base where !(e.kind == .file && e.size >= IncrementalArchiveWriter.partFileSize) { try writer.add(e, manifestPath: e.path) }
         let stop = try pg { try conn.query(serverVersion >= 150000 ? "SELECT lsn, labelfile FROM pg_backup_stop(false)"
                                                                     : "SELECT lsn, labelfile FROM pg_stop_backup(false, false)") }
         started = false
@@ -196,6 +220,10 @@ final class IncrementalArchiveWriter {
     private(set) var readBytes: Int64 = 0
     private(set) var referencedBytes: Int64 = 0
     private var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Files this large go to the base tablespace's parts when they changed (relation segments).
+    static let partFileSize: Int64 = 1 << 20
+    /// Called before a changed file is stored (the caller opens or rotates the archive it goes to).
+    var beforeStore: ((DataEntry) throws -> Void)?
 
     init(sink: RepositoryBackupSink, parentManifest: ServerManifest, parentLabel: String, parentRefs: [String: String], shown: WorkProgress) {
         self.sink = sink; self.parentManifest = parentManifest; self.parentLabel = parentLabel
@@ -255,6 +283,7 @@ final class IncrementalArchiveWriter {
     }
 
     private func store(_ e: DataEntry, manifestPath: String, lastModified: String) throws {
+        try beforeStore?(e)
         var crc = CRC32C()
         var headerWritten = false
         let ok = try read(e) { chunk in

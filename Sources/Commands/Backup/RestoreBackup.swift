@@ -291,7 +291,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         let member = m.record.label
         let writer = RestoreWriter(root: item.root, manifestPrefix: item.manifestPrefix, manifest: manifest, owner: owner,
                                    tablespaceTargets: tablespaceTargets, isBase: a.tablespaceOID == nil)
-        writer.filesOnly = !isFinal
+        writer.filesOnly = !isFinal || a.part != nil  // an older member's, or a part (files only)
         writer.replace = options.delta
         writer.plannedLinks = plannedLinks
         if sources != nil || options.delta {

@@ -377,7 +377,14 @@ final class RepositoryBackupSink: BaseBackupSink {
         shown?.set(done: bytesDone)
     }
 
+    /// `part`: a further archive of the same tablespace holding only files (walctl's file-level
+    /// incremental stores large changed files in parts so a restore decodes them at once), stored
+    /// as `<name without .tar>.part<N>.tar.<ext>`.
     func beginArchive(name: String, tablespaceLocation: String?) throws {
+        try beginArchive(name: name, tablespaceLocation: tablespaceLocation, part: nil)
+    }
+
+    func beginArchive(name: String, tablespaceLocation: String?, part: Int?) throws {
         // Server-compressed archives arrive named with their codec's suffix and are stored as they are.
         var serverCodec: CodecKind?
         var tarName = name
@@ -392,7 +399,7 @@ final class RepositoryBackupSink: BaseBackupSink {
         let object: String
         if serverCodec != nil { object = name; compressor = nil }
         else {
-            object = tarName + (codec.fileExtension.isEmpty ? "" : "." + codec.fileExtension)
+            object = (part.map { "\(base).part\($0).tar" } ?? tarName) + (codec.fileExtension.isEmpty ? "" : "." + codec.fileExtension)
             // Client compression runs beside the reading (the server's socket, or the data directory
             // for a file-level incremental) on zstd's own threads, one per core.
             compressor = try codec.makeCompressor(level: level, workers: Self.compressionWorkers)
@@ -401,7 +408,7 @@ final class RepositoryBackupSink: BaseBackupSink {
         current = BackupArchive(object: object, serverName: name, codec: (serverCodec ?? codec).rawValue,
                                 compressedBy: serverCodec != nil ? "server" : "client",
                                 tablespaceOID: oid, tablespaceLocation: tablespaceLocation,
-                                storedSize: 0, storedCRC32C: "", tarSize: serverCodec != nil ? nil : 0)
+                                storedSize: 0, storedCRC32C: "", tarSize: serverCodec != nil ? nil : 0, part: part)
         crc = CRC32C(); stored = 0; raw = 0
     }
 
