@@ -296,6 +296,21 @@ public enum LocalFS {
         return fd
     }
 
+    /// Takes an exclusive flock on the directory `path` itself (no lock file: nothing is left in the
+    /// directory), for a process that rewrites what it holds (restore-backup). nil when another
+    /// process holds it; the lock lasts until the descriptor is closed.
+    public static func lockDirectory(_ path: String) throws(LocalFSError) -> Int32? {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw .io(operation: "open", path: path, errno: errno) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let e = errno
+            close(fd)
+            if e == EWOULDBLOCK { return nil }
+            throw .io(operation: "lock", path: path, errno: e)
+        }
+        return fd
+    }
+
     /// True when some process holds an flock on `path` now (read-only probe, `O_NOFOLLOW`).
     public static func isLockHeld(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)

@@ -46,6 +46,19 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
         #expect(LocalFS.openForRewrite(d) == nil)
     }
 
+    /// One restore at a time into a directory: the flock is on the directory itself.
+    @Test func lockDirectoryIsExclusiveAndLeavesNothing() throws {
+        let d = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        let held = try #require(try LocalFS.lockDirectory(d))
+        #expect(try LocalFS.lockDirectory(d) == nil)
+        close(held)
+        let again = try #require(try LocalFS.lockDirectory(d))
+        close(again)
+        #expect(entries(d).isEmpty)
+        #expect(throws: LocalFSError.self) { _ = try LocalFS.lockDirectory(d + "/missing") }
+    }
+
     @Test func temporaryNamesAreUnpredictable() {
         let a = LocalFS.randomName(), b = LocalFS.randomName()
         #expect(a.utf8.count == 16 && b.utf8.count == 16 && a != b)

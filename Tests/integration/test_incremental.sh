@@ -135,6 +135,29 @@ PY
     out="$(w restore-backup I2 --pgdata "$W/r-I2" --delta --no-progress 2>&1)" || fail "second restore-backup --delta: $out"
     grep -qE "chain F -> I1 -> I2, .* from [0-9]+ archive\(s\) of 1 member\(s\)" <<<"$out" || fail "a --delta over a right target read older members' archives: $out"
     as_pg "$BIN/pg_verifybackup" -n "$W/r-I2" >/dev/null || fail "pg_verifybackup -n after the second --delta"
+    # What an operator (or another user of the account) may have left in the target: a database
+    # directory replaced by a link to a copy elsewhere, a directory at a relation file's name. The
+    # link is replaced (its files restored, the copy untouched), the directory too.
+    mkdir -p "$W/outside"; mv "$W/r-I2/base/1" "$W/outside/base1"; ln -s "$W/outside/base1" "$W/r-I2/base/1"
+    local nout; nout="$(ls "$W/outside/base1" | wc -l)"
+    local rel; rel="$(cd "$W/r-I2" && ls base/5 | grep -E '^[0-9]+$' | head -1)"
+    rm "$W/r-I2/base/5/$rel"; as_pg mkdir "$W/r-I2/base/5/$rel"; as_pg touch "$W/r-I2/base/5/$rel/junk"
+    out="$(w restore-backup I2 --pgdata "$W/r-I2" --delta --no-progress 2>&1)" || fail "--delta over a planted link and directory: $out"
+    [ -d "$W/r-I2/base/1" ] && [ ! -L "$W/r-I2/base/1" ] || fail "base/1 is still a link after --delta"
+    [ -f "$W/r-I2/base/5/$rel" ] || fail "base/5/$rel is not a file after --delta"
+    assert_eq "$(ls "$W/outside/base1" | wc -l)" "$nout" "files of the copy a planted link pointed at"
+    as_pg "$BIN/pg_verifybackup" -n "$W/r-I2" >/dev/null || fail "pg_verifybackup -n after --delta over a planted link and directory"
+    # A full backup whose archive has a flipped byte: --delta refuses before changing the target.
+    local fobj; fobj="$(repo_objects "$W" 'backup/F/base\.tar' | head -1)"
+    if [ "$WALCTL_TEST_REPO" = file ]; then
+        cp "$W/repo/$fobj" "$W/saved-F"
+        repo_damage "$W" "$fobj" flip
+        local tree; tree="$(cd "$W/r-I2" && find . -type f -exec md5sum {} + | sort | md5sum)"
+        rc=0; out="$(w restore-backup F --pgdata "$W/r-I2" --delta --no-progress 2>&1)" || rc=$?
+        [ "$rc" -ne 0 ] || fail "--delta from a damaged full backup succeeded"
+        assert_eq "$(cd "$W/r-I2" && find . -type f -exec md5sum {} + | sort | md5sum)" "$tree" "the target after a refused --delta"
+        cp "$W/saved-F" "$W/repo/$fobj"; chown postgres "$W/repo/$fobj"
+    fi
     [ ! -e "$W/r-I2/recovery.signal" ] || fail "--delta left recovery.signal (not in the backup)"
     start_recovered "$W/r-I2" "recovery_target = 'immediate'"
     assert_eq "$(checksum_at "$RPORT")" "$cI2" "rows after --delta"
@@ -280,6 +303,26 @@ PY
     start_recovered "$W/r-ts" "recovery_target = 'immediate'"
     assert_eq "$(psql_at "$V" "$W" "$RPORT" "$sum")" "$cI2" "rows of I2 (both tablespaces) after the chain restore"
     pg_stop "$V" "$W/r-ts"
+
+    # --delta never works in a tablespace location that is not the target's own: a copy of the
+    # source whose link points at the source's moved tablespace, while the backup's location ($W/ts)
+    # holds r-ts's. Refused before anything changes; neither location is touched.
+    local oid; oid="$(ls "$W/r-ts/pg_tblspc")"
+    cp -a "$W/data" "$W/copy"; ln -sfn "$W/ts-src" "$W/copy/pg_tblspc/$oid"
+    as_pg touch "$W/ts-src/keepme"
+    local before; before="$(cd "$W/ts" && find . -type f -exec md5sum {} + | sort | md5sum)"
+    rc=0; out="$(w restore-backup I2 --pgdata "$W/copy" --delta --no-progress 2>&1)" || rc=$?
+    [ "$rc" -ne 0 ] || fail "--delta into a copy whose tablespace link points elsewhere succeeded: $out"
+    grep -q "is not this data directory's" <<<"$out" || fail "unexpected refusal: $out"
+    [ -e "$W/ts-src/keepme" ] || fail "--delta swept the location the copy's link points at"
+    assert_eq "$(cd "$W/ts" && find . -type f -exec md5sum {} + | sort | md5sum)" "$before" "another cluster's tablespace after a refused --delta"
+    # Into r-ts itself (its link is the location): works, and leaves another major version's
+    # directory in the location alone (pg_upgrade puts PG_16_* beside PG_15_*).
+    as_pg mkdir "$W/ts/PG_16_202307071"; as_pg touch "$W/ts/PG_16_202307071/other-version"
+    out="$(w restore-backup I2 --pgdata "$W/r-ts" --delta --no-progress 2>&1)" || fail "--delta into r-ts: $out"
+    [ -e "$W/ts/PG_16_202307071/other-version" ] || fail "--delta removed another major version's tablespace directory"
+    rm -r "$W/ts/PG_16_202307071"  # pg_verifybackup counts it as an extra file
+    out="$(as_pg "$BIN/pg_verifybackup" -n "$W/r-ts" 2>&1)" || fail "pg_verifybackup -n after --delta with a tablespace: $out"
 }
 
 run_suite "$@"

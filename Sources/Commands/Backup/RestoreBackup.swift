@@ -184,7 +184,9 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
     let isFileRepository = repository.url.hasPrefix("file://") || repository.url.hasPrefix("/")
     if chain.count > 1 || options.delta {
-        try verifyChain(chain, repository: repository, checksums: isFileRepository && chain.count > 1)
+        // A --delta changes a directory that already holds a cluster: on a file repository every
+        // object's CRC-32C is read through first, a single full backup's too.
+        try verifyChain(chain, repository: repository, checksums: isFileRepository && (chain.count > 1 || options.delta))
     }
 
     let manifestBytes = final.manifestBytes
@@ -226,8 +228,23 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         tablespaceRoots[oid] = (loc, root)
     }
 
+    // One restore at a time into a directory: an flock on the directory itself (nothing is left in
+    // the data directory), taken before anything in it changes and held until this function returns.
+    var targetLock: Int32 = -1
+    defer { if targetLock >= 0 { close(targetLock) } }
+    func lockTarget() throws {
+        var st = stat()
+        guard targetLock < 0, stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return }
+        do {
+            guard let fd = try LocalFS.lockDirectory(target) else {
+                throw WalctlError.refused("another walctl restore is writing into \(target): wait for it to end")
+            }
+            targetLock = fd
+        } catch let e as LocalFSError { throw WalctlError(e) }
+    }
     let keep: Set<String>
     var removed = 0
+    try lockTarget()
     if options.delta {
         // Files the newest member gives are not checksummed first: its archive is read anyway, and
         // the writer compares each of them block by block in place (one read of the target's file
@@ -240,6 +257,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     } else {
         keep = []
         try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
+        try lockTarget()  // made just now
     }
     if !keep.isEmpty {
         // --delta: an older member's archive whose every file the target already has is not read
@@ -417,6 +435,84 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
     guard String(sid) == final.systemIdentifier else {
         throw WalctlError.refused("--delta: \(target) belongs to database system \(sid), backup \(final.label) to \(final.systemIdentifier): refusing to mix clusters; restore without --delta")
     }
+    // Each tablespace is restored into its location (the backup's, or its --tablespace-mapping).
+    // When that location exists, --delta works in it in place, so it must be this data directory's
+    // own: pg_tblspc/<oid> must already link to it. Otherwise it may be another cluster's (the
+    // source's, on the same host), which must never be written or swept.
+    func resolved(_ p: String) -> String? {
+        guard let r = realpath(p, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+    for (oid, t) in tablespaceRoots.sorted(by: { $0.key < $1.key }) {
+        var rst = stat()
+        guard stat(t.root, &rst) == 0 else { continue }  // made anew, as without --delta
+        let link = target + "/pg_tblspc/\(oid)"
+        var lst = stat()
+        let linked = lstat(link, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK ? resolved(link) : nil
+        guard let linked, linked == resolved(t.root) else {
+            throw WalctlError.refused("--delta: tablespace \(oid) would be restored into \(t.root), which exists, but \(link) \(linked.map { "points at \($0)" } ?? "is not a link to it"): that location is not this data directory's (it may be another cluster's); map it with --tablespace-mapping \(t.location)=<this cluster's location>, or restore without --delta")
+        }
+    }
+    // The top-level names each restored tablespace's files live under (its PG_<major>_<catversion>
+    // directory): the sweep leaves anything else in the location alone (another major version's
+    // directory after pg_upgrade).
+    var tablespaceTops: [UInt32: Set<String>] = [:]
+    for p in manifest.files.keys where p.hasPrefix("pg_tblspc/") {
+        let parts = p.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count >= 3, let oid = UInt32(parts[1]) else { continue }
+        tablespaceTops[oid, default: []].insert(String(parts[2]))
+    }
+    // Remove what the manifest does not have, first (so a link planted where a directory belongs
+    // is gone before any file below it is judged): files, links other than the tablespaces', a
+    // directory at a file's name, pg_wal's contents.
+    var removed = 0
+    func sweep(_ dir: String, manifestPrefix: String) throws {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        for name in names {
+            let full = dir + "/" + name
+            let key = manifestPrefix + name
+            var est = stat()
+            guard lstat(full, &est) == 0 else { continue }
+            switch est.st_mode & S_IFMT {
+            case S_IFDIR:
+                if manifest.files[key] != nil {
+                    do { try FileManager.default.removeItem(atPath: full) } catch {
+                        throw WalctlError.file(operation: "remove", path: full, errno: EACCES)
+                    }
+                    removed += 1
+                } else {
+                    try sweep(full, manifestPrefix: key + "/")
+                }
+            case S_IFLNK:
+                if manifestPrefix == "pg_tblspc/", let oid = UInt32(name), let t = tablespaceRoots[oid] {
+                    // Only through a link to the location this restore writes (checked above when
+                    // it exists); a link elsewhere is replaced by the restore, never followed.
+                    if let r = resolved(full), r == resolved(t.root) {
+                        let tops = tablespaceTops[oid] ?? []
+                        for top in (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? [] where tops.contains(top) {
+                            var tst = stat()
+                            guard lstat(full + "/" + top, &tst) == 0 else { continue }
+                            if (tst.st_mode & S_IFMT) == S_IFDIR {
+                                try sweep(full + "/" + top, manifestPrefix: key + "/" + top + "/")
+                            } else {  // a link or a file where the version directory belongs
+                                if unlink(full + "/" + top) != 0 { throw WalctlError.file(operation: "remove", path: full + "/" + top, errno: errno) }
+                                removed += 1
+                            }
+                        }
+                        continue
+                    }
+                }
+                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
+                removed += 1
+            default:
+                if manifest.files[key] != nil { continue }
+                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
+                removed += 1
+            }
+        }
+    }
+    try sweep(target, manifestPrefix: "")
     // Local path of a manifest path.
     func local(_ p: String) -> String? {
         if p.hasPrefix("pg_tblspc/") {
@@ -446,33 +542,6 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
         close(fd)
         if total == f.size && ServerManifest.crc32cHex(crc.value) == expected { keep.insert(p) }
     }
-    // Remove what the manifest does not have: files, links other than the tablespaces', pg_wal's contents.
-    var removed = 0
-    func sweep(_ dir: String, manifestPrefix: String) throws {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
-        for name in names {
-            let full = dir + "/" + name
-            let key = manifestPrefix + name
-            var est = stat()
-            guard lstat(full, &est) == 0 else { continue }
-            switch est.st_mode & S_IFMT {
-            case S_IFDIR:
-                try sweep(full, manifestPrefix: key + "/")
-            case S_IFLNK:
-                if manifestPrefix == "pg_tblspc/", let oid = UInt32(name), tablespaceRoots[oid] != nil {
-                    try sweep(full, manifestPrefix: key + "/")  // the tablespace's files, by their manifest paths
-                    continue
-                }
-                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
-                removed += 1
-            default:
-                if manifest.files[key] != nil { continue }
-                if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
-                removed += 1
-            }
-        }
-    }
-    try sweep(target, manifestPrefix: "")
     return (keep, removed)
 }
 
