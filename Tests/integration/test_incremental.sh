@@ -323,6 +323,15 @@ PY
     [ -e "$W/ts/PG_16_202307071/other-version" ] || fail "--delta removed another major version's tablespace directory"
     rm -r "$W/ts/PG_16_202307071"  # pg_verifybackup counts it as an extra file
     out="$(as_pg "$BIN/pg_verifybackup" -n "$W/r-ts" 2>&1)" || fail "pg_verifybackup -n after --delta with a tablespace: $out"
+    # --force empties a non-empty tablespace location only when it is the target's own: into a new
+    # directory it is refused ($W/ts is r-ts's), into r-ts itself it is allowed.
+    before="$(cd "$W/ts" && find . -type f -exec md5sum {} + | sort | md5sum)"
+    rc=0; out="$(w restore-backup I2 --pgdata "$W/fresh" --force --no-progress 2>&1)" || rc=$?
+    [ "$rc" -ne 0 ] || fail "--force emptied another cluster's tablespace location: $out"
+    grep -q "is not empty and is not" <<<"$out" || fail "unexpected --force refusal: $out"
+    assert_eq "$(cd "$W/ts" && find . -type f -exec md5sum {} + | sort | md5sum)" "$before" "another cluster's tablespace after a refused --force"
+    out="$(w restore-backup I2 --pgdata "$W/r-ts" --force --no-progress 2>&1)" || fail "--force into r-ts (its own location): $out"
+    out="$(as_pg "$BIN/pg_verifybackup" -n "$W/r-ts" 2>&1)" || fail "pg_verifybackup -n after --force with a tablespace: $out"
 }
 
 run_suite "$@"

@@ -256,6 +256,18 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to compare in place or write, \(removed) removed")
     } else {
         keep = []
+        // --force empties a tablespace location that is not empty only when it is this data
+        // directory's own (its pg_tblspc/<oid> links to it, seen before the directory is emptied):
+        // otherwise it may be another cluster's, the source's on the same host.
+        for (oid, t) in tablespaceRoots where force {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: t.root), !names.isEmpty else { continue }
+            let link = target + "/pg_tblspc/\(oid)"
+            var lst = stat()
+            let own = lstat(link, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK && resolved(link) == resolved(t.root)
+            guard own else {
+                throw WalctlError.refused("--force: tablespace \(oid) would be restored into \(t.root), which is not empty and is not \(target)'s own tablespace location (no pg_tblspc/\(oid) link to it): it may be another cluster's; map it with --tablespace-mapping \(t.location)=<an empty directory>, or empty it yourself")
+            }
+        }
         try prepareDirectory(target, force: force, what: "target data directory", owner: owner)
         try lockTarget()  // made just now
     }
@@ -439,11 +451,6 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
     // When that location exists, --delta works in it in place, so it must be this data directory's
     // own: pg_tblspc/<oid> must already link to it. Otherwise it may be another cluster's (the
     // source's, on the same host), which must never be written or swept.
-    func resolved(_ p: String) -> String? {
-        guard let r = realpath(p, nil) else { return nil }
-        defer { free(r) }
-        return String(cString: r)
-    }
     for (oid, t) in tablespaceRoots.sorted(by: { $0.key < $1.key }) {
         var rst = stat()
         guard stat(t.root, &rst) == 0 else { continue }  // made anew, as without --delta
@@ -543,6 +550,13 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
         if total == f.size && ServerManifest.crc32cHex(crc.value) == expected { keep.insert(p) }
     }
     return (keep, removed)
+}
+
+/// `path` with every link resolved, nil when it does not exist.
+private func resolved(_ p: String) -> String? {
+    guard let r = realpath(p, nil) else { return nil }
+    defer { free(r) }
+    return String(cString: r)
 }
 
 /// `--delta`: removes the empty directories of `root` the backup does not have (a dropped
