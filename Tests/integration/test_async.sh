@@ -128,10 +128,13 @@ test_safety_valve_lets_go_while_push_hangs() {
     write_config "$W" "archive-async = true" "archive-push-max-age = 3" "archive-push-timeout = 4"
     init_cluster $V "$W/data"
     as_pg "$WALCTL" init --config "$W/walctl.conf" --pgdata "$W/data" >/dev/null
-    local hang; hang="$(free_port)"
+    # The kernel picks the stub's port (bind to 0) and the stub writes it down: a port probed free
+    # first can be taken by another suite's connection before the stub binds it.
+    local hang portfile="$W/hang.port"
     python3 -c "
-import socket,time,sys
-s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$hang)); s.listen(50)
+import socket,time,sys,os
+s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(50)
+open('$portfile.tmp','w').write(str(s.getsockname()[1])); os.rename('$portfile.tmp','$portfile')
 cs=[]
 end=time.time()+120
 while time.time()<end:
@@ -139,6 +142,8 @@ while time.time()<end:
     try: cs.append(s.accept()[0])
     except Exception: pass
 " & local hp=$!
+    wait_until 10 test -s "$portfile" || fail "the hanging stub did not start"
+    hang="$(cat "$portfile")"
     local seg; seg="$(ls "$W/data/pg_wal" | grep -E '^[0-9A-F]{24}$' | head -1)"
     mkdir -p "$W/data/pg_wal/archive_status"; touch "$W/data/pg_wal/archive_status/$seg.ready"; chown -R postgres:postgres "$W/data/pg_wal"
     local start=$SECONDS out rc=0
