@@ -106,7 +106,8 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
         // chain (or a --delta over its full backup) is not bound by one zstd stream of every
         // changed table. The parts' size comes from the large files whose size or time differ from
         // the parent's (changed for certain); when more turns out changed, the last part takes it.
-        let large = base.filter { $0.kind == .file && $0.size >= IncrementalArchiveWriter.partFileSize }
+        let isLarge = { (e: DataEntry) in e.kind == .file && e.size >= IncrementalArchiveWriter.partFileSize }
+        let large = base.filter(isLarge)
         let parts = max(1, min(RepositoryBackupSink.compressionWorkers, 8))
         let certain = large.reduce(Int64(0)) { sum, e in
             let pm = parentManifest.files[e.path]
@@ -127,7 +128,7 @@ func takeFileIncrementalBackup(conninfo: String, repository: Repository, info: R
         writer.beforeStore = nil
         try sink.beginArchive(name: "base.tar", tablespaceLocation: nil)
         // backup_label comes at the end here (pg_backup_stop gives it), which a restore does not mind.
-        for e in base where !(e.kind == .file && e.size >= IncrementalArchiveWriter.partFileSize) { try writer.add(e, manifestPath: e.path) }
+        for e in base where !isLarge(e) { try writer.add(e, manifestPath: e.path) }
         let stop = try pg { try conn.query(serverVersion >= 150000 ? "SELECT lsn, labelfile FROM pg_backup_stop(false)"
                                                                     : "SELECT lsn, labelfile FROM pg_stop_backup(false, false)") }
         started = false

@@ -261,10 +261,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         // otherwise it may be another cluster's, the source's on the same host.
         for (oid, t) in tablespaceRoots where force {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: t.root), !names.isEmpty else { continue }
-            let link = target + "/pg_tblspc/\(oid)"
-            var lst = stat()
-            let own = lstat(link, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK && resolved(link) == resolved(t.root)
-            guard own else {
+            guard let linked = tablespaceLink(target: target, oid: oid), linked == resolved(t.root) else {
                 throw WalctlError.refused("--force: tablespace \(oid) would be restored into \(t.root), which is not empty and is not \(target)'s own tablespace location (no pg_tblspc/\(oid) link to it): it may be another cluster's; map it with --tablespace-mapping \(t.location)=<an empty directory>, or empty it yourself")
             }
         }
@@ -455,8 +452,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
         var rst = stat()
         guard stat(t.root, &rst) == 0 else { continue }  // made anew, as without --delta
         let link = target + "/pg_tblspc/\(oid)"
-        var lst = stat()
-        let linked = lstat(link, &lst) == 0 && (lst.st_mode & S_IFMT) == S_IFLNK ? resolved(link) : nil
+        let linked = tablespaceLink(target: target, oid: oid)
         guard let linked, linked == resolved(t.root) else {
             throw WalctlError.refused("--delta: tablespace \(oid) would be restored into \(t.root), which exists, but \(link) \(linked.map { "points at \($0)" } ?? "is not a link to it"): that location is not this data directory's (it may be another cluster's); map it with --tablespace-mapping \(t.location)=<this cluster's location>, or restore without --delta")
         }
@@ -495,7 +491,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
                 if manifestPrefix == "pg_tblspc/", let oid = UInt32(name), let t = tablespaceRoots[oid] {
                     // Only through a link to the location this restore writes (checked above when
                     // it exists); a link elsewhere is replaced by the restore, never followed.
-                    if let r = resolved(full), r == resolved(t.root) {
+                    if let r = tablespaceLink(target: target, oid: oid), r == resolved(t.root) {
                         let tops = tablespaceTops[oid] ?? []
                         for top in (try? FileManager.default.contentsOfDirectory(atPath: full)) ?? [] where tops.contains(top) {
                             var tst = stat()
@@ -557,6 +553,15 @@ private func resolved(_ p: String) -> String? {
     guard let r = realpath(p, nil) else { return nil }
     defer { free(r) }
     return String(cString: r)
+}
+
+/// Where `target`'s `pg_tblspc/<oid>` leads (resolved), nil when it is not a symbolic link or leads
+/// nowhere: the location a data directory already uses for that tablespace.
+private func tablespaceLink(target: String, oid: UInt32) -> String? {
+    let link = target + "/pg_tblspc/\(oid)"
+    var st = stat()
+    guard lstat(link, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return nil }
+    return resolved(link)
 }
 
 /// `--delta`: removes the empty directories of `root` the backup does not have (a dropped
@@ -816,13 +821,7 @@ final class RestoreWriter: TarVisitor {
         func flush(_ end: Int) throws {
             guard runStart >= 0 else { return }
             let run = UnsafeRawBufferPointer(rebasing: b[runStart..<end])
-            var done = 0
-            while done < run.count {
-                let n = pwrite(fd, run.baseAddress! + done, run.count - done, off_t(offset) + off_t(runStart + done))
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { throw WalctlError.file(operation: "write", path: path, errno: errno) }
-                done += n
-            }
+            try NativeCombine.write(fd, run, at: offset + Int64(runStart), path: path)
             rewrittenInPlace += Int64(run.count)
             runStart = -1
         }
