@@ -60,7 +60,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Foundation-free (Glibc only): the fast front's decisions, shared with its tests.
-        .target(name: "FastPath", dependencies: ["LocalFS"]),
+        .target(name: "FastPath", dependencies: ["LocalFS", "Codec", "CCRC32C"]),
         // Fully static (no dynamic loader, no relocations at start): PostgreSQL starts it once per
         // WAL file, and it imports Glibc only. ~0.7 ms instead of ~1.5 ms per start (docs/benchmarks.md).
         .executableTarget(name: "walctl-fast", dependencies: ["FastPath"],
@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "CatalogTests", dependencies: ["Catalog", "TestSupport"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "TestSupport"]),
         .testTarget(name: "CommandsTests", dependencies: ["Commands", "TestSupport", "Codec", "FastPath"]),
-        .testTarget(name: "FastPathTests", dependencies: ["FastPath", "Commands", "Storage", "WALFormat"]),
+        .testTarget(name: "FastPathTests", dependencies: ["FastPath", "Commands", "Storage", "WALFormat", "Codec"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -9,6 +9,8 @@
 #   pgBackRest  archive-push / archive-get, posix repository (zst level 3), and S3 through TLS
 #   walctl      archive-push / archive-get, file repository, and S3 through the same TLS endpoint;
 #               archive-get also with archive-get-fsync = true (the fsync it no longer does by default)
+#   walctl-fast archive-get from the file repository (beside WALCTL; the front's own restore, with
+#               WALCTL_FULL=/bin/false so that a call handed to walctl fails the run)
 #
 #   Benchmarks/per-segment.sh                 # build (unless WALCTL), make WAL, measure, report
 #
@@ -115,6 +117,8 @@ printf '%s\n' "${SEGS[@]}" > "$WORK/segments.txt"
 python3 - <<'PY'
 import os, shutil, statistics, subprocess, sys, time, glob
 W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"; BASE = os.environ.get("BASELINE", "")
+FAST = os.path.join(os.path.dirname(WALCTL), "walctl-fast")
+FAST = FAST if os.access(FAST, os.X_OK) else ""
 segs = open(W + "/segments.txt").read().split()
 pgbr = shutil.which("pgbackrest"); zstd = shutil.which("zstd")
 env = {k: v for k, v in os.environ.items() if not k.startswith("WALCTL_")}
@@ -170,6 +174,11 @@ for s in segs:
     fresh(); run("walctl, archive-get-fsync", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt), {"WALCTL_ARCHIVE_GET_FSYNC": "true"})
     fresh(); run("pgbackrest", "get-file", s, PGBR_FILE + ["archive-get", s, tgt])
     fresh(); run("zstd -d", "get-file", s, [zstd, "-d", "-q", "-f", obj, "-o", tgt])
+    if FAST:
+        # WALCTL_FULL=/bin/false: a call the front handed to walctl fails the benchmark, so this row
+        # is the front's own restore from the repository (FastFront.getDirect).
+        fresh(); run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"})
+        if open(tgt, "rb").read() != open(src, "rb").read(): sys.exit("walctl-fast restored different bytes for " + s)
     if BASE: fresh(); run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))
     if S3:
         fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
@@ -201,6 +210,12 @@ with open(W + "/table.md", "w") as t:
     for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
         d = med("push-file", "zstd -3 + fsync", i); w = med("push-file", "walctl", i)
         t.write(f"| {unit} | {f(d)} | {f(w)} | {r(w, d)} |\n")
+    if FAST:
+        t.write("\n| get, file repo (median of %d) | `zstd -d` | pgBackRest | walctl | walctl-fast | walctl-fast vs `zstd -d` | walctl-fast vs pgBackRest |\n|---|---:|---:|---:|---:|---:|---:|\n" % len(segs))
+        for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
+            z = med("get-file", "zstd -d", i); p = med("get-file", "pgbackrest", i)
+            w = med("get-file", "walctl", i); fa = med("get-file", "walctl-fast", i)
+            t.write(f"| {unit} | {f(z)} | {f(p)} | {f(w)} | {f(fa)} | {r(fa, z)} | {r(fa, p)} |\n")
     if BASE:
         t.write("\n| same run, file repo (median of %d) | baseline walctl | walctl | walctl vs baseline |\n|---|---:|---:|---:|\n" % len(segs))
         for phase, what in [("push-file", "push"), ("get-file", "get")]:

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import LocalFS
+import Codec
 
 /// The fast front's decisions (docs/async.md, "The fast front"). Each path either completes the call
 /// exactly as the full binary would, or returns `.fallBack` having changed nothing the full binary
@@ -74,7 +75,12 @@ public enum FastFront {
               let config = FastConfig.load(configFlag: inv.config, sets: inv.sets, environment: env.variable) else { return .fallBack }
         switch inv.command {
         case "archive-push": return pushAlreadyOK(path: inv.positionals[0], config: config, env: env)
-        case "archive-get": return servePrefetched(fileName: inv.positionals[0], target: inv.positionals[1], progressFile: inv.progressFile, config: config, env: env)
+        case "archive-get":
+            // Disjoint: the spool only with restore-prefetch > 0, the repository itself only without.
+            if case .exit(let code) = servePrefetched(fileName: inv.positionals[0], target: inv.positionals[1], progressFile: inv.progressFile, config: config, env: env) {
+                return .exit(code)
+            }
+            return getDirect(fileName: inv.positionals[0], target: inv.positionals[1], progressFile: inv.progressFile, config: config, env: env)
         default: return .fallBack
         }
     }
@@ -242,6 +248,61 @@ public enum FastFront {
         }
         if let progressFile { appendProgress(progressFile, name: fileName) }
         return .exit(0)
+    }
+
+    /// `archive-get %f %p` of a segment from a plaintext file repository, without prefetching: the
+    /// full binary's restore of a hit (`ArchiveGet.attemptGet`: read the meta, decode the object,
+    /// check its CRC-32C and size against the meta, rename into `%p`; the same temporary file and
+    /// mode, no fsync) in a process that starts in a fraction of the full binary's time, through
+    /// the same decoding code (`SegmentRestore.zstd`). Only the plain success is done here: a meta
+    /// that is absent or not plain JSON of this segment, another codec, an object that is missing,
+    /// a link, short, long or of another CRC-32C, any read or write error, leaves `%p` untouched
+    /// (the temporary file removed) and goes to the full binary, which decides exit 1 or 255 with
+    /// its evidence, retries and messages. Settings that change what a hit does go there too:
+    /// `restore-prefetch` > 0 (the prefetcher must be started and fed), `archive-get-fsync = true`,
+    /// `repository-cipher` other than none, `log-level = debug` (its lines on a hit).
+    public static func getDirect(fileName: String, target: String, progressFile: String?, config: FastConfig, env: Environment) -> Outcome {
+        let prefetch = config.integer("restore-prefetch")
+        let level = SettingType.lower(config["log-level"] ?? "warning")
+        guard prefetch == .unset || prefetch == .value(0),
+              config.bool("archive-get-fsync") == false,
+              SettingType.lower(config["repository-cipher"] ?? "none") == "none",
+              ["error", "warning", "info"].contains(level),
+              FastWALName.isSegment(fileName), let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd),
+              let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting) else { return .fallBack }
+        let dir = root + "/wal/" + String(fileName.prefix(16)) + "/"
+        guard let metaBytes = FastFS.read(dir + fileName + ".meta"), let meta = JSONValue.parse(metaBytes),
+              plausibleMeta(meta, name: fileName), meta["codec"]?.stringValue == "zstd",
+              let size = meta["size"]?.int64Value, size >= 0,
+              let crcText = meta["crc32c"]?.stringValue, let expected = UInt32(crcText, radix: 16) else { return .fallBack }
+        let objectPath = dir + fileName + "." + hex8(expected) + ".zst"
+        guard let opened = try? LocalFS.openRead(objectPath), (opened.status.st_mode & S_IFMT) == S_IFREG else {
+            return .fallBack   // absent (meta without its object: a broken repository), a link, not a file
+        }
+        defer { close(opened.fd) }
+        guard let decoder = (try? CodecKind.zstd.makeBufferDecoder()) ?? nil, let out = try? AtomicWriter(path: targetDir + "/" + targetBase, durability: .none, buffered: false) else {
+            return .fallBack
+        }
+        do {
+            guard let r = try SegmentRestore.zstd(expectedSize: size, into: out, decoder: decoder, read: { sink in
+                try SegmentRestore.readAll(opened.fd, path: objectPath, into: sink)
+            }), r.crc == expected, Int64(r.size) == size else {
+                out.abort()
+                return .fallBack
+            }
+            try out.commit()
+        } catch {
+            out.abort()
+            return .fallBack
+        }
+        if let progressFile { appendProgress(progressFile, name: fileName) }
+        return .exit(0)
+    }
+
+    /// `ArchivedFileMeta.hex`: eight lowercase hexadecimal digits.
+    static func hex8(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return String(repeating: "0", count: 8 - s.utf8.count) + s
     }
 
     /// The FileStore root for a `repository` setting (`file:///abs` or `/abs`, trailing slashes

@@ -4,6 +4,7 @@ import FastPath
 import Commands
 import Storage
 import WALFormat
+import Codec
 
 /// `PushRecord`'s encoded shape (its memberwise init is internal to Commands).
 struct PushRecordShape: Codable {
@@ -437,6 +438,132 @@ final class FastFrontTests: XCTestCase {
                      "WALCTL_REPOSITORY_CIPHER_PASS_FILE": tmp + "/no-such-pass-file"])
         XCTAssertEqual(FastFront.run(["w", "archive-push", "pg_wal/" + seg], env: e), .exit(0))
         XCTAssertFalse(FileManager.default.fileExists(atPath: ok))
+    }
+
+    // MARK: archive-get straight from a plaintext file repository (no prefetching)
+
+    /// `seg` archived as walctl archives it (zstd object named by its CRC-32C, the meta beside it)
+    /// in `tmp/repo`: returns the original bytes and the object's path.
+    func archiveDirect(size: Int = 3 << 20) throws -> (bytes: [UInt8], object: String) {
+        var bytes = [UInt8](repeating: 0, count: size)
+        var x: UInt32 = 12345
+        for i in 0..<size { x = x &* 1_103_515_245 &+ 12345; bytes[i] = i % 7 == 0 ? UInt8(truncatingIfNeeded: x >> 16) : UInt8(i & 0x3F) }
+        var compressed: [UInt8] = []
+        let c = try CodecKind.zstd.makeCompressor()
+        try bytes.withUnsafeBytes { try c.compress($0, into: { compressed.append(contentsOf: $0) }) }
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum($0) }
+        let m = ArchivedFileMeta(name: seg, size: Int64(size), storedSize: Int64(compressed.count), codec: "zstd", crc32c: crc,
+                                 archivedAt: PGTimestamp(unixSeconds: 1_700_000_000), summary: nil)
+        let dir = tmp + "/repo/wal/" + String(seg.prefix(16)) + "/"
+        let object = dir + seg + "." + ArchivedFileMeta.hex(crc) + ".zst"
+        try write(object, compressed)
+        try write(dir + seg + ".meta", try Repository.encodeMeta(m))
+        try FileManager.default.createDirectory(atPath: tmp + "/pg_wal", withIntermediateDirectories: true)
+        return (bytes, object)
+    }
+
+    func directEnv(_ extra: [String: String] = [:]) -> FastFront.Environment {
+        env(["WALCTL_REPOSITORY": "file://" + tmp + "/repo/"].merging(extra) { $1 })
+    }
+
+    /// Names in pg_wal other than the target's: temporary files left behind.
+    func leftovers() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: tmp + "/pg_wal")) ?? []).filter { $0 != "RECOVERYXLOG" }
+    }
+
+    func testGetDirectRestoresAVerifiedSegmentFromAPlainFileRepository() throws {
+        let (bytes, _) = try archiveDirect()
+        XCTAssertEqual(FastFront.run(["w", "archive-get", "--progress-file", tmp + "/progress", seg, "pg_wal/RECOVERYXLOG"], env: directEnv()), .exit(0))
+        XCTAssertTrue(Array(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG"))) == bytes, "restored bytes differ")
+        let attrs = try FileManager.default.attributesOfItem(atPath: tmp + "/pg_wal/RECOVERYXLOG")
+        XCTAssertEqual((attrs[.posixPermissions] as? NSNumber)?.intValue, 0o600)
+        XCTAssertEqual(leftovers(), [])
+        XCTAssertTrue(try String(contentsOfFile: tmp + "/progress", encoding: .utf8).hasPrefix(seg + " "))
+        // An existing file at %p is replaced, as by the full binary's rename.
+        try write(tmp + "/pg_wal/RECOVERYXLOG", Array("old".utf8))
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: directEnv(["WALCTL_LOG_LEVEL": "info"])), .exit(0))
+        XCTAssertTrue(Array(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG"))) == bytes, "restored bytes differ")
+    }
+
+    /// Every case but the plain success goes to the full binary with %p as it was (here: "old")
+    /// and no temporary file left.
+    func assertDirectFallsBack(_ args: [String]? = nil, env e: FastFront.Environment? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
+        try write(tmp + "/pg_wal/RECOVERYXLOG", Array("old".utf8))
+        XCTAssertEqual(FastFront.run(args ?? ["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: e ?? directEnv()), .fallBack, file: file, line: line)
+        XCTAssertEqual(try String(contentsOfFile: tmp + "/pg_wal/RECOVERYXLOG", encoding: .utf8), "old", file: file, line: line)
+        XCTAssertEqual(leftovers(), [], file: file, line: line)
+    }
+
+    func testGetDirectLeavesEveryOtherCaseToTheFullBinary() throws {
+        let (bytes, object) = try archiveDirect()
+        let metaPath = tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + ".meta"
+        let good = try Data(contentsOf: URL(fileURLWithPath: object))
+        let goodMeta = try Data(contentsOf: URL(fileURLWithPath: metaPath))
+        // Settings that change what a hit does.
+        try assertDirectFallsBack(env: directEnv(["WALCTL_RESTORE_PREFETCH": "8"]))
+        try assertDirectFallsBack(env: directEnv(["WALCTL_ARCHIVE_GET_FSYNC": "true"]))
+        try assertDirectFallsBack(env: directEnv(["WALCTL_ARCHIVE_GET_FSYNC": "maybe"]))
+        try assertDirectFallsBack(env: directEnv(["WALCTL_REPOSITORY_CIPHER": "aes-256-gcm"]))
+        try assertDirectFallsBack(env: directEnv(["WALCTL_LOG_LEVEL": "debug"]))
+        try assertDirectFallsBack(env: env(["WALCTL_REPOSITORY": "s3://bucket/prefix"]))
+        try assertDirectFallsBack(env: env(["WALCTL_REPOSITORY": "relative/repo"]))
+        try assertDirectFallsBack(["w", "archive-get", "00000002.history", "pg_wal/RECOVERYXLOG"])
+        try assertDirectFallsBack(["w", "archive-get", seg, "pg_wal/../pg_wal/RECOVERYXLOG"])
+        // The object damaged: a flipped byte, cut short, a byte too many, another file's bytes.
+        var flipped = good; flipped[flipped.count / 2] ^= 0x40
+        for damaged in [flipped, good.prefix(good.count - 100), good + Data([0]), good.prefix(good.count / 2)] {
+            try damaged.write(to: URL(fileURLWithPath: object))
+            try assertDirectFallsBack()
+        }
+        try good.write(to: URL(fileURLWithPath: object))
+        // The meta: a size the object does not have (smaller: the decoding stops at the limit), a
+        // CRC-32C the bytes do not have (the object renamed to match it), another codec, not JSON,
+        // another segment's, absent.
+        func setMeta(_ m: ArchivedFileMeta) throws { try write(metaPath, try Repository.encodeMeta(m)) }
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum($0) }
+        func m(size: Int64 = Int64(3 << 20), crc: UInt32, codec: String = "zstd", name: String? = nil) -> ArchivedFileMeta {
+            ArchivedFileMeta(name: name ?? seg, size: size, storedSize: Int64(good.count), codec: codec, crc32c: crc,
+                             archivedAt: PGTimestamp(unixSeconds: 1_700_000_000), summary: nil)
+        }
+        for size in [Int64(1 << 20), Int64(3 << 20) - 1, Int64(3 << 20) + 1, 0] {
+            try setMeta(m(size: size, crc: crc))
+            try assertDirectFallsBack()
+        }
+        let wrong = crc ^ 1
+        let wrongObject = tmp + "/repo/wal/" + String(seg.prefix(16)) + "/" + seg + "." + ArchivedFileMeta.hex(wrong) + ".zst"
+        try good.write(to: URL(fileURLWithPath: wrongObject))
+        try setMeta(m(crc: wrong))
+        try assertDirectFallsBack()
+        try setMeta(m(crc: crc, codec: "gzip"))
+        try assertDirectFallsBack()
+        try setMeta(m(crc: crc, name: "000000010000000000000006"))
+        try assertDirectFallsBack()
+        try write(metaPath, Array("not json".utf8))
+        try assertDirectFallsBack()
+        try FileManager.default.removeItem(atPath: metaPath)
+        try assertDirectFallsBack()
+        // The meta or the object a symbolic link (to good ones): never followed.
+        try goodMeta.write(to: URL(fileURLWithPath: tmp + "/meta-elsewhere"))
+        try FileManager.default.createSymbolicLink(atPath: metaPath, withDestinationPath: tmp + "/meta-elsewhere")
+        try assertDirectFallsBack()
+        try FileManager.default.removeItem(atPath: metaPath)
+        try goodMeta.write(to: URL(fileURLWithPath: metaPath))
+        try FileManager.default.moveItem(atPath: object, toPath: tmp + "/object-elsewhere")
+        try FileManager.default.createSymbolicLink(atPath: object, withDestinationPath: tmp + "/object-elsewhere")
+        try assertDirectFallsBack()
+        try FileManager.default.removeItem(atPath: object)
+        try assertDirectFallsBack()   // meta without its object: the full binary reports the broken repository
+        // Restored, the same repository serves again.
+        try FileManager.default.moveItem(atPath: tmp + "/object-elsewhere", toPath: object)
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "pg_wal/RECOVERYXLOG"], env: directEnv()), .exit(0))
+        XCTAssertTrue(Array(try Data(contentsOf: URL(fileURLWithPath: tmp + "/pg_wal/RECOVERYXLOG"))) == bytes, "restored bytes differ")
+    }
+
+    /// A target directory the front cannot write: the full binary, with its error.
+    func testGetDirectFallsBackWhenTheTargetCannotBeWritten() throws {
+        _ = try archiveDirect()
+        XCTAssertEqual(FastFront.run(["w", "archive-get", seg, "missing/RECOVERYXLOG"], env: directEnv()), .fallBack)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: tmp + "/missing"))
     }
 
     func testJSONStrictness() {

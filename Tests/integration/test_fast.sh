@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fast front (walctl-fast, docs/async.md) as archive_command and restore_command of a real
-# PostgreSQL 15: async archiving of a burst and a prefetching recovery reach the same data as the
-# primary; a segment the spool does not hold is handed to walctl and restored all the same.
+# PostgreSQL 15: async archiving of a burst, a prefetching recovery and one without prefetching
+# (walctl-fast restoring from the file repository itself) reach the same data as the primary.
 source "$(dirname "$0")/lib.sh"
 
 V=15
@@ -32,25 +32,45 @@ test_fast_front_archive_and_prefetch_recovery() {
     assert_eq "$(psql_at $V "$w" "$port" "select failed_count from pg_stat_archiver")" "0" "archive failures"
     pg_stop $V "$w/data" immediate
 
-    # Recovery through the front with prefetching.
-    as_pg cp -a "$w/backup" "$w/restored"; chmod 700 "$w/restored"; rm -f "$w/restored/postmaster.pid"
-    local port2; port2="$(free_port)"
-    configure_cluster "$w/restored" "$port2" "$w" "archive_mode = off" \
-        "restore_command = '$FAST archive-get --config $w/walctl.conf --set restore-prefetch=4 --progress-file walctl_progress %f %p'" \
-        "recovery_target_action = promote"
-    as_pg touch "$w/restored/recovery.signal"
-    pg_start $V "$w/restored"
-    wait_until 180 bash -c "[ \"\$(runuser -u postgres -- $bin/psql -X -h $w -p $port2 -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" \
-        || fail "recovery did not finish"
-    assert_eq "$(psql_at $V "$w" "$port2" "select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t")" "$expected" "recovered table"
-    local restored; restored="$(wc -l < "$w/restored/walctl_progress")"
-    [ "$restored" -ge 30 ] || fail "only $restored segments restored through the front"
-    pg_stop $V "$w/restored"
+    # WALCTL_FULL is a wrapper that logs each start of the full binary.
+    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$w/full.calls" "$WALCTL" > "$w/full.sh"
+    chmod 755 "$w/full.sh"; touch "$w/full.calls"; chown postgres "$w/full.sh" "$w/full.calls"
+    # recover_from_backup DIR SETS: the base backup into DIR, recovered to the end of the archive
+    # and promoted through the front with `SETS` on its restore_command, the table checked.
+    recover_from_backup() {
+        local dir="$1" sets="$2" p; p="$(free_port)"
+        as_pg cp -a "$w/backup" "$dir"; chmod 700 "$dir"; rm -f "$dir/postmaster.pid"
+        configure_cluster "$dir" "$p" "$w" "archive_mode = off" \
+            "restore_command = '$FAST archive-get --config $w/walctl.conf $sets --progress-file walctl_progress %f %p'" \
+            "recovery_target_action = promote"
+        as_pg touch "$dir/recovery.signal"
+        : > "$w/full.calls"
+        as_pg env WALCTL_FULL="$w/full.sh" "$bin/pg_ctl" -D "$dir" -l "$dir.log" -w -t 120 start >/dev/null \
+            || { tail -5 "$dir.log" >&2; fail "start of the recovery in $dir"; }
+        wait_until 180 bash -c "[ \"\$(runuser -u postgres -- $bin/psql -X -h $w -p $p -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" \
+            || fail "recovery in $dir did not finish"
+        assert_eq "$(psql_at $V "$w" "$p" "select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t")" "$expected" "table recovered in $dir"
+        local restored; restored="$(wc -l < "$dir/walctl_progress")"
+        [ "$restored" -ge 30 ] || fail "only $restored segments restored through the front in $dir"
+        pg_stop $V "$dir"
+    }
 
-    # A segment the spool does not hold: the front hands over to walctl, which restores it.
+    # Recovery through the front with prefetching.
+    recover_from_backup "$w/restored" "--set restore-prefetch=4"
+
+    # Without prefetching (a hand-written restore_command): walctl-fast restores each segment from
+    # the plaintext file repository itself (FastFront.getDirect); only what is not a plain hit (the
+    # end of the archive, history files) may reach walctl.
+    recover_from_backup "$w/direct-rec" ""
+    local full_gets
+    full_gets="$(grep -cE '^archive-get .*[0-9A-F]{24} [^ ]+$' "$w/full.calls" || true)"
+    echo "    without prefetching: walctl started for $full_gets segment requests" >&2
+    [ "$full_gets" -le 2 ] || fail "walctl-fast handed $full_gets segment requests to walctl: $(head -5 "$w/full.calls")"
+
+    # Restored by the front from the repository (no prefetching configured) and by walctl: the same bytes.
     "$FAST" archive-get --config "$w/walctl.conf" "$last" "$w/direct" || fail "front fallback"
     "$WALCTL" archive-get --config "$w/walctl.conf" "$last" "$w/direct2" || fail "walctl get"
-    cmp -s "$w/direct" "$w/direct2" || fail "front fallback gave different bytes"
+    cmp -s "$w/direct" "$w/direct2" || fail "the front's restore gave different bytes"
     local rc=0; "$FAST" archive-get --config "$w/walctl.conf" 0000000100000000000000FE "$w/none" 2>/dev/null || rc=$?
     assert_eq "$rc" "1" "missing segment through the front"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"

@@ -13,7 +13,7 @@ public final class AtomicFile {
     let file: AtomicWriter
 
     /// Writes go straight to write(2), unbuffered: the decoders hand over whole buffers (1 MiB from
-    /// `ZstdDecompressor`, 256 KiB from `WriteBehind`), and gathering them would only copy them again.
+    /// `ZstdDecompressor`, 256 KiB from FastPath's `WriteBehind`), and gathering them would only copy them again.
     public init(path: String, durable: Bool = true) throws(WalctlError) {
         self.path = path
         do { file = try AtomicWriter(path: path, durability: durable ? .data : .none, buffered: false) } catch { throw WalctlError(error) }

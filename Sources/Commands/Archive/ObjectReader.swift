@@ -2,6 +2,8 @@ import Foundation
 import Storage
 import WALFormat
 import Codec
+import FastPath
+import LocalFS
 
 /// Reads an archived file back: fetch, decompress, verify size and CRC-32C against its meta.
 public struct ObjectReader {
@@ -42,57 +44,33 @@ public struct ObjectReader {
     }
 
     /// Restores `meta`'s object into `out` (archive-get's `%p`), verified as `read` verifies it. A
-    /// zstd object of at least `writeBehindMinimum` bytes (a segment) is decoded into a few small
-    /// buffers that a second thread CRC-32Cs and writes behind the decoding (`WriteBehind`): the
-    /// wall time of decoding plus writing becomes about the longer of the two, as with `zstd -d`'s
-    /// output thread. Anything else, or when the thread cannot be started, goes through `read`.
-    /// Either way `out` holds nothing the caller may commit when this throws.
+    /// zstd object of at least `writeBehindMinimum` bytes (a segment) goes through
+    /// `SegmentRestore.zstd` (FastPath: the decoding with the writes behind it on a second thread,
+    /// shared with walctl-fast's direct get). Anything else, or when the thread cannot be started,
+    /// goes through `read`. Either way `out` holds nothing the caller may commit when this throws.
     public func restore(_ meta: ArchivedFileMeta, to out: AtomicFile) throws {
+        let plain = { try read(meta) { chunk in try out.write(chunk) } }
         guard meta.codec == CodecKind.zstd.rawValue, meta.size >= Self.writeBehindMinimum,
               let key = meta.objectKey, let expected = meta.checksum,
-              let decoder = try? CodecKind.zstd.makeBufferDecoder(),
-              let behind = try? WriteBehind(out: out) else {
-            try read(meta) { chunk in try out.write(chunk) }
-            return
+              let decoder = try? CodecKind.zstd.makeBufferDecoder() else {
+            return try plain()
         }
         let result: (crc: UInt32, size: Int)
         do {
-            var buffer = try behind.take()
-            var filled = 0
-            var decoded: Int64 = 0
-            // Decodes `input` into the buffers, handing each full one to the thread; also called with
-            // no input at the end, for what zstd still holds.
-            func decode(_ input: UnsafeRawBufferPointer) throws {
-                var consumed = 0
-                while true {
-                    let before = (consumed, filled)
-                    try decoder.decode(input, consumed: &consumed, into: buffer, filled: &filled)
-                    if filled == buffer.count {   // full: hand it over, and call again (zstd may hold more)
-                        decoded += Int64(filled)
-                        if decoded > meta.size {   // more than the meta's size: stop writing now
-                            throw WalctlError.checksumMismatch(name: meta.name, expected: meta.crc32c, actual: "n/a",
-                                                               size: decoded, expectedSize: meta.size)
-                        }
-                        try behind.submit(buffer, count: filled)
-                        buffer = try behind.take()
-                        filled = 0
-                        continue
-                    }
-                    if consumed >= input.count { break }
-                    if before == (consumed, filled) { throw CodecError.corrupt("the decoder made no progress") }
-                }
-            }
-            try repository.store.read(key: key) { stored in try decode(stored) }
-            try decode(UnsafeRawBufferPointer(start: nil, count: 0))
-            try decoder.finish()
-            try behind.submit(buffer, count: filled)
-            result = try behind.finish()
+            guard let r = try SegmentRestore.zstd(expectedSize: meta.size, into: out.file, decoder: decoder, read: { sink in
+                try repository.store.read(key: key, into: sink)
+            }) else { return try plain() }
+            result = r
         } catch {
-            behind.cancel()
             switch error {
             case let e as StoreError: throw WalctlError.store(e)
             case let e as CodecError: throw WalctlError.codec(name: key, e)
+            case is SegmentRestore.NoProgress: throw WalctlError.codec(name: key, .corrupt("the decoder made no progress"))
             case let e as CipherError: throw WalctlError.cipher(e)
+            case let e as LocalFSError: throw WalctlError(e)
+            case let e as SegmentRestore.TooLong:   // more than the meta's size: the writing stopped there
+                throw WalctlError.checksumMismatch(name: meta.name, expected: meta.crc32c, actual: "n/a",
+                                                   size: e.decoded, expectedSize: meta.size)
             default: throw error
             }
         }
