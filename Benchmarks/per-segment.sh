@@ -153,33 +153,43 @@ def run_durable_floor(seg, src, dst):
 
 def walctl(conf, *args, binary=None): return [binary or WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
 out = W + "/out"
-for s in segs:
+# The file-repository pushes of each segment run in an order that rotates from segment to segment
+# (the first one of a round used to be the one that ran while the emulator was still busy with the
+# previous round's S3 uploads); after the S3 uploads the emulator gets 0.2 s to settle.
+for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
-    run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src))
-    run("pgbackrest", "push-file", s, PGBR_FILE + ZST + ["archive-push", src])
-    run("zstd -3", "push-file", s, [zstd, "-3", "-q", "-f", src, "-o", out + "/" + s + ".zst"])
-    run_durable_floor(s, src, out + "/durable-" + s + ".zst")
-    if BASE: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE))
+    pushes = [lambda: run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src)),
+              lambda: run("pgbackrest", "push-file", s, PGBR_FILE + ZST + ["archive-push", src]),
+              lambda: run("zstd -3", "push-file", s, [zstd, "-3", "-q", "-f", src, "-o", out + "/" + s + ".zst"]),
+              lambda: run_durable_floor(s, src, out + "/durable-" + s + ".zst")]
+    if BASE: pushes.append(lambda: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE)))
+    for p in pushes[n % len(pushes):] + pushes[:n % len(pushes)]: p()
     if S3:
         run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src))
         run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])
-for s in segs:
+        time.sleep(0.2)
+# The push phase's dirty pages are written back before the get phase starts (its first calls
+# otherwise ran beside the flusher), and the file-repository gets of each segment run in an order
+# that rotates from segment to segment, so no tool always follows the same one.
+os.sync(); time.sleep(2)
+for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
     obj = glob.glob(W + "/repo/wal/" + s[:16] + "/" + s + ".*.zst")[0]
     tgt = out + "/RECOVERYXLOG"
     def fresh():
         if os.path.exists(tgt): os.unlink(tgt)
-    fresh(); run("walctl", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt))
-    if open(tgt, "rb").read() != open(src, "rb").read(): sys.exit("walctl restored different bytes for " + s)
-    fresh(); run("walctl, archive-get-fsync", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt), {"WALCTL_ARCHIVE_GET_FSYNC": "true"})
-    fresh(); run("pgbackrest", "get-file", s, PGBR_FILE + ["archive-get", s, tgt])
-    fresh(); run("zstd -d", "get-file", s, [zstd, "-d", "-q", "-f", obj, "-o", tgt])
+    def same(tool):
+        if open(tgt, "rb").read() != open(src, "rb").read(): sys.exit(tool + " restored different bytes for " + s)
+    gets = [lambda: (fresh(), run("walctl", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt)), same("walctl")),
+            lambda: (fresh(), run("walctl, archive-get-fsync", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt), {"WALCTL_ARCHIVE_GET_FSYNC": "true"})),
+            lambda: (fresh(), run("pgbackrest", "get-file", s, PGBR_FILE + ["archive-get", s, tgt])),
+            lambda: (fresh(), run("zstd -d", "get-file", s, [zstd, "-d", "-q", "-f", obj, "-o", tgt]))]
     if FAST:
         # WALCTL_FULL=/bin/false: a call the front handed to walctl fails the benchmark, so this row
         # is the front's own restore from the repository (FastFront.getDirect).
-        fresh(); run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"})
-        if open(tgt, "rb").read() != open(src, "rb").read(): sys.exit("walctl-fast restored different bytes for " + s)
-    if BASE: fresh(); run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))
+        gets.append(lambda: (fresh(), run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"}), same("walctl-fast")))
+    if BASE: gets.append(lambda: (fresh(), run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))))
+    for g in gets[n % len(gets):] + gets[:n % len(gets)]: g()
     if S3:
         fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
         fresh(); run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt])

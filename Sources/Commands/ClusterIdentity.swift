@@ -95,6 +95,18 @@ public struct ClusterIdentity: Equatable {
     }
 }
 
+/// The PostgreSQL server running in a data directory: the pid on `postmaster.pid`'s first line when
+/// that process exists (`kill(pid, 0)`; EPERM: it exists under another user). The one check that
+/// restore-backup (--force, --delta) and `recover --status` make before touching or judging a directory.
+public enum RunningServer {
+    public static func pid(in dir: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
+              let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 0,
+              kill(pid, 0) == 0 || errno == EPERM else { return nil }
+        return pid
+    }
+}
+
 /// `walctl init`: binds the repository to the cluster.
 public enum RepositoryInit {
     /// Binds the configured repository to `identity`; idempotent for the same cluster, refuses another.

@@ -276,10 +276,10 @@ public enum FastFront {
               let size = meta["size"]?.int64Value, size >= 0,
               let crcText = meta["crc32c"]?.stringValue, let expected = UInt32(crcText, radix: 16) else { return .fallBack }
         let objectPath = dir + fileName + "." + hex8(expected) + ".zst"
-        guard let opened = try? LocalFS.openRead(objectPath), (opened.status.st_mode & S_IFMT) == S_IFREG else {
-            return .fallBack   // absent (meta without its object: a broken repository), a link, not a file
-        }
+        // Absent (a meta without its object: a broken repository), a link, not a regular file: walctl.
+        guard let opened = try? LocalFS.openRead(objectPath) else { return .fallBack }
         defer { close(opened.fd) }
+        guard (opened.status.st_mode & S_IFMT) == S_IFREG else { return .fallBack }
         guard let decoder = (try? CodecKind.zstd.makeBufferDecoder()) ?? nil, let out = try? AtomicWriter(path: targetDir + "/" + targetBase, durability: .none, buffered: false) else {
             return .fallBack
         }

@@ -433,8 +433,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
     guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
         throw WalctlError.refused("--delta restores into an existing data directory, and \(target) is not one: restore without --delta")
     }
-    if let pidText = try? String(contentsOfFile: target + "/postmaster.pid", encoding: .utf8),
-       let pid = Int32(pidText.split(separator: "\n").first ?? ""), pid > 0, kill(pid, 0) == 0 || errno == EPERM {
+    if let pid = RunningServer.pid(in: target) {
         throw WalctlError.refused("target data directory \(target) belongs to a running PostgreSQL server (pid \(pid)): stop it first")
     }
     guard let c = try systemIdentifierBytes(target + "/global/pg_control") else {
@@ -621,8 +620,7 @@ private func prepareDirectory(_ dir: String, force: Bool, what: String, owner: (
     guard force else {
         throw WalctlError.refused("\(what) \(dir) is not empty: restore into an empty directory, or pass --force to delete its contents first")
     }
-    if let pidText = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
-       let pid = Int32(pidText.split(separator: "\n").first ?? ""), pid > 0, kill(pid, 0) == 0 || errno == EPERM {
+    if let pid = RunningServer.pid(in: dir) {
         throw WalctlError.refused("\(what) \(dir) belongs to a running PostgreSQL server (pid \(pid)): stop it first")
     }
     for e in entries {

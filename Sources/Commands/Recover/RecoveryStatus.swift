@@ -125,11 +125,7 @@ public struct RecoveryStatus: Codable, Equatable, Sendable {
         return s
     }
 
-    static func serverRunning(_ dir: String) -> Bool {
-        guard let text = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8),
-              let pid = Int32(text.split(separator: "\n").first ?? ""), pid > 0 else { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
-    }
+    static func serverRunning(_ dir: String) -> Bool { RunningServer.pid(in: dir) != nil }
 
     static func findLog(_ dir: String) -> String? {
         if FileManager.default.fileExists(atPath: dir + "/" + RecoveryFiles.log) { return dir + "/" + RecoveryFiles.log }
