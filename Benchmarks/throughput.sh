@@ -17,7 +17,8 @@
 # 4. recovery wall time of the same segments from the base backup: the floor (segments already in
 #    pg_wal, no restore_command), the `mv` floor (every segment already decompressed in a
 #    directory beside pg_wal, restore_command = mv: one process start and one rename per segment,
-#    what the issue says a prefetched call should cost), walctl sync, walctl prefetch
+#    what the issue says a prefetched call should cost), walctl sync, walctl-fast sync (no
+#    prefetching: the front restores each segment from the file repository), walctl prefetch
 #    (restore-prefetch = $PREFETCH) through walctl and walctl-fast, and pgBackRest async
 #    archive-get; clock from `pg_ctl start` to "ready to accept connections" in the server log;
 #    encrypted rows (issue 17): walctl-fast async into, and walctl-fast prefetch from, a file
@@ -359,6 +360,8 @@ echo "== recovery ($RUNS runs each)" >&2
 measure_recovery "floor (segments in pg_wal)" floor
 measure_recovery "mv floor (decompressed beside pg_wal, restore_command = mv)" mv "mv $WORK/rec/mvspool/%f %p"
 measure_recovery "walctl sync" archive "$WALCTL archive-get --config $WCONF %f %p"
+# walctl-fast without prefetching: it restores each segment from the file repository itself.
+[ -x "$FAST" ] && measure_recovery "walctl-fast sync" archive "$FAST archive-get --config $WCONF %f %p"
 measure_recovery "walctl prefetch $PREFETCH" archive "$WALCTL archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p"
 if [ -n "${WCONF_ENC:-}" ]; then
     measure_pair recovery "walctl-fast prefetch $PREFETCH" "$FAST archive-get --config $WCONF --set restore-prefetch=$PREFETCH %f %p" \
@@ -393,7 +396,7 @@ fi
     echo "| recovery of $N segments | seconds | vs floor |"
     echo "|---|---|---|"
     fl=${REC["floor (segments in pg_wal)"]:-}
-    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "$ENC_REC_LABEL" "pgBackRest async archive-get" \
+    for k in "floor (segments in pg_wal)" "mv floor (decompressed beside pg_wal, restore_command = mv)" "walctl sync" "walctl-fast sync" "walctl prefetch $PREFETCH" "walctl-fast prefetch $PREFETCH" "$ENC_REC_LABEL" "pgBackRest async archive-get" \
              "walctl-fast prefetch $PREFETCH, S3 (TLS)" "pgBackRest async archive-get, S3 (TLS)"; do
         [ -n "${REC[$k]:-}" ] || continue
         ratio="-"; [ -n "$fl" ] && [ "$fl" != nan ] && ratio="$(echo "scale=2; ${REC[$k]} / $fl" | bc)x"

@@ -9,8 +9,9 @@ import WALFormat
 
 /// `walctl verify` (issue 8): continuity from the catalog, the safety valve's skips, and `--deep`
 /// reading every object back.
-@Suite struct ArchiveVerifyTests {
+@Suite final class ArchiveVerifyTests {
     let root: String
+    deinit { try? FileManager.default.removeItem(atPath: root) }
     let repository: Repository
 
     init() throws {

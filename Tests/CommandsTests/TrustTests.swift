@@ -5,8 +5,9 @@ import WALFormat
 @testable import Commands
 
 /// Issue 12: archive-get's exit-1 rule (positive evidence), settings validated at load, targets.
-@Suite struct ExitOneRuleTests {
+@Suite final class ExitOneRuleTests {
     let root: String
+    deinit { try? FileManager.default.removeItem(atPath: root) }
     let repository: Repository
     let sysid: UInt64 = 7_712_321_645_893_095_454
     static let absent = "000000010000000A00000001"
