@@ -26,7 +26,8 @@
 # 0` (5% of the rows, spread over every page of the table) and a checkpoint; walctl backup --type
 # incremental I (must report the native path) and pg_basebackup --incremental on the plain full's
 # manifest; one more walctl incremental with nothing changed (the fixed cost of an incremental);
-# walctl restore-backup F, restore-backup I (the chain F -> I), pg_combinebackup of the plain full
+# walctl restore-backup F, restore-backup I (the chain F -> I), restore-backup I --delta over a copy
+# of the restored F, pg_combinebackup of the plain full
 # alone (a full "restore" with PostgreSQL's tool) and of full + incremental. Every restore is started
 # and its pgbench_accounts checksum compared with the source's at that backup. Every command runs as
 # postgres under /usr/bin/time; times are wall seconds, stored bytes `du -sb` of what a step added.
@@ -126,6 +127,10 @@ bench_alternate "$RUNS" "walctl restore-backup F (full)" "$WORK/r-full" RESTORE_
     "walctl restore-backup I (chain F -> I, walctl's combine)" "$WORK/r-chain" RESTORE_I
 bench_alternate "$RUNS" "pg_combinebackup full (copy of the plain full)" "$WORK/r-pgfull" COMBINE_F \
     "pg_combinebackup full + incr" "$WORK/r-pgchain" COMBINE_I
+# --delta of the native chain into a copy of the restored full backup (the 5% change differs): the
+# combine compares each block in place and writes only those that differ (docs/backup.md).
+rm -rf "$WORK/r-delta"; cp -a "$WORK/r-full" "$WORK/r-delta"
+bench_measure "walctl restore-backup I --delta (native chain, over F)" - "$WALCTL" restore-backup --config "$WORK/local.conf" I --pgdata "$WORK/r-delta" --delta --no-progress
 
 echo "== verifying each restore (started, pgbench_accounts checksum)" >&2
 P2=$((PORT + 1))
@@ -146,6 +151,7 @@ verify "walctl restore of F" "$WORK/r-full" "$CHECK_F" archive
 verify "walctl restore of I (chain)" "$WORK/r-chain" "$CHECK_I" archive
 verify "pg_combinebackup full" "$WORK/r-pgfull" "$CHECK_F"
 verify "pg_combinebackup full + incr" "$WORK/r-pgchain" "$CHECK_I"
+verify "walctl --delta of I over F" "$WORK/r-delta" "$CHECK_I" archive
 
 r() { bench_result "$@"; }
 ratio() { bench_ratio "$@"; }
@@ -160,6 +166,7 @@ PF='pg_basebackup -Fp (full)'; PI='pg_basebackup -Fp --incremental (on the plain
     echo "- pg_basebackup incremental / full (plain, uncompressed, WAL included): time $(ratio "$(r "$PI" 2)" "$(r "$PF" 2)"), stored $(ratio "$(r "$PI" 3)" "$(r "$PF" 3)")"
     echo "- changed fraction as the server sees it (plain incremental): relation files $INCR_REL_BYTES bytes ($INCR_PARTIAL_BYTES of them in INCREMENTAL.* files, the rest files sent whole) of $FULL_REL_BYTES bytes in the full = $(ratio "$INCR_REL_BYTES" "$FULL_REL_BYTES"), for 5% of the rows"
     echo "- walctl chain restore / full restore: $(ratio "$(r "walctl restore-backup I (chain F -> I, walctl's combine)" 2)" "$(r 'walctl restore-backup F (full)' 2)"); pg_combinebackup full + incr / full alone: $(ratio "$(r 'pg_combinebackup full + incr' 2)" "$(r 'pg_combinebackup full (copy of the plain full)' 2)")"
+    echo "- walctl --delta (native chain over F) / full restore (median; each full restore's time is in the table): $(ratio "$(r 'walctl restore-backup I --delta (native chain, over F)' 2)" "$(r 'walctl restore-backup F (full)' 2)")"
     for v in "${VERIFY[@]}"; do echo "- $v"; done
     echo "- pgBackRest: not compared, 2.45 does not support PostgreSQL 18"
 } | tee "$WORK/report.md"

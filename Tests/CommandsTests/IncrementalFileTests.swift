@@ -110,7 +110,8 @@ final class IncrementalFileTests: XCTestCase {
     }
 
     /// The combine as the restore drives it: newest member first, each member's bytes in `chunk`s.
-    func combine(_ chain: [Version], bs: Int, chunk: Int) throws -> [UInt8] {
+    /// `existing`: the bytes already in the file (`--delta`): the newest member rewrites it in place.
+    func combine(_ chain: [Version], bs: Int, chunk: Int, existing: [UInt8]? = nil, combiner: NativeCombine = NativeCombine()) throws -> [UInt8] {
         let dir = NSTemporaryDirectory() + "incr-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -118,13 +119,15 @@ final class IncrementalFileTests: XCTestCase {
         let fd = open(path, O_RDWR | O_CREAT, 0o600)
         XCTAssertGreaterThanOrEqual(fd, 0)
         defer { close(fd) }
-        let c = NativeCombine()
+        if let existing { _ = existing.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+        let c = combiner
         var newest = true
         for v in chain.reversed() {
             switch v {
             case .incremental(let blocks, let t):
                 let bytes = Self.incrementalFile(blocks: blocks, truncation: t, blockSize: bs)
-                let p = c.incremental(path: "base/5/16384", fd: fd, filePath: path, memberSize: Int64(bytes.count), newest: newest)
+                let p = c.incremental(path: "base/5/16384", fd: fd, filePath: path, memberSize: Int64(bytes.count), newest: newest,
+                                      inPlace: newest && existing != nil)
                 try feed(p, bytes, chunk: chunk)
             case .full(let d):
                 if newest {
@@ -175,6 +178,30 @@ final class IncrementalFileTests: XCTestCase {
             let chunk = [333, 8192, 20000].randomElement(using: &rng)!
             let got = try combine(chain, bs: bs, chunk: chunk), want = Self.oracle(chain, bs: bs)
             XCTAssertTrue(got == want, "round \(round): \(got.count) bytes, \(want.count) expected, first difference at \((0..<min(got.count, want.count)).first(where: { got[$0] != want[$0] }).map(String.init) ?? "the end")")
+        }
+    }
+
+    /// `--delta`: the same chains combined into a file that already holds other bytes (longer,
+    /// shorter, or the right ones) give exactly the oracle; over the right bytes nothing is written.
+    func testCombineInPlaceEqualsReconstructWhateverTheFileHeld() throws {
+        var rng = SystemRandomNumberGenerator()
+        let bs = 8192
+        for round in 0..<60 {
+            let fullBlocks = Int.random(in: 0...8, using: &rng)
+            var chain: [Version] = [.full((0..<fullBlocks).flatMap { Self.block(UInt8(truncatingIfNeeded: round &+ $0), bs) })]
+            for m in 0..<Int.random(in: 1...4, using: &rng) {
+                let t = UInt32.random(in: 0...10, using: &rng)
+                let nums = Array(Set((0..<Int.random(in: 0...5, using: &rng)).map { _ in UInt32.random(in: 0...11, using: &rng) })).shuffled()
+                chain.append(.incremental(blocks: nums.map { ($0, Self.block(UInt8(truncatingIfNeeded: 100 + m * 13 + Int($0)), bs)) }, truncation: t))
+            }
+            let want = Self.oracle(chain, bs: bs)
+            let chunk = [333, 8192, 20000].randomElement(using: &rng)!
+            let junk = (0..<Int.random(in: 0...14, using: &rng) * bs).map { _ in UInt8.random(in: 1...255, using: &rng) }
+            let got = try combine(chain, bs: bs, chunk: chunk, existing: junk)
+            XCTAssertTrue(got == want, "round \(round) over \(junk.count) bytes of junk: \(got.count) bytes, \(want.count) expected, first difference at \((0..<min(got.count, want.count)).first(where: { got[$0] != want[$0] }).map(String.init) ?? "the end")")
+            let again = NativeCombine()
+            XCTAssertTrue(try combine(chain, bs: bs, chunk: chunk, existing: want, combiner: again) == want, "round \(round) over the right bytes")
+            XCTAssertEqual(again.rewrittenBytes, 0, "round \(round): bytes written over a file that was already right")
         }
     }
 

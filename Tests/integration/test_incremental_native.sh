@@ -110,7 +110,31 @@ PY
     diffs="$(diff -rq -x backup_manifest "$o/combined" "$W/walctl-combined" 2>&1)" || fail "walctl's combine differs from pg_combinebackup's: $(head -5 <<<"$diffs")"
     local nfiles; nfiles="$(find "$W/walctl-combined" -type f | wc -l)"
     echo "    walctl combine = pg_combinebackup on $nfiles files"
-    rm -rf "$o" "$W/walctl-combined"
+
+    # --delta of the native chain over the full backup's restore: byte for byte pg_combinebackup's
+    # result; the combined files rewritten in place, block by block.
+    local d="$W/r-delta" port out
+    wc_ restore-backup F --pgdata "$d" > "$W/restore-delta-F.out" 2>&1 || fail "restore-backup F: $(cat "$W/restore-delta-F.out")"
+    out="$(wc_ restore-backup I2 --pgdata "$d" --delta --no-progress 2>&1)" || fail "restore-backup I2 --delta over F: $out"
+    grep -q "(in place: .* rewritten, .* already right)" <<<"$out" || fail "--delta rewrote no file in place: $out"
+    diffs="$(diff -rq -x backup_manifest "$o/combined" "$d" 2>&1)" || fail "--delta over F differs from pg_combinebackup's: $(head -5 <<<"$diffs")"
+    # Recovered and promoted, then a table dropped and another changed: --delta brings back exactly
+    # the combined backup again (the server's new files, WAL and the dropped table's absence undone).
+    port="$(free_port)"
+    configure_cluster "$d" "$port" "$W" "archive_mode = off" \
+        "restore_command = '$WALCTL archive-get --config $W/walctl.conf %f %p'" "recovery_target_action = promote" "recovery_target = 'immediate'"
+    as_pg touch "$d/recovery.signal"
+    pg_start "$V" "$d" || fail "the --delta result does not start"
+    wait_until 120 bash -c "[ \"\$(runuser -u postgres -- $BIN/psql -X -h $W -p $port -d postgres -qAt -c 'select pg_is_in_recovery()')\" = f ]" \
+        || fail "the --delta result did not finish recovery"
+    assert_eq "$(table_checksum "$port")" "$c2" "tables of I2 recovered after --delta"
+    psql_at "$V" "$W" "$port" "drop table known" >/dev/null
+    psql_at "$V" "$W" "$port" "update pgbench_accounts set abalance = abalance - 7 where aid % 3 = 0" >/dev/null
+    psql_at "$V" "$W" "$port" "create table junk as select generate_series(1, 10000) g; checkpoint" >/dev/null
+    pg_stop "$V" "$d"
+    out="$(wc_ restore-backup I2 --pgdata "$d" --delta --no-progress 2>&1)" || fail "second --delta of the native chain: $out"
+    diffs="$(diff -rq -x backup_manifest "$o/combined" "$d" 2>&1)" || fail "--delta over a changed copy differs from pg_combinebackup's: $(head -5 <<<"$diffs")"
+    rm -rf "$o" "$W/walctl-combined" "$d"
 
     # Each member restored and recovered to its end; PITR to p1 from F and from I1.
     restore_and_check F F "$cF" "recovery_target = 'immediate'"

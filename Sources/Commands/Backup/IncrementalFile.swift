@@ -191,6 +191,9 @@ public final class NativeCombine {
         var blockSize: Int
         var written: [UInt64]
         var complete = false
+        /// `--delta`: the file was there already and is rewritten in place (`put` compares first;
+        /// a block no member gives is made zero at the end instead of being a hole).
+        var inPlace = false
         func has(_ b: UInt32) -> Bool { Int(b / 64) < written.count && written[Int(b / 64)] & (1 << UInt64(b % 64)) != 0 }
         mutating func mark(_ b: UInt32) {
             let i = Int(b / 64)
@@ -201,6 +204,10 @@ public final class NativeCombine {
     private var files: [String: FileState] = [:]
     /// Blocks written, for the report.
     public private(set) var blocksWritten: Int64 = 0
+    /// `--delta`: bytes of files rewritten in place that were already right, and that were written.
+    public private(set) var keptBytes: Int64 = 0
+    public private(set) var rewrittenBytes: Int64 = 0
+    private var scratch = [UInt8]()
     /// BLCKSZ. An `INCREMENTAL.` file without blocks does not show it: the cluster's must be this
     /// (PostgreSQL's default, 8192); a file with blocks of another size is refused.
     public let blockSize: Int
@@ -214,7 +221,8 @@ public final class NativeCombine {
 
     /// The member stores `INCREMENTAL.<path>`, streamed into `fd` (the reconstructed file, created by
     /// the newest member's and reopened for the older ones'). Feed the member's bytes to the result.
-    public func incremental(path: String, fd: Int32, filePath: String, memberSize: Int64, newest: Bool) -> IncrementalFileParser {
+    /// `inPlace` (the newest member's call only): `fd` is the file already in the target (`--delta`).
+    public func incremental(path: String, fd: Int32, filePath: String, memberSize: Int64, newest: Bool, inPlace: Bool = false) -> IncrementalFileParser {
         var limit: UInt32 = 0
         var writing = false  // the current block is taken from this member
         return IncrementalFileParser(path: filePath, expectedSize: memberSize, blockSize: blockSize, onHeader: { [unowned self] h in
@@ -224,8 +232,9 @@ public final class NativeCombine {
             if newest {
                 let length = h.reconstructedBlockLength
                 files[path] = FileState(limit: h.truncationBlockLength, length: length, blockSize: h.blockSize,
-                                        written: [UInt64](repeating: 0, count: Int(length / 64) + 1))
-                // The file's final length; blocks nothing writes read as zeros.
+                                        written: [UInt64](repeating: 0, count: Int(length / 64) + 1), inPlace: inPlace)
+                // The file's final length; blocks nothing writes read as zeros (in place: made zero
+                // when the file is complete).
                 guard ftruncate(fd, off_t(Int64(length) * Int64(h.blockSize))) == 0 else {
                     throw WalctlError.file(operation: "ftruncate", path: filePath, errno: errno)
                 }
@@ -242,7 +251,7 @@ public final class NativeCombine {
                 if writing { files[path]!.mark(block); blocksWritten += 1 }
             }
             guard writing else { return }
-            try Self.write(fd, bytes, at: Int64(block) * Int64(files[path]!.blockSize) + Int64(within), path: filePath)
+            try put(fd, bytes, at: Int64(block) * Int64(files[path]!.blockSize) + Int64(within), path: filePath, inPlace: files[path]!.inPlace)
         })
     }
 
@@ -280,13 +289,13 @@ public final class NativeCombine {
                 if writing {
                     if run == nil { run = (p, offset) }
                 } else if let r = run {
-                    try NativeCombine.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath)
+                    try owner.put(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath, inPlace: s.inPlace)
                     run = nil
                 }
                 p += take; offset += Int64(take)
             }
             if let r = run {
-                try NativeCombine.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath)
+                try owner.put(fd, UnsafeRawBufferPointer(rebasing: bytes[r.start..<p]), at: r.offset, path: filePath, inPlace: s.inPlace)
             }
         }
         /// The full version ended: the file is complete.
@@ -297,10 +306,55 @@ public final class NativeCombine {
                 // The partial last block was written in part: pg_combinebackup leaves it zero.
                 let start = offset - offset % bs
                 let zeros = [UInt8](repeating: 0, count: Int(offset - start))
-                try zeros.withUnsafeBytes { try NativeCombine.write(fd, $0, at: start, path: filePath) }
+                try zeros.withUnsafeBytes { try owner.put(fd, $0, at: start, path: filePath, inPlace: s.inPlace) }
+            }
+            if s.inPlace {
+                // A fresh file's blocks that no member gave are holes (zeros); a rewritten one's
+                // still hold the old bytes: made zero here.
+                let zeros = [UInt8](repeating: 0, count: s.blockSize)
+                let state = owner.files[path]!
+                for b in 0..<state.length where !state.has(b) {
+                    try zeros.withUnsafeBytes { try owner.put(fd, $0, at: Int64(b) * bs, path: filePath, inPlace: true) }
+                }
             }
             owner.files[path]!.complete = true
         }
+    }
+
+    /// Writes `bytes` at `offset`; `inPlace` (`--delta`): only the 8 KiB blocks whose bytes the file
+    /// does not already have there (one `pread` of the range first, differing blocks written in runs).
+    func put(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String, inPlace: Bool) throws {
+        guard inPlace, bytes.count > 0 else { return try Self.write(fd, bytes, at: offset, path: path) }
+        if scratch.count < bytes.count { scratch = [UInt8](repeating: 0, count: max(bytes.count, 1 << 20)) }
+        var have = 0
+        try scratch.withUnsafeMutableBytes { sb in
+            while have < bytes.count {
+                let r = pread(fd, sb.baseAddress! + have, bytes.count - have, off_t(offset + Int64(have)))
+                if r < 0 {
+                    if errno == EINTR { continue }
+                    throw WalctlError.file(operation: "read", path: path, errno: errno)
+                }
+                if r == 0 { break }   // past the end: what follows is written
+                have += r
+            }
+        }
+        let bs = Int64(blockSize)
+        var p = 0
+        var run: Int?   // start of a run of differing slices
+        while p < bytes.count {
+            // Slices end on block boundaries of the file.
+            let len = min(bytes.count - p, Int(bs - (offset + Int64(p)) % bs))
+            let same = p + len <= have && scratch.withUnsafeBytes { memcmp($0.baseAddress! + p, bytes.baseAddress! + p, len) == 0 }
+            if same {
+                keptBytes += Int64(len)
+                if let r = run { try Self.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r..<p]), at: offset + Int64(r), path: path); run = nil }
+            } else {
+                rewrittenBytes += Int64(len)
+                if run == nil { run = p }
+            }
+            p += len
+        }
+        if let r = run { try Self.write(fd, UnsafeRawBufferPointer(rebasing: bytes[r..<p]), at: offset + Int64(r), path: path) }
     }
 
     static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws {

@@ -88,6 +88,9 @@ final class NativeChainVisitor: TarVisitor {
     let manifestPrefix: String
     let isFinal: Bool
     let owner: (uid: uid_t, gid: gid_t)?
+    /// `--delta`: the newest member's files may already be in the target: a combined file is
+    /// rewritten in place (NativeCombine compares block by block), backup_label replaced.
+    var delta = false
     private(set) var seen = Set<String>()
     private(set) var files = 0
     private(set) var verified = 0
@@ -137,17 +140,27 @@ final class NativeChainVisitor: TarVisitor {
         let path = try target(local)
         crc = CRC32C(); count = 0
         let fd: Int32
+        var inPlace = false
         if isFinal {
-            do { fd = try LocalFS.createExclusive(path, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
+            if delta, NativeRestorePlan.incrementalName(e.path) != nil, let existing = LocalFS.openForRewrite(path) {
+                fd = existing.fd
+                inPlace = true
+                _ = fchmod(fd, mode_t(e.mode & 0o777))
+            } else {
+                // --delta: whatever is at the name and cannot be rewritten in place (a second hard
+                // link, not a regular file) is replaced, as RestoreWriter does.
+                if delta && unlink(path) != 0 && errno != ENOENT { throw WalctlError.file(operation: "remove", path: path, errno: errno) }
+                do { fd = try LocalFS.createExclusive(path, mode: mode_t(e.mode & 0o777)) } catch { throw WalctlError(error) }
+            }
             if let o = owner { _ = fchown(fd, o.uid, o.gid) }
         } else {
-            fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)
+            fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)   // read too: --delta compares before it writes
             guard fd >= 0 else {
                 throw WalctlError.chainDamaged("\(path): the file an older member's \(e.path) combines into is not there (errno \(errno))")
             }
         }
         if NativeRestorePlan.incrementalName(e.path) != nil {
-            current = .incremental(combine.incremental(path: name, fd: fd, filePath: path, memberSize: e.size, newest: isFinal), fd: fd, key: key)
+            current = .incremental(combine.incremental(path: name, fd: fd, filePath: path, memberSize: e.size, newest: isFinal, inPlace: inPlace), fd: fd, key: key)
         } else {
             current = .full(combine.full(path: name, fd: fd, filePath: path), fd: fd, key: key)
         }
@@ -179,6 +192,7 @@ final class NativeChainVisitor: TarVisitor {
             try check(key)
         case .label(let path, let mode, let key):
             try check(key)
+            if delta && unlink(path) != 0 && errno != ENOENT { throw WalctlError.file(operation: "remove", path: path, errno: errno) }
             let fd: Int32
             do { fd = try LocalFS.createExclusive(path, mode: mode) } catch { throw WalctlError(error) }
             defer { close(fd) }

@@ -176,9 +176,6 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     // (NativeRestore.swift); what each member gives is planned from the manifests first.
     let native = chain.count > 1 && chain.contains(where: { $0.contents.incrementalMethod == "native" })
         ? try NativeRestorePlan(chain: chain) : nil
-    if native != nil && options.delta {
-        throw WalctlError.refused("backup \(label) is a PostgreSQL native incremental backup: restore it into an empty directory (--delta is for full and file-level incremental chains)")
-    }
     let combine = NativeCombine()
     var target = pgdata
     while target.count > 1 && target.hasSuffix("/") { target.removeLast() }
@@ -250,8 +247,13 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         // the writer compares each of them block by block in place (one read of the target's file
         // instead of two). The pre-check is for the older members' files: when all of a member's
         // are right, its archive is not read at all.
+        // A native chain's newest manifest names `INCREMENTAL.<file>`: the target has `<file>`, the
+        // combined file, which is rewritten in place (NativeCombine), never an INCREMENTAL one.
+        let combined = Set(native?.needs[final.record.label]?.values.map { $0 } ?? [])
+        let restores: (String) -> Bool = native == nil ? { manifest!.files[$0] != nil }
+            : { (manifest!.files[$0] != nil && NativeRestorePlan.incrementalName($0) == nil) || combined.contains($0) }
         let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots,
-                                 check: { source($0) != final.record.label })
+                                 restores: restores, check: { source($0) != final.record.label })
         keep = d.keep; removed = d.removed
         logger.info("restore \(label) --delta: \(keep.count) file(s) already right, \(manifest!.files.count - keep.count) to compare in place or write, \(removed) removed")
     } else {
@@ -332,6 +334,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
                                manifest: $0.manifests[member]!, root: item.root, manifestPrefix: item.manifestPrefix,
                                isFinal: isFinal, owner: owner)
         }
+        nativeVisitor?.delta = options.delta
         let tar = TarReader(visitor: nativeVisitor ?? writer)
         let decompressor = try codecCall(a.object) { () throws(CodecError) in try item.codec.makeDecompressor() }
         var crc = CRC32C()
@@ -416,8 +419,8 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
     report.chain = chain.map(\.record.label)
     report.keptFiles = keep.count + total.untouchedFiles
     report.removedFiles = removed
-    report.unchangedBytes = total.unchangedBytes
-    report.rewrittenBytes = total.rewrittenBytes
+    report.unchangedBytes = total.unchangedBytes + combine.keptBytes
+    report.rewrittenBytes = total.rewrittenBytes + combine.rewrittenBytes
     // No line here: the caller prints the result once (restore-backup printed it twice).
     return report
 }
@@ -428,6 +431,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
 /// number removed.
 private func prepareDelta(target: String, final: BackupRecord, manifest: ServerManifest,
                           tablespaceRoots: [UInt32: (location: String, root: String)],
+                          restores: (String) -> Bool,
                           check: (String) -> Bool) throws -> (keep: Set<String>, removed: Int) {
     var st = stat()
     guard stat(target, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
@@ -478,7 +482,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
             guard lstat(full, &est) == 0 else { continue }
             switch est.st_mode & S_IFMT {
             case S_IFDIR:
-                if manifest.files[key] != nil {
+                if restores(key) {
                     do { try FileManager.default.removeItem(atPath: full) } catch {
                         throw WalctlError.file(operation: "remove", path: full, errno: EACCES)
                     }
@@ -508,7 +512,7 @@ private func prepareDelta(target: String, final: BackupRecord, manifest: ServerM
                 if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
                 removed += 1
             default:
-                if manifest.files[key] != nil { continue }
+                if restores(key) { continue }
                 if unlink(full) != 0 { throw WalctlError.file(operation: "remove", path: full, errno: errno) }
                 removed += 1
             }
