@@ -164,17 +164,24 @@ final class IncrementalFileTests: XCTestCase {
         XCTAssertEqual(got, Self.oracle([full, i1, i2], bs: bs))
     }
 
+    /// A full version of 0-8 blocks and 1-4 incrementals of up to 5 blocks each (numbers 0-11,
+    /// truncation lengths 0-10), the blocks' bytes telling member and block apart.
+    static func randomChain(round: Int, bs: Int, using rng: inout SystemRandomNumberGenerator) -> [Version] {
+        let fullBlocks = Int.random(in: 0...8, using: &rng)
+        var chain: [Version] = [.full((0..<fullBlocks).flatMap { Self.block(UInt8(truncatingIfNeeded: round &+ $0), bs) })]
+        for m in 0..<Int.random(in: 1...4, using: &rng) {
+            let t = UInt32.random(in: 0...10, using: &rng)
+            let nums = Array(Set((0..<Int.random(in: 0...5, using: &rng)).map { _ in UInt32.random(in: 0...11, using: &rng) })).shuffled()
+            chain.append(.incremental(blocks: nums.map { ($0, Self.block(UInt8(truncatingIfNeeded: 100 + m * 13 + Int($0)), bs)) }, truncation: t))
+        }
+        return chain
+    }
+
     func testCombineEqualsReconstructOnRandomChains() throws {
         var rng = SystemRandomNumberGenerator()
         let bs = 8192
         for round in 0..<80 {
-            let fullBlocks = Int.random(in: 0...8, using: &rng)
-            var chain: [Version] = [.full((0..<fullBlocks).flatMap { Self.block(UInt8(truncatingIfNeeded: round &+ $0), bs) })]
-            for m in 0..<Int.random(in: 1...4, using: &rng) {
-                let t = UInt32.random(in: 0...10, using: &rng)
-                let nums = Array(Set((0..<Int.random(in: 0...5, using: &rng)).map { _ in UInt32.random(in: 0...11, using: &rng) })).shuffled()
-                chain.append(.incremental(blocks: nums.map { ($0, Self.block(UInt8(truncatingIfNeeded: 100 + m * 13 + Int($0)), bs)) }, truncation: t))
-            }
+            let chain = Self.randomChain(round: round, bs: bs, using: &rng)
             let chunk = [333, 8192, 20000].randomElement(using: &rng)!
             let got = try combine(chain, bs: bs, chunk: chunk), want = Self.oracle(chain, bs: bs)
             XCTAssertTrue(got == want, "round \(round): \(got.count) bytes, \(want.count) expected, first difference at \((0..<min(got.count, want.count)).first(where: { got[$0] != want[$0] }).map(String.init) ?? "the end")")
@@ -187,13 +194,7 @@ final class IncrementalFileTests: XCTestCase {
         var rng = SystemRandomNumberGenerator()
         let bs = 8192
         for round in 0..<60 {
-            let fullBlocks = Int.random(in: 0...8, using: &rng)
-            var chain: [Version] = [.full((0..<fullBlocks).flatMap { Self.block(UInt8(truncatingIfNeeded: round &+ $0), bs) })]
-            for m in 0..<Int.random(in: 1...4, using: &rng) {
-                let t = UInt32.random(in: 0...10, using: &rng)
-                let nums = Array(Set((0..<Int.random(in: 0...5, using: &rng)).map { _ in UInt32.random(in: 0...11, using: &rng) })).shuffled()
-                chain.append(.incremental(blocks: nums.map { ($0, Self.block(UInt8(truncatingIfNeeded: 100 + m * 13 + Int($0)), bs)) }, truncation: t))
-            }
+            let chain = Self.randomChain(round: round, bs: bs, using: &rng)
             let want = Self.oracle(chain, bs: bs)
             let chunk = [333, 8192, 20000].randomElement(using: &rng)!
             let junk = (0..<Int.random(in: 0...14, using: &rng) * bs).map { _ in UInt8.random(in: 1...255, using: &rng) }
