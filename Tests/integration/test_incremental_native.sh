@@ -134,7 +134,24 @@ PY
     pg_stop "$V" "$d"
     out="$(wc_ restore-backup I2 --pgdata "$d" --delta --no-progress 2>&1)" || fail "second --delta of the native chain: $out"
     diffs="$(diff -rq -x backup_manifest "$o/combined" "$d" 2>&1)" || fail "--delta over a changed copy differs from pg_combinebackup's: $(head -5 <<<"$diffs")"
-    rm -rf "$o" "$W/walctl-combined" "$d"
+    # Planted at combined files' names: a symbolic link to a file outside, and a second hard link to
+    # one whose first block was then changed (pg_upgrade --link leaves files shared so): --delta
+    # replaces both, the outside names keep their bytes, the result is still pg_combinebackup's.
+    local inc a b
+    inc="$(cd "$o/I2" && ls base/*/INCREMENTAL.* | grep -v '_' | sed -n '1,2p')"   # sed reads to the end: no SIGPIPE for grep under pipefail
+    a="$(sed -n 1p <<<"$inc" | sed 's/INCREMENTAL\.//')"; b="$(sed -n 2p <<<"$inc" | sed 's/INCREMENTAL\.//')"
+    [ -n "$a" ] && [ -n "$b" ] || fail "no two INCREMENTAL relation files in I2"
+    echo victim > "$W/victim"; chown postgres "$W/victim"
+    rm -f "$d/$a"; ln -s "$W/victim" "$d/$a"
+    ln "$d/$b" "$W/hardlinked"
+    dd if=/dev/urandom of="$W/hardlinked" bs=8192 count=1 conv=notrunc status=none   # differs from the backup now
+    cp "$W/hardlinked" "$W/hardlinked.orig"
+    out="$(wc_ restore-backup I2 --pgdata "$d" --delta --no-progress 2>&1)" || fail "--delta over a planted link and a hard link: $out"
+    assert_eq "$(cat "$W/victim")" "victim" "the file a planted link pointed at"
+    cmp -s "$W/hardlinked" "$W/hardlinked.orig" || fail "--delta wrote through a second hard link"
+    [ ! -L "$d/$a" ] || fail "$a is still a link after --delta"
+    diffs="$(diff -rq -x backup_manifest "$o/combined" "$d" 2>&1)" || fail "--delta over planted links differs from pg_combinebackup's: $(head -5 <<<"$diffs")"
+    rm -rf "$o" "$W/walctl-combined" "$d" "$W/victim" "$W/hardlinked" "$W/hardlinked.orig"
 
     # Each member restored and recovered to its end; PITR to p1 from F and from I1.
     restore_and_check F F "$cF" "recovery_target = 'immediate'"

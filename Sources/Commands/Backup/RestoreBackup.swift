@@ -427,8 +427,9 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
 
 /// `--delta`: checks `target` is a stopped data directory of the backup's cluster, finds the files
 /// for which `check` holds that already match the manifest (size and CRC-32C), and removes every
-/// file that is not in it (pg_wal's contents included). Returns the kept manifest paths and the
-/// number removed.
+/// file the restore does not write (`restores`: the manifest's paths; for a native chain the
+/// combined files instead of their `INCREMENTAL.` names), pg_wal's contents included. Returns the
+/// kept manifest paths and the number removed.
 private func prepareDelta(target: String, final: BackupRecord, manifest: ServerManifest,
                           tablespaceRoots: [UInt32: (location: String, root: String)],
                           restores: (String) -> Bool,
