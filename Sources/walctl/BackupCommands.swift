@@ -159,24 +159,28 @@ struct RestoreBackupCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore-backup",
         abstract: "Restore a base backup into an empty directory, verifying it against its manifest.",
-        usage: "walctl restore-backup <label> --pgdata <dir> [--force | --delta] [--no-progress] [--config <file>] [--set <name=value> ...]",
+        usage: "walctl restore-backup <label> --pgdata <dir> [--force | --delta] [--tablespace-mapping <olddir=newdir> ...] [--no-progress] [--config <file>] [--set <name=value> ...]",
         discussion: "This restores the files only; `walctl recover` also plans the WAL and writes the recovery settings.\n\n"
-            + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force")
+            + examples("walctl restore-backup 20261126-053012F --pgdata /srv/restore", "walctl restore-backup 20261126-053012F --pgdata /srv/restore --force",
+                       "walctl restore-backup 20261126-053012F --pgdata /srv/restore --tablespace-mapping /srv/pg/ts1=/srv/restore-ts1")
     )
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The backup label (see `walctl backup list`).") var label: String
     @Option(name: .long, help: "Target data directory (empty or missing).") var pgdata: String
     @Flag(name: .long, help: "Restore into a non-empty directory, deleting what is there.") var force = false
     @Flag(name: .long, help: "Restore into the existing data directory of the same cluster (stopped): keep files whose size and CRC-32C match the backup, rewrite the others, remove files it does not have.") var delta = false
+    @Option(name: .customLong("tablespace-mapping"), help: ArgumentHelp("Restore the tablespace the server had at OLDDIR into NEWDIR (repeatable).", valueName: "olddir=newdir"))
+    var tablespaceMapping: [String] = []
     @OptionGroup var progressOptions: ProgressOptions
 
     func run() throws {
         try runCommand {
-            let config = try global.load()
-            let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
             guard !(force && delta) else { throw ValidationError("--force and --delta exclude each other") }
             var options = RestoreOptions()
             options.delta = delta
+            options.tablespaceMapping = try RestoreOptions.tablespaceMapping(tablespaceMapping)
+            let config = try global.load()
+            let access = try CatalogAccess(config: config, logger: config.interactiveLogger)
             let r = try restoreBackup(label: label, repository: access.repository, pgdata: pgdata, force: force, options: options, logger: access.logger,
                                       progress: try progressOptions.output(config))
             let chain = r.chain.count > 1 ? " (chain \(r.chain.joined(separator: " -> ")))" : ""

@@ -12,7 +12,8 @@ struct RecoverCommand: ParsableCommand {
         usage: """
             walctl recover (--to <time> | --to-lsn <X/Y> | --to-name <name> | --to-xid <xid> | --immediate | --latest)
                 --pgdata <dir> [--timeline <N|latest>] [--action pause|promote|shutdown] [--inclusive | --exclusive]
-                [--time-zone <zone>] [--dry-run] [--json] [--force | --delta] [--config <file>] [--set <name=value> ...]
+                [--time-zone <zone>] [--dry-run] [--json] [--force | --delta] [--tablespace-mapping <olddir=newdir> ...]
+                [--config <file>] [--set <name=value> ...]
               walctl recover --status --pgdata <dir> [--log <file>] [--json]
             """,
         discussion: """
@@ -62,6 +63,8 @@ struct RecoverCommand: ParsableCommand {
     var force = false
     @Flag(name: .long, help: "Restore into the existing data directory of the same cluster (stopped), rewriting only the files that differ from the backup.")
     var delta = false
+    @Option(name: .customLong("tablespace-mapping"), help: ArgumentHelp("Restore the tablespace the server had at OLDDIR into NEWDIR (repeatable).", valueName: "olddir=newdir"))
+    var tablespaceMapping: [String] = []
     @Flag(name: .long, help: "Show the progress and outcome of a recovery started in --pgdata.")
     var status = false
     @Option(name: .long, help: ArgumentHelp("Server log for --status (default: walctl_recovery.log in --pgdata).", valueName: "file"))
@@ -113,6 +116,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try JSONOutput.render(s) : s.text)
                 return
             }
+            let mapping = try RestoreOptions.tablespaceMapping(tablespaceMapping)
             let config = try global.load()
             // Run as root: whose the restored files will be, or a refusal before anything is touched.
             let owner = dryRun ? nil : try Recover.owner(forTarget: dir, arguments: CommandLine.arguments)
@@ -130,7 +134,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try JSONOutput.render(plan) : describe(plan))
                 return
             }
-            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner, delta: delta)
+            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner, delta: delta, tablespaceMapping: mapping)
             print(describe(plan))
             print("")
             print("restored backup \(outcome.restore.label): \(Human.count(outcome.restore.files, "file")), \(Human.bytes(outcome.restore.bytes)) in \(Human.duration(outcome.restore.seconds))")

@@ -212,11 +212,45 @@ test_summarize_wal_off_pg18() {
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
 }
 
+# --delta of a native chain with a tablespace restored to a mapped location: the combined files in the
+# tablespace are rewritten in place like the base's, a file planted in the tablespace's version
+# directory is removed, and the result equals a fresh restore of the same chain, file by file, in the
+# data directory and in the tablespace.
+test_native_delta_with_tablespace_pg18() {
+    start_archiving_source 18 "summarize_wal = on" "wal_summary_keep_time = '1d'"
+    local out
+    as_pg mkdir -m 700 "$W/ts"
+    sql "create tablespace ts location '$W/ts'"
+    sql "create table tt(id int primary key, v text) tablespace ts"
+    sql "insert into tt select g, repeat('t', 100) || g from generate_series(1, 30000) g"
+    sql "create table base_t as select g from generate_series(1, 30000) g"
+    out="$(wc_ backup --type full --label F --dbname "$(CONN)" --no-progress 2>&1)" || fail "full F: $out"
+    sql "update tt set v = v || 'u' where id % 10 = 0"
+    sql "delete from base_t where g % 3 = 0"
+    out="$(wc_ backup --type incremental --label I --dbname "$(CONN)" --no-progress 2>&1)" || fail "incremental I: $out"
+    grep -q "incremental (native) on F" <<<"$out" || fail "I was not a native incremental on F: $out"
+    pg_stop "$V" "$W/data"
+
+    wc_ restore-backup F --pgdata "$W/r-d" --tablespace-mapping "$W/ts=$W/ts-d" --no-progress >/dev/null 2>&1 || fail "restore-backup F"
+    local ver; ver="$(ls "$W/ts-d")"
+    [ -n "$ver" ] || fail "no version directory in the restored tablespace"
+    echo junk > "$W/ts-d/$ver/planted"; chown postgres "$W/ts-d/$ver/planted"
+    out="$(wc_ restore-backup I --pgdata "$W/r-d" --tablespace-mapping "$W/ts=$W/ts-d" --delta --no-progress 2>&1)" || fail "--delta of I over F with a tablespace: $out"
+    grep -q "(in place: .* rewritten, .* already right)" <<<"$out" || fail "--delta rewrote no file in place: $out"
+    [ ! -e "$W/ts-d/$ver/planted" ] || fail "a file planted in the tablespace survived --delta"
+    wc_ restore-backup I --pgdata "$W/r-f" --tablespace-mapping "$W/ts=$W/ts-f" --no-progress >/dev/null 2>&1 || fail "fresh restore-backup I"
+    local diffs
+    diffs="$(diff -rq -x pg_tblspc "$W/r-f" "$W/r-d" 2>&1)" || fail "the data directory after --delta differs from a fresh restore: $(head -5 <<<"$diffs")"
+    diffs="$(diff -rq "$W/ts-f" "$W/ts-d" 2>&1)" || fail "the tablespace after --delta differs from a fresh restore: $(head -5 <<<"$diffs")"
+    assert_eq "$(readlink "$W/r-d/pg_tblspc/$(ls "$W/r-d/pg_tblspc")")" "$W/ts-d" "the tablespace link after --delta"
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$W"
+}
+
 case " $PG_VERSIONS " in
     *" 18 "*) ;;
     # Not run, and not counted: a skipped test is never reported as passed.
-    *) echo "  skip test_native_chain_pg18 test_summarize_wal_off_pg18 (18 not in PG_VERSIONS; not counted)"
-       unset -f test_native_chain_pg18 test_summarize_wal_off_pg18 ;;
+    *) echo "  skip test_native_chain_pg18 test_summarize_wal_off_pg18 test_native_delta_with_tablespace_pg18 (18 not in PG_VERSIONS; not counted)"
+       unset -f test_native_chain_pg18 test_summarize_wal_off_pg18 test_native_delta_with_tablespace_pg18 ;;
 esac
 
 run_suite "$@"

@@ -23,6 +23,30 @@ public struct RestoreOptions: Sendable {
     /// always restored one archive at a time (docs/backup.md).
     public var parallel = 0
     public init() {}
+
+    /// `--tablespace-mapping OLDDIR=NEWDIR` (repeatable, pg_basebackup's spelling): the tablespace
+    /// the backed-up server had at OLDDIR is restored into NEWDIR. Both absolute, trailing slashes
+    /// dropped, OLDDIR at most once.
+    public static func tablespaceMapping(_ entries: [String]) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for e in entries {
+            guard let eq = e.firstIndex(of: "=") else {
+                throw WalctlError.usage("--tablespace-mapping \(e): expected OLDDIR=NEWDIR")
+            }
+            func clean(_ p: Substring) -> String {
+                var s = String(p)
+                while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
+                return s
+            }
+            let old = clean(e[..<eq]), new = clean(e[e.index(after: eq)...])
+            guard old.hasPrefix("/"), new.hasPrefix("/") else {
+                throw WalctlError.usage("--tablespace-mapping \(e): both directories must be absolute paths")
+            }
+            guard out[old] == nil else { throw WalctlError.usage("--tablespace-mapping: \(old) is mapped twice") }
+            out[old] = new
+        }
+        return out
+    }
 }
 
 /// What a restore did.

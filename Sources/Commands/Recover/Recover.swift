@@ -146,11 +146,13 @@ public struct Recover {
     ///
     /// - Parameter owner: run as root, the user that gets everything restored and written
     ///   (`Recover.owner(forTarget:arguments:)`); nil otherwise.
-    public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool, owner: FileOwner? = nil, delta: Bool = false) throws -> RecoverOutcome {
+    public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool, owner: FileOwner? = nil, delta: Bool = false,
+                        tablespaceMapping: [String: String] = [:]) throws -> RecoverOutcome {
         let dir = absolutePath(pgdata)
         let repository = try RepositoryFactory.open(config)
         var options = RestoreOptions()
         options.delta = delta
+        options.tablespaceMapping = tablespaceMapping
         if let owner { options.owner = (owner.uid, owner.gid) }
         let restoreStarted = Date()
         let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, logger: logger, progress: progress)
