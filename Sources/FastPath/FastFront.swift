@@ -230,7 +230,7 @@ public enum FastFront {
               let recBoot = rec["bootID"]?.stringValue, Array(recBoot.utf8) == Array(bootID.utf8),
               let recMeta = rec["meta"], plausibleMeta(recMeta, name: fileName) else { return .fallBack }
         if let root {
-            let metaPath = root + "/wal/" + String(fileName.prefix(16)) + "/" + fileName + ".meta"
+            let metaPath = segmentMetaPath(root: root, segment: fileName)
             if encrypted {
                 guard isRegularFileNoFollow(metaPath) else { return .fallBack }
             } else {
@@ -270,16 +270,15 @@ public enum FastFront {
               ["error", "warning", "info"].contains(level),
               FastWALName.isSegment(fileName), let (targetDir, targetBase) = FastPaths.split(target, cwd: env.cwd),
               let repoSetting = config["repository"], let root = fileRepositoryRoot(repoSetting) else { return .fallBack }
-        let dir = root + "/wal/" + String(fileName.prefix(16)) + "/"
-        guard let metaBytes = FastFS.read(dir + fileName + ".meta"), let meta = JSONValue.parse(metaBytes),
+        guard let metaBytes = FastFS.read(segmentMetaPath(root: root, segment: fileName)), let meta = JSONValue.parse(metaBytes),
               plausibleMeta(meta, name: fileName), meta["codec"]?.stringValue == "zstd",
               let size = meta["size"]?.int64Value, size >= 0,
               let crcText = meta["crc32c"]?.stringValue, let expected = UInt32(crcText, radix: 16) else { return .fallBack }
-        let objectPath = dir + fileName + "." + hex8(expected) + ".zst"
-        // Absent (a meta without its object: a broken repository), a link, not a regular file: walctl.
+        let objectPath = segmentObjectPath(root: root, segment: fileName, crc32c: expected)
+        // Absent (a meta without its object: a broken repository), a link, not a regular file
+        // (openRead refuses the last two): walctl.
         guard let opened = try? LocalFS.openRead(objectPath) else { return .fallBack }
         defer { close(opened.fd) }
-        guard (opened.status.st_mode & S_IFMT) == S_IFREG else { return .fallBack }
         guard let decoder = (try? CodecKind.zstd.makeBufferDecoder()) ?? nil, let out = try? AtomicWriter(path: targetDir + "/" + targetBase, durability: .none, buffered: false) else {
             return .fallBack
         }
@@ -299,10 +298,17 @@ public enum FastFront {
         return .exit(0)
     }
 
-    /// `ArchivedFileMeta.hex`: eight lowercase hexadecimal digits.
-    static func hex8(_ v: UInt32) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 8 - s.utf8.count) + s
+    /// `RepositoryLayout.metaKey` of a segment in the FileStore at `root` (Storage's layout, which
+    /// this Foundation-free module cannot import; FastFrontTests pins the two together).
+    static func segmentMetaPath(root: String, segment: String) -> String {
+        root + "/wal/" + String(segment.prefix(16)) + "/" + segment + ".meta"
+    }
+
+    /// `RepositoryLayout.objectKey` of a zstd segment: the name, its CRC-32C as eight lowercase
+    /// hexadecimal digits (`ArchivedFileMeta.hex`), `.zst`.
+    static func segmentObjectPath(root: String, segment: String, crc32c: UInt32) -> String {
+        let hex = String(crc32c, radix: 16)
+        return root + "/wal/" + String(segment.prefix(16)) + "/" + segment + "." + String(repeating: "0", count: 8 - hex.utf8.count) + hex + ".zst"
     }
 
     /// The FileStore root for a `repository` setting (`file:///abs` or `/abs`, trailing slashes

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import FastPath
+@testable import FastPath
 import Commands
 import Storage
 import WALFormat
@@ -469,6 +469,16 @@ final class FastFrontTests: XCTestCase {
     /// Names in pg_wal other than the target's: temporary files left behind.
     func leftovers() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: tmp + "/pg_wal")) ?? []).filter { $0 != "RECOVERYXLOG" }
+    }
+
+    /// The front's paths of a segment's meta and zstd object are the repository layout's.
+    func testSegmentPathsAreTheRepositoryLayouts() throws {
+        let name = try XCTUnwrap(WALFileName(seg))
+        for crc: UInt32 in [0, 0xf, 0x1234abcd, 0xffff_ffff] {
+            XCTAssertEqual(FastFront.segmentObjectPath(root: "/r", segment: seg, crc32c: crc),
+                           "/r/" + RepositoryLayout.objectKey(name, crc32c: crc, extension: CodecKind.zstd.fileExtension))
+        }
+        XCTAssertEqual(FastFront.segmentMetaPath(root: "/r", segment: seg), "/r/" + RepositoryLayout.metaKey(name))
     }
 
     func testGetDirectRestoresAVerifiedSegmentFromAPlainFileRepository() throws {

@@ -142,7 +142,8 @@ final class NativeChainVisitor: TarVisitor {
         let fd: Int32
         var inPlace = false
         if isFinal {
-            if delta, NativeRestorePlan.incrementalName(e.path) != nil, let existing = LocalFS.openForRewrite(path) {
+            // (The newest member combines only its `INCREMENTAL.` files: `needs` holds nothing else.)
+            if delta, let existing = LocalFS.openForRewrite(path) {
                 fd = existing.fd
                 inPlace = true
                 _ = fchmod(fd, mode_t(e.mode & 0o777))

@@ -273,7 +273,7 @@ public func restoreBackup(label: String, repository: Repository, pgdata: String,
         // are right, its archive is not read at all.
         // A native chain's newest manifest names `INCREMENTAL.<file>`: the target has `<file>`, the
         // combined file, which is rewritten in place (NativeCombine), never an INCREMENTAL one.
-        let combined = Set(native?.needs[final.record.label]?.values.map { $0 } ?? [])
+        let combined = native.map { Set($0.needs[final.record.label, default: [:]].values) } ?? []
         let restores: (String) -> Bool = native == nil ? { manifest!.files[$0] != nil }
             : { (manifest!.files[$0] != nil && NativeRestorePlan.incrementalName($0) == nil) || combined.contains($0) }
         let d = try prepareDelta(target: target, final: final.record, manifest: manifest!, tablespaceRoots: tablespaceRoots,
