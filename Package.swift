@@ -4,16 +4,19 @@ import PackageDescription
 /// walctl: a point-in-time-recovery WAL archive manager for PostgreSQL.
 ///
 /// Modules point downwards only (see docs/architecture.md):
-/// C shims, LocalFS -> WALFormat, Codec, HTTP -> Storage -> Catalog, Planner, PGClient -> Commands -> walctl;
-/// LocalFS -> FastPath -> walctl-fast.
+/// C shims, LocalFS -> WALFormat, Codec, HTTP -> Storage -> Catalog, Planner, PGClient -> Commands -> walctl-core;
+/// LocalFS -> FastPath -> walctl, walctl-fast (the front).
 let package = Package(
     name: "walctl",
     platforms: [.macOS(.v13)],
     products: [
+        // `walctl`: the start-up-cheap front operators and PostgreSQL run (docs/architecture.md, "Two
+        // executables"): answers archive-push / archive-get itself when it can, else execs
+        // `walctl-core` from its own directory. `walctl-fast`: the same front under its older name.
         .executable(name: "walctl", targets: ["walctl"]),
-        // The start-up-cheap front for archive_command / restore_command (docs/async.md): answers
-        // from the spool when it can, else execs `walctl` from its own directory.
         .executable(name: "walctl-fast", targets: ["walctl-fast"]),
+        // The full binary: every command.
+        .executable(name: "walctl-core", targets: ["walctl-core"]),
         .library(name: "WALFormat", targets: ["WALFormat"]),
         .library(name: "Codec", targets: ["Codec"]),
         .library(name: "Storage", targets: ["Storage"]),
@@ -54,7 +57,7 @@ let package = Package(
             "LocalFS", "WALFormat", "FastPath", "Codec", "Storage", "Catalog", "Planner", "PGClient",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "walctl", dependencies: [
+        .executableTarget(name: "walctl-core", dependencies: [
             "Commands", "WALFormat", "Catalog", "Planner", "Codec", "FastPath",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -63,6 +66,8 @@ let package = Package(
         .target(name: "FastPath", dependencies: ["LocalFS", "Codec", "CCRC32C"]),
         // Fully static (no dynamic loader, no relocations at start): PostgreSQL starts it once per
         // WAL file, and it imports Glibc only. ~0.7 ms instead of ~1.5 ms per start (docs/benchmarks.md).
+        .executableTarget(name: "walctl", dependencies: ["FastPath"],
+                          linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         .executableTarget(name: "walctl-fast", dependencies: ["FastPath"],
                           linkerSettings: [.unsafeFlags(["-static-executable"], .when(platforms: [.linux]))]),
         .target(name: "TestSupport", dependencies: ["WALFormat", "Storage"]),

@@ -51,7 +51,9 @@ if [ -n "${WALCTL:-}" ]; then
     BUILT="$WALCTL"
 else
     echo "== building walctl (release, static stdlib) into $SCRATCH" >&2
-    (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+    for p in walctl walctl-core; do
+        (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$p" >&2)
+    done
     BUILT="$SCRATCH/release/walctl"
 fi
 
@@ -59,6 +61,7 @@ WORK="$(mktemp -d /tmp/walctl-bbench.XXXXXX)"
 chmod 755 "$WORK"
 mkdir -p "$WORK/bin"
 cp "$BUILT" "$WORK/bin/walctl"
+cp "$(dirname "$BUILT")/walctl-core" "$WORK/bin/walctl-core"   # the front hands backup and restore to it
 WALCTL="$WORK/bin/walctl"
 chown -R postgres:postgres "$WORK"
 as_pg() { runuser -u postgres -- "$@"; }

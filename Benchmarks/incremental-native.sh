@@ -46,11 +46,13 @@ done
 "$PGBIN/postgres" --version | grep -qE ' (1[7-9]|[2-9][0-9])\.' || { echo "$PGBIN is not PostgreSQL 17+" >&2; exit 1; }
 if [ -z "${WALCTL:-}" ]; then
     WALCTL="$REPO/.build-static/release/walctl"
-    [ -x "$WALCTL" ] || (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path .build-static --product walctl >&2)
+    for p in walctl walctl-core; do
+        [ -x "$REPO/.build-static/release/$p" ] || (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$p" >&2)
+    done
 fi
 
 WORK="$(mktemp -d /tmp/walctl-nbench.XXXXXX)"
-chmod 755 "$WORK"; mkdir -p "$WORK/bin" "$WORK/pgb"; cp "$WALCTL" "$WORK/bin/walctl"; WALCTL="$WORK/bin/walctl"
+chmod 755 "$WORK"; mkdir -p "$WORK/bin" "$WORK/pgb"; bench_copy_walctl "$WORK/bin"
 chown -R postgres:postgres "$WORK"
 cleanup() {
     local d; for d in "$WORK/data" "$WORK"/r-*; do

@@ -39,11 +39,13 @@ source "$REPO/Benchmarks/lib.sh"
 for t in /usr/bin/time "$PGBIN/postgres" pgbackrest; do command -v "$t" >/dev/null || { echo "missing $t" >&2; exit 1; }; done
 if [ -z "${WALCTL:-}" ]; then
     WALCTL="$REPO/.build-static/release/walctl"
-    [ -x "$WALCTL" ] || (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path .build-static --product walctl >&2)
+    for p in walctl walctl-core; do
+        [ -x "$REPO/.build-static/release/$p" ] || (cd "$REPO" && swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$p" >&2)
+    done
 fi
 
 WORK="$(mktemp -d /tmp/walctl-ibench.XXXXXX)"
-chmod 755 "$WORK"; mkdir -p "$WORK/bin"; cp "$WALCTL" "$WORK/bin/walctl"; WALCTL="$WORK/bin/walctl"
+chmod 755 "$WORK"; mkdir -p "$WORK/bin"; bench_copy_walctl "$WORK/bin"
 chown -R postgres:postgres "$WORK"
 cleanup() {
     as_pg "$PGBIN/pg_ctl" -D "$WORK/data" -w -m fast stop >/dev/null 2>&1 || true

@@ -3,13 +3,26 @@
 
 as_pg() { runuser -u postgres -- "$@"; }
 
-# bench_walctl NAME: sets WALCTL, building walctl release (static Swift stdlib) into $SCRATCH unless
-# WALCTL is already set. NAME prefixes the progress line.
+# bench_walctl NAME: sets WALCTL, building walctl release (static Swift stdlib: the front walctl and
+# walctl-fast, and walctl-core, which the front runs for everything else) into $SCRATCH unless WALCTL
+# is already set. NAME prefixes the progress line.
 bench_walctl() {
     [ -n "${WALCTL:-}" ] && return 0
     echo "== $1: building walctl (release, static Swift stdlib) into $SCRATCH" >&2
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+    local p
+    for p in walctl walctl-fast walctl-core; do
+        (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$p" >&2)
+    done
     WALCTL=$SCRATCH/release/walctl
+}
+
+# bench_copy_walctl DIR: copies the front (as walctl) and walctl-core from beside $WALCTL into DIR and
+# sets WALCTL to the copy (a front alone cannot run anything but its own fast paths).
+bench_copy_walctl() {
+    mkdir -p "$1"
+    cp "$WALCTL" "$1/walctl"
+    cp "$(dirname "$WALCTL")/walctl-core" "$1/walctl-core"
+    WALCTL="$1/walctl"
 }
 
 # bench_fresh_work DIR...: stops a cluster left in $WORK/pgdata by an earlier run, recreates $WORK

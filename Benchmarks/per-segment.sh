@@ -9,8 +9,12 @@
 #   pgBackRest  archive-push / archive-get, posix repository (zst level 3), and S3 through TLS
 #   walctl      archive-push / archive-get, file repository, and S3 through the same TLS endpoint;
 #               archive-get also with archive-get-fsync = true (the fsync it no longer does by default)
+#               (`walctl` is the front: it restores a plain file-repository hit itself and hands
+#               everything else, S3 and pushes included, to walctl-core beside it)
+#   walctl-core archive-push / archive-get, file repository: the full binary run directly (the
+#               hand-over's cost, and what a bare `walctl` cost before the front took its name)
 #   walctl-fast archive-get from the file repository (beside WALCTL; the front's own restore, with
-#               WALCTL_FULL=/bin/false so that a call handed to walctl fails the run)
+#               WALCTL_FULL=/bin/false so that a call handed to walctl-core fails the run)
 #
 #   Benchmarks/per-segment.sh                 # build (unless WALCTL), make WAL, measure, report
 #
@@ -88,6 +92,14 @@ repository = file://$WORK/repo
 catalog = $WORK/catalog-file.db
 CONF
 "$WALCTL" init --config "$WORK/walctl-file.conf" --pgdata "$WORK/pgdata" >&2
+# walctl-core's pushes go into their own repository (into walctl's they would find each segment
+# already archived); its gets read walctl's.
+CORE="$(dirname "$WALCTL")/walctl-core"
+if [ -x "$CORE" ]; then
+    printf 'repository = file://%s/repo-core\ncatalog = %s/catalog-core.db\n' "$WORK" "$WORK" > "$WORK/walctl-core.conf"
+    "$CORE" init --config "$WORK/walctl-core.conf" --pgdata "$WORK/pgdata" >&2
+    "$CORE" archive-push --config "$WORK/walctl-core.conf" "$WORK/walsrc/000000010000000000000001" >&2
+fi
 if [ -n "${BASELINE:-}" ]; then
     printf 'repository = file://%s/repo-base\ncatalog = %s/catalog-base.db\n' "$WORK" "$WORK" > "$WORK/walctl-base.conf"
     "$BASELINE" init --config "$WORK/walctl-base.conf" --pgdata "$WORK/pgdata" >&2
@@ -119,6 +131,8 @@ import os, shutil, statistics, subprocess, sys, time, glob
 W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"; BASE = os.environ.get("BASELINE", "")
 FAST = os.path.join(os.path.dirname(WALCTL), "walctl-fast")
 FAST = FAST if os.access(FAST, os.X_OK) else ""
+CORE = os.path.join(os.path.dirname(WALCTL), "walctl-core")
+CORE = CORE if os.access(CORE, os.X_OK) else ""
 segs = open(W + "/segments.txt").read().split()
 pgbr = shutil.which("pgbackrest"); zstd = shutil.which("zstd")
 env = {k: v for k, v in os.environ.items() if not k.startswith("WALCTL_")}
@@ -163,6 +177,7 @@ for n, s in enumerate(segs):
               lambda: run("zstd -3", "push-file", s, [zstd, "-3", "-q", "-f", src, "-o", out + "/" + s + ".zst"]),
               lambda: run_durable_floor(s, src, out + "/durable-" + s + ".zst")]
     if BASE: pushes.append(lambda: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE)))
+    if CORE: pushes.append(lambda: run("walctl-core", "push-file", s, walctl("walctl-core.conf", "archive-push", src, binary=CORE)))
     for p in pushes[n % len(pushes):] + pushes[:n % len(pushes)]: p()
     if S3:
         run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src))
@@ -189,6 +204,7 @@ for n, s in enumerate(segs):
         # is the front's own restore from the repository (FastFront.getDirect).
         gets.append(lambda: (fresh(), run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"}), same("walctl-fast")))
     if BASE: gets.append(lambda: (fresh(), run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))))
+    if CORE: gets.append(lambda: (fresh(), run("walctl-core", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=CORE)), same("walctl-core")))
     for g in gets[n % len(gets):] + gets[:n % len(gets)]: g()
     if S3:
         fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
@@ -226,6 +242,12 @@ with open(W + "/table.md", "w") as t:
             z = med("get-file", "zstd -d", i); p = med("get-file", "pgbackrest", i)
             w = med("get-file", "walctl", i); fa = med("get-file", "walctl-fast", i)
             t.write(f"| {unit} | {f(z)} | {f(p)} | {f(w)} | {f(fa)} | {r(fa, z)} | {r(fa, p)} |\n")
+    if CORE:
+        t.write("\n| file repo (median of %d) | walctl-core (the full binary, directly) | walctl (the front) | walctl vs walctl-core |\n|---|---:|---:|---:|\n" % len(segs))
+        for phase, what in [("push-file", "push"), ("get-file", "get")]:
+            for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
+                c = med(phase, "walctl-core", i); w = med(phase, "walctl", i)
+                t.write(f"| {what}, {unit} | {f(c)} | {f(w)} | {r(w, c)} |\n")
     if BASE:
         t.write("\n| same run, file repo (median of %d) | baseline walctl | walctl | walctl vs baseline |\n|---|---:|---:|---:|\n" % len(segs))
         for phase, what in [("push-file", "push"), ("get-file", "get")]:

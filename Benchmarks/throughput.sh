@@ -51,7 +51,9 @@ for tool in pgbackrest runuser python3; do command -v "$tool" >/dev/null || { ec
 
 if [ -z "${WALCTL:-}" ]; then
     echo "== building walctl (release, static Swift stdlib) into $SCRATCH" >&2
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product walctl >&2)
+    for p in walctl walctl-fast walctl-core; do
+        (cd "$ROOT" && swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$p" >&2)
+    done
     WALCTL=$SCRATCH/release/walctl
 fi
 

@@ -21,7 +21,7 @@ step "installing dependencies"
 bash scripts/install-deps.sh --demo
 
 step "building walctl (release)"
-for product in walctl walctl-fast; do
+for product in walctl walctl-fast walctl-core; do
     swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$product" 2>&1 | tail -1
 done
 W="$DEMO/bin/walctl"
@@ -32,7 +32,7 @@ for d in "$DEMO/data" "$DEMO/restored"; do
 done
 rm -rf "$DEMO"
 mkdir -p "$DEMO/bin"
-cp .build-static/release/walctl .build-static/release/walctl-fast "$DEMO/bin/"   # recover writes walctl-fast into restore_command
+cp .build-static/release/walctl .build-static/release/walctl-fast .build-static/release/walctl-core "$DEMO/bin/"   # walctl runs walctl-core beside it; recover writes walctl-fast into restore_command
 chown -R postgres:postgres "$DEMO"
 chmod 755 "$DEMO"
 PORT=55432

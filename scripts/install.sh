@@ -39,15 +39,15 @@ if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ] && [ ! -w "$PREFIX" ]; then
 fi
 
 if [ "${BUILD:-0}" = 1 ]; then
-    (cd "$REPO" && for p in walctl walctl-fast; do
+    (cd "$REPO" && for p in walctl walctl-fast walctl-core; do
         swift build -c release --static-swift-stdlib --scratch-path "$(dirname "$BUILD_DIR")" --product "$p" 2>&1 | tail -1
     done)
 fi
-for b in walctl walctl-fast; do
+for b in walctl walctl-fast walctl-core; do
     [ -x "$BUILD_DIR/$b" ] || die "$BUILD_DIR/$b not found: build first (BUILD=1 $0, or swift build -c release --static-swift-stdlib --scratch-path .build-static)"
 done
 
-if [ ! -f "$SHARE_OUT/man/walctl.1" ] || [ "$BUILD_DIR/walctl" -nt "$SHARE_OUT/man/walctl.1" ]; then
+if [ ! -f "$SHARE_OUT/man/walctl.1" ] || [ "$BUILD_DIR/walctl-core" -nt "$SHARE_OUT/man/walctl.1" ]; then
     BUILD_DIR="$BUILD_DIR" OUT="$SHARE_OUT" bash "$REPO/scripts/generate-docs.sh"
 fi
 
@@ -61,7 +61,8 @@ fishdir="$PREFIX/share/fish/vendor_completions.d"
 
 D="$DESTDIR"
 install -d "$D$bindir" "$D$mandir" "$D$docdir/examples" "$D$bashdir" "$D$zshdir" "$D$fishdir" "$D$UNITDIR"
-install -m 755 "$BUILD_DIR/walctl" "$BUILD_DIR/walctl-fast" "$D$bindir/"
+# walctl and walctl-fast: the front; walctl-core: the full binary it runs, found beside it.
+install -m 755 "$BUILD_DIR/walctl" "$BUILD_DIR/walctl-fast" "$BUILD_DIR/walctl-core" "$D$bindir/"
 install -m 644 "$SHARE_OUT/man/walctl.1" "$D$mandir/walctl.1"
 gzip -9nf "$D$mandir/walctl.1"
 install -m 644 "$SHARE_OUT/completions/walctl.bash" "$D$bashdir/walctl"

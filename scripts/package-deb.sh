@@ -2,12 +2,12 @@
 # Builds walctl_VERSION_ARCH.deb with dpkg-deb from a release build (static Swift standard library):
 # scripts/install.sh with PREFIX=/usr into a staging tree, /etc/walctl/walctl.conf as a conffile, and
 # a Depends line computed from what the binary needs at run time:
-#   - linked: every library `ldd walctl` resolves (libzstd, zlib, libsqlite3, libc, ...), mapped to
+#   - linked: every library `ldd walctl-core` resolves (libzstd, zlib, libsqlite3, libc, ...), mapped to
 #     its Debian package with `dpkg -S`;
 #   - loaded on first use with dlopen() by Sources/CLazyLoad (libcurl.so.4, libpq.so.5,
 #     libcrypto.so.3: the sonames are read from those sources), mapped the same way. They are hard
 #     dependencies: S3 needs libcurl and libcrypto, backup and check need libpq.
-# walctl-fast is a static executable and needs nothing.
+# walctl and walctl-fast (the front, the same program) are static executables and need nothing.
 #
 #   scripts/package-deb.sh                 -> dist/walctl_0.1.0_amd64.deb
 #   OUTDIR=/tmp scripts/package-deb.sh
@@ -21,11 +21,12 @@ die() { printf 'package-deb: error: %s\n' "$*" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found (Debian's dpkg package)"
 
 if [ "${BUILD:-0}" = 1 ]; then
-    (cd "$REPO" && for p in walctl walctl-fast; do
+    (cd "$REPO" && for p in walctl walctl-fast walctl-core; do
         swift build -c release --static-swift-stdlib --scratch-path "$(dirname "$BUILD_DIR")" --product "$p" 2>&1 | tail -1
     done)
 fi
-BIN="$BUILD_DIR/walctl"
+# walctl and walctl-fast (the front) are static executables; walctl-core is the one with libraries.
+BIN="$BUILD_DIR/walctl-core"
 [ -x "$BIN" ] || die "$BIN not found: build first (BUILD=1 $0)"
 VERSION="$("$BIN" --version)"
 ARCH="$(dpkg --print-architecture)"
@@ -74,7 +75,7 @@ chmod 755 "$STAGE"
 PREFIX=/usr DESTDIR="$STAGE" UNITDIR=/usr/lib/systemd/system BUILD_DIR="$BUILD_DIR" bash "$REPO/scripts/install.sh" >/dev/null
 # Debian ships binaries without symbols (84 -> 62 MB for walctl; the Swift runtime's reflection
 # metadata is not a symbol table and stays).
-strip --strip-unneeded "$STAGE/usr/bin/walctl" "$STAGE/usr/bin/walctl-fast"
+strip --strip-unneeded "$STAGE/usr/bin/walctl" "$STAGE/usr/bin/walctl-fast" "$STAGE/usr/bin/walctl-core"
 "$STAGE/usr/bin/walctl" --version >/dev/null || die "the stripped walctl does not run"
 
 install -d "$STAGE/DEBIAN"

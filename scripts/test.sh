@@ -20,7 +20,7 @@ bash scripts/install-deps.sh || { echo "test: dependency installation failed"; e
 echo "== build (release) =="
 # Static Swift standard library: half the start-up cost of each archive-push/get process.
 # generate-manual: swift-argument-parser's man page generator, for test_package.sh (scripts/generate-docs.sh).
-for product in walctl walctl-fast generate-manual; do
+for product in walctl walctl-fast walctl-core generate-manual; do
     swift build -c release --static-swift-stdlib --scratch-path .build-static --product "$product" 2>&1 | tail -2
     [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "test: release build of $product failed"; echo "0 passed, 1 failed"; exit 1; }
 done

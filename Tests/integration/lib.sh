@@ -8,6 +8,8 @@ set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WALCTL="${WALCTL:-$REPO/.build-static/release/walctl}"
+# The full binary the front (walctl, walctl-fast) hands over to; a WALCTL_FULL wrapper must exec it.
+WALCTL_CORE="$(dirname "$WALCTL")/walctl-core"
 PG_VERSIONS="${PG_VERSIONS:-15 16 18}"
 PASSED=0
 FAILED=0

@@ -245,7 +245,7 @@ test_recovery_served_by_walctl_fast_encrypted_file() {
     local FAST; FAST="$(dirname "$WALCTL")/walctl-fast"
     [ -x "$FAST" ] || fail "walctl-fast not built next to $WALCTL"
     setup file
-    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$W/full.calls" "$WALCTL" > "$W/full.sh"
+    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$W/full.calls" "$WALCTL_CORE" > "$W/full.sh"
     chmod 755 "$W/full.sh"; touch "$W/full.calls"; chown postgres "$W/full.sh" "$W/full.calls"
     printf '%s\n' "archive-async = true" "archive-workers = 2" >> "$W/walctl.conf"
     sql "alter system set archive_command = '$FAST archive-push --config $W/walctl.conf %p'"

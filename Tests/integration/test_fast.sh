@@ -33,7 +33,7 @@ test_fast_front_archive_and_prefetch_recovery() {
     pg_stop $V "$w/data" immediate
 
     # WALCTL_FULL is a wrapper that logs each start of the full binary.
-    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$w/full.calls" "$WALCTL" > "$w/full.sh"
+    printf '#!/bin/sh\necho "$*" >> "%s"\nexec "%s" "$@"\n' "$w/full.calls" "$WALCTL_CORE" > "$w/full.sh"
     chmod 755 "$w/full.sh"; touch "$w/full.calls"; chown postgres "$w/full.sh" "$w/full.calls"
     # recover_from_backup DIR SETS: the base backup into DIR, recovered to the end of the archive
     # and promoted through the front with `SETS` on its restore_command, the table checked.
@@ -69,7 +69,7 @@ test_fast_front_archive_and_prefetch_recovery() {
 
     # Restored by the front from the repository (no prefetching configured) and by walctl: the same bytes.
     "$FAST" archive-get --config "$w/walctl.conf" "$last" "$w/direct" || fail "front fallback"
-    "$WALCTL" archive-get --config "$w/walctl.conf" "$last" "$w/direct2" || fail "walctl get"
+    "$WALCTL_CORE" archive-get --config "$w/walctl.conf" "$last" "$w/direct2" || fail "walctl-core get"
     cmp -s "$w/direct" "$w/direct2" || fail "the front's restore gave different bytes"
     local rc=0; "$FAST" archive-get --config "$w/walctl.conf" 0000000100000000000000FE "$w/none" 2>/dev/null || rc=$?
     assert_eq "$rc" "1" "missing segment through the front"
@@ -128,6 +128,33 @@ test_fast_front_reports_damaged_wal() {
     assert_eq "$rc" "0" "front push of a stored damaged segment"
     echo "$out" | grep -q "WARNING: DAMAGED WAL in $seg" || fail "the front consumed the damaged result silently: '$out'"
     [ ! -e "$w/a/walctl_spool/archive/$seg.ok" ] || fail "result not consumed"
+    [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
+}
+
+# `walctl` is the front and hands every other command to walctl-core beside it (argv, PID and
+# environment kept). A front without walctl-core, or pointed at a front by WALCTL_FULL, fails with
+# one `[file-io]` line (archive-get: 255, never 1) instead of looping or claiming "not found".
+test_front_hands_over_to_walctl_core() {
+    local w out rc; w="$(new_workdir)"
+    assert_eq "$("$WALCTL" version)" "walctl $("$WALCTL_CORE" --version)" "walctl version through the front"
+    # The hand-over keeps argv[0]: the core's messages and the restore_command recover writes name
+    # the front, not walctl-core.
+    rc=0; out="$("$WALCTL" recover --config /nonexistent/walctl.conf --pgdata "$w/x" --to now 2>&1)" || rc=$?
+    [ "$rc" -ne 0 ] || fail "recover with a missing config succeeded"
+    echo "$out" | grep -q '\[config\]' || fail "the core's error did not come through the front: $out"
+    mkdir "$w/alone"; cp "$WALCTL" "$w/alone/walctl"
+    rc=0; out="$("$w/alone/walctl" archive-get 000000010000000000000001 "$w/seg" 2>&1)" || rc=$?
+    assert_eq "$rc" "255" "archive-get through a front without walctl-core"
+    echo "$out" | grep -q '^walctl: error \[file-io\]: cannot run the full walctl binary .*walctl-core' || fail "message: $out"
+    [ ! -e "$w/seg" ] || fail "a front without its core wrote %p"
+    rc=0; "$w/alone/walctl" backup list >/dev/null 2>&1 || rc=$?
+    assert_eq "$rc" "1" "another command through a front without walctl-core"
+    # WALCTL_FULL naming a front: refused at once, not an endless exec loop.
+    rc=0; out="$(WALCTL_FULL="$FAST" timeout 20 "$WALCTL" archive-get 000000010000000000000001 "$w/seg" 2>&1)" || rc=$?
+    assert_eq "$rc" "255" "archive-get with WALCTL_FULL naming a front"
+    echo "$out" | grep -q 'is a walctl front, not the full binary' || fail "message: $out"
+    rc=0; WALCTL_FULL="$WALCTL" timeout 20 "$WALCTL" version >/dev/null 2>&1 || rc=$?
+    assert_eq "$rc" "1" "version with WALCTL_FULL naming a front"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
 }
 

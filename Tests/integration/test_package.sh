@@ -31,8 +31,11 @@ test_deb_round_trip() {
 
     dpkg -i --force-confdef --force-confold "$deb" > "$w/dpkg.out" 2>&1 || fail "dpkg -i failed: $(cat "$w/dpkg.out")"
     assert_eq "$(/usr/bin/walctl --version)" "$version" "installed walctl --version"
-    ldd /usr/bin/walctl | grep -q 'not found' && fail "installed walctl misses libraries: $(ldd /usr/bin/walctl)"
+    ldd /usr/bin/walctl-core | grep -q 'not found' && fail "installed walctl-core misses libraries: $(ldd /usr/bin/walctl-core)"
     [ -x /usr/bin/walctl-fast ] || fail "walctl-fast not installed"
+    # walctl is the front, a static executable; the commands it hands over run /usr/bin/walctl-core.
+    ldd /usr/bin/walctl 2>&1 | grep -q 'not a dynamic executable' || fail "installed walctl is not the static front: $(ldd /usr/bin/walctl 2>&1)"
+    assert_eq "$(/usr/bin/walctl version)" "walctl $version" "installed walctl version (through walctl-core)"
 
     # The man page: generated from the argument definitions, so every subcommand and its options.
     local page; page="$(MANWIDTH=120 man -P cat walctl 2>&1)" || fail "man walctl failed: $page"
@@ -77,7 +80,7 @@ test_deb_round_trip() {
 
     # Removal takes everything but a kept config.
     if [ "$had_conf" = 1 ]; then dpkg -r walctl >/dev/null 2>&1; else dpkg -P walctl >/dev/null 2>&1; fi || fail "dpkg remove failed"
-    for f in /usr/bin/walctl /usr/bin/walctl-fast /usr/share/man/man1/walctl.1.gz /usr/share/bash-completion/completions/walctl /usr/lib/systemd/system/walctl-backup.timer; do
+    for f in /usr/bin/walctl /usr/bin/walctl-fast /usr/bin/walctl-core /usr/share/man/man1/walctl.1.gz /usr/share/bash-completion/completions/walctl /usr/lib/systemd/system/walctl-backup.timer; do
         [ ! -e "$f" ] || fail "$f left after removal"
     done
     [ "$had_conf" = 1 ] || [ ! -e /etc/walctl/walctl.conf ] || fail "purge left /etc/walctl/walctl.conf"
@@ -88,7 +91,7 @@ test_install_sh_destdir() {
     trap 'rm -rf "'"$w"'"' EXIT
     PREFIX=/opt/walctl DESTDIR="$w/stage" BUILD_DIR="$BUILD_DIR" bash "$REPO/scripts/install.sh" > "$w/out" 2>&1 || fail "install.sh failed: $(cat "$w/out")"
     local s="$w/stage"
-    for f in opt/walctl/bin/walctl opt/walctl/bin/walctl-fast opt/walctl/share/man/man1/walctl.1.gz \
+    for f in opt/walctl/bin/walctl opt/walctl/bin/walctl-fast opt/walctl/bin/walctl-core opt/walctl/share/man/man1/walctl.1.gz \
              opt/walctl/share/bash-completion/completions/walctl opt/walctl/share/zsh/site-functions/_walctl \
              opt/walctl/share/fish/vendor_completions.d/walctl.fish opt/walctl/share/doc/walctl/examples/walctl.conf \
              etc/walctl/walctl.conf; do
@@ -100,6 +103,9 @@ test_install_sh_destdir() {
     done
     grep -q '@BINDIR@' -r "$s" && fail "an untemplated @BINDIR@ is left"
     assert_eq "$("$s/opt/walctl/bin/walctl" --version)" "$("$WALCTL" --version)" "staged walctl --version"
+    # Through a symbolic link elsewhere on PATH, the front still finds walctl-core beside the real file.
+    ln -s "$s/opt/walctl/bin/walctl" "$w/walctl-link"
+    assert_eq "$("$w/walctl-link" version)" "walctl $("$WALCTL" --version)" "walctl through a symlink runs walctl-core"
     # An existing configuration is never overwritten.
     echo "repository = file:///mine" > "$s/etc/walctl/walctl.conf"
     PREFIX=/opt/walctl DESTDIR="$w/stage" BUILD_DIR="$BUILD_DIR" bash "$REPO/scripts/install.sh" > "$w/out" 2>&1 || fail "second install.sh failed"

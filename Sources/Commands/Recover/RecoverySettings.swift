@@ -1,4 +1,5 @@
 import Foundation
+import FastPath
 import LocalFS
 import Planner
 
@@ -36,14 +37,29 @@ public struct RecoverySettingsWriter {
     public init(walctl: String, config: Configuration) { self.walctl = walctl; self.config = config }
 
     /// The path the running executable was started by (`argv[0]` made absolute, so a stable symlink
-    /// such as /usr/local/bin/walctl stays one), or `/proc/self/exe` when it was found on PATH.
+    /// such as /usr/local/bin/walctl stays one; the front hands its own `argv[0]` over), or
+    /// `/proc/self/exe` when it was found on PATH. The full binary run by its own name
+    /// (`walctl-core`) names the front `walctl` beside it when there is one: commands written for
+    /// PostgreSQL and for operators run the front.
     public static func currentExecutable() -> String {
         let argv0 = CommandLine.arguments.first ?? ""
-        if argv0.contains("/") { return (absolute(argv0) as NSString).standardizingPath }
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        if n > 0 { return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
-        return absolute(CommandLine.arguments[0])
+        var path = absolute(argv0)
+        if argv0.contains("/") {
+            path = (absolute(argv0) as NSString).standardizingPath
+        } else {
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+            if n > 0 { path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        }
+        return frontBeside(path)
+    }
+
+    /// `walctl` beside `path` when `path` is the full binary `walctl-core` and the front is installed
+    /// there, else `path`.
+    static func frontBeside(_ path: String) -> String {
+        guard (path as NSString).lastPathComponent == FrontMain.coreName else { return path }
+        let front = (path as NSString).deletingLastPathComponent + "/walctl"
+        return FileManager.default.isExecutableFile(atPath: front) ? front : path
     }
 
     static func absolute(_ path: String) -> String {

@@ -56,6 +56,9 @@ struct Walctl: ParsableCommand {
     /// the positionals: FastFront's grammar) skip ArgumentParser: the commands' bodies are called
     /// with the values FastFront parsed. Everything else goes through the root.
     static func main() {
+        // Children (PostgreSQL started by drill or recover --start, the async daemons) may run the
+        // front again: the hand-over mark is the front's alone.
+        FrontMain.clearHandOffMark()
         let raw = CommandLine.arguments
         let args = preprocess(Array(raw.dropFirst()))
         let isGet = args.first == "archive-get"
