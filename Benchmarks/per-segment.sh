@@ -14,7 +14,8 @@
 #   walctl-core archive-push / archive-get, file repository: the full binary run directly (the
 #               hand-over's cost, and what a bare `walctl` cost before the front took its name)
 #   walctl-fast archive-get from the file repository (beside WALCTL; the front's own restore, with
-#               WALCTL_FULL=/bin/false so that a call handed to walctl-core fails the run)
+#               WALCTL_FULL=/bin/false so that a call handed to walctl-core fails the run). The same
+#               program as `walctl`: the two rows' difference is the method's own noise.
 #
 #   Benchmarks/per-segment.sh                 # build (unless WALCTL), make WAL, measure, report
 #
@@ -127,7 +128,7 @@ echo "== measuring ${#SEGS[@]} segments (S3: $S3)" >&2
 export WALCTL WORK S3 BASELINE=${BASELINE:-}
 printf '%s\n' "${SEGS[@]}" > "$WORK/segments.txt"
 python3 - <<'PY'
-import os, shutil, statistics, subprocess, sys, time, glob
+import os, random, shutil, statistics, subprocess, sys, time, glob
 W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"; BASE = os.environ.get("BASELINE", "")
 FAST = os.path.join(os.path.dirname(WALCTL), "walctl-fast")
 FAST = FAST if os.access(FAST, os.X_OK) else ""
@@ -167,9 +168,13 @@ def run_durable_floor(seg, src, dst):
 
 def walctl(conf, *args, binary=None): return [binary or WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
 out = W + "/out"
-# The file-repository pushes of each segment run in an order that rotates from segment to segment
-# (the first one of a round used to be the one that ran while the emulator was still busy with the
-# previous round's S3 uploads); after the S3 uploads the emulator gets 0.2 s to settle.
+# The file-repository calls of each segment run in an order shuffled from segment to segment (seeded,
+# so runs repeat it): no tool is always first of a round (the one that ran while the emulator was
+# still busy with the previous round's S3 uploads) or always follows the same tool (a rotation keeps
+# every tool's predecessor: in one run the front as walctl-fast, always after `zstd -d`, measured
+# 1.5x its wall time and the same front as walctl, always after walctl-core, 1.25x). The two S3
+# calls alternate; after the S3 uploads the emulator gets 0.2 s to settle.
+order = random.Random(19)
 for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
     pushes = [lambda: run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src)),
@@ -178,14 +183,16 @@ for n, s in enumerate(segs):
               lambda: run_durable_floor(s, src, out + "/durable-" + s + ".zst")]
     if BASE: pushes.append(lambda: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE)))
     if CORE: pushes.append(lambda: run("walctl-core", "push-file", s, walctl("walctl-core.conf", "archive-push", src, binary=CORE)))
-    for p in pushes[n % len(pushes):] + pushes[:n % len(pushes)]: p()
+    order.shuffle(pushes)
+    for p in pushes: p()
     if S3:
-        run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src))
-        run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])
+        s3 = [lambda: run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src)),
+              lambda: run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])]
+        for p in (s3 if n % 2 == 0 else s3[::-1]): p()
         time.sleep(0.2)
 # The push phase's dirty pages are written back before the get phase starts (its first calls
-# otherwise ran beside the flusher), and the file-repository gets of each segment run in an order
-# that rotates from segment to segment, so no tool always follows the same one.
+# otherwise ran beside the flusher), and the file-repository gets of each segment run in a shuffled
+# order, as the pushes.
 os.sync(); time.sleep(2)
 for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
@@ -205,10 +212,12 @@ for n, s in enumerate(segs):
         gets.append(lambda: (fresh(), run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"}), same("walctl-fast")))
     if BASE: gets.append(lambda: (fresh(), run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))))
     if CORE: gets.append(lambda: (fresh(), run("walctl-core", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=CORE)), same("walctl-core")))
-    for g in gets[n % len(gets):] + gets[:n % len(gets)]: g()
+    order.shuffle(gets)
+    for g in gets: g()
     if S3:
-        fresh(); run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))
-        fresh(); run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt])
+        s3 = [lambda: (fresh(), run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))),
+              lambda: (fresh(), run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt]))]
+        for g in (s3 if n % 2 == 0 else s3[::-1]): g()
 with open(W + "/calls.csv", "w") as f:
     f.write("phase,tool,segment,wall_ms,cpu_ms\n")
     for c in calls: f.write("%s,%s,%s,%.3f,%.3f\n" % c)

@@ -211,4 +211,40 @@ test_refuses_root() {
     echo "$err" | grep -q "runuser -u postgres" || fail "no hint: $err"
 }
 
+# A cluster with a tablespace: the drill restores it into its scratch directory, not into the
+# source's location (on the same host: the live tablespace, which a restore must never touch), and
+# removes it with the rest. Before, the restore aimed at the source's location and the drill failed.
+test_tablespace_goes_into_the_scratch_directory() {
+    start_source "$FIRST_V"
+    install -d -o postgres -m 700 "$W/ts"
+    sql "create tablespace ts1 location '$W/ts'"
+    sql "create table t_ts(id int, v text) tablespace ts1"
+    sql "insert into t_ts select g, md5(g::text) from generate_series(1, 5000) g"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label base --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
+        || fail "walctl backup take failed"
+    sql "insert into t_ts select g, md5(g::text) from generate_series(5001, 8000) g"
+    local expected; expected="$(sql "select count(*) || ':' || md5(string_agg(v, ',' order by id)) from t_ts")"
+    sleep 1.1; local target; target="$(now_utc)"; sleep 1.1
+    sql "delete from t_ts where id > 100"
+    switch_and_wait >/dev/null
+    local before; before="$(cd "$W/ts" && find . -printf '%p %s %T@\n' | sort | md5sum)"
+    printf "select count(*) || ':' || md5(string_agg(v, ',' order by id)) = '%s' from t_ts;\n" "$expected" > "$W/ts.sql"
+    chown postgres "$W/ts.sql"
+    drill --to "$target" --check-sql "$W/ts.sql" --json --keep
+    [ "$RC" -eq 0 ] || { cat "$ERR" >&2; echo "$OUT" >&2; fail "drill of a cluster with a tablespace exited $RC"; }
+    assert_eq "$(echo "$OUT" | json_field 'd["passed"]')" "True" "passed"
+    local scratch; scratch="$(echo "$OUT" | json_field 'd["scratchDirectory"]')"
+    # The restored cluster's tablespace link points into the scratch directory.
+    local oid; oid="$(sql "select oid from pg_tablespace where spcname = 'ts1'")"
+    assert_eq "$(readlink "$scratch/data/pg_tblspc/$oid")" "$scratch/tablespaces/$oid" "the drill's tablespace link"
+    [ -d "$scratch/tablespaces/$oid" ] || fail "no tablespace under the scratch directory"
+    assert_eq "$(cd "$W/ts" && find . -printf '%p %s %T@\n' | sort | md5sum)" "$before" "the source's tablespace after the drill"
+    # Without --keep, the tablespace is removed with the scratch directory.
+    rm -rf "$scratch"
+    drill --to "$target" --check-sql "$W/ts.sql"
+    assert_eq "$RC" 0 "exit status of the second drill"
+    no_leftovers
+    assert_eq "$(cd "$W/ts" && find . -printf '%p %s %T@\n' | sort | md5sum)" "$before" "the source's tablespace after the second drill"
+}
+
 run_suite "$@"

@@ -273,10 +273,13 @@ public struct Drill {
         if let to = result.recoveredTo { result.rpoSeconds = max(0, started.timeIntervalSince(to.date)) }
         phase("plan", detail: "backup \(plan.backupLabel), \(plan.segmentCount) segments on timeline \(plan.timeline)")
 
-        // 2. Backup download and restore, recovery settings.
-        let outcome = try recover.execute(plan, pgdata: data, force: false)
+        // 2. Backup download and restore, recovery settings. Each tablespace goes into the scratch
+        // directory too: its recorded location is the source server's (on this host: in use).
+        let mapping = try Self.tablespaceMapping(label: plan.backupLabel, repository: access.repository, scratch: scratch)
+        let outcome = try recover.execute(plan, pgdata: data, force: false, tablespaceMapping: mapping)
         phase("restore", bytes: outcome.restore.storedBytes,
-              detail: "\(outcome.restore.files) files, \(outcome.restore.bytes) bytes written")
+              detail: "\(outcome.restore.files) files, \(outcome.restore.bytes) bytes written"
+                + (mapping.isEmpty ? "" : ", \(mapping.count) tablespace\(mapping.count == 1 ? "" : "s") under \(scratch)/tablespaces"))
 
         // 3. Start the server: private socket, no TCP, no archiving, trust only over that socket.
         let hba = scratch + "/drill_hba.conf"
@@ -398,6 +401,18 @@ public struct Drill {
             if case .segment? = WALFileName(String(f[0])) { seen.insert(f[0]) }
         }
         return (first, last, seen.count)
+    }
+
+    /// Every tablespace of backup `label` (its recorded location, from the newest member of its
+    /// chain: the data directory the restore builds) mapped to `<scratch>/tablespaces/<oid>`.
+    static func tablespaceMapping(label: String, repository: Repository, scratch: String) throws -> [String: String] {
+        let (_, contents) = try BackupMetadata.read(label: label, repository: repository)
+        var mapping: [String: String] = [:]
+        for a in contents.archives {
+            guard let oid = a.tablespaceOID, let location = a.tablespaceLocation else { continue }
+            mapping[location] = scratch + "/tablespaces/\(oid)"
+        }
+        return mapping
     }
 
     /// The last `walctl: error [...]` line the restore command wrote into the server log.
