@@ -55,9 +55,17 @@ hf push1 -n "push plain" --prepare "$(push plain)" "$W archive-push -q --config 
          -n "push encrypted" --prepare "$(push enc)" "$W archive-push -q --config $WORK/enc.conf $WORK/seg/$S"
 hf push2 -n "push encrypted" --prepare "$(push enc)" "$W archive-push -q --config $WORK/enc.conf $WORK/seg/$S" \
          -n "push plain" --prepare "$(push plain)" "$W archive-push -q --config $WORK/plain.conf $WORK/seg/$S"
+# `walctl` is the front: it restores a plaintext file repository's segment itself and hands an
+# encrypted one to walctl-core; "walctl-core" rows run the full binary directly (the same code
+# path for both repositories: the cost of the encryption alone).
+C="$(dirname "$W")/walctl-core"
 hf get1 -n "get plain" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/plain.conf $S $WORK/out" \
-        -n "get encrypted" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/enc.conf $S $WORK/out"
-hf get2 -n "get encrypted" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/enc.conf $S $WORK/out" \
+        -n "get encrypted" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/enc.conf $S $WORK/out" \
+        -n "get plain, walctl-core" --prepare "rm -f $WORK/out" "$C archive-get --config $WORK/plain.conf $S $WORK/out" \
+        -n "get encrypted, walctl-core" --prepare "rm -f $WORK/out" "$C archive-get --config $WORK/enc.conf $S $WORK/out"
+hf get2 -n "get encrypted, walctl-core" --prepare "rm -f $WORK/out" "$C archive-get --config $WORK/enc.conf $S $WORK/out" \
+        -n "get plain, walctl-core" --prepare "rm -f $WORK/out" "$C archive-get --config $WORK/plain.conf $S $WORK/out" \
+        -n "get encrypted" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/enc.conf $S $WORK/out" \
         -n "get plain" --prepare "rm -f $WORK/out" "$W archive-get --config $WORK/plain.conf $S $WORK/out"
 # Backups: alternating, each into its own repository (removed before the next run of that variant).
 echo

@@ -128,7 +128,7 @@ echo "== measuring ${#SEGS[@]} segments (S3: $S3)" >&2
 export WALCTL WORK S3 BASELINE=${BASELINE:-}
 printf '%s\n' "${SEGS[@]}" > "$WORK/segments.txt"
 python3 - <<'PY'
-import os, random, shutil, statistics, subprocess, sys, time, glob
+import os, shutil, statistics, subprocess, sys, time, glob
 W = os.environ["WORK"]; WALCTL = os.environ["WALCTL"]; S3 = os.environ["S3"] == "1"; BASE = os.environ.get("BASELINE", "")
 FAST = os.path.join(os.path.dirname(WALCTL), "walctl-fast")
 FAST = FAST if os.access(FAST, os.X_OK) else ""
@@ -168,13 +168,23 @@ def run_durable_floor(seg, src, dst):
 
 def walctl(conf, *args, binary=None): return [binary or WALCTL, args[0], "--config", W + "/" + conf] + list(args[1:])
 out = W + "/out"
-# The file-repository calls of each segment run in an order shuffled from segment to segment (seeded,
-# so runs repeat it): no tool is always first of a round (the one that ran while the emulator was
-# still busy with the previous round's S3 uploads) or always follows the same tool (a rotation keeps
-# every tool's predecessor: in one run the front as walctl-fast, always after `zstd -d`, measured
-# 1.5x its wall time and the same front as walctl, always after walctl-core, 1.25x). The two S3
-# calls alternate; after the S3 uploads the emulator gets 0.2 s to settle.
-order = random.Random(19)
+# The file-repository calls of each segment run in the orders of a balanced Latin square (Williams
+# design), one row per segment in turn: every tool is first of a round as often as any other (the
+# first ran while the emulator was still busy with the previous round's S3 uploads) and follows
+# every other tool equally often. A call is slower right after one that left a 16 MiB file unsynced
+# and then removed (`zstd -d`, walctl) than after one that synced it (pgBackRest, the fsync
+# variant): 9-11 ms against 7-9 ms for the same calls. A rotation kept each tool's predecessor (in
+# one run the front as walctl-fast, always after `zstd -d`, measured 1.5x `zstd -d`'s wall and the
+# same front as walctl 1.25x), and a seeded shuffle gave `zstd -d` three times as many unsynced
+# predecessors as walctl. The two S3 calls alternate; after the S3 uploads the emulator gets 0.2 s.
+def williams(n):
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo); lo += 1
+        if len(first) < n: first.append(hi); hi -= 1
+    rows = [[(x + i) % n for x in first] for i in range(n)]
+    return rows if n % 2 == 0 else rows + [r[::-1] for r in rows]
+def balanced(calls, n): return [calls[i] for i in williams(len(calls))[n % len(williams(len(calls)))]]
 for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
     pushes = [lambda: run("walctl", "push-file", s, walctl("walctl-file.conf", "archive-push", src)),
@@ -183,16 +193,15 @@ for n, s in enumerate(segs):
               lambda: run_durable_floor(s, src, out + "/durable-" + s + ".zst")]
     if BASE: pushes.append(lambda: run("walctl (baseline)", "push-file", s, walctl("walctl-base.conf", "archive-push", src, binary=BASE)))
     if CORE: pushes.append(lambda: run("walctl-core", "push-file", s, walctl("walctl-core.conf", "archive-push", src, binary=CORE)))
-    order.shuffle(pushes)
-    for p in pushes: p()
+    for p in balanced(pushes, n): p()
     if S3:
         s3 = [lambda: run("walctl", "push-s3", s, walctl("walctl-s3.conf", "archive-push", src)),
               lambda: run("pgbackrest", "push-s3", s, PGBR_S3 + ZST + ["archive-push", src])]
         for p in (s3 if n % 2 == 0 else s3[::-1]): p()
         time.sleep(0.2)
 # The push phase's dirty pages are written back before the get phase starts (its first calls
-# otherwise ran beside the flusher), and the file-repository gets of each segment run in a shuffled
-# order, as the pushes.
+# otherwise ran beside the flusher), and the file-repository gets of each segment run in the orders
+# of a balanced Latin square, as the pushes.
 os.sync(); time.sleep(2)
 for n, s in enumerate(segs):
     src = W + "/walsrc/" + s
@@ -212,8 +221,7 @@ for n, s in enumerate(segs):
         gets.append(lambda: (fresh(), run("walctl-fast", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=FAST), {"WALCTL_FULL": "/bin/false"}), same("walctl-fast")))
     if BASE: gets.append(lambda: (fresh(), run("walctl (baseline)", "get-file", s, walctl("walctl-base.conf", "archive-get", s, tgt, binary=BASE))))
     if CORE: gets.append(lambda: (fresh(), run("walctl-core", "get-file", s, walctl("walctl-file.conf", "archive-get", s, tgt, binary=CORE)), same("walctl-core")))
-    order.shuffle(gets)
-    for g in gets: g()
+    for g in balanced(gets, n): g()
     if S3:
         s3 = [lambda: (fresh(), run("walctl", "get-s3", s, walctl("walctl-s3.conf", "archive-get", s, tgt))),
               lambda: (fresh(), run("pgbackrest", "get-s3", s, PGBR_S3 + ["archive-get", s, tgt]))]
