@@ -56,10 +56,17 @@ struct Walctl: ParsableCommand {
     /// the positionals: FastFront's grammar) skip ArgumentParser: the commands' bodies are called
     /// with the values FastFront parsed. Everything else goes through the root.
     static func main() {
-        // Children (PostgreSQL started by drill or recover --start, the async daemons) may run the
-        // front again: the hand-over mark is the front's alone.
-        FrontMain.clearHandOffMark()
+        // The front's hand-over mark: which front this call came through (the commands written for
+        // PostgreSQL name it), removed so that children (PostgreSQL started by drill, the async
+        // daemons) run fronts afresh.
+        FrontMain.takeHandOff()
         let raw = CommandLine.arguments
+        // No argv at all: the Swift runtime reads it from /proc/self/cmdline (a chroot without /proc).
+        // Never print the help and exit 0: for archive-get that would read as "restored".
+        guard !raw.isEmpty else {
+            report("error [file-io]: cannot read this process's command line (/proc/self/cmdline): is /proc mounted?")
+            Foundation.exit(255)
+        }
         let args = preprocess(Array(raw.dropFirst()))
         let isGet = args.first == "archive-get"
         func fail(_ error: Error) -> Never {

@@ -149,4 +149,40 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
         #expect(LocalFS.baseName(of: "/a/b/c") == "c")
         #expect(LocalFS.baseName(of: "c") == "c")
     }
+
+    /// A killed archive-get's temporary file is removed once its writer is gone and it is quiet;
+    /// nothing else is touched: a live writer's, a recent one's, another name's, a link, odd names.
+    @Test func abandonedTemporariesOfAGoneWriterAreRemovedAndNothingElse() throws {
+        let d = tempDir()
+        defer { try? FileManager.default.removeItem(atPath: d) }
+        // A PID no process has (the highest ones are free on a test machine; checked, not assumed).
+        let gone = try #require((4_000_000...4_194_303).reversed().lazy.map { Int32($0) }.first { kill($0, 0) != 0 && errno == ESRCH })
+        let me = getpid()
+        let hex = "0123456789abcdef"
+        let old = d + "/.RECOVERYXLOG.tmp.\(gone).\(hex)"
+        let recent = d + "/.RECOVERYXLOG.tmp.\(gone).fedcba9876543210"
+        let live = d + "/.RECOVERYXLOG.tmp.1.\(hex)"            // PID 1 always runs
+        let mine = d + "/.RECOVERYXLOG.tmp.\(me).\(hex)"
+        let other = d + "/.RECOVERYHISTORY.tmp.\(gone).\(hex)"
+        let short = d + "/.RECOVERYXLOG.tmp.\(gone).0123"
+        let upper = d + "/.RECOVERYXLOG.tmp.\(gone).0123456789ABCDEF"
+        let link = d + "/.RECOVERYXLOG.tmp.\(gone).aaaaaaaaaaaaaaaa"
+        let target = d + "/RECOVERYXLOG"
+        for p in [old, recent, live, mine, other, short, upper, target] {
+            try LocalFS.writeFile(p, Array("x".utf8), durability: .none)
+        }
+        #expect(symlink(target, link) == 0)
+        for p in [old, live, mine, other, short, upper, target] {
+            var times = [timespec(tv_sec: time(nil) - 60, tv_nsec: 0), timespec(tv_sec: time(nil) - 60, tv_nsec: 0)]
+            #expect(utimensat(AT_FDCWD, p, &times, 0) == 0)
+        }
+        let removed = LocalFS.removeAbandonedTemporaries(of: d + "/RECOVERYXLOG")
+        #expect(removed == [old])
+        #expect(entries(d) == [".RECOVERYHISTORY.tmp.\(gone).\(hex)", ".RECOVERYXLOG.tmp.1.\(hex)", ".RECOVERYXLOG.tmp.\(gone).0123",
+                               ".RECOVERYXLOG.tmp.\(gone).0123456789ABCDEF", ".RECOVERYXLOG.tmp.\(gone).aaaaaaaaaaaaaaaa",
+                               ".RECOVERYXLOG.tmp.\(gone).fedcba9876543210", ".RECOVERYXLOG.tmp.\(me).\(hex)", "RECOVERYXLOG"].sorted())
+        // Quiet long enough, the recent one goes too; a missing directory is no error.
+        #expect(LocalFS.removeAbandonedTemporaries(of: d + "/RECOVERYXLOG", quietSeconds: 0) == [recent])
+        #expect(LocalFS.removeAbandonedTemporaries(of: d + "/missing/RECOVERYXLOG").isEmpty)
+    }
 }

@@ -401,6 +401,27 @@ test_repush_heals_a_missing_object() {
 
 if [ "$WALCTL_TEST_REPO" != s3 ]; then
 # Leftovers of interrupted writes (file repository; S3 has no equivalent objects, see the operator guide).
+# A kill -9 in the middle of an archive-get leaves its temporary file beside %p (16 MiB in pg_wal,
+# which nothing else removes). The next "not found" (the end of the archive, a history probe)
+# removes those of writers that are gone; a hit does not look, a live writer's file stays.
+test_killed_get_leftovers_in_pg_wal_are_removed_at_the_end_of_the_archive() {
+    require_pg 15
+    setup_idle_cluster
+    local seg wal="$W/data/pg_wal"; seg="$(ls "$wal" | grep -E '^[0-9A-F]{24}$' | head -1)"
+    "$WALCTL" archive-push "$wal/$seg" || fail "push"
+    local gone; sh -c 'exit 0' & gone=$!; wait "$gone"
+    local dead="$wal/.RECOVERYXLOG.tmp.$gone.00112233aabbccdd" live="$wal/.RECOVERYXLOG.tmp.$$.00112233aabbccdd"
+    head -c 16777216 /dev/zero > "$dead"; head -c 100 /dev/zero > "$live"
+    touch -d '1 minute ago' "$dead" "$live"
+    "$WALCTL" archive-get "$seg" "$wal/RECOVERYXLOG" || fail "get of an archived segment"
+    [ -e "$dead" ] || fail "a hit removed the leftover (only a miss looks)"
+    local rc=0; "$WALCTL" archive-get 0000000100000000000000FE "$wal/RECOVERYXLOG" || rc=$?
+    assert_eq "$rc" "1" "exit code of the end of the archive"
+    [ ! -e "$dead" ] || fail "the killed writer's leftover is still in pg_wal: $(ls -a "$wal")"
+    [ -e "$live" ] || fail "the leftover of a running process was removed"
+    [ -e "$wal/$seg" ] && [ -e "$wal/RECOVERYXLOG" ] || fail "something else in pg_wal was removed"
+}
+
 test_leftover_temp_objects_are_swept() {
     require_pg 15
     setup_idle_cluster

@@ -166,7 +166,7 @@ kill_backup() {
     local child="" p="$1" i
     for i in 1 2 3 4; do
         p="$(pgrep -P "$p" | head -1)" || break
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = walctl ] && { child="$p"; break; }
+        case "$(cat "/proc/$p/comm" 2>/dev/null)" in walctl|walctl-core) child="$p"; break ;; esac   # the front execs walctl-core in the same process
     done
     [ -n "$child" ] || fail "no walctl process under $1"
     kill -KILL "$child"

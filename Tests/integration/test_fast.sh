@@ -132,13 +132,13 @@ test_fast_front_reports_damaged_wal() {
 }
 
 # `walctl` is the front and hands every other command to walctl-core beside it (argv, PID and
-# environment kept). A front without walctl-core, or pointed at a front by WALCTL_FULL, fails with
-# one `[file-io]` line (archive-get: 255, never 1) instead of looping or claiming "not found".
+# environment kept). A front without walctl-core fails with one `[file-io]` line (archive-get: 255,
+# never 1). WALCTL_FULL naming a front (the full binary's old name) still reaches the core beside
+# that front; a core that is itself a front fails instead of exec'ing for ever. A hand-over mark left
+# in the environment by someone else is ignored.
 test_front_hands_over_to_walctl_core() {
     local w out rc; w="$(new_workdir)"
     assert_eq "$("$WALCTL" version)" "walctl $("$WALCTL_CORE" --version)" "walctl version through the front"
-    # The hand-over keeps argv[0]: the core's messages and the restore_command recover writes name
-    # the front, not walctl-core.
     rc=0; out="$("$WALCTL" recover --config /nonexistent/walctl.conf --pgdata "$w/x" --to now 2>&1)" || rc=$?
     [ "$rc" -ne 0 ] || fail "recover with a missing config succeeded"
     echo "$out" | grep -q '\[config\]' || fail "the core's error did not come through the front: $out"
@@ -149,12 +149,18 @@ test_front_hands_over_to_walctl_core() {
     [ ! -e "$w/seg" ] || fail "a front without its core wrote %p"
     rc=0; "$w/alone/walctl" backup list >/dev/null 2>&1 || rc=$?
     assert_eq "$rc" "1" "another command through a front without walctl-core"
-    # WALCTL_FULL naming a front: refused at once, not an endless exec loop.
-    rc=0; out="$(WALCTL_FULL="$FAST" timeout 20 "$WALCTL" archive-get 000000010000000000000001 "$w/seg" 2>&1)" || rc=$?
-    assert_eq "$rc" "255" "archive-get with WALCTL_FULL naming a front"
-    echo "$out" | grep -q 'is a walctl front, not the full binary' || fail "message: $out"
-    rc=0; WALCTL_FULL="$WALCTL" timeout 20 "$WALCTL" version >/dev/null 2>&1 || rc=$?
-    assert_eq "$rc" "1" "version with WALCTL_FULL naming a front"
+    # WALCTL_FULL naming a front: the hand-over goes on to the walctl-core beside that front.
+    assert_eq "$(WALCTL_FULL="$FAST" timeout 20 "$WALCTL" version)" "walctl $("$WALCTL_CORE" --version)" "version with WALCTL_FULL naming a front"
+    # A front installed as walctl-core: refused after one more hop, not an endless exec loop.
+    mkdir "$w/loop"; cp "$WALCTL" "$w/loop/walctl"; cp "$WALCTL" "$w/loop/walctl-core"
+    rc=0; out="$(timeout 20 "$w/loop/walctl" archive-get 000000010000000000000001 "$w/seg" 2>&1)" || rc=$?
+    assert_eq "$rc" "255" "archive-get when walctl-core is a front"
+    echo "$out" | grep -q 'handed the command to a front again' || fail "message: $out"
+    rc=0; timeout 20 "$w/loop/walctl" version >/dev/null 2>&1 || rc=$?
+    assert_eq "$rc" "1" "version when walctl-core is a front"
+    # A mark someone left in the environment (a unit file, a shell) changes nothing.
+    assert_eq "$(WALCTL_FRONT_HANDOFF=1:1:/x "$WALCTL" version)" "walctl $("$WALCTL_CORE" --version)" "version with a stray hand-over mark"
+    assert_eq "$(WALCTL_FRONT_HANDOFF= "$WALCTL" version)" "walctl $("$WALCTL_CORE" --version)" "version with an empty hand-over mark"
     [ -n "${KEEP_TMP:-}" ] || rm -rf "$w"
 }
 

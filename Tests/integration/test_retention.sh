@@ -271,12 +271,12 @@ PY
 walctl_under() {
     local p="$1" c n
     for n in 1 2 3; do
-        [ "$(cat /proc/$p/comm 2>/dev/null)" = walctl ] && { echo "$p"; return; }
+        case "$(cat /proc/$p/comm 2>/dev/null)" in walctl|walctl-core) echo "$p"; return ;; esac   # the front execs walctl-core in the same process
         c="$(ps -o pid= --ppid "$p" | tr -d ' ' | head -1)"
         [ -n "$c" ] || return 0
         p="$c"
     done
-    [ "$(cat /proc/$p/comm 2>/dev/null)" = walctl ] && echo "$p"
+    case "$(cat /proc/$p/comm 2>/dev/null)" in walctl|walctl-core) echo "$p" ;; esac
 }
 
 # kill_after_gone KEY PID DELAY_MS: SIGKILLs PID DELAY_MS after the repository object KEY disappears.

@@ -1,4 +1,5 @@
 import Foundation
+import LocalFS
 import Storage
 import WALFormat
 import Codec
@@ -59,7 +60,15 @@ public struct ArchiveGet {
         var attempt = 0
         while true {
             do {
-                return try attemptGet(name: name, targetPath: targetPath)
+                let outcome = try attemptGet(name: name, targetPath: targetPath)
+                if outcome == .notFound {
+                    // The end of the archive (and the history probes at a recovery's start): once
+                    // or a few times per recovery, the moment to remove what killed calls left.
+                    for path in LocalFS.removeAbandonedTemporaries(of: targetPath) {
+                        logger.info("removed \(path), left by an archive-get that was killed while writing it")
+                    }
+                }
+                return outcome
             } catch let e as WalctlError where e.isTransient && Date() < deadline {
                 attempt += 1
                 let delay = min(5.0, 0.1 * pow(2.0, Double(min(attempt, 6)))) * Double.random(in: 0.5...1.0)

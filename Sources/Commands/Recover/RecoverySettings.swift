@@ -43,6 +43,18 @@ public struct RecoverySettingsWriter {
     /// PostgreSQL and for operators run the front.
     public static func currentExecutable() -> String {
         let argv0 = CommandLine.arguments.first ?? ""
+        if let front = FrontMain.frontPath {
+            // Handed over by the front at `front` (its real file): argv[0] when it names that same
+            // file (a stable symlink stays one), else the front's own path.
+            if argv0.contains("/") {
+                let named = (absolute(argv0) as NSString).standardizingPath
+                if let a = realpath(named, nil) {
+                    defer { free(a) }
+                    if String(cString: a) == front { return named }
+                }
+            }
+            return front
+        }
         var path = absolute(argv0)
         if argv0.contains("/") {
             path = (absolute(argv0) as NSString).standardizingPath
