@@ -259,18 +259,15 @@ with open(W + "/table.md", "w") as t:
             z = med("get-file", "zstd -d", i); p = med("get-file", "pgbackrest", i)
             w = med("get-file", "walctl", i); fa = med("get-file", "walctl-fast", i)
             t.write(f"| {unit} | {f(z)} | {f(p)} | {f(w)} | {f(fa)} | {r(fa, z)} | {r(fa, p)} |\n")
-    if CORE:
-        t.write("\n| file repo (median of %d) | walctl-core (the full binary, directly) | walctl (the front) | walctl vs walctl-core |\n|---|---:|---:|---:|\n" % len(segs))
+    def against(title, other, label):
+        # walctl against another binary run in the same rounds, push and get, wall and CPU.
+        t.write("\n| %s (median of %d) | %s | walctl | walctl vs %s |\n|---|---:|---:|---:|\n" % (title, len(segs), other, label))
         for phase, what in [("push-file", "push"), ("get-file", "get")]:
             for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
-                c = med(phase, "walctl-core", i); w = med(phase, "walctl", i)
-                t.write(f"| {what}, {unit} | {f(c)} | {f(w)} | {r(w, c)} |\n")
-    if BASE:
-        t.write("\n| same run, file repo (median of %d) | baseline walctl | walctl | walctl vs baseline |\n|---|---:|---:|---:|\n" % len(segs))
-        for phase, what in [("push-file", "push"), ("get-file", "get")]:
-            for i, unit in [(3, "wall ms"), (4, "CPU ms")]:
-                b = med(phase, "walctl (baseline)", i); w = med(phase, "walctl", i)
-                t.write(f"| {what}, {unit} | {f(b)} | {f(w)} | {r(w, b)} |\n")
+                o = med(phase, label, i); w = med(phase, "walctl", i)
+                t.write(f"| {what}, {unit} | {f(o)} | {f(w)} | {r(w, o)} |\n")
+    if CORE: against("file repo", "walctl-core (the full binary, directly)", "walctl-core")
+    if BASE: against("same run, file repo", "baseline walctl", "walctl (baseline)")
 PY
 OBJBYTES=$(du -cb "$WORK"/repo/wal/*/*.zst | tail -1 | cut -f1)
 {

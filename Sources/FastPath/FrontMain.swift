@@ -48,7 +48,8 @@ public enum FrontMain {
         if let mark = handOff() {
             // A front's hand-over reached a front: WALCTL_FULL (or walctl-core's file) names one.
             guard mark.hops < 2, let dir = executableDirectory() else {
-                fail(arguments, "[file-io]: a walctl front handed the command to a front again (\(describeCore()) is a front, not the full binary walctl-core): set WALCTL_FULL to the path of walctl-core, or unset it; reinstall walctl and walctl-core together")
+                let me = executablePath().map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) } ?? "this executable"
+                fail(arguments, "[file-io]: a walctl front's hand-over reached a front again: \(me) is a walctl front, not the full binary walctl-core (WALCTL_FULL must name walctl-core; reinstall walctl and walctl-core together)")
             }
             hops = mark.hops + 1
             core = dir + Array(coreName.utf8CString)
@@ -79,11 +80,6 @@ public enum FrontMain {
             fail(arguments, "[file-io]: cannot read /proc/self/exe to find \(coreName) beside this executable: \(String(cString: strerror(errno)))")
         }
         return dir + Array(coreName.utf8CString)
-    }
-
-    static func describeCore() -> String {
-        if let p = getenv("WALCTL_FULL"), p.pointee != 0 { return "WALCTL_FULL (" + String(cString: p) + ")" }
-        return coreName
     }
 
     /// The running executable's path (`/proc/self/exe`), its bytes without the terminating NUL.

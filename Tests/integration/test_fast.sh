@@ -155,7 +155,7 @@ test_front_hands_over_to_walctl_core() {
     mkdir "$w/loop"; cp "$WALCTL" "$w/loop/walctl"; cp "$WALCTL" "$w/loop/walctl-core"
     rc=0; out="$(timeout 20 "$w/loop/walctl" archive-get 000000010000000000000001 "$w/seg" 2>&1)" || rc=$?
     assert_eq "$rc" "255" "archive-get when walctl-core is a front"
-    echo "$out" | grep -q 'handed the command to a front again' || fail "message: $out"
+    echo "$out" | grep -q "hand-over reached a front again: $w/loop/walctl-core is a walctl front" || fail "message: $out"
     rc=0; timeout 20 "$w/loop/walctl" version >/dev/null 2>&1 || rc=$?
     assert_eq "$rc" "1" "version when walctl-core is a front"
     # A mark someone left in the environment (a unit file, a shell) changes nothing.
