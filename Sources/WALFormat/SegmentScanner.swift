@@ -49,6 +49,25 @@ extension SegmentSummary {
         return scanner.run()
     }
 
+    /// The CREATE TABLESPACE records that start in `segment` (their main data completed from
+    /// `following` when they cross into it; one that cannot be completed is left out: recovery cannot
+    /// replay it either). What `walctl drill` checks before it lets PostgreSQL replay the WAL: such a
+    /// record makes the server create the tablespace at its recorded location.
+    ///
+    /// - Parameter stopAfter: a `recovery_target_time`: records after the first commit or abort
+    ///   later than it are not replayed, so not collected; `stopped` says that commit was reached.
+    public static func tablespaceCreations(
+        _ segment: UnsafeRawBufferPointer, segmentSize: WALSegmentSize, following: UnsafeRawBufferPointer? = nil,
+        stopAfter: PGTimestamp? = nil
+    ) throws(WALFormatError) -> (creations: [TablespaceCreation], stopped: Bool) {
+        var scanner = try SegmentScanner(segment: segment, segmentSize: segmentSize,
+                                         following: following, verifyCRC: true)
+        scanner.tablespaceCreations = []
+        scanner.tablespaceStopAfter = stopAfter
+        _ = scanner.run()
+        return (scanner.tablespaceCreations ?? [], scanner.tablespaceStopReached)
+    }
+
     /// Test hook: `scan` that also decodes the block headers of every record and reports how many were
     /// decoded and which did not add up to their length.
     static func scanCheckingBodies(
@@ -89,6 +108,11 @@ struct SegmentScanner {
     /// Test hook: decode the block headers of every complete record, not only interpreted ones, and
     /// collect the LSNs of records whose headers do not add up to `xl_tot_len`.
     var checkAllBodies = false
+    /// Non-nil: collect CREATE TABLESPACE records (complete ones with a matching CRC).
+    var tablespaceCreations: [TablespaceCreation]?
+    /// Collect only before the first commit or abort later than this time (`recovery_target_time`).
+    var tablespaceStopAfter: PGTimestamp?
+    var tablespaceStopReached = false
     private(set) var bodiesChecked = 0
     private(set) var undecodableBodies: [LSN] = []
 
@@ -392,6 +416,7 @@ struct SegmentScanner {
                     return .stopped
                 }
                 collecting = checkAllBodies || Self.isInterpreted(h)
+                    || (tablespaceCreations != nil && h[17] == WALRecordFormat.rmTablespace)
             }
             if got == tot { break }
             let p = off + len  // the next page
@@ -471,6 +496,15 @@ struct SegmentScanner {
             if mainData(rec, totalLength: totalLength) == nil { undecodableBodies.append(LSN(lsn)) }
         }
         let rmid = rec[17]
+        if rmid == WALRecordFormat.rmTablespace, complete, tablespaceCreations != nil, !tablespaceStopReached,
+           rec[16] & 0xF0 == WALRecordFormat.tablespaceCreate, let m = mainData(rec, totalLength: totalLength),
+           m.length >= 5, m.offset + m.length <= rec.count {
+            let oid = rec.loadLE(UInt32.self, at: m.offset)
+            var n = 0
+            while 4 + n < m.length && rec[m.offset + 4 + n] != 0 { n += 1 }
+            let location = String(decoding: UnsafeRawBufferPointer(rebasing: rec[(m.offset + 4) ..< (m.offset + 4 + n)]), as: UTF8.self)
+            tablespaceCreations?.append(TablespaceCreation(lsn: LSN(lsn), oid: oid, location: location))
+        }
         guard rmid <= WALRecordFormat.rmTransaction else { return }
         guard Self.isInterpreted(rec) else { return }
         interpret(rec, totalLength: totalLength, lsn: lsn)
@@ -490,6 +524,7 @@ struct SegmentScanner {
             if commit { summary.commits += 1 } else { summary.aborts += 1 }
             guard let o = mainBytes(0, 8) else { return }
             let t = PGTimestamp(microseconds: Int64(bitPattern: rec.loadLE(UInt64.self, at: o)))
+            if let stop = tablespaceStopAfter, stop < t { tablespaceStopReached = true }
             if commit {
                 if summary.firstCommitTime == nil { summary.firstCommitTime = t }
                 summary.lastCommitTime = t

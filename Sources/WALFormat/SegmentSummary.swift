@@ -102,3 +102,11 @@ extension LSN: Codable {
         try c.encode(description)
     }
 }
+
+/// A CREATE TABLESPACE record: replaying it makes the server create the tablespace at `location`.
+public struct TablespaceCreation: Equatable, Sendable {
+    public var lsn: LSN
+    public var oid: UInt32
+    public var location: String
+    public init(lsn: LSN, oid: UInt32, location: String) { self.lsn = lsn; self.oid = oid; self.location = location }
+}

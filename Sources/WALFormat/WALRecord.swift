@@ -13,6 +13,11 @@ public enum WALRecordFormat {
     /// Resource manager ids (`xl_rmid`).
     public static let rmXLOG: UInt8 = 0
     public static let rmTransaction: UInt8 = 1
+    /// `RM_TBLSPC_ID`: CREATE / DROP TABLESPACE.
+    public static let rmTablespace: UInt8 = 5
+    /// `XLOG_TBLSPC_CREATE` (`xl_info & 0xF0`, rmid 5); its main data is `xl_tblspc_create_rec`:
+    /// the tablespace's OID (4 bytes), then its location, NUL-terminated.
+    public static let tablespaceCreate: UInt8 = 0x00
     /// The last built-in resource manager (`RM_LOGICALMSG_ID`, the same in 12-18).
     public static let rmMaxBuiltin: UInt8 = 21
     /// Custom resource managers (PostgreSQL 15+) use ids 128-255.

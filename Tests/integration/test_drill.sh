@@ -247,4 +247,41 @@ test_tablespace_goes_into_the_scratch_directory() {
     assert_eq "$(cd "$W/ts" && find . -printf '%p %s %T@\n' | sort | md5sum)" "$before" "the source's tablespace after the second drill"
 }
 
+# A tablespace created after the backup: replaying its CREATE TABLESPACE would make the drill's
+# server create it at the recorded location, on this host the live server's tablespace, and write
+# its files there (found by an adversarial test: the live table came back with old rows after a
+# restart). The drill reads the planned WAL first and refuses to start the server; the live
+# tablespace is untouched; a drill to a time before the CREATE runs.
+test_tablespace_created_after_the_backup_is_refused() {
+    start_source "$FIRST_V"
+    sql "create table t0(id int)"; sql "insert into t0 values (1)"
+    as_pg "$WALCTL" backup take --config "$W/walctl.conf" --label base --dbname "host=$W port=$PORT user=postgres dbname=postgres" >/dev/null \
+        || fail "walctl backup take failed"
+    sql "insert into t0 values (2)"
+    switch_and_wait >/dev/null
+    sleep 1.1; local before_ts; before_ts="$(now_utc)"; sleep 1.1
+    # The first commit after the target: recovery stops before it, so the CREATE TABLESPACE after
+    # it is not replayed (without it, the CREATE's own commit would be the stop, and the CREATE
+    # record, before it, would be replayed: the drill refuses that too).
+    sql "insert into t0 values (3)"
+    install -d -o postgres -m 700 "$W/late"
+    sql "create tablespace late location '$W/late'"
+    sql "create table t_late(id int, v text) tablespace late"
+    sql "insert into t_late select g, md5(g::text) from generate_series(1, 5000) g"
+    sql "checkpoint"
+    switch_and_wait >/dev/null
+    local live; live="$(cd "$W/late" && find . -type f -exec md5sum {} + | sort)"
+    drill --latest --json
+    assert_eq "$RC" 1 "exit status of a drill whose WAL creates a tablespace"
+    echo "$OUT" | json_field 'd["failure"]' | grep -q "creates tablespace [0-9]* at $W/late" || { echo "$OUT" >&2; fail "the refusal does not name the tablespace"; }
+    assert_eq "$(cd "$W/late" && find . -type f -exec md5sum {} + | sort)" "$live" "the live tablespace after the refused drill"
+    no_leftovers
+    # Before the CREATE TABLESPACE the drill runs (and still leaves the live tablespace alone).
+    printf 'select count(*) = 2 from t0;\n' > "$W/t0.sql"; chown postgres "$W/t0.sql"
+    drill --to "$before_ts" --check-sql "$W/t0.sql"
+    assert_eq "$RC" 0 "exit status of a drill to a time before the tablespace"
+    assert_eq "$(cd "$W/late" && find . -type f -exec md5sum {} + | sort)" "$live" "the live tablespace after the drill"
+    no_leftovers
+}
+
 run_suite "$@"

@@ -611,7 +611,8 @@ private func removeStaleDirectories(_ root: String, keep: Set<String>) -> Int {
     return removed
 }
 
-private func storeCall<T>(_ body: () throws -> T) throws -> T {
+/// A repository call, its `StoreError` as walctl's `repo-io` error.
+func storeCall<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as StoreError { throw WalctlError.store(e) }
 }
 

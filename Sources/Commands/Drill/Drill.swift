@@ -271,7 +271,30 @@ public struct Drill {
             result.recoveredTo = windows.first { $0.timeline == plan.timeline }?.to ?? windows.compactMap(\.to).max()
         }
         if let to = result.recoveredTo { result.rpoSeconds = max(0, started.timeIntervalSince(to.date)) }
-        phase("plan", detail: "backup \(plan.backupLabel), \(plan.segmentCount) segments on timeline \(plan.timeline)")
+        // The WAL to replay must create no tablespace: PostgreSQL's replay would create it at its
+        // recorded location, outside the scratch directory (on the database host: in the live
+        // server's tablespace, whose files the drill's server would then write).
+        let creationFound: (String, TablespaceCreation)?
+        do {
+            creationFound = try Self.firstTablespaceCreation(plan: plan, target: options.target, repository: access.repository, scratch: scratch)
+        } catch let e as WalctlError {
+            // A planned segment that cannot be read back is what the drill exists to find.
+            phase("plan")
+            result.failure = "reading the planned WAL: [\(e.code)] \(e)"
+            return finish()
+        } catch let e as WALFormatError {
+            phase("plan")
+            result.failure = "reading the planned WAL: [invalid-wal] \(e)"
+            return finish()
+        }
+        if let (segment, creation) = creationFound {
+            phase("plan")
+            result.failure = "the WAL to replay creates tablespace \(creation.oid) at \(creation.location) (LSN \(creation.lsn), in \(segment), after backup \(plan.backupLabel)): "
+                + "PostgreSQL would create it there, outside the drill's scratch directory (on this host, possibly in use by a live server), so the drill did not start it. "
+                + "Drill to a time before it (--to), take a new backup (its tablespaces are restored into the scratch directory), or run the drill on a host where \(creation.location) is not in use"
+            return finish()
+        }
+        phase("plan", detail: "backup \(plan.backupLabel), \(plan.segmentCount) segments on timeline \(plan.timeline), no tablespace created in them")
 
         // 2. Backup download and restore, recovery settings. Each tablespace goes into the scratch
         // directory too: its recorded location is the source server's (on this host: in use).
@@ -401,6 +424,56 @@ public struct Drill {
             if case .segment? = WALFileName(String(f[0])) { seen.insert(f[0]) }
         }
         return (first, last, seen.count)
+    }
+
+    /// The first CREATE TABLESPACE record in the WAL `plan` replays, and the segment it starts in:
+    /// each planned segment is read from the repository (checked as archive-get checks it) into a
+    /// directory under `scratch` and scanned, with the next segment of its run for a record that
+    /// crosses into it. A time target ends the scan at the first commit or abort after it, an LSN
+    /// target ignores records after it; other targets count every record of the planned segments
+    /// (a record after the stop in its last segment is refused too: safe, and rare).
+    static func firstTablespaceCreation(plan: RecoveryPlan, target: RecoveryTarget, repository: Repository, scratch: String) throws -> (String, TablespaceCreation)? {
+        guard let info = try storeCall({ try repository.info() }), let size = info.segmentSize else {
+            throw WalctlError.refused("cannot read the segment size from \(repository.url)'s \(RepositoryLayout.infoKey)")
+        }
+        let dir = scratch + "/walcheck"
+        do { try LocalFS.makePrivateDirectory(dir, what: "drill WAL check directory") } catch { throw WalctlError(error) }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func load(_ name: String) throws -> [UInt8] {
+            guard let file = WALFileName(name), let meta = try storeCall({ try repository.meta(for: file) }) else {
+                throw WalctlError.refused("segment \(name) of the plan is not in \(repository.url)")
+            }
+            let path = dir + "/" + name
+            let out = try AtomicFile(path: path, durable: false)
+            do { try ObjectReader(repository: repository).restore(meta, to: out); try out.commit() } catch { out.abort(); throw error }
+            defer { unlink(path) }
+            do {
+                guard let bytes = try LocalFS.readFile(path, limit: Int(size.bytes)) else { throw WalctlError.refused("\(path) vanished") }
+                return bytes
+            } catch let e as LocalFSError { throw WalctlError(e) }
+        }
+        for range in plan.segmentRanges {
+            let names = (range.firstSegno...range.lastSegno).map { SegmentID(timeline: range.timeline, segno: $0).fileName(size: size) }
+            var current = try load(names[0])
+            for i in names.indices {
+                let next: [UInt8]? = i + 1 < names.count ? try load(names[i + 1]) : nil
+                var stopAfter: PGTimestamp?
+                if case .time(let t) = target { stopAfter = t }
+                let found = try current.withUnsafeBytes { c in
+                    try (next ?? []).withUnsafeBytes { n in
+                        try SegmentSummary.tablespaceCreations(c, segmentSize: size, following: next == nil ? nil : n, stopAfter: stopAfter)
+                    }
+                }
+                let replayed = found.creations.filter { c in
+                    if case .lsn(let l) = target { return c.lsn <= l }
+                    return true
+                }
+                if let first = replayed.first { return (names[i], first) }
+                if found.stopped { return nil }
+                if let next { current = next }
+            }
+        }
+        return nil
     }
 
     /// Every tablespace of backup `label` (its recorded location, from the newest member of its
