@@ -88,7 +88,8 @@ public enum LocalFS {
     /// Removes the temporary files `AtomicWriter` left for `path` by writers that are gone (a
     /// `kill -9` in the middle of an archive-get leaves a 16 MiB `.RECOVERYXLOG.tmp.<pid>.<hex>` in
     /// pg_wal that nothing else ever removes): entries of `path`'s directory named exactly
-    /// `.<name>.tmp.<pid>.<16 hexadecimal digits>`, regular files (`lstat`) of this user, whose
+    /// `.<name>.tmp.<pid>.<16 hexadecimal digits>` (the PID as getpid() prints it), regular files
+    /// (`lstat`) with one link, of this user, whose
     /// `<pid>` is not this process and names no process (`kill(pid, 0)`: ESRCH), and that nothing
     /// modified for `quietSeconds` (a writer in another PID namespace would still be writing).
     /// Best effort: what cannot be read or removed is left. Returns the paths removed.
@@ -109,12 +110,14 @@ public enum LocalFS {
             let rest = name[prefix.count...]
             guard let dot = rest.firstIndex(of: UInt8(ascii: ".")) else { continue }
             let pidDigits = rest[..<dot], hex = rest[rest.index(after: dot)...]
-            guard (1...10).contains(pidDigits.count), pidDigits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            guard (1...10).contains(pidDigits.count), pidDigits.first != 0x30, pidDigits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   hex.count == 16, hex.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
                   let pid = Int32(String(decoding: pidDigits, as: UTF8.self)), pid > 0, pid != getpid() else { continue }
             let full = (dir == "." && !path.hasPrefix("./") ? "" : dir + "/") + String(decoding: name, as: UTF8.self)
             var st = stat()
-            guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid(),
+            // One link: AtomicWriter's files never have another name; a hard link someone made
+            // under such a name keeps it.
+            guard lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1, st.st_uid == geteuid(),
                   Int(now.tv_sec) - Int(st.st_mtim.tv_sec) >= quietSeconds else { continue }
             guard kill(pid, 0) != 0, errno == ESRCH else { continue }
             if unlink(full) == 0 { removed.append(full) }

@@ -1,5 +1,8 @@
 import Foundation
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import LocalFS
 
 private func tempDir() -> String {
@@ -167,12 +170,15 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
         let short = d + "/.RECOVERYXLOG.tmp.\(gone).0123"
         let upper = d + "/.RECOVERYXLOG.tmp.\(gone).0123456789ABCDEF"
         let link = d + "/.RECOVERYXLOG.tmp.\(gone).aaaaaaaaaaaaaaaa"
+        let zeros = d + "/.RECOVERYXLOG.tmp.0\(gone).\(hex)"
+        let hard = d + "/.RECOVERYXLOG.tmp.\(gone).bbbbbbbbbbbbbbbb"   // a second name of `target`
         let target = d + "/RECOVERYXLOG"
-        for p in [old, recent, live, mine, other, short, upper, target] {
+        for p in [old, recent, live, mine, other, short, upper, zeros, target] {
             try LocalFS.writeFile(p, Array("x".utf8), durability: .none)
         }
         #expect(symlink(target, link) == 0)
-        for p in [old, live, mine, other, short, upper, target] {
+        #expect(Glibc.link(target, hard) == 0)
+        for p in [old, live, mine, other, short, upper, zeros, target] {
             var times = [timespec(tv_sec: time(nil) - 60, tv_nsec: 0), timespec(tv_sec: time(nil) - 60, tv_nsec: 0)]
             #expect(utimensat(AT_FDCWD, p, &times, 0) == 0)
         }
@@ -180,7 +186,8 @@ private func entries(_ d: String) -> [String] { ((try? FileManager.default.conte
         #expect(removed == [old])
         #expect(entries(d) == [".RECOVERYHISTORY.tmp.\(gone).\(hex)", ".RECOVERYXLOG.tmp.1.\(hex)", ".RECOVERYXLOG.tmp.\(gone).0123",
                                ".RECOVERYXLOG.tmp.\(gone).0123456789ABCDEF", ".RECOVERYXLOG.tmp.\(gone).aaaaaaaaaaaaaaaa",
-                               ".RECOVERYXLOG.tmp.\(gone).fedcba9876543210", ".RECOVERYXLOG.tmp.\(me).\(hex)", "RECOVERYXLOG"].sorted())
+                               ".RECOVERYXLOG.tmp.\(gone).fedcba9876543210", ".RECOVERYXLOG.tmp.\(me).\(hex)", "RECOVERYXLOG",
+                               ".RECOVERYXLOG.tmp.0\(gone).\(hex)", ".RECOVERYXLOG.tmp.\(gone).bbbbbbbbbbbbbbbb"].sorted())
         // Quiet long enough, the recent one goes too; a missing directory is no error.
         #expect(LocalFS.removeAbandonedTemporaries(of: d + "/RECOVERYXLOG", quietSeconds: 0) == [recent])
         #expect(LocalFS.removeAbandonedTemporaries(of: d + "/missing/RECOVERYXLOG").isEmpty)
