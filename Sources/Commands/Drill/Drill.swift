@@ -271,38 +271,42 @@ public struct Drill {
             result.recoveredTo = windows.first { $0.timeline == plan.timeline }?.to ?? windows.compactMap(\.to).max()
         }
         if let to = result.recoveredTo { result.rpoSeconds = max(0, started.timeIntervalSince(to.date)) }
-        // The WAL to replay must create no tablespace: PostgreSQL's replay would create it at its
-        // recorded location, outside the scratch directory (on the database host: in the live
-        // server's tablespace, whose files the drill's server would then write).
-        let creationFound: (String, TablespaceCreation)?
-        do {
-            creationFound = try Self.firstTablespaceCreation(plan: plan, target: options.target, repository: access.repository, scratch: scratch)
-        } catch let e as WalctlError {
-            // A planned segment that cannot be read back is what the drill exists to find.
-            phase("plan")
-            result.failure = "reading the planned WAL: [\(e.code)] \(e)"
-            return finish()
-        } catch let e as WALFormatError {
-            phase("plan")
-            result.failure = "reading the planned WAL: [invalid-wal] \(e)"
-            return finish()
-        }
-        if let (segment, creation) = creationFound {
-            phase("plan")
-            result.failure = "the WAL to replay creates tablespace \(creation.oid) at \(creation.location) (LSN \(creation.lsn), in \(segment), after backup \(plan.backupLabel)): "
-                + "PostgreSQL would create it there, outside the drill's scratch directory (on this host, possibly in use by a live server), so the drill did not start it. "
-                + "Drill to a time before it (--to), take a new backup (its tablespaces are restored into the scratch directory), or run the drill on a host where \(creation.location) is not in use"
-            return finish()
-        }
-        phase("plan", detail: "backup \(plan.backupLabel), \(plan.segmentCount) segments on timeline \(plan.timeline), no tablespace created in them")
+        phase("plan", detail: "backup \(plan.backupLabel), \(plan.segmentCount) segments on timeline \(plan.timeline)")
 
         // 2. Backup download and restore, recovery settings. Each tablespace goes into the scratch
         // directory too: its recorded location is the source server's (on this host: in use).
         let mapping = try Self.tablespaceMapping(label: plan.backupLabel, repository: access.repository, scratch: scratch)
+        // Meanwhile, on another thread and through its own repository handle, the WAL to replay is
+        // checked: it must create no tablespace. PostgreSQL's replay would create one at its recorded
+        // location, which no mapping changes: on the database host, in the live server's tablespace,
+        // whose files the drill's server would then write. Every way out of here waits for it (it
+        // writes under the scratch directory).
+        let walCheck = BackgroundResult { try Self.firstTablespaceCreation(plan: plan, target: options.target, repository: access.repository, scratch: scratch) }
+        defer { _ = walCheck.wait() }
         let outcome = try recover.execute(plan, pgdata: data, force: false, tablespaceMapping: mapping)
+        let checked = walCheck.wait()
         phase("restore", bytes: outcome.restore.storedBytes,
               detail: "\(outcome.restore.files) files, \(outcome.restore.bytes) bytes written"
-                + (mapping.isEmpty ? "" : ", \(mapping.count) tablespace\(mapping.count == 1 ? "" : "s") under \(scratch)/tablespaces"))
+                + (mapping.isEmpty ? "" : ", \(mapping.count) tablespace\(mapping.count == 1 ? "" : "s") under \(scratch)/tablespaces")
+                + ((try? checked.get()).map { $0 == nil } == true ? "; the planned WAL read: it creates no tablespace" : ""))
+        switch checked {
+        case .success(nil):
+            break
+        case .success(let (segment, creation)?):
+            result.failure = "the WAL to replay creates tablespace \(creation.oid) at \(creation.location) (LSN \(creation.lsn), in \(segment), after backup \(plan.backupLabel)): "
+                + "PostgreSQL would create it there, outside the drill's scratch directory (on this host, possibly in use by a live server), so the drill did not start it. "
+                + "Drill to a time before it (--to), take a new backup (its tablespaces are restored into the scratch directory), or run the drill on a host where \(creation.location) is not in use"
+            return finish()
+        case .failure(let e as WalctlError):
+            // A planned segment that cannot be read back is what the drill exists to find.
+            result.failure = "reading the planned WAL: [\(e.code)] \(e)"
+            return finish()
+        case .failure(let e as WALFormatError):
+            result.failure = "reading the planned WAL: [invalid-wal] \(e)"
+            return finish()
+        case .failure(let e):
+            throw e
+        }
 
         // 3. Start the server: private socket, no TCP, no archiving, trust only over that socket.
         let hba = scratch + "/drill_hba.conf"
@@ -495,5 +499,24 @@ public struct Drill {
             let s = String(line)
             return s.range(of: "walctl: ").map { String(s[$0.lowerBound...]) } ?? s
         }
+    }
+}
+
+/// A value computed on another thread; `wait` blocks until it is there (then returns it at once).
+final class BackgroundResult<T>: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: Result<T, Error>?
+
+    init(_ body: @escaping () throws -> T) {
+        group.enter()
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = Result { try body() }
+            self.group.leave()
+        }
+    }
+
+    func wait() -> Result<T, Error> {
+        group.wait()
+        return result!
     }
 }
