@@ -123,8 +123,9 @@ struct RecoverCommand: ParsableCommand {
             var recover = Recover(config: config, logger: config.interactiveLogger)
             recover.progress = try progressOptions.output(config)
             let plan: RecoveryPlan
+            let req = try request()
             do {
-                plan = try recover.plan(try request(), pgdata: dir, register: !dryRun)
+                plan = try recover.plan(req, pgdata: dir, register: !dryRun)
             } catch let r as RecoveryRefused {
                 if json && dryRun { print(try JSONOutput.render(r.refusal)) }
                 describeRefusal(r.refusal)
@@ -134,7 +135,7 @@ struct RecoverCommand: ParsableCommand {
                 print(json ? try JSONOutput.render(plan) : describe(plan))
                 return
             }
-            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner, delta: delta, tablespaceMapping: mapping)
+            let outcome = try recover.execute(plan, pgdata: dir, force: force, owner: owner, delta: delta, tablespaceMapping: mapping, target: req.target)
             print(describe(plan))
             print("")
             print("restored backup \(outcome.restore.label): \(Human.count(outcome.restore.files, "file")), \(Human.bytes(outcome.restore.bytes)) in \(Human.duration(outcome.restore.seconds))")

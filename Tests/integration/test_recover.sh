@@ -357,4 +357,27 @@ test_recover_as_root_pg15() {
     cleanup
 }
 
+# A tablespace created after the backup: PostgreSQL's replay would create it at its recorded
+# location (here: the live server's, on this host) whatever --tablespace-mapping says. recover
+# reads the planned WAL while it restores and warns, naming the tablespace and what to do; a
+# recovery to a time before the CREATE does not warn.
+test_tablespace_created_after_the_backup_is_warned_about_pg15() {
+    start_source 15
+    sql "create table t0(id int)"; sql "insert into t0 values (1)"
+    take_backup base
+    sleep 1.1; local before; before="$(now_utc)"; sleep 1.1
+    sql "insert into t0 values (2)"
+    install -d -o postgres -m 700 "$W/late"
+    sql "create tablespace late location '$W/late'"
+    sql "create table t_late(id int) tablespace late"
+    switch_and_wait >/dev/null
+    recover_to "$W/rec" --latest || { cat "$W/rec.err" >&2; fail "recover refused"; }
+    grep -q "WARNING: the WAL to replay creates tablespace [0-9]* at $W/late" "$W/rec.out" \
+        || { cat "$W/rec.out" "$W/rec.err" >&2; fail "recover did not warn about the tablespace created after the backup"; }
+    grep -q "creates tablespace" "$W/rec.err" || fail "the warning is not on stderr"
+    [ -z "$(ls /tmp | grep "^walctl-recover-")" ] || fail "the WAL check's temporary directory was left: $(ls /tmp | grep walctl-recover-)"
+    recover_to "$W/rec2" --to "$before" || { cat "$W/rec2.err" >&2; fail "recover to before the tablespace refused"; }
+    ! grep -q "creates tablespace" "$W/rec2.out" "$W/rec2.err" || fail "a recovery to before the CREATE was warned about"
+}
+
 run_suite "$@"

@@ -146,14 +146,36 @@ public struct Recover {
     ///
     /// - Parameter owner: run as root, the user that gets everything restored and written
     ///   (`Recover.owner(forTarget:arguments:)`); nil otherwise.
+    ///
+    /// - Parameter checkWAL: read the planned WAL for CREATE TABLESPACE records while restoring, and
+    ///   warn (`walctl drill` runs its own check, which refuses); `target` (the request's) ends that
+    ///   read where recovery stops (nil: every planned segment).
     public func execute(_ plan: RecoveryPlan, pgdata: String, force: Bool, owner: FileOwner? = nil, delta: Bool = false,
-                        tablespaceMapping: [String: String] = [:]) throws -> RecoverOutcome {
+                        tablespaceMapping: [String: String] = [:], checkWAL: Bool = true, target: RecoveryTarget? = nil) throws -> RecoverOutcome {
         let dir = absolutePath(pgdata)
         let repository = try RepositoryFactory.open(config)
         var options = RestoreOptions()
         options.delta = delta
         options.tablespaceMapping = tablespaceMapping
         if let owner { options.owner = (owner.uid, owner.gid) }
+        // While the backup is restored, the WAL to replay is read for CREATE TABLESPACE records (a
+        // second thread, its own repository handle, a private directory under the system's temporary
+        // one): replaying one creates the tablespace at its recorded location, whatever
+        // --tablespace-mapping did, and on this host that may be a running server's (docs/recovery.md).
+        let checkDir = (NSTemporaryDirectory() as NSString).appendingPathComponent("walctl-recover-\(getpid())")
+        let walCheck: BackgroundResult<(String, TablespaceCreation)?>?
+        if !checkWAL {
+            walCheck = nil
+        } else if (try? LocalFS.makePrivateDirectory(checkDir, what: "WAL check directory")) != nil, let checkRepository = try? RepositoryFactory.open(config) {
+            walCheck = BackgroundResult { try WALTablespaceCheck.firstCreation(plan: plan, target: target, repository: checkRepository, scratch: checkDir) }
+        } else {
+            walCheck = nil
+            logger.warning("warning: could not make \(checkDir) to read the planned WAL for CREATE TABLESPACE records: not checked")
+        }
+        defer {
+            _ = walCheck?.wait()
+            if checkWAL { try? FileManager.default.removeItem(atPath: checkDir) }
+        }
         let restoreStarted = Date()
         let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, logger: logger, progress: progress)
         let versionText: String
@@ -177,8 +199,21 @@ public struct Recover {
             try chownTree(dir, to: owner)
             chownCatalog(to: owner)
         }
+        var warnings: [String] = []
+        switch walCheck?.wait() {
+        case .success(let (segment, creation)?)?:
+            let w = "WARNING: the WAL to replay creates tablespace \(creation.oid) at \(creation.location) (LSN \(creation.lsn), in \(segment)), after backup \(plan.backupLabel): "
+                + "PostgreSQL's replay creates it there, not where --tablespace-mapping points, and writes its files there. "
+                + "If a server on this host still uses \(creation.location) (the one this backup came from), do not start this recovery here: recover to a time before that LSN, or on another host"
+            logger.warning("\(w)")
+            warnings.append(w)
+        case .failure(let e)?:
+            logger.warning("warning: could not read the planned WAL for CREATE TABLESPACE records: \(e)")
+        default:
+            break
+        }
         return RecoverOutcome(plan: plan, restore: report, files: files, startCommand: Self.startCommand(pgdata: dir, pgVersion: plan.backup.pgVersion, major: major),
-                              checklist: Self.checklist(plan, pgdata: dir))
+                              checklist: warnings + Self.checklist(plan, pgdata: dir))
     }
 
     /// `15` from `15\n`, `9` from `9.6` (the major for settings purposes; 9.x and 10-11 all use recovery.conf).
