@@ -20,7 +20,7 @@ public enum WALTablespaceCheck {
             throw WalctlError.refused("cannot read the segment size from \(repository.url)'s \(RepositoryLayout.infoKey)")
         }
         let dir = scratch + "/walcheck"
-        do { try LocalFS.makePrivateDirectory(dir, what: "drill WAL check directory") } catch { throw WalctlError(error) }
+        do { try LocalFS.makePrivateDirectory(dir, what: "WAL check directory") } catch { throw WalctlError(error) }
         defer { try? FileManager.default.removeItem(atPath: dir) }
         func load(_ name: String) throws -> [UInt8] {
             guard let file = WALFileName(name), let meta = try storeCall({ try repository.meta(for: file) }) else {
