@@ -43,24 +43,28 @@ public enum FrontMain {
     }
 
     public static func run(_ arguments: [String]) -> Never {
+        let mark = handOff()
+        if mark == nil, arguments.count > 1, arguments[1] == "archive-push" || arguments[1] == "archive-get",
+           case .exit(let code) = FastFront.run(arguments, env: .current()) {
+            exit(code)
+        }
+        // Handing over: this executable's path, read once (the core beside it, the mark).
+        let exe = executablePath()
+        let exeErrno = errno
         var hops = 1
         var core: [CChar]
-        if let mark = handOff() {
+        if let mark {
             // A front's hand-over reached a front: WALCTL_FULL (or walctl-core's file) names one.
-            guard mark.hops < 2, let dir = executableDirectory() else {
-                let me = executablePath().map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) } ?? "this executable"
+            guard mark.hops < 2, let dir = exe.flatMap({ directory(of: $0) }) else {
+                let me = exe.map { String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self) } ?? "this executable"
                 fail(arguments, "[file-io]: a walctl front's hand-over reached a front again: \(me) is a walctl front, not the full binary walctl-core (WALCTL_FULL must name walctl-core; reinstall walctl and walctl-core together)")
             }
             hops = mark.hops + 1
             core = dir + Array(coreName.utf8CString)
         } else {
-            if arguments.count > 1, arguments[1] == "archive-push" || arguments[1] == "archive-get",
-               case .exit(let code) = FastFront.run(arguments, env: .current()) {
-                exit(code)
-            }
-            core = coreBinary(arguments)
+            core = coreBinary(arguments, executable: exe, errno: exeErrno)
         }
-        let own = executablePath().flatMap { validUTF8($0) } ?? ""
+        let own = exe.flatMap { validUTF8($0) } ?? ""
         setenv(handOffVariable, "\(getpid()):\(hops):\(own)", 1)
         var cargv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         execv(core, &cargv)
@@ -71,13 +75,14 @@ public enum FrontMain {
 
     /// `WALCTL_FULL` when set (tests, unusual layouts), else `walctl-core` in the directory of this
     /// executable (`/proc/self/exe`: a symlink such as /usr/local/bin/walctl resolves to the real
-    /// one). A NUL-terminated path, its bytes as the system gave them (not necessarily UTF-8).
-    static func coreBinary(_ arguments: [String]) -> [CChar] {
+    /// one; `executable` nil when it could not be read, with that `errno`). A NUL-terminated path,
+    /// its bytes as the system gave them (not necessarily UTF-8).
+    static func coreBinary(_ arguments: [String], executable: [CChar]?, errno readErrno: Int32) -> [CChar] {
         if let p = getenv("WALCTL_FULL"), p.pointee != 0 {
             return Array(UnsafeBufferPointer(start: p, count: strlen(p) + 1))
         }
-        guard let dir = executableDirectory() else {
-            fail(arguments, "[file-io]: cannot read /proc/self/exe to find \(coreName) beside this executable: \(String(cString: strerror(errno)))")
+        guard let dir = executable.flatMap({ directory(of: $0) }) else {
+            fail(arguments, "[file-io]: cannot read /proc/self/exe to find \(coreName) beside this executable: \(String(cString: strerror(readErrno)))")
         }
         return dir + Array(coreName.utf8CString)
     }
@@ -90,9 +95,9 @@ public enum FrontMain {
         return Array(buf[0..<n])
     }
 
-    /// The directory of the running executable, with its trailing `/`, without a NUL.
-    static func executableDirectory() -> [CChar]? {
-        guard var dir = executablePath() else { return nil }
+    /// The directory part of `path`, with its trailing `/`; nil when it has none.
+    static func directory(of path: [CChar]) -> [CChar]? {
+        var dir = path
         while let last = dir.last, last != 0x2F { dir.removeLast() }
         return dir.isEmpty ? nil : dir
     }

@@ -96,7 +96,8 @@ public enum LocalFS {
     @discardableResult
     public static func removeAbandonedTemporaries(of path: String, quietSeconds: Int = 10) -> [String] {
         let dir = directory(of: path)
-        let prefix = Array(("." + baseName(of: path) + ".tmp.").utf8)
+        let temporary = temporaryName(of: path)
+        let prefix = Array(temporary.name.utf8)
         guard let d = opendir(dir) else { return [] }
         defer { closedir(d) }
         var now = timespec()
@@ -113,7 +114,7 @@ public enum LocalFS {
             guard (1...10).contains(pidDigits.count), pidDigits.first != 0x30, pidDigits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   hex.count == 16, hex.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
                   let pid = Int32(String(decoding: pidDigits, as: UTF8.self)), pid > 0, pid != getpid() else { continue }
-            let full = (dir == "." && !path.hasPrefix("./") ? "" : dir + "/") + String(decoding: name, as: UTF8.self)
+            let full = temporary.directory + String(decoding: name, as: UTF8.self)
             var st = stat()
             // One link: AtomicWriter's files never have another name; a hard link someone made
             // under such a name keeps it.
@@ -123,6 +124,14 @@ public enum LocalFS {
             if unlink(full) == 0 { removed.append(full) }
         }
         return removed
+    }
+
+    /// The temporary files `AtomicWriter` makes for `path`: the directory part to put before them
+    /// (empty for a bare name, as `path` spells it), and their names' start, `.<name>.tmp.`; the
+    /// writer's PID, a dot and 16 random hexadecimal digits follow.
+    static func temporaryName(of path: String) -> (directory: String, name: String) {
+        let dir = directory(of: path)
+        return (dir == "." && !path.hasPrefix("./") ? "" : dir + "/", "." + baseName(of: path) + ".tmp.")
     }
 
     /// The last component of `path`.
@@ -542,7 +551,8 @@ public final class AtomicWriter {
         self.durability = durability
         self.buffered = buffered
         dir = LocalFS.directory(of: path)
-        let prefix = (dir == "." && !path.hasPrefix("./") ? "" : dir + "/") + "." + LocalFS.baseName(of: path) + ".tmp." + String(getpid()) + "."
+        let temporary = LocalFS.temporaryName(of: path)
+        let prefix = temporary.directory + temporary.name + String(getpid()) + "."
         var name = prefix + LocalFS.randomName()
         var f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         // EEXIST: someone is at that name (64 random bits: not by chance). Try fresh names a few

@@ -281,7 +281,7 @@ public struct Drill {
         // location, which no mapping changes: on the database host, in the live server's tablespace,
         // whose files the drill's server would then write. Every way out of here waits for it (it
         // writes under the scratch directory).
-        let walCheck = BackgroundResult { try WALTablespaceCheck.firstCreation(plan: plan, target: options.target, repository: access.repository, scratch: scratch) }
+        let walCheck = BackgroundResult { try WALTablespaceCheck.firstCreation(plan: plan, target: options.target, repository: access.repository) }
         defer { _ = walCheck.wait() }
         let outcome = try recover.execute(plan, pgdata: data, force: false, tablespaceMapping: mapping, checkWAL: false)
         let checked = walCheck.wait()

@@ -159,23 +159,19 @@ public struct Recover {
         options.tablespaceMapping = tablespaceMapping
         if let owner { options.owner = (owner.uid, owner.gid) }
         // While the backup is restored, the WAL to replay is read for CREATE TABLESPACE records (a
-        // second thread, its own repository handle, a private directory under the system's temporary
-        // one): replaying one creates the tablespace at its recorded location, whatever
-        // --tablespace-mapping did, and on this host that may be a running server's (docs/recovery.md).
-        let checkDir = (NSTemporaryDirectory() as NSString).appendingPathComponent("walctl-recover-\(getpid())")
+        // second thread, its own repository handle): replaying one creates the tablespace at its
+        // recorded location, whatever --tablespace-mapping did, and on this host that may be a
+        // running server's (docs/recovery.md).
         let walCheck: BackgroundResult<(String, TablespaceCreation)?>?
         if !checkWAL {
             walCheck = nil
-        } else if (try? LocalFS.makePrivateDirectory(checkDir, what: "WAL check directory")) != nil, let checkRepository = try? RepositoryFactory.open(config) {
-            walCheck = BackgroundResult { try WALTablespaceCheck.firstCreation(plan: plan, target: target, repository: checkRepository, scratch: checkDir) }
+        } else if let checkRepository = try? RepositoryFactory.open(config) {
+            walCheck = BackgroundResult { try WALTablespaceCheck.firstCreation(plan: plan, target: target, repository: checkRepository) }
         } else {
             walCheck = nil
-            logger.warning("warning: could not make \(checkDir) to read the planned WAL for CREATE TABLESPACE records: not checked")
+            logger.warning("warning: could not open the repository a second time to read the planned WAL for CREATE TABLESPACE records: not checked")
         }
-        defer {
-            _ = walCheck?.wait()
-            if checkWAL { try? FileManager.default.removeItem(atPath: checkDir) }
-        }
+        defer { _ = walCheck?.wait() }
         let restoreStarted = Date()
         let report = try restoreBackup(label: plan.backupLabel, repository: repository, pgdata: dir, force: force, options: options, logger: logger, progress: progress)
         let versionText: String

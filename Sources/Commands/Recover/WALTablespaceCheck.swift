@@ -1,5 +1,4 @@
 import Foundation
-import LocalFS
 import Planner
 import Storage
 import WALFormat
@@ -10,38 +9,42 @@ import WALFormat
 /// drill` refuses to start its server over such WAL; `walctl recover` warns before the server is started.
 public enum WALTablespaceCheck {
     /// The first CREATE TABLESPACE record in the WAL `plan` replays, and the segment it starts in:
-    /// each planned segment is read from the repository (checked as archive-get checks it) into a
-    /// directory under `scratch` and scanned, with the next segment of its run for a record that
-    /// crosses into it. A time target ends the scan at the first commit or abort after it, an LSN
-    /// target ignores records after it; other targets (and nil) count every record of the planned
-    /// segments (a record after the stop in its last segment counts too: safe, and rare).
-    public static func firstCreation(plan: RecoveryPlan, target: RecoveryTarget?, repository: Repository, scratch: String) throws -> (String, TablespaceCreation)? {
+    /// each planned segment is read from the repository into memory (`ObjectReader.read`: checked as
+    /// archive-get checks it) and scanned, with the next segment of its run for a record that crosses
+    /// into it. A time target ends the scan at the first commit or abort after it, an LSN target
+    /// ignores records after it; other targets (and nil) count every record of the planned segments
+    /// (a record after the stop in its last segment counts too: safe, and rare).
+    public static func firstCreation(plan: RecoveryPlan, target: RecoveryTarget?, repository: Repository) throws -> (String, TablespaceCreation)? {
         guard let info = try storeCall({ try repository.info() }), let size = info.segmentSize else {
             throw WalctlError.refused("cannot read the segment size from \(repository.url)'s \(RepositoryLayout.infoKey)")
         }
-        let dir = scratch + "/walcheck"
-        do { try LocalFS.makePrivateDirectory(dir, what: "WAL check directory") } catch { throw WalctlError(error) }
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let reader = ObjectReader(repository: repository)
         func load(_ name: String) throws -> [UInt8] {
             guard let file = WALFileName(name), let meta = try storeCall({ try repository.meta(for: file) }) else {
                 throw WalctlError.refused("segment \(name) of the plan is not in \(repository.url)")
             }
-            let path = dir + "/" + name
-            let out = try AtomicFile(path: path, durable: false)
-            do { try ObjectReader(repository: repository).restore(meta, to: out); try out.commit() } catch { out.abort(); throw error }
-            defer { unlink(path) }
-            do {
-                guard let bytes = try LocalFS.readFile(path, limit: Int(size.bytes)) else { throw WalctlError.refused("\(path) vanished") }
-                return bytes
-            } catch let e as LocalFSError { throw WalctlError(e) }
+            guard meta.size == Int64(size.bytes) else {
+                throw WalctlError.checksumMismatch(name: name, expected: meta.crc32c, actual: "n/a", size: meta.size, expectedSize: Int64(size.bytes))
+            }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(Int(size.bytes))
+            try reader.read(meta) { chunk in
+                // Never more than the meta's size (the read's own check comes at the end).
+                guard bytes.count + chunk.count <= Int(meta.size) else {
+                    throw WalctlError.checksumMismatch(name: name, expected: meta.crc32c, actual: "n/a",
+                                                       size: Int64(bytes.count + chunk.count), expectedSize: meta.size)
+                }
+                bytes.append(contentsOf: chunk)
+            }
+            return bytes
         }
+        var stopAfter: PGTimestamp?
+        if case .time(let t) = target { stopAfter = t }
         for range in plan.segmentRanges {
             let names = (range.firstSegno...range.lastSegno).map { SegmentID(timeline: range.timeline, segno: $0).fileName(size: size) }
             var current = try load(names[0])
             for i in names.indices {
                 let next: [UInt8]? = i + 1 < names.count ? try load(names[i + 1]) : nil
-                var stopAfter: PGTimestamp?
-                if case .time(let t) = target { stopAfter = t }
                 let found = try current.withUnsafeBytes { c in
                     try (next ?? []).withUnsafeBytes { n in
                         try SegmentSummary.tablespaceCreations(c, segmentSize: size, following: next == nil ? nil : n, stopAfter: stopAfter)
